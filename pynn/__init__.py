@@ -1,0 +1,48 @@
+"""pynn: fast fully-connected neural networks on the CPU.
+
+Hot kernels are typed Cython (OpenMP loops, BLAS for the matrix products) behind a backend
+interface; a plain NumPy reference backend computes the same results for testing.
+"""
+from ._threads import get_num_threads, set_num_threads
+from .backend import get_backend, set_backend
+
+__version__ = "0.1.0"
+
+
+def show_config(file=None):
+    """Print version, OpenMP and thread count, the BLAS libraries in use, and the backend."""
+    import platform
+    import sys
+
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    from . import backend as _backend
+
+    file = file or sys.stdout
+    lines = [f"pynn {__version__} (Python {platform.python_version()}, numpy {np.__version__})"]
+    try:
+        from ._kernels import _info
+
+        openmp = "on" if _info.openmp_enabled() else "off (serial build)"
+        lines.append(f"compiled kernels: yes; OpenMP {openmp}")
+    except ImportError as exc:
+        lines.append(f"compiled kernels: not available ({exc})")
+    lines.append(f"threads: {get_num_threads()} (pynn.set_num_threads)")
+    try:
+        backend = _backend.get_backend().name
+    except ImportError as exc:
+        backend = f"{_backend._current} (cannot load: {exc})"
+    lines.append(f"backend: {backend}")
+    # Load the kernels' BLAS (scipy's) so threadpoolctl can see it.
+    import scipy.linalg  # noqa: F401
+
+    for lib in threadpool_info():
+        lines.append(
+            "{user_api}: {internal_api} {version} ({filepath}); threads={num_threads}, "
+            "kernel={arch}".format(arch=lib.get("architecture", "?"), **lib)
+        )
+    print("\n".join(lines), file=file)
+
+
+__all__ = ["get_backend", "get_num_threads", "set_backend", "set_num_threads", "show_config"]

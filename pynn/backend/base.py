@@ -1,0 +1,489 @@
+"""The backend interface: validation, allocation and scalars in Python; loops in the subclasses.
+
+Every public method here checks its arguments (type, dtype, shape, contiguity, writeability),
+allocates what the caller did not pass, computes the scalars a kernel needs and the thread count,
+then calls one abstract ``_<op>`` method. ``NumpyBackend`` (the readable reference) and
+``CythonBackend`` (the fast path) implement exactly those abstract methods, with identical
+signatures, and nothing else: swapping backends changes speed, never results.
+
+Abstract methods receive only validated arguments: C-contiguous arrays of one float dtype with the
+right shapes, outputs writeable, ``n_threads >= 1``.
+"""
+import abc
+
+import numpy as np
+
+from .. import _threads
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Activation kinds as the kernels see them (the codes are mirrored in csrc/_act.pxd).
+IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, STEP, SQUARE = range(8)
+ACTIVATIONS = {
+    "identity": IDENTITY,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "elu": ELU,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "step": STEP,
+    "square": SQUARE,
+}
+
+_MASK64 = (1 << 64) - 1
+GOLDEN64 = 0x9E3779B97F4A7C15
+
+
+def mix64(z):
+    """splitmix64's finalizer on a Python int (mod 2**64); the dropout generator's building block."""
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def dropout_key(seed, step):
+    """The 64-bit stream key of one dropout call: element i draws mix64(key + (i + 1) * GOLDEN64).
+
+    Counter-based: the mask depends on (seed, step, element index) only, never on thread count.
+    """
+    return mix64(mix64(seed + GOLDEN64) + step)
+
+
+def dropout_threshold(p):
+    """Element i is kept when (draw >> 32) >= threshold, i.e. with probability 1 - p."""
+    return min(int(round(p * 4294967296.0)), 4294967296)
+
+
+def activation_code(activation, param=None):
+    """Map an activation name (or None) to (kind code, parameter) for the kernels."""
+    if activation is None:
+        return IDENTITY, 0.0
+    try:
+        kind = ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}"
+        ) from None
+    if param is None:
+        param = {LEAKY_RELU: 0.01, ELU: 1.0}.get(kind, 0.0)
+    return kind, float(param)
+
+
+def derivative_from_output(kind, param):
+    """True when act'(z) can be computed from y = act(z) alone, so a fused Dense need not keep z.
+
+    Square loses the sign of z; leaky ReLU with a negative slope and ELU with alpha <= 0 make
+    "y > 0" no longer mean "z > 0".
+    """
+    if kind == SQUARE:
+        return False
+    if kind == LEAKY_RELU:
+        return param >= 0
+    if kind == ELU:
+        return param > 0
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks. Each raises with the argument's name and what was expected.
+
+
+def _float_array(name, a, dtype=None):
+    """An input array: ndarray of float32/float64 (of ``dtype`` if given), made C-contiguous."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if dtype is None:
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    elif a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but the other operands are {dtype}")
+    if not a.flags.c_contiguous:
+        # Strided input is copied, never read as if it were contiguous.
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def _ndim(name, a, ndim):
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+
+
+def _same_shape(name, a, shape):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+
+
+def _output(name, out, shape, dtype):
+    """Allocate an output, or check a caller's: right shape and dtype, C-contiguous, writeable."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype} but the operands are {dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (it is written in place)")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only; pass a writeable array")
+    return out
+
+
+def _accumulator(name, a, shape, dtype):
+    """An array updated in place (gradients, running statistics): must exist and be writeable."""
+    if a is None:
+        raise TypeError(f"{name} must be a numpy.ndarray, got None")
+    return _output(name, a, shape, dtype)
+
+
+def _scalar(name, value, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+class Backend(abc.ABC):
+    """Shared Python side of every backend. Subclasses implement the ``_<op>`` loops only."""
+
+    name = "abstract"
+
+    # ---------------------------------------------------------------- activations
+    def activation_forward(self, X, activation, param=None, out=None):
+        """Y = act(X) elementwise, any shape."""
+        kind, param = activation_code(activation, param)
+        X = _float_array("X", X)
+        Y = _output("out", out, X.shape, X.dtype)
+        self._activation_forward(
+            X.reshape(-1), Y.reshape(-1), kind, param, _threads.threads_for(X.size)
+        )
+        return Y
+
+    def activation_backward(self, dY, X, Y, activation, param=None, out=None):
+        """dX = dY * act'(X), with act' taken from the cached output Y where the math allows."""
+        kind, param = activation_code(activation, param)
+        dY = _float_array("dY", dY)
+        X = _float_array("X", X, dY.dtype)
+        Y = _float_array("Y", Y, dY.dtype)
+        _same_shape("X", X, dY.shape)
+        _same_shape("Y", Y, dY.shape)
+        dX = _output("out", out, dY.shape, dY.dtype)
+        self._activation_backward(
+            dY.reshape(-1), X.reshape(-1), Y.reshape(-1), dX.reshape(-1), kind, param,
+            _threads.threads_for(dY.size),
+        )
+        return dX
+
+    def softmax_forward(self, X, out=None):
+        """Y = softmax(X) along the last axis of a 2-D array, max-subtracted for stability."""
+        X = _float_array("X", X)
+        _ndim("X", X, 2)
+        Y = _output("out", out, X.shape, X.dtype)
+        self._softmax_forward(X, Y, _threads.threads_for(X.size))
+        return Y
+
+    def softmax_backward(self, dY, Y, out=None):
+        """dX = Y * (dY - rowsum(dY * Y))."""
+        dY = _float_array("dY", dY)
+        _ndim("dY", dY, 2)
+        Y = _float_array("Y", Y, dY.dtype)
+        _same_shape("Y", Y, dY.shape)
+        dX = _output("out", out, dY.shape, dY.dtype)
+        self._softmax_backward(dY, Y, dX, _threads.threads_for(dY.size))
+        return dX
+
+    # ---------------------------------------------------------------- dense
+    def dense_forward(self, X, W, b=None, activation=None, param=None, out=None):
+        """Y = act(X @ W.T + b); W has shape (out_features, in_features).
+
+        The activation must be computable backward from its output (see
+        ``derivative_from_output``) so ``dense_backward`` can use Y alone.
+        """
+        kind, param = activation_code(activation, param)
+        if not derivative_from_output(kind, param):
+            raise ValueError(
+                f"activation {activation!r} with param {param} cannot be fused into dense: its "
+                "derivative needs the pre-activation; apply it as a separate layer"
+            )
+        X = _float_array("X", X)
+        _ndim("X", X, 2)
+        W = _float_array("W", W, X.dtype)
+        _ndim("W", W, 2)
+        if W.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"W must have shape (out_features, {X.shape[1]}) to match X {X.shape}, "
+                f"got {W.shape}"
+            )
+        if b is not None:
+            b = _float_array("b", b, X.dtype)
+            _same_shape("b", b, (W.shape[0],))
+        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype)
+        self._dense_forward(X, W, b, Y, kind, param, _threads.get_num_threads())
+        return Y
+
+    def dense_backward(self, dY, X, W, Y, dW, db=None, activation=None, param=None,
+                       out=None, need_dX=True):
+        """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; returns dX = dZ @ W.
+
+        ``dW`` and ``db`` accumulate (gradients add up until zeroed). With ``need_dX=False``
+        (the first layer) dX is not computed and None is returned.
+        """
+        kind, param = activation_code(activation, param)
+        if not derivative_from_output(kind, param):
+            raise ValueError(f"activation {activation!r} cannot be fused into dense")
+        dY = _float_array("dY", dY)
+        _ndim("dY", dY, 2)
+        dtype = dY.dtype
+        X = _float_array("X", X, dtype)
+        _ndim("X", X, 2)
+        W = _float_array("W", W, dtype)
+        n, m = dY.shape
+        _same_shape("W", W, (m, X.shape[1]) if X.ndim == 2 else W.shape)
+        if X.shape[0] != n:
+            raise ValueError(f"X must have {n} rows to match dY {dY.shape}, got {X.shape}")
+        if kind != IDENTITY:
+            Y = _float_array("Y", Y, dtype)
+            _same_shape("Y", Y, dY.shape)
+        else:
+            Y = None
+        dW = _accumulator("dW", dW, W.shape, dtype)
+        if db is not None:
+            db = _accumulator("db", db, (m,), dtype)
+        dX = _output("out", out, X.shape, dtype) if need_dX else None
+        self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads())
+        return dX
+
+    # ---------------------------------------------------------------- losses
+    def _loss_operands(self, Y, T, name_y):
+        Y = _float_array(name_y, Y)
+        _ndim(name_y, Y, 2)
+        T = _float_array("T", T, Y.dtype)
+        _same_shape("T", T, Y.shape)
+        if Y.shape[0] == 0:
+            raise ValueError(f"{name_y} is an empty batch; a mean loss over no samples is undefined")
+        return Y, T
+
+    def mse_loss(self, Y, T, grad_out=None, need_grad=True):
+        """loss = mean((Y - T)**2) over all N*K elements; grad = 2 (Y - T) / (N*K)."""
+        Y, T = self._loss_operands(Y, T, "Y")
+        G = _output("grad_out", grad_out, Y.shape, Y.dtype) if need_grad else None
+        return self._mse_loss(Y, T, G, _threads.threads_for(Y.size)), G
+
+    def bce_with_logits_loss(self, Z, T, grad_out=None, need_grad=True):
+        """loss = mean(max(z, 0) - z t + log1p(exp(-|z|))) over N*K; grad = (sigmoid(z) - t) / (N*K)."""
+        Z, T = self._loss_operands(Z, T, "Z")
+        G = _output("grad_out", grad_out, Z.shape, Z.dtype) if need_grad else None
+        return self._bce_with_logits_loss(Z, T, G, _threads.threads_for(Z.size)), G
+
+    def softmax_cross_entropy_loss(self, Z, labels, grad_out=None, need_grad=True):
+        """loss = mean over rows of logsumexp(z) - z[label]; grad = (softmax(z) - onehot) / N."""
+        Z = _float_array("Z", Z)
+        _ndim("Z", Z, 2)
+        if Z.shape[0] == 0:
+            raise ValueError("Z is an empty batch; a mean loss over no samples is undefined")
+        labels = check_labels("labels", labels, Z.shape[0], Z.shape[1])
+        G = _output("grad_out", grad_out, Z.shape, Z.dtype) if need_grad else None
+        return self._softmax_cross_entropy_loss(Z, labels, G, _threads.threads_for(Z.size)), G
+
+    # ---------------------------------------------------------------- batch normalization
+    def _bn_params(self, X, gamma, beta):
+        X = _float_array("X", X)
+        _ndim("X", X, 2)
+        f = X.shape[1]
+        gamma = _float_array("gamma", gamma, X.dtype)
+        _same_shape("gamma", gamma, (f,))
+        beta = _float_array("beta", beta, X.dtype)
+        _same_shape("beta", beta, (f,))
+        return X, gamma, beta
+
+    def batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var,
+                                momentum=0.1, eps=1e-5, out=None):
+        """Normalize with batch statistics; update running stats in place (torch's convention).
+
+        mean = X.mean(0); var = X.var(0) (biased, used to normalize);
+        running_mean = (1 - momentum) running_mean + momentum mean;
+        running_var = (1 - momentum) running_var + momentum var * N / (N - 1).
+        Returns (Y, mean, invstd) with mean and invstd = 1 / sqrt(var + eps) in float64.
+        """
+        X, gamma, beta = self._bn_params(X, gamma, beta)
+        n, f = X.shape
+        if n < 2:
+            raise ValueError(
+                f"X must have at least 2 rows for batch statistics in training mode, got {n}"
+            )
+        running_mean = _accumulator("running_mean", running_mean, (f,), X.dtype)
+        running_var = _accumulator("running_var", running_var, (f,), X.dtype)
+        momentum = _scalar("momentum", momentum, 0.0, 1.0)
+        eps = _scalar("eps", eps, 0.0, low_open=True)
+        Y = _output("out", out, X.shape, X.dtype)
+        mean = np.empty(f, dtype=np.float64)
+        invstd = np.empty(f, dtype=np.float64)
+        self._batchnorm_forward_train(
+            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd,
+            _threads.threads_for(X.size),
+        )
+        return Y, mean, invstd
+
+    def batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps=1e-5,
+                               out=None):
+        """Y = gamma (X - running_mean) / sqrt(running_var + eps) + beta."""
+        X, gamma, beta = self._bn_params(X, gamma, beta)
+        f = X.shape[1]
+        running_mean = _float_array("running_mean", running_mean, X.dtype)
+        _same_shape("running_mean", running_mean, (f,))
+        running_var = _float_array("running_var", running_var, X.dtype)
+        _same_shape("running_var", running_var, (f,))
+        eps = _scalar("eps", eps, 0.0, low_open=True)
+        Y = _output("out", out, X.shape, X.dtype)
+        self._batchnorm_forward_eval(
+            X, gamma, beta, running_mean, running_var, eps, Y, _threads.threads_for(X.size)
+        )
+        return Y
+
+    def batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, out=None):
+        """xhat = (X - mean) invstd; dbeta += sum(dY); dgamma += sum(dY xhat);
+        dX = gamma invstd / N (N dY - sum(dY) - xhat sum(dY xhat)). Sums over the batch axis."""
+        dY = _float_array("dY", dY)
+        _ndim("dY", dY, 2)
+        n, f = dY.shape
+        X = _float_array("X", X, dY.dtype)
+        _same_shape("X", X, dY.shape)
+        gamma = _float_array("gamma", gamma, dY.dtype)
+        _same_shape("gamma", gamma, (f,))
+        mean = _float_array("mean", mean, np.dtype(np.float64))
+        _same_shape("mean", mean, (f,))
+        invstd = _float_array("invstd", invstd, np.dtype(np.float64))
+        _same_shape("invstd", invstd, (f,))
+        dgamma = _accumulator("dgamma", dgamma, (f,), dY.dtype)
+        dbeta = _accumulator("dbeta", dbeta, (f,), dY.dtype)
+        dX = _output("out", out, dY.shape, dY.dtype)
+        self._batchnorm_backward(
+            dY, X, gamma, mean, invstd, dgamma, dbeta, dX, _threads.threads_for(dY.size)
+        )
+        return dX
+
+    # ---------------------------------------------------------------- dropout
+    def dropout_forward(self, X, p, seed, step, out=None, mask_out=None):
+        """Y = X * mask / (1 - p); mask[i] = 1 with probability 1 - p, drawn from (seed, step, i).
+
+        Returns (Y, mask) with mask a uint8 array of X's shape; the same for any thread count.
+        """
+        X = _float_array("X", X)
+        p = _scalar("p", p, 0.0, 1.0, high_open=True)
+        seed = _uint64("seed", seed)
+        step = _uint64("step", step)
+        Y = _output("out", out, X.shape, X.dtype)
+        mask = _output("mask_out", mask_out, X.shape, np.dtype(np.uint8))
+        self._dropout_forward(
+            X.reshape(-1), dropout_threshold(p), 1.0 / (1.0 - p), dropout_key(seed, step),
+            Y.reshape(-1), mask.reshape(-1), _threads.threads_for(X.size),
+        )
+        return Y, mask
+
+    def dropout_backward(self, dY, mask, p, out=None):
+        """dX = dY * mask / (1 - p), reusing the forward mask."""
+        dY = _float_array("dY", dY)
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8:
+            raise TypeError("mask must be the uint8 array returned by dropout_forward")
+        mask = np.ascontiguousarray(mask)
+        _same_shape("mask", mask, dY.shape)
+        p = _scalar("p", p, 0.0, 1.0, high_open=True)
+        dX = _output("out", out, dY.shape, dY.dtype)
+        self._dropout_backward(
+            dY.reshape(-1), mask.reshape(-1), 1.0 / (1.0 - p), dX.reshape(-1),
+            _threads.threads_for(dY.size),
+        )
+        return dX
+
+    # ---------------------------------------------------------------- the loops
+    @abc.abstractmethod
+    def _activation_forward(self, X, Y, kind, param, n_threads):
+        """Y[i] = act(X[i]) over flat arrays."""
+
+    @abc.abstractmethod
+    def _activation_backward(self, dY, X, Y, dX, kind, param, n_threads):
+        """dX[i] = dY[i] * act'(X[i]) over flat arrays (using Y[i] where the math allows)."""
+
+    @abc.abstractmethod
+    def _softmax_forward(self, X, Y, n_threads):
+        """Row-wise stable softmax."""
+
+    @abc.abstractmethod
+    def _softmax_backward(self, dY, Y, dX, n_threads):
+        """dX = Y * (dY - rowsum(dY * Y))."""
+
+    @abc.abstractmethod
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
+        """Y := act(X @ W.T + b); b may be None."""
+
+    @abc.abstractmethod
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
+        """dZ = dY * act'(Y); db += colsum(dZ) (db may be None); dW += dZ.T @ X; dX := dZ @ W
+        (dX may be None). Y is None for the identity."""
+
+    @abc.abstractmethod
+    def _mse_loss(self, Y, T, G, n_threads):
+        """Return mean((Y - T)**2) as a float; G := its gradient unless G is None."""
+
+    @abc.abstractmethod
+    def _bce_with_logits_loss(self, Z, T, G, n_threads):
+        """Return the mean binary cross-entropy of logits Z; G := its gradient unless None."""
+
+    @abc.abstractmethod
+    def _softmax_cross_entropy_loss(self, Z, labels, G, n_threads):
+        """Return the mean softmax cross-entropy (labels: intp, in range); G := gradient."""
+
+    @abc.abstractmethod
+    def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
+                                 eps, Y, mean, invstd, n_threads):
+        """Batch statistics in float64 into mean/invstd, Y, and the running-stat update."""
+
+    @abc.abstractmethod
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
+                                n_threads):
+        """Y from the running statistics."""
+
+    @abc.abstractmethod
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        """dX, and dgamma/dbeta accumulated; sums in float64."""
+
+    @abc.abstractmethod
+    def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
+        """mask[i] = (mix64(key + (i+1) GOLDEN64) >> 32) >= threshold; Y[i] = X[i] mask[i] scale."""
+
+    @abc.abstractmethod
+    def _dropout_backward(self, dY, mask, scale, dX, n_threads):
+        """dX[i] = dY[i] * mask[i] * scale."""
+
+
+def _uint64(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if not 0 <= value <= _MASK64:
+        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+    return value
+
+
+def check_labels(name, labels, n, num_classes):
+    """Integer class labels, shape (n,), each in [0, num_classes); returned as C-contiguous intp."""
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of integers, got {type(labels).__name__}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {labels.shape}")
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"{name} must be class indices in [0, {num_classes}), got values in "
+            f"[{labels.min()}, {labels.max()}]"
+        )
+    return np.ascontiguousarray(labels, dtype=np.intp)

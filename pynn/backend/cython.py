@@ -1,0 +1,65 @@
+"""The fast backend: thin glue from the validated interface to the compiled kernels.
+
+It inherits only the shared base, never ``NumpyBackend``: a kernel missing here fails loudly
+instead of quietly running (and being tested against) the reference.
+"""
+from .._kernels import activations as _activations
+from .._kernels import batchnorm as _batchnorm
+from .._kernels import dense as _dense
+from .._kernels import dropout as _dropout
+from .._kernels import losses as _losses
+from .base import Backend
+
+
+class CythonBackend(Backend):
+    """Typed, nogil, OpenMP Cython kernels; BLAS through scipy.linalg.cython_blas."""
+
+    name = "cython"
+
+    def _activation_forward(self, X, Y, kind, param, n_threads):
+        _activations.activation_forward(X, Y, kind, param, n_threads)
+
+    def _activation_backward(self, dY, X, Y, dX, kind, param, n_threads):
+        _activations.activation_backward(dY, X, Y, dX, kind, param, n_threads)
+
+    def _softmax_forward(self, X, Y, n_threads):
+        _activations.softmax_forward(X, Y, n_threads)
+
+    def _softmax_backward(self, dY, Y, dX, n_threads):
+        _activations.softmax_backward(dY, Y, dX, n_threads)
+
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
+        _dense.dense_forward(X, W, b, Y, kind, param, n_threads)
+
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
+        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, param, n_threads)
+
+    def _mse_loss(self, Y, T, G, n_threads):
+        return _losses.mse_loss(Y, T, G, n_threads)
+
+    def _bce_with_logits_loss(self, Z, T, G, n_threads):
+        return _losses.bce_with_logits_loss(Z, T, G, n_threads)
+
+    def _softmax_cross_entropy_loss(self, Z, labels, G, n_threads):
+        return _losses.softmax_cross_entropy_loss(Z, labels, G, n_threads)
+
+    def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
+                                 eps, Y, mean, invstd, n_threads):
+        _batchnorm.batchnorm_forward_train(
+            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, n_threads
+        )
+
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
+                                n_threads):
+        _batchnorm.batchnorm_forward_eval(
+            X, gamma, beta, running_mean, running_var, eps, Y, n_threads
+        )
+
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        _batchnorm.batchnorm_backward(dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads)
+
+    def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
+        _dropout.dropout_forward(X, threshold, scale, key, Y, mask, n_threads)
+
+    def _dropout_backward(self, dY, mask, scale, dX, n_threads):
+        _dropout.dropout_backward(dY, mask, scale, dX, n_threads)

@@ -1,0 +1,169 @@
+"""The reference backend: plain, readable NumPy. The ground truth the Cython kernels are held to.
+
+Written for clarity, not speed: one formula per line, temporaries allowed, float64 where the
+Cython kernels accumulate in float64 (loss sums, batch-norm statistics).
+"""
+import numpy as np
+
+from .base import (
+    ELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SQUARE, STEP, TANH, Backend,
+)
+
+
+def _sigmoid(x):
+    # exp of a non-positive number only, so no overflow for any logit
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def act_forward(z, kind, param):
+    """act(z) for one activation kind, same dtype as z."""
+    if kind == IDENTITY:
+        return z.copy()
+    if kind == RELU:
+        return np.maximum(z, 0)
+    if kind == LEAKY_RELU:
+        return np.where(z > 0, z, z * z.dtype.type(param))
+    if kind == ELU:
+        return np.where(z > 0, z, z.dtype.type(param) * np.expm1(np.minimum(z, 0)))
+    if kind == SIGMOID:
+        return _sigmoid(z)
+    if kind == TANH:
+        return np.tanh(z)
+    if kind == STEP:
+        return (z > 0).astype(z.dtype)
+    if kind == SQUARE:
+        return z * z
+    raise ValueError(f"unknown activation kind {kind}")
+
+
+def act_derivative(x, y, kind, param):
+    """act'(x), taken from the output y where the math allows (x may be None for those kinds)."""
+    dtype = y.dtype if y is not None else x.dtype
+    one = dtype.type(1)
+    if kind == IDENTITY:
+        return np.ones_like(y if y is not None else x)
+    if kind == RELU:
+        return (y > 0).astype(dtype)
+    if kind == LEAKY_RELU:
+        # from the input when there is one: exact for any slope
+        positive = (x > 0) if x is not None else (y > 0)
+        return np.where(positive, one, dtype.type(param))
+    if kind == ELU:
+        positive = (x > 0) if x is not None else (y > 0)
+        return np.where(positive, one, y + dtype.type(param))
+    if kind == SIGMOID:
+        return y * (one - y)
+    if kind == TANH:
+        return one - y * y
+    if kind == STEP:
+        return np.zeros_like(y if y is not None else x)
+    if kind == SQUARE:
+        return 2 * x
+    raise ValueError(f"unknown activation kind {kind}")
+
+
+def mix64_array(z):
+    """splitmix64's finalizer over a uint64 array (wrapping arithmetic)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class NumpyBackend(Backend):
+    """Reference implementation of every kernel in plain NumPy."""
+
+    name = "numpy"
+
+    def _activation_forward(self, X, Y, kind, param, n_threads):
+        Y[...] = act_forward(X, kind, param)
+
+    def _activation_backward(self, dY, X, Y, dX, kind, param, n_threads):
+        dX[...] = dY * act_derivative(X, Y, kind, param)
+
+    def _softmax_forward(self, X, Y, n_threads):
+        shifted = X - X.max(axis=1, keepdims=True) if X.shape[1] else X
+        e = np.exp(shifted)
+        Y[...] = e / e.sum(axis=1, keepdims=True)
+
+    def _softmax_backward(self, dY, Y, dX, n_threads):
+        dX[...] = Y * (dY - (dY * Y).sum(axis=1, keepdims=True))
+
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
+        Z = X @ W.T
+        if b is not None:
+            Z += b
+        Y[...] = act_forward(Z, kind, param)
+
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
+        dZ = dY if kind == IDENTITY else dY * act_derivative(None, Y, kind, param)
+        if db is not None:
+            db += dZ.sum(axis=0)
+        dW += dZ.T @ X
+        if dX is not None:
+            dX[...] = dZ @ W
+
+    def _mse_loss(self, Y, T, G, n_threads):
+        diff = Y.astype(np.float64) - T
+        if G is not None:
+            G[...] = 2.0 * diff / Y.size
+        return float(np.mean(diff * diff))
+
+    def _bce_with_logits_loss(self, Z, T, G, n_threads):
+        z = Z.astype(np.float64)
+        t = T.astype(np.float64)
+        # max(z, 0) - z t + log(1 + exp(-|z|)): stable for any logit size
+        loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        if G is not None:
+            G[...] = (_sigmoid(z) - t) / Z.size
+        return float(np.mean(loss))
+
+    def _softmax_cross_entropy_loss(self, Z, labels, G, n_threads):
+        z = Z.astype(np.float64)
+        n = z.shape[0]
+        rows = np.arange(n)
+        shifted = z - z.max(axis=1, keepdims=True)
+        logsumexp = np.log(np.exp(shifted).sum(axis=1))
+        loss = np.mean(logsumexp - shifted[rows, labels])
+        if G is not None:
+            p = np.exp(shifted - logsumexp[:, None])
+            p[rows, labels] -= 1.0
+            G[...] = p / n
+        return float(loss)
+
+    def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
+                                 eps, Y, mean, invstd, n_threads):
+        x = X.astype(np.float64)
+        n = x.shape[0]
+        mean[...] = x.mean(axis=0)
+        var = ((x - mean) ** 2).mean(axis=0)
+        invstd[...] = 1.0 / np.sqrt(var + eps)
+        Y[...] = (x - mean) * invstd * gamma + beta
+        running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
+        running_var[...] = (1.0 - momentum) * running_var + momentum * var * n / (n - 1)
+
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
+                                n_threads):
+        invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        Y[...] = (X - running_mean.astype(np.float64)) * invstd * gamma + beta
+
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        dy = dY.astype(np.float64)
+        n = dy.shape[0]
+        xhat = (X - mean) * invstd
+        sum_dy = dy.sum(axis=0)
+        sum_dy_xhat = (dy * xhat).sum(axis=0)
+        dbeta += sum_dy
+        dgamma += sum_dy_xhat
+        dX[...] = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat)
+
+    def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
+        counters = np.arange(1, X.size + 1, dtype=np.uint64)
+        draws = mix64_array(np.uint64(key) + counters * np.uint64(GOLDEN64))
+        mask[...] = (draws >> np.uint64(32)) >= np.uint64(threshold)
+        Y[...] = X * mask * X.dtype.type(scale)
+
+    def _dropout_backward(self, dY, mask, scale, dX, n_threads):
+        dX[...] = dY * mask * dY.dtype.type(scale)

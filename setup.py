@@ -1,0 +1,114 @@
+"""Build pynn's Cython kernels (csrc/*.pyx -> pynn._kernels.*).
+
+Environment switches:
+  PYNN_FAIL_NO_OPENMP=1  abort the build when OpenMP does not work (CI uses this), instead of
+                         warning and building serial loops.
+  PYNN_CYTHON_DEBUG=1    bounds/wraparound/None checks back on, -O0 -g: for hunting a kernel bug.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# One row per compiled module: pynn._kernels.<name> is built from csrc/<name>.pyx.
+KERNEL_MODULES = [
+
+    "activations",
+    "dense",
+    "losses",
+    "batchnorm",
+    "dropout",
+    "optim",
+    "_info",
+]
+
+DEBUG = os.environ.get("PYNN_CYTHON_DEBUG") == "1"
+FAIL_NO_OPENMP = os.environ.get("PYNN_FAIL_NO_OPENMP") == "1"
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d\\n", n);
+        return n >= 1 ? 0 : 1;
+    }
+    """
+)
+
+
+def _openmp_flags(compiler):
+    """Compile, link and run a tiny OpenMP program; return (compile_args, link_args) or None."""
+    if compiler.compiler_type == "msvc":
+        candidates = [(["/openmp"], [])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"]), (["-Xpreprocessor", "-fopenmp"], ["-lomp"])]
+    for cflags, lflags in candidates:
+        tmp = tempfile.mkdtemp(prefix="pynn-omp-")
+        try:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(OPENMP_PROBE)
+            objects = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+            exe = os.path.join(tmp, "probe")
+            compiler.link_executable(objects, exe, extra_postargs=lflags)
+            subprocess.run([exe], check=True, capture_output=True, timeout=60)
+            return cflags, lflags
+        except Exception:  # any failure (no header, no runtime, cannot run) means "no OpenMP"
+            continue
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        flags = _openmp_flags(self.compiler)
+        if flags is None:
+            message = "pynn: OpenMP is not available with this compiler; building serial kernels"
+            if FAIL_NO_OPENMP:
+                sys.exit(message + " (PYNN_FAIL_NO_OPENMP=1 makes this an error)")
+            print("WARNING: " + message, file=sys.stderr)
+            cflags, lflags = [], []
+        else:
+            cflags, lflags = flags
+        opt = ["-O0", "-g"] if DEBUG else ["-O3"]
+        if self.compiler.compiler_type == "msvc":
+            opt = ["/Od"] if DEBUG else ["/O2"]
+        for ext in self.extensions:
+            ext.extra_compile_args = opt + cflags + ext.extra_compile_args
+            ext.extra_link_args = lflags + ext.extra_link_args
+            ext.define_macros = ext.define_macros + [("PYNN_OPENMP", "1" if flags else "0")]
+        super().build_extensions()
+
+
+extensions = [
+    Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"]) for name in KERNEL_MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["csrc"],
+        language_level=3,
+        compiler_directives={
+            "boundscheck": DEBUG,
+            "wraparound": DEBUG,
+            "initializedcheck": DEBUG,
+            "nonecheck": DEBUG,
+            "cdivision": True,
+            "embedsignature": True,
+            "freethreading_compatible": True,
+        },
+    ),
+    cmdclass={"build_ext": BuildExt},
+)
