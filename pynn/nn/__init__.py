@@ -1,0 +1,16 @@
+"""Layers, containers, losses and initializers."""
+from . import init
+from .activations import ELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Square, Step, Tanh
+from .batchnorm import BatchNorm
+from .dense import Dense
+from .dropout import Dropout
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
+from .module import Module
+from .parameter import Parameter, ParameterArena, pack
+from .sequential import Sequential
+
+__all__ = [
+    "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
+    "Identity", "LeakyReLU", "Loss", "MSELoss", "Module", "Parameter", "ParameterArena", "ReLU",
+    "Sequential", "Sigmoid", "Softmax", "Square", "Step", "Tanh", "init", "pack",
+]

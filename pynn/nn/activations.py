@@ -1,0 +1,154 @@
+"""Activation layers. Each caches its input and output; derivatives come from the output where
+the math allows (ReLU, sigmoid, tanh), so a Dense before one can fuse it into its kernel."""
+import numpy as np
+
+from .module import Module, check_input
+
+
+class Activation(Module):
+    """Elementwise activation layer.
+
+    Shape
+    -----
+    - Input: any shape, float32 or float64
+    - Output: same shape and dtype
+    """
+
+    activation = "identity"
+
+    def __init__(self):
+        super().__init__()
+        self._X = None
+        self._Y = None
+
+    @property
+    def param(self):
+        """The activation's scalar parameter (slope, alpha) or None."""
+        return None
+
+    def forward(self, X):
+        X = check_input(self, X)
+        Y = self.backend.activation_forward(X, self.activation, self.param)
+        self._X, self._Y = X, Y
+        return Y
+
+    def backward(self, dY):
+        self._check_cached("_Y")
+        dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
+        return self.backend.activation_backward(dY, self._X, self._Y, self.activation, self.param)
+
+
+class Identity(Activation):
+    """v -> v."""
+
+    activation = "identity"
+
+
+class Step(Activation):
+    """Binary step: 1 for v > 0, 0 otherwise (also at 0). Its gradient is zero everywhere."""
+
+    activation = "step"
+
+
+class Sigmoid(Activation):
+    """v -> 1 / (1 + exp(-v)), computed without overflow for any v."""
+
+    activation = "sigmoid"
+
+
+class Tanh(Activation):
+    """v -> tanh(v)."""
+
+    activation = "tanh"
+
+
+class ReLU(Activation):
+    """v -> max(v, 0); derivative 0 at v = 0 (torch's convention)."""
+
+    activation = "relu"
+
+
+class Square(Activation):
+    """v -> v**2."""
+
+    activation = "square"
+
+
+class LeakyReLU(Activation):
+    """v -> v for v > 0, negative_slope * v otherwise.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+    """
+
+    activation = "leaky_relu"
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = _finite("negative_slope", negative_slope)
+
+    @property
+    def param(self):
+        return self.negative_slope
+
+    def config(self):
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(Activation):
+    """v -> v for v > 0, alpha * (exp(v) - 1) otherwise. Clevert et al., ICLR 2016.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+    """
+
+    activation = "elu"
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = _finite("alpha", alpha)
+
+    @property
+    def param(self):
+        return self.alpha
+
+    def config(self):
+        return {"alpha": self.alpha}
+
+
+class Softmax(Module):
+    """Row-wise softmax (numerically stable). For classification training prefer leaving the
+    logits raw and using ``CrossEntropyLoss``, which fuses softmax into the loss.
+
+    Shape
+    -----
+    - Input: (N, C)
+    - Output: (N, C), each row sums to 1
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._Y = None
+
+    def forward(self, X):
+        X = check_input(self, X)
+        if X.ndim != 2:
+            raise ValueError(f"Softmax: X must be 2-D (batch, classes), got shape {X.shape}")
+        self._Y = self.backend.softmax_forward(X)
+        return self._Y
+
+    def backward(self, dY):
+        self._check_cached("_Y")
+        dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
+        return self.backend.softmax_backward(dY, self._Y)
+
+
+def _finite(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value

@@ -1,0 +1,56 @@
+"""Inverted dropout with a counter-based mask."""
+import numpy as np
+
+from .module import Module, check_input
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` in training, scale the rest by ``1 / (1 - p)``.
+
+    The mask comes from a counter-based generator keyed by (seed, call number, element index):
+    the same for any thread count, reproducible from the seed, reused by backward.
+    Identity in eval mode. Srivastava et al., JMLR 2014.
+
+    Parameters
+    ----------
+    p : float in [0, 1)
+    seed : int, optional
+        None draws one from the OS.
+
+    Shape
+    -----
+    - Input: any shape
+    - Output: same shape
+    """
+
+    def __init__(self, p=0.5, seed=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
+            raise TypeError(f"p must be a number, got {type(p).__name__}")
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p must be in [0, 1), got {p}")
+        self.p = float(p)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        self.seed = int(seed)
+        self.step = 0  # forward calls in training mode so far: each gets a fresh mask
+        self._mask = None
+
+    def forward(self, X):
+        X = check_input(self, X)
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return X
+        Y, self._mask = self.backend.dropout_forward(X, self.p, self.seed, self.step)
+        self.step += 1
+        return Y
+
+    def backward(self, dY):
+        if self._mask is None:
+            return dY  # eval mode / p == 0: the identity
+        return self.backend.dropout_backward(dY, self._mask, self.p)
+
+    def config(self):
+        return {"p": self.p, "seed": self.seed}

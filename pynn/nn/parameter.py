@@ -1,0 +1,138 @@
+"""Parameters and the parameter arena: one contiguous buffer per dtype for a model's values and
+another for its gradients, so one fused kernel call can update (or an Allreduce average) them all.
+"""
+import numpy as np
+
+
+class Parameter:
+    """A trainable array with its gradient.
+
+    ``data`` and ``grad`` are views into an arena's flat buffers. Assigning ``p.data = a`` or
+    ``p.grad = g`` copies into the existing buffer (shapes must match), so every view of the
+    parameter, and the arena the optimizer updates, stays valid. ``grad`` is always an array
+    (zeros at first); only ``zero_grad`` clears it: backward passes accumulate.
+    """
+
+    __slots__ = ("_data", "_grad", "_arena", "_offset", "name")
+
+    def __init__(self, data, name=None):
+        data = np.asarray(data)
+        if data.dtype not in (np.float32, np.float64):
+            raise TypeError(f"data must have dtype float32 or float64, got {data.dtype}")
+        self.name = name
+        self._arena = None
+        self._offset = 0
+        ParameterArena([self], _initial=np.array(data, order="C"))
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data[...] = _same_shape("data", value, self._data)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is None:
+            self._grad[...] = 0  # torch's p.grad = None means "no gradient": zeros here
+            return
+        self._grad[...] = _same_shape("grad", value, self._grad)
+
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def size(self):
+        return self._data.size
+
+    @property
+    def arena(self):
+        """The ParameterArena whose buffers hold this parameter."""
+        return self._arena
+
+    @property
+    def offset(self):
+        """Start of this parameter in its arena's flat buffers (in elements)."""
+        return self._offset
+
+    def zero_grad(self):
+        self._grad[...] = 0
+
+    def __repr__(self):
+        name = f"{self.name!r}, " if self.name else ""
+        return f"Parameter({name}shape={self.shape}, dtype={self.dtype})"
+
+
+def _same_shape(name, value, target):
+    value = np.asarray(value)
+    if value.shape != target.shape:
+        raise ValueError(f"{name} must have shape {target.shape}, got {value.shape}")
+    if value.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numeric, got dtype {value.dtype}")
+    return value
+
+
+class ParameterArena:
+    """Packs parameters of one dtype into a flat ``data`` buffer and a flat ``grad`` buffer.
+
+    Parameters are laid out in the order given; each parameter's ``data``/``grad`` become views.
+    Packing keeps values (data and accumulated gradients). A parameter belongs to one arena at a
+    time: packing it again moves it, and the old arena no longer tracks it.
+    """
+
+    def __init__(self, params, _initial=None):
+        params = list(params)
+        if not params:
+            raise ValueError("params must hold at least one Parameter")
+        dtypes = {p.dtype if _initial is None else _initial.dtype for p in params}
+        if len(dtypes) != 1:
+            raise TypeError(f"params must all have one dtype, got {sorted(map(str, dtypes))}")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("params holds the same Parameter twice")
+        self.dtype = np.dtype(dtypes.pop())
+        self.params = params
+        self.offsets = []
+        total = 0
+        for p in params:
+            self.offsets.append(total)
+            total += p.size if _initial is None else _initial.size
+        self.data = np.empty(total, dtype=self.dtype)
+        self.grad = np.zeros(total, dtype=self.dtype)
+        for p, start in zip(params, self.offsets):
+            if _initial is not None:
+                values, grads, shape = _initial, None, _initial.shape
+            else:
+                values, grads, shape = p._data, p._grad, p.shape
+            n = int(np.prod(shape))
+            data_view = self.data[start:start + n].reshape(shape)
+            grad_view = self.grad[start:start + n].reshape(shape)
+            data_view[...] = values
+            if grads is not None:
+                grad_view[...] = grads
+            p._data, p._grad, p._arena, p._offset = data_view, grad_view, self, start
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def owns_all(self):
+        """True while every parameter packed here still lives here (none was re-packed)."""
+        return all(p._arena is self for p in self.params)
+
+
+def pack(params):
+    """Pack ``params`` (all one dtype) into one new arena, in order; returns the arena."""
+    return ParameterArena(params)
