@@ -403,6 +403,123 @@ class Backend(abc.ABC):
         )
         return dX
 
+    # ---------------------------------------------------------------- optimizers
+    # Each step updates one flat, contiguous buffer in place (a param group's slice of the
+    # parameter arena) with one fused kernel call. State arrays are updated in place; None means
+    # the variant is off (no momentum, not centered, no amsgrad).
+    def _optim_operands(self, param, grad, states):
+        """Validate param (1-D, writeable), grad (same shape/dtype) and state buffers."""
+        if not isinstance(param, np.ndarray):
+            raise TypeError(f"param must be a numpy.ndarray, got {type(param).__name__}")
+        if param.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"param must have dtype float32 or float64, got {param.dtype}")
+        _ndim("param", param, 1)
+        param = _output("param", param, param.shape, param.dtype)
+        grad = _float_array("grad", grad, param.dtype)
+        _same_shape("grad", grad, param.shape)
+        checked = []
+        for name, a in states:
+            checked.append(None if a is None else _output(name, a, param.shape, param.dtype))
+        return param, grad, checked
+
+    def sgd_step(self, param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
+                 weight_decay=0.0, l1=0.0, nesterov=False, first_step=False):
+        """SGD with momentum, in place: d = g + wd p + l1 sign(p);
+        buf = d on the first step, else momentum buf + (1 - dampening) d;
+        d = d + momentum buf (nesterov) or buf; p -= lr d. ``momentum_buffer`` None: plain SGD."""
+        lr = _scalar("lr", lr, 0.0)
+        momentum = _scalar("momentum", momentum, 0.0)
+        dampening = _scalar("dampening", dampening)
+        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
+        l1 = _scalar("l1", l1, 0.0)
+        if momentum != 0 and momentum_buffer is None:
+            raise ValueError("momentum_buffer must be an array when momentum != 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov requires momentum > 0 and dampening == 0")
+        param, grad, (buf,) = self._optim_operands(
+            param, grad, [("momentum_buffer", momentum_buffer if momentum != 0 else None)]
+        )
+        self._sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, l1,
+                       bool(nesterov), bool(first_step), _threads.threads_for(param.size))
+        return param
+
+    def adagrad_step(self, param, grad, state_sum, *, step, lr, lr_decay=0.0, weight_decay=0.0,
+                     l1=0.0, eps=1e-10):
+        """Adagrad, in place: d = g + wd p + l1 sign(p); sum += d^2;
+        p -= lr / (1 + (step - 1) lr_decay) * d / (sqrt(sum) + eps). ``step`` counts from 1."""
+        step = _step("step", step)
+        lr = _scalar("lr", lr, 0.0)
+        lr_decay = _scalar("lr_decay", lr_decay, 0.0)
+        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
+        l1 = _scalar("l1", l1, 0.0)
+        eps = _scalar("eps", eps, 0.0)
+        param, grad, (state_sum,) = self._optim_operands(param, grad, [("state_sum", state_sum)])
+        if state_sum is None:
+            raise TypeError("state_sum must be a numpy.ndarray, got None")
+        clr = lr / (1.0 + (step - 1) * lr_decay)
+        self._adagrad_step(param, grad, state_sum, clr, weight_decay, l1, eps,
+                           _threads.threads_for(param.size))
+        return param
+
+    def rmsprop_step(self, param, grad, square_avg, grad_avg=None, momentum_buffer=None, *, lr,
+                     alpha=0.99, eps=1e-8, weight_decay=0.0, l1=0.0, momentum=0.0):
+        """RMSprop, in place: d = g + wd p + l1 sign(p); v = alpha v + (1 - alpha) d^2;
+        centered (``grad_avg`` given): a = a + (1 - alpha)(d - a), avg = sqrt(v - a^2) + eps,
+        else avg = sqrt(v) + eps; momentum > 0: buf = momentum buf + d / avg, p -= lr buf;
+        else p -= lr d / avg."""
+        lr = _scalar("lr", lr, 0.0)
+        alpha = _scalar("alpha", alpha, 0.0)
+        eps = _scalar("eps", eps, 0.0)
+        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
+        l1 = _scalar("l1", l1, 0.0)
+        momentum = _scalar("momentum", momentum, 0.0)
+        if momentum > 0 and momentum_buffer is None:
+            raise ValueError("momentum_buffer must be an array when momentum > 0")
+        param, grad, (square_avg, grad_avg, buf) = self._optim_operands(
+            param, grad,
+            [("square_avg", square_avg), ("grad_avg", grad_avg),
+             ("momentum_buffer", momentum_buffer if momentum > 0 else None)],
+        )
+        if square_avg is None:
+            raise TypeError("square_avg must be a numpy.ndarray, got None")
+        self._rmsprop_step(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay,
+                           l1, momentum, _threads.threads_for(param.size))
+        return param
+
+    def adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr,
+                  beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0,
+                  decoupled_weight_decay=False):
+        """Adam / AdamW (torch's eps placement), in place. ``step`` t counts from 1:
+        AdamW first decays p *= 1 - lr wd (and d = g), Adam uses d = g + wd p; then
+        d += l1 sign(p); m = m + (1 - beta1)(d - m); v = beta2 v + (1 - beta2) d^2;
+        vmax = max(vmax, v) if ``max_exp_avg_sq`` is given (amsgrad) else v;
+        p -= lr / (1 - beta1^t) * m / (sqrt(vmax) / sqrt(1 - beta2^t) + eps).
+        Bias corrections are computed here, once, in double."""
+        step = _step("step", step)
+        lr = _scalar("lr", lr, 0.0)
+        beta1 = _scalar("beta1", beta1, 0.0, 1.0, high_open=True)
+        beta2 = _scalar("beta2", beta2, 0.0, 1.0, high_open=True)
+        eps = _scalar("eps", eps, 0.0)
+        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
+        l1 = _scalar("l1", l1, 0.0)
+        param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq) = self._optim_operands(
+            param, grad,
+            [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
+             ("max_exp_avg_sq", max_exp_avg_sq)],
+        )
+        if exp_avg is None or exp_avg_sq is None:
+            raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
+        step_size = lr / (1.0 - beta1 ** step)
+        bc2_sqrt = float(np.sqrt(1.0 - beta2 ** step))
+        if decoupled_weight_decay:
+            decay, coupled = 1.0 - lr * weight_decay, 0.0
+        else:
+            decay, coupled = 1.0, weight_decay
+        self._adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
+                        coupled, l1, decay, step_size, bc2_sqrt,
+                        _threads.threads_for(param.size))
+        return param
+
     # ---------------------------------------------------------------- the loops
     @abc.abstractmethod
     def _activation_forward(self, X, Y, kind, param, n_threads):
@@ -463,6 +580,26 @@ class Backend(abc.ABC):
     def _dropout_backward(self, dY, mask, scale, dX, n_threads):
         """dX[i] = dY[i] * mask[i] * scale."""
 
+    @abc.abstractmethod
+    def _sgd_step(self, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, l1,
+                  nesterov, first_step, n_threads):
+        """One fused SGD pass; momentum_buffer is None without momentum (see sgd_step)."""
+
+    @abc.abstractmethod
+    def _adagrad_step(self, param, grad, state_sum, clr, weight_decay, l1, eps, n_threads):
+        """One fused Adagrad pass with the decayed learning rate clr (see adagrad_step)."""
+
+    @abc.abstractmethod
+    def _rmsprop_step(self, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                      weight_decay, l1, momentum, n_threads):
+        """One fused RMSprop pass; grad_avg None: not centered; momentum_buffer None: none."""
+
+    @abc.abstractmethod
+    def _adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
+                   weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
+        """d = g + wd p + l1 sign(p); m, v, (vmax) updated;
+        p := p decay - step_size m / (sqrt(vmax or v) / bc2_sqrt + eps)."""
+
 
 def _uint64(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -487,3 +624,12 @@ def check_labels(name, labels, n, num_classes):
             f"[{labels.min()}, {labels.max()}]"
         )
     return np.ascontiguousarray(labels, dtype=np.intp)
+
+
+def _step(name, value):
+    """An optimizer step count: an int >= 1 (bias corrections are undefined at 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)

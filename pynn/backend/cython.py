@@ -3,11 +3,14 @@
 It inherits only the shared base, never ``NumpyBackend``: a kernel missing here fails loudly
 instead of quietly running (and being tested against) the reference.
 """
+import numpy as np
+
 from .._kernels import activations as _activations
 from .._kernels import batchnorm as _batchnorm
 from .._kernels import dense as _dense
 from .._kernels import dropout as _dropout
 from .._kernels import losses as _losses
+from .._kernels import optim as _optim
 from .base import Backend
 
 
@@ -63,3 +66,37 @@ class CythonBackend(Backend):
 
     def _dropout_backward(self, dY, mask, scale, dX, n_threads):
         _dropout.dropout_backward(dY, mask, scale, dX, n_threads)
+
+    # -- optimizers: the kernels take an empty array for a switched-off state buffer.
+    def _sgd_step(self, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, l1,
+                  nesterov, first_step, n_threads):
+        _optim.sgd_step(param, grad, _or_empty(momentum_buffer, param), lr, momentum, dampening,
+                        weight_decay, l1, nesterov, first_step, n_threads)
+
+    def _adagrad_step(self, param, grad, state_sum, clr, weight_decay, l1, eps, n_threads):
+        _optim.adagrad_step(param, grad, state_sum, clr, weight_decay, l1, eps, n_threads)
+
+    def _rmsprop_step(self, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                      weight_decay, l1, momentum, n_threads):
+        _optim.rmsprop_step(param, grad, square_avg, _or_empty(grad_avg, param),
+                            _or_empty(momentum_buffer, param), lr, alpha, eps, weight_decay, l1,
+                            momentum, n_threads)
+
+    def _adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
+                   weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
+        _optim.adam_step(param, grad, exp_avg, exp_avg_sq, _or_empty(max_exp_avg_sq, param),
+                         beta1, beta2, eps, weight_decay, l1, decay, step_size, bc2_sqrt,
+                         n_threads)
+
+
+_EMPTY = {}
+
+
+def _or_empty(a, like):
+    """``a``, or a cached empty array of ``like``'s dtype (fused memoryviews need a typed array)."""
+    if a is not None:
+        return a
+    e = _EMPTY.get(like.dtype)
+    if e is None:
+        e = _EMPTY[like.dtype] = np.empty(0, dtype=like.dtype)
+    return e

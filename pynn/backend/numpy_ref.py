@@ -167,3 +167,65 @@ class NumpyBackend(Backend):
 
     def _dropout_backward(self, dY, mask, scale, dX, n_threads):
         dX[...] = dY * mask * dY.dtype.type(scale)
+
+    # -- optimizers: the formulas written out, in the buffer's dtype, scalars rounded once.
+    def _sgd_step(self, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, l1,
+                  nesterov, first_step, n_threads):
+        t = param.dtype.type
+        d = grad + t(weight_decay) * param
+        if l1 != 0:
+            d = d + t(l1) * np.sign(param)
+        if momentum_buffer is not None:
+            if first_step:
+                momentum_buffer[...] = d  # torch: the first buffer is the gradient itself
+            else:
+                momentum_buffer[...] = (
+                    t(momentum) * momentum_buffer + (t(1) - t(dampening)) * d
+                )
+            if nesterov:
+                d = d + t(momentum) * momentum_buffer
+            else:
+                d = momentum_buffer.copy()
+        param[...] = param - t(lr) * d
+
+    def _adagrad_step(self, param, grad, state_sum, clr, weight_decay, l1, eps, n_threads):
+        t = param.dtype.type
+        d = grad + t(weight_decay) * param
+        if l1 != 0:
+            d = d + t(l1) * np.sign(param)
+        state_sum[...] = state_sum + d * d
+        param[...] = param - t(clr) * (d / (np.sqrt(state_sum) + t(eps)))
+
+    def _rmsprop_step(self, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                      weight_decay, l1, momentum, n_threads):
+        t = param.dtype.type
+        one_minus_alpha = t(1) - t(alpha)
+        d = grad + t(weight_decay) * param
+        if l1 != 0:
+            d = d + t(l1) * np.sign(param)
+        square_avg[...] = t(alpha) * square_avg + one_minus_alpha * d * d
+        if grad_avg is not None:
+            grad_avg[...] = grad_avg + one_minus_alpha * (d - grad_avg)
+            avg = np.sqrt(square_avg - grad_avg * grad_avg) + t(eps)
+        else:
+            avg = np.sqrt(square_avg) + t(eps)
+        if momentum_buffer is not None:
+            momentum_buffer[...] = t(momentum) * momentum_buffer + d / avg
+            param[...] = param - t(lr) * momentum_buffer
+        else:
+            param[...] = param - t(lr) * (d / avg)
+
+    def _adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
+                   weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
+        t = param.dtype.type
+        d = grad + t(weight_decay) * param
+        if l1 != 0:
+            d = d + t(l1) * np.sign(param)
+        exp_avg[...] = exp_avg + (t(1) - t(beta1)) * (d - exp_avg)
+        exp_avg_sq[...] = t(beta2) * exp_avg_sq + (t(1) - t(beta2)) * d * d
+        v = exp_avg_sq
+        if max_exp_avg_sq is not None:
+            max_exp_avg_sq[...] = np.maximum(max_exp_avg_sq, exp_avg_sq)
+            v = max_exp_avg_sq
+        denom = np.sqrt(v) / t(bc2_sqrt) + t(eps)
+        param[...] = param * t(decay) - t(step_size) * (exp_avg / denom)

@@ -3,6 +3,17 @@ another for its gradients, so one fused kernel call can update (or an Allreduce 
 """
 import numpy as np
 
+# Arena buffers (and optimizer state laid out like them) start on a cache line.
+ALIGN_BYTES = 64
+
+
+def aligned_empty(n, dtype, align=ALIGN_BYTES):
+    """An uninitialized flat array of ``n`` elements whose first element is ``align``-aligned."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + align, dtype=np.uint8)
+    shift = (-raw.ctypes.data) % align
+    return raw[shift:shift + n * dtype.itemsize].view(dtype)
+
 
 class Parameter:
     """A trainable array with its gradient.
@@ -90,7 +101,7 @@ class ParameterArena:
     time: packing it again moves it, and the old arena no longer tracks it.
     """
 
-    def __init__(self, params, _initial=None):
+    def __init__(self, params, _initial=None, segment_starts=()):
         params = list(params)
         if not params:
             raise ValueError("params must hold at least one Parameter")
@@ -102,12 +113,20 @@ class ParameterArena:
         self.dtype = np.dtype(dtypes.pop())
         self.params = params
         self.offsets = []
+        # Parameters at these indices start on a cache line (an optimizer's param groups), so
+        # the threads of a fused update never share a line between two groups' kernel calls.
+        line = ALIGN_BYTES // self.dtype.itemsize
+        segment_starts = set(segment_starts)
         total = 0
-        for p in params:
+        for i, p in enumerate(params):
+            if i in segment_starts:
+                total = -(-total // line) * line
             self.offsets.append(total)
             total += p.size if _initial is None else _initial.size
-        self.data = np.empty(total, dtype=self.dtype)
-        self.grad = np.zeros(total, dtype=self.dtype)
+        self.data = aligned_empty(total, self.dtype)
+        self.grad = aligned_empty(total, self.dtype)
+        self.data.fill(0)  # padding between segments is never updated: keep it finite
+        self.grad.fill(0)
         for p, start in zip(params, self.offsets):
             if _initial is not None:
                 values, grads, shape = _initial, None, _initial.shape
@@ -136,3 +155,24 @@ class ParameterArena:
 def pack(params):
     """Pack ``params`` (all one dtype) into one new arena, in order; returns the arena."""
     return ParameterArena(params)
+
+
+def arenas_of(params):
+    """{dtype: arena} when the arenas now holding ``params`` hold exactly those parameters
+    (one arena per dtype, each still owning all of its parameters); otherwise None.
+
+    Lets a model adopt the arena an optimizer re-packed its parameters into, so zeroing the
+    model's gradients stays one memset per dtype.
+    """
+    by_dtype = {}
+    for p in params:
+        by_dtype.setdefault(p.dtype, []).append(p)
+    out = {}
+    for dtype, ps in by_dtype.items():
+        arena = ps[0]._arena
+        if arena is None or any(p._arena is not arena for p in ps):
+            return None
+        if len(arena.params) != len(ps) or not arena.owns_all():
+            return None
+        out[dtype] = arena
+    return out

@@ -5,7 +5,7 @@ from ..backend.base import activation_code, derivative_from_output
 from .activations import ELU, Activation, LeakyReLU, ReLU
 from .dense import Dense
 from .module import Module
-from .parameter import ParameterArena
+from .parameter import ParameterArena, arenas_of
 
 # Activations after which a Dense with init=None gets He initialization (the ReLU family).
 _RELU_FAMILY = (ReLU, LeakyReLU, ELU)
@@ -108,6 +108,10 @@ class Sequential(Module):
         return out
 
     def zero_grad(self):
+        if not all(a.owns_all() for a in self.arenas.values()):
+            # An optimizer re-packed the parameters (param groups): adopt its arenas when they
+            # hold exactly this model's parameters, so this stays one memset per dtype.
+            self.arenas = arenas_of(self.parameters()) or self.arenas
         if all(a.owns_all() for a in self.arenas.values()):
             for arena in self.arenas.values():
                 arena.zero_grad()  # one memset instead of one per parameter

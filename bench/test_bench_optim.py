@@ -1,0 +1,149 @@
+"""Optimizer steps: pynn's fused kernels vs the NumPy reference and torch (optional).
+
+Run (2 threads, float32; quoted figures with the OpenBLAS variables unset):
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 -m pytest bench/test_bench_optim.py \
+        --benchmark-only --benchmark-columns=min,median,mean -s
+The module prints, at its end, the ratios the issue asks for (from this one run, by minimum
+time) and each optimizer's effective bandwidth next to a measured copy bandwidth.
+"""
+import numpy as np
+import pytest
+
+from pynn.nn import Parameter
+from pynn.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+
+from conftest import assert_matches_reference
+
+try:
+    import torch
+except ImportError:  # torch is an optional benchmark dependency
+    torch = None
+
+N_BIG = 10_000_000
+MLP_SHAPES = [(256, 784), (256,), (128, 256), (128,), (10, 128), (10,)]
+
+# name: (pynn class, kwargs, torch kwargs, bytes moved per element / itemsize)
+# bytes: read p, g and every state buffer; write p and every state buffer.
+OPTIMIZERS = {
+    "adam": (Adam, dict(lr=1e-3), dict(fused=True), 7),
+    "adamw": (AdamW, dict(lr=1e-3), dict(fused=True), 7),
+    "rmsprop": (RMSprop, dict(lr=1e-3), dict(foreach=True), 5),
+    "adagrad": (Adagrad, dict(lr=1e-2), dict(foreach=True), 5),
+    "sgd_momentum": (SGD, dict(lr=1e-2, momentum=0.9), dict(foreach=True), 5),
+}
+
+RESULTS = {}  # (case, impl) -> min seconds
+
+
+def _record(benchmark, case, impl):
+    RESULTS[(case, impl)] = benchmark.stats.stats.min
+
+
+def _pynn_params(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    params = [Parameter(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+    for p in params:
+        p.grad = rng.standard_normal(p.shape, dtype=np.float32) * 0.01
+    return params
+
+
+def _check_against_reference(cls, kwargs, shapes):
+    """One step of the fused kernel and of the NumPy reference from the same state agree."""
+    fast = _pynn_params(shapes)
+    ref = _pynn_params(shapes)
+    cls(fast, backend="cython", **kwargs).step()
+    cls(ref, backend="numpy", **kwargs).step()
+    for a, b in zip(fast, ref):
+        assert_matches_reference(a.data, b.data)
+
+
+def _torch_setup(cls_name, shapes, torch_kwargs, lr_kwargs, n_threads):
+    if torch is None:
+        pytest.skip("torch is not installed (optional: pip install torch==2.13.0)")
+    torch.set_num_threads(n_threads)
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * 0.01
+    opt = getattr(torch.optim, cls_name)(params, **lr_kwargs, **torch_kwargs)
+    return opt
+
+
+# ------------------------------------------------------------------------------ 10M parameters
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_bench_10M_pynn(benchmark, name, n_threads):
+    cls, kwargs, _, _ = OPTIMIZERS[name]
+    benchmark.group = f"optim {name} 10M float32"
+    _check_against_reference(cls, kwargs, [(N_BIG,)])
+    opt = cls(_pynn_params([(N_BIG,)]), backend="cython", **kwargs)
+    benchmark.pedantic(opt.step, rounds=20, warmup_rounds=2)
+    _record(benchmark, f"{name} 10M", "pynn")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_bench_10M_torch(benchmark, name, n_threads):
+    cls, kwargs, torch_kwargs, _ = OPTIMIZERS[name]
+    benchmark.group = f"optim {name} 10M float32"
+    opt = _torch_setup(cls.__name__, [(N_BIG,)], torch_kwargs, kwargs, n_threads)
+    benchmark.pedantic(opt.step, rounds=20, warmup_rounds=2)
+    _record(benchmark, f"{name} 10M", "torch")
+
+
+# ------------------------------------------------------------------------------ MLP parameters
+@pytest.mark.parametrize("backend_name", ["cython", "numpy"])
+def test_bench_mlp_adam_pynn(benchmark, backend_name, n_threads):
+    benchmark.group = "optim adam MLP 784-256-128-10 float32"
+    if backend_name == "cython":
+        _check_against_reference(Adam, dict(lr=1e-3), MLP_SHAPES)
+    opt = Adam(_pynn_params(MLP_SHAPES), lr=1e-3, backend=backend_name)
+    benchmark.pedantic(opt.step, rounds=200, warmup_rounds=5)
+    _record(benchmark, "adam MLP", "pynn" if backend_name == "cython" else "numpy")
+
+
+def test_bench_mlp_adam_torch(benchmark, n_threads):
+    benchmark.group = "optim adam MLP 784-256-128-10 float32"
+    opt = _torch_setup("Adam", MLP_SHAPES, dict(fused=True), dict(lr=1e-3), n_threads)
+    benchmark.pedantic(opt.step, rounds=200, warmup_rounds=5)
+    _record(benchmark, "adam MLP", "torch")
+
+
+# ------------------------------------------------------------------------------ copy bandwidth
+def test_bench_copy_10M(benchmark, n_threads):
+    benchmark.group = "copy 10M float32 (bandwidth reference)"
+    a = np.ones(N_BIG, np.float32)
+    b = np.empty_like(a)
+    benchmark.pedantic(np.copyto, args=(b, a), rounds=20, warmup_rounds=2)
+    _record(benchmark, "copy 10M", "numpy")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_ratios():
+    yield
+    if not RESULTS:
+        return
+    lines = ["", "optimizer ratios (min times, this run):"]
+    copy = RESULTS.get(("copy 10M", "numpy"))
+    copy_bw = 2 * 4 * N_BIG / copy / 1e9 if copy else None
+    for name, (_, _, torch_kwargs, moved) in OPTIMIZERS.items():
+        ours = RESULTS.get((f"{name} 10M", "pynn"))
+        theirs = RESULTS.get((f"{name} 10M", "torch"))
+        if ours is None:
+            continue
+        bw = moved * 4 * N_BIG / ours / 1e9
+        line = f"  {name:13s} 10M: pynn {ours * 1e3:7.2f} ms ({bw:5.1f} GB/s"
+        line += f", copy {copy_bw:5.1f} GB/s)" if copy_bw else ")"
+        if theirs is not None:
+            kind = "fused" if torch_kwargs.get("fused") else "foreach"
+            line += f"; torch {kind} {theirs * 1e3:7.2f} ms; speedup {theirs / ours:4.2f}x"
+        lines.append(line)
+    ours = RESULTS.get(("adam MLP", "pynn"))
+    if ours is not None:
+        line = f"  adam MLP (235,146 params): pynn {ours * 1e6:7.1f} us"
+        ref = RESULTS.get(("adam MLP", "numpy"))
+        tt = RESULTS.get(("adam MLP", "torch"))
+        if tt is not None:
+            line += f"; torch fused {tt * 1e6:7.1f} us ({tt / ours:4.2f}x)"
+        if ref is not None:
+            line += f"; numpy reference {ref * 1e6:7.1f} us ({ref / ours:4.2f}x)"
+        lines.append(line)
+    print("\n".join(lines))

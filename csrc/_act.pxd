@@ -1,0 +1,320 @@
+# Activation functions shared by the kernels: scalar forms, derivative-from-output forms, and
+# span loops (kind dispatched once per span, not per element, so each loop is a tight,
+# vectorizable body). The kind codes mirror pynn/backend/base.py.
+
+from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, fabs, fabsf
+from _types cimport floating, idx_t
+
+cdef extern from *:
+    """
+    /* Float32 sigmoid / tanh / ELU spans, written branchless (compute every candidate, then
+     * select) so GCC vectorizes them: libm's scalar expf/tanhf cannot be vectorized without
+     * -ffast-math, and under the default -ftrapping-math GCC will not if-convert an FP operation
+     * that sits in only one arm of a branch. On x86-64 Linux with GCC the spans are cloned for
+     * AVX-512 and AVX2+FMA and picked at load time (ifunc); elsewhere they build for the
+     * baseline ISA. Accuracy: a few float ulps (Cephes polynomials), NaN propagates. */
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__GNUC__) && !defined(__clang__)
+    /* FP exception flags are never read here; without this GCC keeps the selects as branches
+     * ("control flow in loop") and nothing vectorizes. */
+    #define PYNN_NO_TRAP __attribute__((optimize("no-trapping-math")))
+    #else
+    #define PYNN_NO_TRAP
+    #endif
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    /* by feature, not "arch=": the resolver tests arch= clones with __builtin_cpu_is, which is
+     * false on CPUs newer than the named one and on VMs reporting a generic model */
+    #define PYNN_SIMD_CLONES PYNN_NO_TRAP __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define PYNN_SIMD_CLONES PYNN_NO_TRAP
+    #endif
+    #if defined(__GNUC__)
+    #define PYNN_ALWAYS_INLINE PYNN_NO_TRAP __attribute__((always_inline))
+    #else
+    #define PYNN_ALWAYS_INLINE
+    #endif
+
+    /* exp(x) for x <= 0 (Cephes expf). Clamped at -87.3, where float's normal range ends:
+     * smaller arguments give 1.2e-38 instead of a subnormal or 0 (absolute error < 2e-38).
+     * One select only: correlated selects get jump-threaded into branches, which stops
+     * vectorization. NaN passes the clamp (the compare is false) and propagates. */
+    static inline PYNN_ALWAYS_INLINE float pynn_exp_nonpos_f(float x) {
+        float xc = x < -87.3f ? -87.3f : x;
+        float fx = xc * 1.44269504088896341f;
+        /* n = round(fx) by the 1.5 * 2**23 trick: a floor with a fix-up select got turned
+         * into a branch and blocked vectorization */
+        float n = (fx + 12582912.0f) - 12582912.0f;
+        float r = xc - n * 0.693359375f;
+        r = r - n * -2.12194440e-4f;
+        float z = r * r;
+        float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
+                    + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
+        y = y * z + r + 1.0f;
+        int32_t bits = ((int32_t)n + 127) << 23;     /* 2**n, n in [-126, 0] */
+        float scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return y * scale;
+    }
+
+    PYNN_SIMD_CLONES
+    static void pynn_sigmoid_span_f(const float* x, float* y, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float e = pynn_exp_nonpos_f(-fabsf(xi));   /* exp(-|x|): no overflow */
+            float r = 1.0f / (1.0f + e);
+            float en = e * r;
+            y[i] = xi >= 0.0f ? r : en;
+        }
+    }
+
+    PYNN_SIMD_CLONES
+    static void pynn_tanh_span_f(const float* x, float* y, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float a = fabsf(xi);
+            /* |x| < 0.625: odd polynomial (no cancellation near 0) */
+            float z = xi * xi;
+            float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
+                             - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                           - 3.33332819422e-1f) * z * xi + xi;
+            /* otherwise (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29: no cancellation */
+            float e = pynn_exp_nonpos_f(-2.0f * a);
+            float t = (1.0f - e) / (1.0f + e);
+            float large = copysignf(t, xi);
+            y[i] = a < 0.625f ? small : large;   /* NaN: both candidates are NaN */
+        }
+    }
+
+    PYNN_SIMD_CLONES
+    static void pynn_elu_span_f(const float* x, float* y, Py_ssize_t n, float alpha) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            float xn = xi > 0.0f ? 0.0f : xi;      /* min(x, 0), keeping NaN */
+            /* expm1 on [-0.5, 0]: Taylor series to x^8 (error < 2e-8 relative) */
+            float p = ((((((xn * (1.0f / 40320) + 1.0f / 5040) * xn + 1.0f / 720) * xn
+                          + 1.0f / 120) * xn + 1.0f / 24) * xn + 1.0f / 6) * xn + 0.5f);
+            float small = p * xn * xn + xn;
+            float big = pynn_exp_nonpos_f(xn) - 1.0f;  /* below -0.5: no cancellation */
+            float em1 = xn > -0.5f ? small : big;
+            float neg = alpha * em1;
+            y[i] = xi > 0.0f ? xi : neg;
+        }
+    }
+
+    /* Spans whose select has arithmetic in one arm: kept in C so PYNN_NO_TRAP lets GCC
+     * if-convert them (from Cython, GCC sank the multiply back into a branch). */
+    #define PYNN_SELECT_SPANS(T, S)                                                        \
+    static PYNN_NO_TRAP void pynn_leaky_relu_span_##S(const T* x, T* y, Py_ssize_t n,      \
+                                                      T slope) {                            \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            T xi = x[i], neg = xi * slope;                                                  \
+            y[i] = xi > 0 ? xi : neg;                                                       \
+        }                                                                                   \
+    }                                                                                       \
+    /* dx = dy * (s > 0 ? 1 : y + alpha), s being x (or y when x was not kept) */           \
+    static PYNN_NO_TRAP void pynn_elu_backward_span_##S(const T* dy, const T* s,            \
+                                                        const T* y, T* dx, Py_ssize_t n,    \
+                                                        T alpha) {                          \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            T neg = y[i] + alpha;                                                           \
+            dx[i] = dy[i] * (s[i] > 0 ? (T)1 : neg);                                        \
+        }                                                                                   \
+    }
+    PYNN_SELECT_SPANS(float, f)
+    PYNN_SELECT_SPANS(double, d)
+    """
+    void pynn_leaky_relu_span_f(const float* x, float* y, idx_t n, float slope) noexcept nogil
+    void pynn_leaky_relu_span_d(const double* x, double* y, idx_t n, double slope) noexcept nogil
+    void pynn_elu_backward_span_f(const float* dy, const float* s, const float* y, float* dx,
+                                  idx_t n, float alpha) noexcept nogil
+    void pynn_elu_backward_span_d(const double* dy, const double* s, const double* y,
+                                  double* dx, idx_t n, double alpha) noexcept nogil
+    void pynn_sigmoid_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_tanh_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_elu_span_f(const float* x, float* y, idx_t n, float alpha) noexcept nogil
+
+
+cdef enum:
+    IDENTITY = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    ELU = 3
+    SIGMOID = 4
+    TANH = 5
+    STEP = 6
+    SQUARE = 7
+
+cdef enum:
+    # per-thread chunks start on a 64-byte boundary (16 floats), so threads never share a line
+    CHUNK_ALIGN = 16
+
+
+# ------------------------------------------------------------------ scalar forms
+cdef inline floating relu(floating x) noexcept nogil:
+    # "x <= 0" is false for NaN, so NaN propagates like np.maximum
+    return 0 if x <= 0 else x
+
+
+cdef inline floating leaky_relu(floating x, floating slope) noexcept nogil:
+    # both arms computed before the select: GCC will not if-convert (vectorize) an FP multiply
+    # that sits in one arm only (-ftrapping-math)
+    cdef floating neg = x * slope
+    return x if x > 0 else neg
+
+
+cdef inline floating elu(floating x, floating alpha) noexcept nogil:
+    # expm1 keeps the relative accuracy of alpha * (e^x - 1) near 0
+    if x > 0:
+        return x
+    if floating is float:
+        return alpha * expm1f(x)
+    else:
+        return alpha * expm1(x)
+
+
+cdef inline floating sigmoid(floating x) noexcept nogil:
+    # exp of -|x| only: no overflow for any logit (sigmoid(-1000) = 0, not inf/inf)
+    cdef floating e
+    if floating is float:
+        e = expf(-fabsf(x))
+    else:
+        e = exp(-fabs(x))
+    cdef floating pos = 1 / (1 + e)
+    cdef floating neg = e / (1 + e)
+    return pos if x >= 0 else neg
+
+
+cdef inline floating step(floating x) noexcept nogil:
+    # 1 only for x > 0: step(0) = 0 and step(NaN) = 0, like (x > 0) in NumPy
+    return 1 if x > 0 else 0
+
+
+cdef inline floating act_scalar(int kind, floating x, floating p) noexcept nogil:
+    """act(x) for one element (param p: leaky slope or ELU alpha)."""
+    if kind == RELU:
+        return relu(x)
+    if kind == LEAKY_RELU:
+        return leaky_relu(x, p)
+    if kind == ELU:
+        return elu(x, p)
+    if kind == SIGMOID:
+        return sigmoid(x)
+    if kind == TANH:
+        if floating is float:
+            return tanhf(x)
+        else:
+            return tanh(x)
+    if kind == STEP:
+        return step(x)
+    if kind == SQUARE:
+        return x * x
+    return x
+
+
+cdef inline floating grad_from_output(int kind, floating y, floating p) noexcept nogil:
+    """act'(z) from y = act(z) alone; valid where base.derivative_from_output says so."""
+    if kind == RELU:
+        return 1 if y > 0 else 0
+    if kind == LEAKY_RELU:
+        return 1 if y > 0 else p  # slope >= 0: y > 0 exactly when z > 0
+    if kind == ELU:
+        return 1 if y > 0 else y + p  # alpha > 0: y > 0 exactly when z > 0
+    if kind == SIGMOID:
+        return y * (1 - y)
+    if kind == TANH:
+        return 1 - y * y
+    if kind == STEP:
+        return 0
+    return 1
+
+
+# ------------------------------------------------------------------ span loops
+cdef inline void act_forward_span(int kind, floating p, const floating* x, floating* y,
+                                  idx_t n) noexcept nogil:
+    """y[i] = act(x[i]) for i < n; x may equal y (in-place epilogue)."""
+    cdef idx_t i
+    if kind == RELU:
+        for i in range(n):
+            y[i] = relu(x[i])
+    elif kind == LEAKY_RELU:
+        if floating is float:
+            pynn_leaky_relu_span_f(x, y, n, p)
+        else:
+            pynn_leaky_relu_span_d(x, y, n, p)
+    elif kind == ELU:
+        if floating is float:
+            pynn_elu_span_f(x, y, n, p)
+        else:
+            for i in range(n):
+                y[i] = elu(x[i], p)
+    elif kind == SIGMOID:
+        if floating is float:
+            pynn_sigmoid_span_f(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = sigmoid(x[i])
+    elif kind == TANH:
+        if floating is float:
+            pynn_tanh_span_f(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = tanh(x[i])
+    elif kind == STEP:
+        for i in range(n):
+            y[i] = step(x[i])
+    elif kind == SQUARE:
+        for i in range(n):
+            y[i] = x[i] * x[i]
+    elif x != y:
+        for i in range(n):
+            y[i] = x[i]
+
+
+cdef inline void act_backward_span(int kind, floating p, const floating* dy, const floating* x,
+                                   const floating* y, floating* dx, idx_t n) noexcept nogil:
+    """dx[i] = dy[i] * act'(x[i]), from y where the math allows.
+
+    x may be NULL (fused dense keeps only y): leaky ReLU and ELU then test y > 0 instead of
+    x > 0, which is exact for slope >= 0 / alpha > 0; square needs x. dx may equal dy.
+    The multiply is kept even where the factor is 0 or 1 so NaN/inf in dy propagate like NumPy.
+    """
+    cdef idx_t i
+    # Loops with arithmetic in one arm of a select live in C (see PYNN_SELECT_SPANS).
+    if kind == RELU:
+        for i in range(n):
+            dx[i] = dy[i] * (1 if y[i] > 0 else 0)
+    elif kind == LEAKY_RELU:
+        if x != NULL:
+            for i in range(n):
+                dx[i] = dy[i] * (1 if x[i] > 0 else p)
+        else:
+            for i in range(n):
+                dx[i] = dy[i] * (1 if y[i] > 0 else p)
+    elif kind == ELU:
+        if floating is float:
+            pynn_elu_backward_span_f(dy, x if x != NULL else y, y, dx, n, p)
+        else:
+            pynn_elu_backward_span_d(dy, x if x != NULL else y, y, dx, n, p)
+    elif kind == SIGMOID:
+        for i in range(n):
+            dx[i] = dy[i] * (y[i] * (1 - y[i]))
+    elif kind == TANH:
+        for i in range(n):
+            dx[i] = dy[i] * (1 - y[i] * y[i])
+    elif kind == STEP:
+        for i in range(n):
+            dx[i] = dy[i] * 0
+    elif kind == SQUARE:
+        for i in range(n):
+            dx[i] = dy[i] * (2 * x[i])
+    elif dx != dy:
+        for i in range(n):
+            dx[i] = dy[i]
+
+
+cdef inline idx_t chunk_size(idx_t n, int n_threads) noexcept nogil:
+    """Elements per thread: n split evenly, rounded up to a cache line of floats."""
+    cdef idx_t c = (n + n_threads - 1) // n_threads
+    return (c + CHUNK_ALIGN - 1) // CHUNK_ALIGN * CHUNK_ALIGN

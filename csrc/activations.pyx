@@ -1,0 +1,122 @@
+"""pynn._kernels.activations: elementwise activations and row-wise softmax, forward and backward.
+
+Arguments arrive validated from pynn.backend.base (C-contiguous, one float dtype, right shapes,
+writeable outputs, n_threads already 1 below the parallel threshold).
+"""
+from cython.parallel cimport prange
+
+from libc.math cimport exp, expf
+
+from _types cimport floating, idx_t
+from _act cimport act_forward_span, act_backward_span, chunk_size
+cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
+
+
+def activation_forward(const floating[::1] X, floating[::1] Y, int kind, double param,
+                       int n_threads):
+    """Y[i] := act(X[i])"""
+    cdef idx_t n = X.shape[0]
+    cdef floating p = <floating>param  # rounded to the dtype first, as NumPy does
+    cdef idx_t c, lo, hi
+    cdef int t
+    if n == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            act_forward_span(kind, p, &X[0], &Y[0], n)
+        else:
+            # One contiguous chunk per thread: each runs the same tight (vectorizable) span loop.
+            c = chunk_size(n, n_threads)
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                lo = t * c
+                hi = min(lo + c, n)
+                if lo < hi:
+                    act_forward_span(kind, p, &X[0] + lo, &Y[0] + lo, hi - lo)
+
+
+def activation_backward(const floating[::1] dY, const floating[::1] X, const floating[::1] Y,
+                        floating[::1] dX, int kind, double param, int n_threads):
+    """dX[i] := dY[i] * act'(X[i]) (from Y[i] where the math allows)"""
+    cdef idx_t n = dY.shape[0]
+    cdef floating p = <floating>param
+    cdef idx_t c, lo, hi
+    cdef int t
+    if n == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            act_backward_span(kind, p, &dY[0], &X[0], &Y[0], &dX[0], n)
+        else:
+            c = chunk_size(n, n_threads)
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                lo = t * c
+                hi = min(lo + c, n)
+                if lo < hi:
+                    act_backward_span(kind, p, &dY[0] + lo, &X[0] + lo, &Y[0] + lo,
+                                      &dX[0] + lo, hi - lo)
+
+
+cdef inline void _softmax_row(const floating* x, floating* y, idx_t k) noexcept nogil:
+    """y := exp(x - max(x)) / sum(exp(x - max(x))) for one row of length k >= 1."""
+    cdef idx_t j
+    cdef floating m = x[0]
+    cdef double s = 0  # the sum in double: k float32 terms would lose ~log2(k) bits
+    cdef floating denom
+    for j in range(1, k):
+        if x[j] > m:
+            m = x[j]
+    # (A NaN is skipped by the max but still turns its own term, the sum and so the whole row
+    # into NaN, as the reference does; a row of -inf gives NaN like NumPy's -inf - -inf.)
+    for j in range(k):
+        if floating is float:
+            y[j] = expf(x[j] - m)
+        else:
+            y[j] = exp(x[j] - m)
+        s += y[j]
+    denom = <floating>s
+    for j in range(k):
+        y[j] = y[j] / denom
+
+
+cdef inline void _softmax_backward_row(const floating* dy, const floating* y, floating* dx,
+                                       idx_t k) noexcept nogil:
+    """dx := y * (dy - sum(dy * y)) for one row."""
+    cdef idx_t j
+    cdef double s = 0
+    cdef floating dot
+    for j in range(k):
+        s += <double>dy[j] * y[j]
+    dot = <floating>s
+    for j in range(k):
+        dx[j] = y[j] * (dy[j] - dot)
+
+
+def softmax_forward(const floating[:, ::1] X, floating[:, ::1] Y, int n_threads):
+    """Y[i] := exp(X[i] - max X[i]) / sum_j exp(X[i, j] - max X[i])"""
+    cdef idx_t n = X.shape[0], k = X.shape[1]
+    cdef idx_t i
+    if n == 0 or k == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            for i in range(n):
+                _softmax_row(&X[i, 0], &Y[i, 0], k)
+        else:
+            for i in prange(n, schedule="static", num_threads=n_threads):
+                _softmax_row(&X[i, 0], &Y[i, 0], k)
+
+
+def softmax_backward(const floating[:, ::1] dY, const floating[:, ::1] Y, floating[:, ::1] dX,
+                     int n_threads):
+    """dX[i] := Y[i] * (dY[i] - dY[i] . Y[i])"""
+    cdef idx_t n = dY.shape[0], k = dY.shape[1]
+    cdef idx_t i
+    if n == 0 or k == 0:
+        return
+    with nogil:
+        if n_threads <= 1:
+            for i in range(n):
+                _softmax_backward_row(&dY[i, 0], &Y[i, 0], &dX[i, 0], k)
+        else:
+            for i in prange(n, schedule="static", num_threads=n_threads):
+                _softmax_backward_row(&dY[i, 0], &Y[i, 0], &dX[i, 0], k)

@@ -1,0 +1,16 @@
+"""Optimizers and learning-rate schedules (torch's names, arguments, defaults and semantics).
+
+Each optimizer packs its parameters into one contiguous arena per dtype and updates a whole
+param group with one fused backend call per step.
+"""
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .lr_scheduler import ExponentialLR, LRScheduler, ReduceLROnPlateau, StepLR
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = [
+    "Adagrad", "Adam", "AdamW", "ExponentialLR", "LRScheduler", "Optimizer", "RMSprop",
+    "ReduceLROnPlateau", "SGD", "StepLR",
+]

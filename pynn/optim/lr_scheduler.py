@@ -1,0 +1,265 @@
+"""Learning-rate schedules with torch's semantics: they edit ``group["lr"]`` of an optimizer.
+
+Call ``scheduler.step()`` once per epoch, after ``optimizer.step()``
+(``ReduceLROnPlateau.step(metric)`` with the validation metric).
+"""
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+def _check_optimizer(optimizer):
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a pynn Optimizer, got {type(optimizer).__name__}")
+
+
+def _real(name, value, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad = bad or value < low or (low_open and value == low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        raise ValueError(f"Invalid {name} value: {value}")
+    return value
+
+
+def _int(name, value, low):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"Invalid {name} value: {value} (must be >= {low})")
+    return int(value)
+
+
+class LRScheduler:
+    """Base of the epoch-indexed schedules (torch's ``LRScheduler``).
+
+    On construction records ``initial_lr`` in every group (``base_lrs``) and performs the
+    first ``step``, which sets epoch 0's rate.
+    """
+
+    def __init__(self, optimizer, last_epoch=-1):
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        last_epoch = _int("last_epoch", last_epoch, -1)
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"param 'initial_lr' is not specified in param_groups[{i}] when "
+                        "resuming an optimizer"
+                    )
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._step_count = 0
+        self.step()
+
+    def get_lr(self):
+        """The rates of epoch ``last_epoch`` from the current ones (torch's chainable form)."""
+        raise NotImplementedError
+
+    def step(self):
+        """Advance one epoch and write the new rate into every group."""
+        self._step_count += 1
+        self.last_epoch += 1
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        """The rates the last ``step`` set, one per group."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer, as plain values."""
+        return {k: (list(v) if isinstance(v, list) else v)
+                for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        unknown = set(state_dict) - set(self.__dict__)
+        if unknown:
+            raise ValueError(f"state_dict has unknown keys {sorted(unknown)} for "
+                             f"{type(self).__name__}")
+        self.__dict__.update(state_dict)
+
+
+class StepLR(LRScheduler):
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs: lr = lr0 gamma^(epoch // step_size).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    step_size : int
+        Epochs between decays (>= 1).
+    gamma : float, default 0.1
+    last_epoch : int, default -1
+    """
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        self.step_size = _int("step_size", step_size, 1)
+        self.gamma = _real("gamma", gamma, low=0.0, low_open=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return [group["lr"] for group in groups]
+        return [group["lr"] * self.gamma for group in groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the rate by ``gamma`` every epoch: lr = lr0 gamma^epoch = lr0 e^(-k epoch) with
+    k = -ln(gamma).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    gamma : float
+    last_epoch : int, default -1
+    """
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = _real("gamma", gamma, low=0.0, low_open=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [group["lr"] for group in groups]
+        return [group["lr"] * self.gamma for group in groups]
+
+
+class ReduceLROnPlateau:
+    """Multiply the rate by ``factor`` when a metric stopped improving for ``patience`` epochs.
+
+    torch's semantics: a metric counts as better than the best so far when
+    ``a < best (1 - threshold)`` (mode "min", threshold_mode "rel"), ``a < best - threshold``
+    ("min", "abs"), ``a > best (1 + threshold)`` ("max", "rel") or ``a > best + threshold``
+    ("max", "abs"). After more than ``patience`` epochs without improvement every group's rate
+    becomes ``max(lr factor, min_lr)`` (unless that changes it by at most ``eps``), and the next
+    ``cooldown`` epochs do not count as bad.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    mode : "min" or "max", default "min"
+    factor : float, default 0.1
+        In [0, 1).
+    patience : int, default 10
+    threshold : float, default 1e-4
+    threshold_mode : "rel" or "abs", default "rel"
+    cooldown : int, default 0
+    min_lr : float or list of float, default 0
+        One value for every group, or one per group.
+    eps : float, default 1e-8
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+        _check_optimizer(optimizer)
+        factor = _real("factor", factor, low=0.0)
+        if factor >= 1.0:
+            raise ValueError("Factor should be < 1.0.")
+        self.optimizer = optimizer
+        self.factor = factor
+        n_groups = len(optimizer.param_groups)
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != n_groups:
+                raise ValueError(f"expected {n_groups} min_lrs, got {len(min_lr)}")
+            self.min_lrs = [_real("min_lr", v, low=0.0) for v in min_lr]
+        else:
+            self.min_lrs = [_real("min_lr", min_lr, low=0.0)] * n_groups
+        self.patience = _int("patience", patience, 0)
+        self.cooldown = _int("cooldown", cooldown, 0)
+        self.threshold = _real("threshold", threshold, low=0.0)
+        self.eps = _real("eps", eps, low=0.0)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode {mode!r} is unknown! (mode must be 'min' or 'max')")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"threshold mode {threshold_mode!r} is unknown! (threshold_mode "
+                             "must be 'rel' or 'abs')")
+        self.mode = mode
+        self.threshold_mode = threshold_mode
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self._reset()
+
+    def _reset(self):
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    @property
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def is_better(self, a, best):
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+    def step(self, metrics):
+        """Record one epoch's metric; reduce the rates if it has plateaued."""
+        if isinstance(metrics, (bool, np.bool_)):
+            raise TypeError("metrics must be a real number, got bool")
+        try:
+            current = float(metrics)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"metrics must be a real number, got {type(metrics).__name__}"
+            ) from None
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # epochs in cooldown do not count as bad
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _reduce_lr(self):
+        for i, group in enumerate(self.optimizer.param_groups):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, self.min_lrs[i])
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr
+
+    def get_last_lr(self):
+        return list(self._last_lr)
+
+    def state_dict(self):
+        return {k: (list(v) if isinstance(v, list) else v)
+                for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        unknown = set(state_dict) - set(self.__dict__)
+        if unknown:
+            raise ValueError(f"state_dict has unknown keys {sorted(unknown)} for "
+                             "ReduceLROnPlateau")
+        self.__dict__.update(state_dict)

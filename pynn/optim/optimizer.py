@@ -1,0 +1,393 @@
+"""The general optimizer: param groups, packed parameters, flat state, torch's state_dict layout.
+
+A subclass names its defaults, validates a group's hyper-parameters and updates one group with
+one backend call per dtype (``_step_group``); everything else lives here.
+
+Layout. On construction the parameters are (re)packed, in group order, into one
+``ParameterArena`` per dtype, each group starting on a cache line; optimizer state (``exp_avg``,
+``momentum_buffer``, ...) lives in flat buffers laid out exactly like the arena. A group is then
+one contiguous slice of every buffer, and one fused kernel call updates all of it. Layers reach
+their arrays through ``param.data`` / ``param.grad`` only, so re-homing them is safe. If
+something re-packs the parameters later (``Sequential.pack``), the next ``step`` notices and
+re-packs them again, carrying the state along.
+
+Differences from torch: gradients are always arrays (never None), so every parameter of a group
+is updated each step (torch skips parameters whose ``.grad`` is None); the step count is kept per
+group, since the group is updated as one buffer.
+"""
+import collections
+import math
+
+import numpy as np
+
+from ..backend import backend_for
+from ..nn.parameter import ALIGN_BYTES, Parameter, ParameterArena, aligned_empty
+
+
+class Optimizer:
+    """Base class of pynn's optimizers (torch's ``torch.optim.Optimizer`` interface).
+
+    Parameters
+    ----------
+    params : iterable of Parameter, or iterable of dict
+        Parameters to optimize, or param groups: dicts with a ``"params"`` entry and any
+        hyper-parameters that override ``defaults`` for that group.
+    defaults : dict
+        Default hyper-parameters of every group.
+    backend : "numpy", "cython" or None
+        Where the update runs; None follows ``pynn.set_backend``.
+
+    Attributes
+    ----------
+    param_groups : list of dict
+        One dict per group: ``"params"`` (list of Parameter) and its hyper-parameters. Editing a
+        group's ``"lr"`` (as the schedules do) takes effect at the next ``step``.
+    state : dict
+        ``{Parameter: {"step": int, "exp_avg": array, ...}}`` with torch's key names; the arrays
+        are live views into the optimizer's flat state buffers.
+    """
+
+    #: names of the state buffers, in torch's order (subclasses set this)
+    state_keys = ()
+    #: whether the per-parameter state holds a "step" entry (SGD's does not)
+    has_step = True
+
+    def __init__(self, params, defaults, backend=None):
+        self.defaults = dict(defaults)
+        self.backend_name = backend
+        backend_for(backend)  # validate the name now, not at the first step
+        if isinstance(params, (Parameter, np.ndarray)):
+            raise TypeError(
+                "params must be an iterable of Parameters or of dicts, got "
+                f"{type(params).__name__}"
+            )
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        self.param_groups = []
+        self._group_state = []  # per group: {"step": int, "keys": set of initialized buffers}
+        self._arenas = {}
+        self._buffers = {}
+        self._layout = {}
+        self._segments = []
+        for group in params:
+            self._add_group(group)
+        self._pack()
+        for gi in range(len(self.param_groups)):
+            self._init_group_state(gi)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _check_group(self, group):
+        """Validate and normalize one group's hyper-parameters in place (subclasses)."""
+
+    def _init_group_state(self, gi):
+        """State a group has before its first step (Adagrad's accumulator); none by default."""
+
+    def _step_group(self, gi, group, gstate):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def backend(self):
+        return backend_for(self.backend_name)
+
+    def add_param_group(self, param_group):
+        """Add a group (a dict with "params"); parameters are re-packed, state is kept."""
+        self._add_group(param_group)
+        self._repack()
+        self._init_group_state(len(self.param_groups) - 1)
+
+    def step(self, closure=None):
+        """One update of every group (one fused kernel call per group and dtype).
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss; called before the update.
+        """
+        loss = closure() if closure is not None else None
+        self._check_arenas()
+        for gi, group in enumerate(self.param_groups):
+            self._check_group(group)
+            self._step_group(gi, group, self._group_state[gi])
+        return loss
+
+    def zero_grad(self, set_to_none=True):
+        """Zero every parameter's gradient: one memset per arena.
+
+        ``set_to_none`` is accepted for torch compatibility; gradients here are always arrays,
+        so they are set to zeros either way.
+        """
+        self._check_arenas()
+        for arena in self._arenas.values():
+            arena.zero_grad()
+
+    @property
+    def state(self):
+        # a defaultdict like torch's: a parameter without state maps to {}
+        return collections.defaultdict(dict, {
+            p: entry
+            for gi in range(len(self.param_groups))
+            for p, entry in self._group_entries(gi, copy=False)
+        })
+
+    def state_dict(self):
+        """Torch's layout: ``{"state": {index: {"step", <buffers>...}}, "param_groups": [...]}``.
+
+        Parameters are numbered across groups in order; arrays are copies.
+        """
+        groups, state, index = [], {}, 0
+        for gi, group in enumerate(self.param_groups):
+            packed = {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in group.items() if k != "params"}
+            packed["params"] = list(range(index, index + len(group["params"])))
+            groups.append(packed)
+            for (_, entry), i in zip(self._group_entries(gi, copy=True), packed["params"]):
+                state[i] = entry
+            index += len(group["params"])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore hyper-parameters and state saved by ``state_dict`` (torch's layout).
+
+        Groups must match in number and size; every parameter of a group must have the same
+        state entries and step (a group is updated as one buffer). Arrays are copied in.
+        """
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' entries")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for group, saved in zip(self.param_groups, saved_groups):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size "
+                    "of optimizer's group"
+                )
+        saved_state = {int(k): v for k, v in dict(state_dict["state"]).items()}
+        new_groups, new_gstates, writes = [], [], []
+        for gi, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            new = {k: v for k, v in saved.items() if k != "params"}
+            new["params"] = group["params"]
+            for key, value in self.defaults.items():
+                new.setdefault(key, value)  # e.g. "l1" in a state dict saved by torch
+            if isinstance(new.get("betas"), list):
+                new["betas"] = tuple(new["betas"])
+            self._check_group(new)
+            entries = [saved_state.get(int(i)) for i in saved["params"]]
+            gstate = {"step": 0, "keys": set()}
+            if any(e is not None for e in entries):
+                gstate, group_writes = self._parse_entries(gi, group["params"], entries)
+                writes += group_writes
+            new_groups.append(new)
+            new_gstates.append(gstate)
+        # everything validated: now apply
+        self.param_groups = new_groups
+        self._group_state = new_gstates
+        for p, key, value in writes:
+            self._view(p, key)[...] = value
+        for gi, gstate in enumerate(new_gstates):
+            if not gstate["keys"] and gstate["step"] == 0:
+                self._init_group_state(gi)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(group):
+                if key != "params":
+                    lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ groups
+    def _add_group(self, group):
+        if not isinstance(group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(group).__name__}")
+        group = dict(group)
+        if "params" not in group:
+            raise ValueError("param_group must have a 'params' entry")
+        params = group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(
+                    "optimizer can only optimize pynn Parameters, but one of the params is "
+                    f"{type(p).__name__}"
+                )
+        if not params:
+            raise ValueError("param_group['params'] is empty")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("param_group['params'] holds the same Parameter twice")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        group["params"] = params
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        self._check_group(group)
+        self.param_groups.append(group)
+        self._group_state.append({"step": 0, "keys": set()})
+
+    # ------------------------------------------------------------------ layout
+    def _pack(self):
+        """One arena per dtype in group order, each group on a cache line; record the slices."""
+        by_dtype = {}
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                by_dtype.setdefault(p.dtype, []).append((gi, p))
+        self._arenas, self._layout = {}, {}
+        self._segments = [[] for _ in self.param_groups]
+        for dtype, items in by_dtype.items():
+            params = [p for _, p in items]
+            starts = [k for k in range(len(items)) if k == 0 or items[k][0] != items[k - 1][0]]
+            arena = params[0].arena
+            line = ALIGN_BYTES // dtype.itemsize
+            reusable = (
+                # Already packed like this (a Sequential's arena and one group): keep it, so the
+                # model's arena stays the optimizer's.
+                arena is not None
+                and len(arena.params) == len(params)
+                and all(a is b for a, b in zip(arena.params, params))
+                and arena.owns_all()
+                and arena.data.ctypes.data % ALIGN_BYTES == 0
+                and all(arena.offsets[k] % line == 0 for k in starts)
+            )
+            if not reusable:
+                arena = ParameterArena(params, segment_starts=starts)
+            self._arenas[dtype] = arena
+            for p, off in zip(params, arena.offsets):
+                self._layout[p] = (dtype, off, p.shape)
+            bounds = starts + [len(items)]
+            for k0, k1 in zip(bounds[:-1], bounds[1:]):
+                start = arena.offsets[k0]
+                stop = arena.offsets[k1 - 1] + params[k1 - 1].size
+                self._segments[items[k0][0]].append((dtype, start, stop))
+
+    def _check_arenas(self):
+        if not all(a.owns_all() for a in self._arenas.values()):
+            self._repack()
+
+    def _repack(self):
+        """Re-pack the parameters (after add_param_group or a foreign re-pack), moving state."""
+        saved = [
+            (p, key, self._view(p, key).copy())
+            for p in self._layout
+            for key in self._buffers.get(self._layout[p][0], {})
+        ]
+        self._pack()
+        self._buffers = {}
+        for p, key, value in saved:
+            self._view(p, key)[...] = value
+
+    def _buffer(self, dtype, key):
+        """The flat, arena-sized state buffer ``key`` of ``dtype`` (zeros when first made)."""
+        bufs = self._buffers.setdefault(dtype, {})
+        buf = bufs.get(key)
+        if buf is None:
+            buf = bufs[key] = aligned_empty(self._arenas[dtype].data.size, dtype)
+            buf.fill(0)
+        return buf
+
+    def _view(self, p, key):
+        dtype, off, shape = self._layout[p]
+        n = int(np.prod(shape))
+        return self._buffer(dtype, key)[off:off + n].reshape(shape)
+
+    def _ensure_state(self, gi, key, fill=0.0):
+        """Initialize buffer ``key`` over group ``gi`` (once) with ``fill``."""
+        gstate = self._group_state[gi]
+        if key not in gstate["keys"]:
+            for dtype, start, stop in self._segments[gi]:
+                self._buffer(dtype, key)[start:stop] = fill
+            gstate["keys"].add(key)
+
+    def _slices(self, gi, *keys):
+        """Per dtype of group ``gi``: (param, grad, *state buffers) flat slices (None for a key
+        that is None)."""
+        for dtype, start, stop in self._segments[gi]:
+            arena = self._arenas[dtype]
+            yield (arena.data[start:stop], arena.grad[start:stop]) + tuple(
+                None if k is None else self._buffer(dtype, k)[start:stop] for k in keys
+            )
+
+    # ------------------------------------------------------------------ state entries
+    def _group_entries(self, gi, copy):
+        gstate = self._group_state[gi]
+        if not gstate["keys"] and gstate["step"] == 0:
+            return
+        keys = [k for k in self.state_keys if k in gstate["keys"]]
+        for p in self.param_groups[gi]["params"]:
+            entry = {"step": gstate["step"]} if self.has_step else {}
+            for key in keys:
+                view = self._view(p, key)
+                entry[key] = view.copy() if copy else view
+            yield p, entry
+
+    def _parse_entries(self, gi, params, entries):
+        """Check one group's saved state entries; return (group state, [(p, key, array)])."""
+        where = f"state_dict['state'] for param_groups[{gi}]"
+        if any(e is None for e in entries):
+            raise ValueError(f"{where} covers only some of its parameters; a group is updated "
+                             "as one buffer, so all or none must have state")
+        keysets = {frozenset(k for k in e if k != "step") for e in entries}
+        if len(keysets) != 1:
+            raise ValueError(f"{where} has different state keys for different parameters")
+        keys = set(keysets.pop())
+        unknown = keys - set(self.state_keys)
+        if unknown:
+            raise ValueError(f"{where} has unknown state keys {sorted(unknown)}; "
+                             f"{type(self).__name__} keeps {list(self.state_keys)}")
+        step = 0
+        if self.has_step:
+            steps = set()
+            for e in entries:
+                if "step" not in e:
+                    raise ValueError(f"{where} lacks 'step'")
+                s = float(np.asarray(e["step"]).reshape(()))
+                if not (math.isfinite(s) and s >= 0 and s == int(s)):
+                    raise ValueError(f"{where} has an invalid step {e['step']!r}")
+                steps.add(int(s))
+            if len(steps) != 1:
+                raise ValueError(f"{where} has different steps for different parameters")
+            step = steps.pop()
+        writes = []
+        for p, e in zip(params, entries):
+            for key in keys:
+                value = np.asarray(e[key])
+                if value.shape != p.shape:
+                    raise ValueError(f"{where}: {key} must have shape {p.shape}, got "
+                                     f"{value.shape}")
+                if value.dtype.kind not in "fiu":
+                    raise TypeError(f"{where}: {key} must be numeric, got dtype {value.dtype}")
+                writes.append((p, key, value))
+        return {"step": step, "keys": keys}, writes
+
+
+# ---------------------------------------------------------------------- validation helpers
+def check_hyper(group, key, label, low=0.0, high=None, high_open=False):
+    """group[key] as a float in [low, high]; ValueError(f"Invalid {label}: {value}") otherwise,
+    torch's wording (e.g. "Invalid learning rate: -1.0")."""
+    value = group[key]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{key} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    bad = not math.isfinite(value) or (low is not None and value < low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        raise ValueError(f"Invalid {label}: {value}")
+    group[key] = value
+    return value
+
+
+def check_flag(group, key):
+    value = group[key]
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{key} must be a bool, got {type(value).__name__}")
+    group[key] = bool(value)
+    return group[key]

@@ -1,0 +1,184 @@
+"""Dense kernels: Cython vs the NumPy reference, gradients, accumulation, odd inputs."""
+import numpy as np
+import pytest
+
+from conftest import ODD_SHAPES, assert_close, numerical_grad
+
+FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
+# (N, K, M): batch, in_features, out_features. From ODD_SHAPES: (n, k) pairs with a prime out
+# size, plus K = 0 and M = 0, and one output above dense's own parallel threshold (2**20
+# elements: its elementwise passes stay serial below that, see csrc/dense.pyx).
+SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
+    (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021),
+]
+
+
+def _arrays(rng, dtype, n, k, m, bias=True):
+    X = rng.standard_normal((n, k)).astype(dtype)
+    W = (rng.standard_normal((m, k)) / np.sqrt(max(k, 1))).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype) if bias else None
+    return X, W, b
+
+
+def _readonly(*arrays):
+    for a in arrays:
+        if a is not None:
+            a.flags.writeable = False
+    return arrays
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("activation", FUSABLE)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_dense_matches_reference(fast, ref, dtype, n_threads, rng, shape, activation, bias):
+    n, k, m = shape
+    X, W, b = _readonly(*_arrays(rng, dtype, n, k, m, bias))
+    Y = fast.dense_forward(X, W, b, activation)
+    Y_ref = ref.dense_forward(X, W, b, activation)
+    assert Y.shape == (n, m) and Y.dtype == dtype
+    assert_close(Y, Y_ref, dtype, k=k)
+
+    (dY,) = _readonly(rng.standard_normal((n, m)).astype(dtype))
+    (Y_ref,) = _readonly(Y_ref)
+    dW0 = rng.standard_normal(W.shape).astype(dtype)  # gradients accumulate onto what is there
+    db0 = rng.standard_normal(m).astype(dtype) if bias else None
+    dW, dW_ref = dW0.copy(), dW0.copy()
+    db = db0.copy() if bias else None
+    db_ref = db0.copy() if bias else None
+    dX = fast.dense_backward(dY, X, W, Y_ref, dW, db, activation)
+    dX_ref = ref.dense_backward(dY, X, W, Y_ref, dW_ref, db_ref, activation)
+    assert_close(dX, dX_ref, dtype, k=m, err_msg="dX")
+    assert_close(dW, dW_ref, dtype, k=n, err_msg="dW")
+    if bias:
+        assert_close(db, db_ref, dtype, k=n, err_msg="db")
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+def test_dense_out_and_need_dx(backend, ref, dtype, rng, activation):
+    X, W, b = _arrays(rng, dtype, 6, 5, 4)
+    out = np.full((6, 4), np.nan, dtype=dtype)
+    Y = backend.dense_forward(X, W, b, activation, out=out)
+    assert Y is out
+    assert_close(out, ref.dense_forward(X, W, b, activation), dtype, k=5)
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    dW = np.zeros_like(W)
+    dX_out = np.full_like(X, np.nan)
+    dX = backend.dense_backward(dY, X, W, Y, dW, None, activation, out=dX_out)
+    assert dX is dX_out and np.isfinite(dX).all()
+    dW2 = np.zeros_like(W)
+    assert backend.dense_backward(dY, X, W, Y, dW2, None, activation, need_dX=False) is None
+    np.testing.assert_array_equal(dW2, dW)
+
+
+@pytest.mark.parametrize("activation", [None, "tanh"])
+def test_dense_gradients_accumulate(backend, dtype, n_threads, rng, activation):
+    X, W, b = _arrays(rng, dtype, 9, 7, 5)
+    Y = backend.dense_forward(X, W, b, activation)
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    dW, db = np.zeros_like(W), np.zeros_like(b)
+    backend.dense_backward(dY, X, W, Y, dW, db, activation)
+    once_W, once_b = dW.copy(), db.copy()
+    assert np.abs(once_W).sum() > 0 and np.abs(once_b).sum() > 0
+    backend.dense_backward(dY, X, W, Y, dW, db, activation)
+    assert_close(dW, 2 * once_W, dtype, k=9)
+    assert_close(db, 2 * once_b, dtype, k=9)
+
+
+def test_dense_known_answer(backend, dtype):
+    X = np.array([[1.0, 2.0], [-1.0, 0.5]], dtype=dtype)
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]], dtype=dtype)
+    b = np.array([0.0, -1.0, 0.5], dtype=dtype)
+    Y = backend.dense_forward(X, W, b, "relu")
+    np.testing.assert_array_equal(Y, [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    dY = np.ones((2, 3), dtype=dtype)
+    dW = np.zeros_like(W)
+    db = np.zeros_like(b)
+    dX = backend.dense_backward(dY, X, W, Y, dW, db, "relu")
+    # dZ = [[1, 1, 0], [0, 0, 0]]: only the first sample's first two units are active
+    np.testing.assert_array_equal(db, [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(dW, [[1.0, 2.0], [1.0, 2.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(dX, [[1.0, 1.0], [0.0, 0.0]])
+
+
+def test_dense_empty_batch_leaves_grads(backend, dtype):
+    X = np.empty((0, 4), dtype=dtype)
+    W = np.ones((3, 4), dtype=dtype)
+    b = np.ones(3, dtype=dtype)
+    assert backend.dense_forward(X, W, b, "relu").shape == (0, 3)
+    dW, db = np.full_like(W, 2.0), np.full_like(b, 2.0)
+    dX = backend.dense_backward(np.empty((0, 3), dtype=dtype), X, W,
+                                np.empty((0, 3), dtype=dtype), dW, db, "relu")
+    assert dX.shape == (0, 4)
+    np.testing.assert_array_equal(dW, 2.0)
+    np.testing.assert_array_equal(db, 2.0)
+
+
+def test_dense_k0_gives_bias(backend, dtype):
+    X = np.empty((3, 0), dtype=dtype)
+    W = np.empty((2, 0), dtype=dtype)
+    b = np.array([-1.0, 2.0], dtype=dtype)
+    np.testing.assert_array_equal(backend.dense_forward(X, W, b, "relu"), [[0, 2]] * 3)
+    np.testing.assert_array_equal(backend.dense_forward(X, W, None), np.zeros((3, 2)))
+
+
+def test_dense_noncontiguous(backend, ref, dtype, rng):
+    Xb = rng.standard_normal((7, 20)).astype(dtype)
+    Wb = rng.standard_normal((5, 10)).astype(dtype)
+    X = Xb[:, ::2]
+    W = np.asfortranarray(Wb)
+    b = rng.standard_normal(10).astype(dtype)[::2]
+    Xc, Wc, bc = (np.ascontiguousarray(a) for a in (X, W, b))
+    Y = backend.dense_forward(X, W, b, "sigmoid")
+    assert_close(Y, ref.dense_forward(Xc, Wc, bc, "sigmoid"), dtype, k=10)
+    dY = np.asfortranarray(rng.standard_normal((7, 5)).astype(dtype))
+    dW, db = np.zeros_like(Wc), np.zeros_like(bc)
+    dWr, dbr = np.zeros_like(Wc), np.zeros_like(bc)
+    Yf = np.asfortranarray(Y)
+    dX = backend.dense_backward(dY, X, W, Yf, dW, db, "sigmoid")
+    dXr = ref.dense_backward(np.ascontiguousarray(dY), Xc, Wc, Y, dWr, dbr, "sigmoid")
+    assert_close(dX, dXr, dtype, k=10)
+    assert_close(dW, dWr, dtype, k=7)
+    assert_close(db, dbr, dtype, k=7)
+
+
+@pytest.mark.parametrize("activation", ["square", "bogus"])
+def test_dense_rejects_nonfusable_activation(backend, dtype, rng, activation):
+    X, W, b = _arrays(rng, dtype, 2, 3, 4)
+    with pytest.raises(ValueError, match="activation"):
+        backend.dense_forward(X, W, b, activation)
+    with pytest.raises(ValueError, match="activation"):
+        backend.dense_backward(np.ones((2, 4), dtype), X, W, np.ones((2, 4), dtype),
+                               np.zeros_like(W), None, activation)
+
+
+def test_dense_rejects_negative_leaky_slope(backend, dtype, rng):
+    X, W, b = _arrays(rng, dtype, 2, 3, 4)
+    with pytest.raises(ValueError, match="activation"):
+        backend.dense_forward(X, W, b, "leaky_relu", -0.1)
+
+
+# ------------------------------------------------------------------ gradients (float64)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh"])
+def test_dense_backward_gradient(backend, rng, activation, bias):
+    n, k, m = 5, 4, 3
+    X = rng.standard_normal((n, k))
+    W = rng.standard_normal((m, k))
+    b = rng.standard_normal(m) if bias else None
+    C = rng.standard_normal((n, m))  # loss = sum(C * dense(X))
+    if activation in ("relu", "leaky_relu", "elu"):
+        # keep every pre-activation away from the kink at 0
+        Z = X @ W.T + (b if bias else 0)
+        X[np.abs(Z).min(axis=1) < 0.05] += 0.1
+
+    def loss():
+        return float(np.sum(C * backend.dense_forward(X, W, b, activation)))
+
+    Y = backend.dense_forward(X, W, b, activation)
+    dW = np.zeros_like(W)
+    db = np.zeros(m) if bias else None
+    dX = backend.dense_backward(C, X, W, Y, dW, db, activation)
+    np.testing.assert_allclose(dX, numerical_grad(loss, X), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dW, numerical_grad(loss, W), rtol=1e-6, atol=1e-8)
+    if bias:
+        np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-8)
