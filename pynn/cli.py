@@ -1,0 +1,613 @@
+"""The ``pynn`` command: ``pynn train``, ``pynn evaluate MODEL``, ``pynn predict MODEL``.
+
+``pynn train`` with no arguments runs the lecture's recipe on the bundled digits: standardize
+(fit on the training part only), two Dense-BatchNorm-ReLU blocks with He initialization, Adam
+with an exponentially decaying learning rate, early stopping on a stratified validation split,
+and a stratified 20% test split that training never sees.
+
+Errors (bad arguments, missing or malformed files) print one line to stderr and exit non-zero;
+no traceback.
+"""
+import argparse
+import csv
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+DATASETS = ("digits", "mnist5k")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# ---------------------------------------------------------------------------- argument types
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return v
+
+
+def _dropout(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return v
+
+
+def _hidden(text):
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths like 256,128, got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer widths like 256,128, got {text!r}")
+    return sizes
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def build_parser():
+    parser = _Parser(prog="pynn", description="Train, evaluate and apply pynn networks.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict}",
+                                parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train the lecture's recipe (default: bundled digits)",
+                       description="Train an MLP: standardize, Dense-BatchNorm-ReLU blocks (He "
+                                   "init), Adam with a decaying lr, early stopping.")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=DATASETS, default=None,
+                     help="a bundled dataset (default: digits)")
+    src.add_argument("--data", metavar="FILE",
+                     help="your data: a CSV with a header row, or an .npz with arrays X and y")
+    t.add_argument("--target", metavar="COLUMN",
+                   help="label column of a CSV (default: the last column)")
+    t.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="default: classification for integer or text labels, else regression")
+    t.add_argument("--hidden", type=_hidden, default=[256, 128], metavar="W1,W2,...",
+                   help="hidden layer widths (default: 256,128)")
+    t.add_argument("--epochs", type=_positive_int, default=100,
+                   help="maximum epochs (early stopping usually ends sooner; default 100)")
+    t.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
+    t.add_argument("--lr", type=_positive_float, default=1e-3, help="initial learning rate")
+    t.add_argument("--lr-decay", type=_positive_float, default=0.95,
+                   help="lr multiplier per epoch (ExponentialLR; default 0.95)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
+    t.add_argument("--dropout", type=_dropout, default=0.0,
+                   help="dropout after each hidden block (default 0: off)")
+    t.add_argument("--scaling", choices=("auto", "feature", "common"), default="auto",
+                   help="standardize each feature by its own std ('feature') or all by one "
+                        "common std ('common', for pixels); auto: common for the bundled "
+                        "images, feature for --data")
+    t.add_argument("--patience", type=_nonneg_int, default=10,
+                   help="early-stopping patience in epochs (default 10)")
+    t.add_argument("--test-size", type=_fraction, default=0.2,
+                   help="held-out test fraction (default 0.2)")
+    t.add_argument("--val-size", type=_fraction, default=0.15,
+                   help="validation fraction of the rest (default 0.15)")
+    t.add_argument("--seed", type=_nonneg_int, default=0, help="default 0")
+    t.add_argument("--backend", choices=("cython", "numpy"), default=None,
+                   help="default: pynn's current backend")
+    t.add_argument("--out", metavar="DIR", default="pynn-out",
+                   help="directory for model.npz and learning_curves.png (default pynn-out)")
+    t.add_argument("--report", metavar="FILE.json",
+                   help="report path (default: DIR/report.json)")
+    t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                   help="0 quiet, 1 progress bar, 2 one line per epoch")
+
+    for name, helptext in (("evaluate", "loss and accuracy of a saved model on labelled data"),
+                           ("predict", "write a saved model's predictions to a CSV")):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("model", metavar="MODEL", help="a model saved by pynn train / pynn.save")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--data", metavar="FILE", help="a CSV with a header row, or an .npz")
+        src.add_argument("--dataset", choices=DATASETS, help="a bundled dataset")
+        p.add_argument("--target", metavar="COLUMN",
+                       help="label column of a CSV (default: the model's, else the last)")
+        if name == "evaluate":
+            p.add_argument("--report", metavar="FILE.json", help="also write the result as JSON")
+        else:
+            p.add_argument("--out", metavar="FILE.csv", required=True, help="predictions CSV")
+    return parser
+
+
+# ---------------------------------------------------------------------------- data loading
+def _open_text(path):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", newline="")
+    return open(path, newline="")
+
+
+def read_table(path, target=None, need_target=True):
+    """Read a CSV (header row) or an .npz (arrays X, y).
+
+    Returns (X float64 (n, d), y raw labels or None, feature names, target name).
+    """
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if path.endswith(".npz"):
+        return _read_npz(path, need_target)
+    if not path.endswith((".csv", ".csv.gz", ".txt")):
+        raise CLIError(f"{path}: expected a .csv or .npz file")
+    try:
+        with _open_text(path) as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+        raise CLIError(f"{path}: cannot read CSV ({exc})") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise CLIError(f"{path}: expected a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise CLIError(f"{path}: line {i} has {len(r)} fields, the header has {len(header)}")
+    table = np.array(rows[1:], dtype=object)
+    t_idx = None
+    if target is not None:
+        if target not in header:
+            raise CLIError(f"{path}: --target column {target!r} not in the header "
+                           f"({', '.join(header[:8])}{', ...' if len(header) > 8 else ''})")
+        t_idx = header.index(target)
+    elif need_target:
+        t_idx = len(header) - 1
+    feat_idx = [j for j in range(len(header)) if j != t_idx]
+    if not feat_idx:
+        raise CLIError(f"{path}: no feature columns besides the target")
+    X = np.empty((table.shape[0], len(feat_idx)))
+    for k, j in enumerate(feat_idx):
+        try:
+            X[:, k] = [float(v) for v in table[:, j]]
+        except ValueError:
+            bad = next(i for i, v in enumerate(table[:, j]) if not _is_float(v))
+            raise CLIError(f"{path}: column {header[j]!r}, line {bad + 2}: "
+                           f"{table[bad, j]!r} is not a number") from None
+    if not np.isfinite(X).all():
+        i, j = np.argwhere(~np.isfinite(X))[0]
+        raise CLIError(f"{path}: column {header[feat_idx[j]]!r}, line {i + 2}: NaN or Inf")
+    y = None if t_idx is None else np.array([v.strip() for v in table[:, t_idx]])
+    return X, y, [header[j] for j in feat_idx], None if t_idx is None else header[t_idx]
+
+
+def _is_float(v):
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_npz(path, need_target):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z.files or (need_target and "y" not in z.files):
+                raise CLIError(f"{path}: an .npz must hold arrays 'X' and 'y' "
+                               f"(found {', '.join(z.files) or 'none'})")
+            X = z["X"]
+            y = z["y"] if "y" in z.files else None
+    except CLIError:
+        raise
+    except Exception as exc:  # BadZipFile, pickled arrays (ValueError), truncated data
+        raise CLIError(f"{path}: cannot read .npz ({exc})") from None
+    if X.dtype.kind not in "biuf" or X.ndim != 2:
+        raise CLIError(f"{path}: X must be a 2-D numeric array, got {X.dtype} {X.shape}")
+    if y is not None and (y.ndim != 1 or y.shape[0] != X.shape[0]):
+        raise CLIError(f"{path}: y must be 1-D with one label per row of X, got {y.shape}")
+    X = X.astype(np.float64)
+    if not np.isfinite(X).all():
+        raise CLIError(f"{path}: X contains NaN or Inf")
+    return X, y, [f"x{j}" for j in range(X.shape[1])], "y"
+
+
+def _as_numeric_labels(y):
+    """Labels as numbers when they all parse as numbers (ints when integral), else strings."""
+    if y.dtype.kind in "biuf":
+        vals = y.astype(np.float64)
+    else:
+        try:
+            vals = np.array([float(v) for v in y])
+        except ValueError:
+            return y.astype(str), False
+    if not np.isfinite(vals).all():
+        raise CLIError("the target column contains NaN or Inf")
+    if np.all(vals == np.round(vals)):
+        return vals.astype(np.int64), True
+    return vals, True
+
+
+def _decide_task(y, task):
+    labels, numeric = _as_numeric_labels(y)
+    if task == "auto":
+        if not numeric or labels.dtype.kind in "iu" and np.unique(labels).size <= max(
+            2, min(100, labels.size // 5)
+        ):
+            task = "classification"
+        else:
+            task = "regression"
+    if task == "regression" and not numeric:
+        raise CLIError("--task regression needs a numeric target column")
+    return task, labels
+
+
+def _load_data(args, need_target=True, target=None):
+    from . import datasets
+
+    if getattr(args, "dataset", None) is not None or getattr(args, "data", None) is None:
+        name = getattr(args, "dataset", None) or "digits"
+        X, y = datasets.load(name, dtype=np.float64)
+        return X, y, [f"pixel{j}" for j in range(X.shape[1])], "label", name
+    X, y, features, target_name = read_table(args.data, target, need_target)
+    return X, y, features, target_name, os.path.basename(args.data)
+
+
+# ---------------------------------------------------------------------------- train
+def _make_optimizer(name, params, lr):
+    from . import optim
+
+    cls = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
+           "adagrad": "Adagrad"}[name]
+    kwargs = {"lr": lr}
+    if name == "sgd":
+        kwargs["momentum"] = 0.9  # plain SGD on this recipe crawls; momentum is the lecture's fix
+    return getattr(optim, cls)(params, **kwargs)
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # strict JSON has no NaN/Inf
+    return obj
+
+
+def _write_json(path, payload):
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_json_safe(payload), f, indent=2, allow_nan=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def cmd_train(args, out=None):
+    out = out or sys.stdout
+    import pynn
+    from .data import LabelEncoder, Standardizer, split_indices
+    from .nn import BatchNorm, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential
+    from .optim import ExponentialLR
+    from .train import EarlyStopping, Trainer
+
+    if args.target is not None and args.data is None:
+        raise CLIError("--target needs --data")
+    if args.backend is not None:
+        pynn.set_backend(args.backend)
+    t_start = time.perf_counter()
+    X, y_raw, features, target_name, source = _load_data(args, target=args.target)
+    task, labels = ("classification", y_raw) if args.data is None else _decide_task(
+        y_raw, args.task)
+    classes = None
+    if task == "classification":
+        enc = LabelEncoder().fit(labels)
+        y = enc.transform(labels)
+        classes = enc.classes_.tolist()
+        if len(classes) < 2:
+            raise CLIError(f"{source}: the target has a single class ({classes[0]!r})")
+        counts = np.bincount(y)
+        stratify = bool(counts.min() >= 2)
+    else:
+        y = labels.astype(np.float64)
+        stratify = False
+    n = X.shape[0]
+    if n < 10:
+        raise CLIError(f"{source}: {n} samples are too few to split into train/validation/test")
+
+    rng_seed = args.seed
+    train_idx, test_idx = split_indices(y, args.test_size, stratify=stratify, seed=rng_seed)
+    fit_idx, val_idx = split_indices(y[train_idx], args.val_size,
+                                     stratify=stratify and np.bincount(y[train_idx]).min() >= 2,
+                                     seed=rng_seed + 1)
+    fit_idx, val_idx = train_idx[fit_idx], train_idx[val_idx]
+
+    # The lecture's first rule: the scaler sees the training part only.
+    scaling = args.scaling
+    if scaling == "auto":
+        scaling = "feature" if args.data else "common"
+    scaler = Standardizer(scale_floor=1.0 if scaling == "common" else 0.0).fit(X[fit_idx])
+    Xs = {k: scaler.transform(X[idx]) for k, idx in
+          (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
+    ys = {"fit": y[fit_idx], "val": y[val_idx], "test": y[test_idx]}
+    y_mean = y_scale = None
+    if task == "regression":
+        y_mean, y_scale = float(ys["fit"].mean()), float(ys["fit"].std() or 1.0)
+        ys = {k: ((v - y_mean) / y_scale).astype(np.float32) for k, v in ys.items()}
+
+    layers, width = [], X.shape[1]
+    for i, h in enumerate(args.hidden):
+        layers += [Dense(width, h, init="he_normal", seed=args.seed * 1000 + i),
+                   BatchNorm(h), ReLU()]
+        if args.dropout > 0:
+            layers.append(Dropout(args.dropout, seed=args.seed * 1000 + i))
+        width = h
+    n_out = len(classes) if task == "classification" else 1
+    layers.append(Dense(width, n_out, init="xavier_normal", seed=args.seed * 1000 + 999))
+    model = Sequential(*layers)
+    loss = CrossEntropyLoss() if task == "classification" else MSELoss()
+    optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr)
+    scheduler = ExponentialLR(optimizer, gamma=args.lr_decay)
+    trainer = Trainer(model, loss, optimizer)
+    if args.verbose:
+        print(f"pynn train: {source}: {n} samples, {X.shape[1]} features, "
+              f"{'%d classes' % n_out if classes else 'regression'}; "
+              f"train {fit_idx.size} / validation {val_idx.size} / test {test_idx.size}",
+              file=out)
+    history = trainer.fit(
+        Xs["fit"], ys["fit"], epochs=args.epochs, batch_size=args.batch_size,
+        validation_data=(Xs["val"], ys["val"]), seed=args.seed, verbose=args.verbose,
+        scheduler=scheduler, callbacks=[EarlyStopping("val_loss", patience=args.patience)],
+    )
+    test = trainer.evaluate(Xs["test"], ys["test"])
+
+    # Save the scaler as the model's first layer: the saved model takes raw features.
+    full = Sequential(scaler, *model.layers)
+    full.eval()
+    os.makedirs(args.out, exist_ok=True)
+    model_path = os.path.join(args.out, "model.npz")
+    from .io import save
+
+    save(full, model_path, metadata={
+        "task": task, "loss": type(loss).__name__, "classes": classes, "features": features,
+        "target": target_name, "y_mean": y_mean, "y_scale": y_scale, "source": source,
+    })
+    plot_path = os.path.join(args.out, "learning_curves.png")
+    try:
+        history.plot(plot_path, title=f"pynn train: {source}")
+    except ImportError as exc:
+        plot_path = None
+        print(f"pynn train: note: no learning-curve plot ({exc})", file=sys.stderr)
+
+    test_accuracy = test.get("accuracy") if task == "classification" else None
+    test_loss = test["loss"] if task == "classification" else test["loss"] * y_scale ** 2
+    report_path = args.report or os.path.join(args.out, "report.json")
+    config = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    config.update({"dataset": args.dataset or (None if args.data else "digits"), "task": task,
+                   "scaling": scaling,
+                   "backend": pynn.get_backend().name, "recipe": (
+                       f"Standardizer({scaling}) -> [Dense(He) -> BatchNorm -> ReLU"
+                       + (" -> Dropout" if args.dropout > 0 else "") + f"] x {len(args.hidden)}"
+                       f" -> Dense; {args.optimizer} with ExponentialLR(gamma={args.lr_decay}); "
+                       f"EarlyStopping(val_loss, patience={args.patience}, restore best)")})
+    _write_json(report_path, {
+        "source": source, "task": task, "test_accuracy": test_accuracy, "test_loss": test_loss,
+        "n_train": int(fit_idx.size), "n_val": int(val_idx.size), "n_test": int(test_idx.size),
+        "classes": classes, "epochs_run": len(history), "stop_reason": history.stop_reason,
+        "best_val_loss": min(history.history["val_loss"]) if len(history) else None,
+        "seconds": time.perf_counter() - t_start, "model": model_path, "plot": plot_path,
+        "history": history.history, "config": config,
+    })
+    if task == "classification":
+        print(f"test accuracy: {test_accuracy:.4f} ({test_idx.size} held-out samples), "
+              f"test loss {test_loss:.4f}", file=out)
+    else:
+        print(f"test MSE: {test_loss:.6g} ({test_idx.size} held-out samples)", file=out)
+    print(f"saved {model_path}, {report_path}" + (f", {plot_path}" if plot_path else ""),
+          file=out)
+    return 0
+
+
+# ---------------------------------------------------------------------------- evaluate / predict
+def _load_model(path):
+    from .io import load
+
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    model, meta = load(path, return_metadata=True)
+    model.eval()
+    return model, meta
+
+
+def _features_for(model, meta, args, need_target):
+    target = args.target if args.target is not None else None
+    if target is None and args.data and meta.get("target") and not args.data.endswith(".npz"):
+        target = meta["target"]
+        if not _header_has(args.data, target):
+            target = None
+    X, y, names, _, source = _load_data(args, need_target=need_target, target=target)
+    n_in = _n_inputs(model)
+    wanted = meta.get("features")
+    if wanted and X.shape[1] != n_in and set(wanted) <= set(names):
+        X = X[:, [names.index(f) for f in wanted]]
+    if not need_target and y is None and X.shape[1] == n_in + 1 and args.target is None:
+        X = X[:, :-1]  # a labelled file: the last column is the label
+    if X.shape[1] != n_in:
+        raise CLIError(f"{source}: {X.shape[1]} feature columns, the model expects {n_in}")
+    return X, y, source
+
+
+def _header_has(path, column):
+    try:
+        with _open_text(path) as f:
+            return column in [h.strip() for h in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError):
+        return False
+
+
+def _n_inputs(model):
+    first = model.layers[0] if hasattr(model, "layers") else model
+    for attr in ("in_features", "num_features"):
+        if getattr(first, attr, None):
+            return getattr(first, attr)
+    raise CLIError("cannot tell how many input features the model takes")
+
+
+def _encode_labels(y, meta, source):
+    classes = meta.get("classes")
+    labels, _ = _as_numeric_labels(y)
+    if classes is None:
+        return labels
+    lookup = {str(c): i for i, c in enumerate(classes)}
+    try:
+        return np.array([lookup[str(v)] for v in labels.tolist()], dtype=np.int64)
+    except KeyError as exc:
+        raise CLIError(f"{source}: label {exc.args[0]!r} is not one of the model's classes "
+                       f"{classes[:10]}") from None
+
+
+def cmd_evaluate(args, out=None):
+    out = out or sys.stdout
+    from .nn import CrossEntropyLoss, MSELoss
+    from .train import _accuracy
+
+    model, meta = _load_model(args.model)
+    X, y, source = _features_for(model, meta, args, need_target=True)
+    if y is None:
+        raise CLIError(f"{source}: no label column to evaluate against")
+    out_ = model.predict(np.ascontiguousarray(X, dtype=model.dtype))
+    result = {"model": args.model, "data": source, "n": int(X.shape[0])}
+    if meta.get("task", "classification") == "classification":
+        yi = _encode_labels(y, meta, source)
+        if yi.min() < 0 or yi.max() >= out_.shape[1]:
+            raise CLIError(f"{source}: labels out of range for a model with {out_.shape[1]} "
+                           f"outputs")
+        loss = CrossEntropyLoss()
+        result["loss"] = float(loss.forward(out_, yi))
+        result["accuracy"] = _accuracy(loss)(out_, yi)
+        print(f"{source}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+              f"({result['n']} samples)", file=out)
+    else:
+        target, _ = _as_numeric_labels(y)
+        pred = _denormalize(out_, meta)
+        result["loss"] = float(np.mean((pred[:, 0] - target) ** 2))
+        result["mse"] = result["loss"]
+        print(f"{source}: MSE {result['mse']:.6g} ({result['n']} samples)", file=out)
+    if getattr(args, "report", None):
+        _write_json(args.report, result)
+    return 0
+
+
+def _denormalize(output, meta):
+    out = output.astype(np.float64)
+    if meta.get("y_scale") is not None:
+        out = out * meta["y_scale"] + meta["y_mean"]
+    return out
+
+
+def cmd_predict(args, out=None):
+    out = out or sys.stdout
+    model, meta = _load_model(args.model)
+    X, _, source = _features_for(model, meta, args, need_target=False)
+    logits = model.predict(np.ascontiguousarray(X, dtype=model.dtype))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        if meta.get("task", "classification") == "classification":
+            classes = meta.get("classes") or list(range(logits.shape[1]))
+            z = logits.astype(np.float64)
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            w.writerow(["prediction", *[f"p_{c}" for c in classes]])
+            for label, row in zip(np.asarray(classes, dtype=object)[logits.argmax(axis=1)], p):
+                w.writerow([label, *[f"{v:.6g}" for v in row]])
+        else:
+            pred = _denormalize(logits, meta)
+            w.writerow(["prediction"] if pred.shape[1] == 1 else
+                       [f"prediction_{k}" for k in range(pred.shape[1])])
+            for row in pred:
+                w.writerow([f"{v:.8g}" for v in row])
+    os.replace(tmp, args.out)
+    print(f"wrote {X.shape[0]} predictions to {args.out}", file=out)
+    return 0
+
+
+# ---------------------------------------------------------------------------- entry point
+def main(argv=None):
+    """Run the ``pynn`` command; returns the exit status (0 ok, 1 error, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2): argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from .io import ModelFileError
+
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command]
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print(f"pynn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ModelFileError, ValueError, TypeError, OSError, ImportError,
+            RuntimeError) as exc:
+        print(f"pynn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # never a traceback for a user; still say it is our bug
+        print(f"pynn {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(exc):
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

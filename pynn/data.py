@@ -1,0 +1,337 @@
+"""Data helpers: validation splits, scaling, label encoding, mini-batches and augmentation."""
+import inspect
+
+import numpy as np
+
+from .nn.module import Module, check_dtype_arg, check_input
+
+
+def _rng(seed):
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def as_array(name, a, dtype=None, ndim=None):
+    """``a`` as a NumPy array of a numeric type (converted to ``dtype`` when given), finite.
+
+    Raises ValueError naming ``name`` for non-numeric values, NaN/Inf (also those created by the
+    conversion, e.g. 1e300 to float32) and the wrong number of dimensions.
+    """
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a numeric array, could not convert it: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}"
+            f"{'; or a value too large for ' + np.dtype(dtype).name if dtype is not None else ''})"
+        )
+    return arr
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+        0.0 < value < 1.0
+    ):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def split_indices(y, val_fraction, stratify=False, seed=None):
+    """Shuffled (train_index, val_index) for ``len(y)`` samples.
+
+    With ``stratify`` each class contributes its share of ``round(val_fraction * n)``
+    validation samples (largest-remainder rounding; at least one when the class has two or
+    more), so both parts keep the class proportions. Both index arrays come back shuffled.
+    """
+    val_fraction = _check_fraction("val_fraction", val_fraction)
+    y = np.asarray(y)
+    n = y.shape[0]
+    rng = _rng(seed)
+    if not stratify:
+        perm = rng.permutation(n)
+        n_val = int(round(val_fraction * n))
+        if n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        return perm[n_val:], perm[:n_val]
+    if y.ndim != 1:
+        raise ValueError(f"stratify needs 1-D class labels, got shape {y.shape}")
+    classes, inverse = np.unique(y, return_inverse=True)
+    counts = np.bincount(inverse)
+    # Largest remainder: the total is round(val_fraction * n), shared out in proportion, so
+    # rounding per class cannot drift the total (5 + 5 samples at 0.3 give 3, not 4).
+    quota = val_fraction * counts
+    k = np.floor(quota).astype(np.int64)
+    short = int(round(val_fraction * n)) - int(k.sum())
+    if short > 0:
+        k[np.argsort(-(quota - k), kind="stable")[:short]] += 1
+    # A class with two or more samples appears in both parts.
+    k = np.where(counts >= 2, np.clip(k, 1, counts - 1), k)
+    train, val = [], []
+    for c in range(classes.size):
+        idx = np.flatnonzero(inverse == c)
+        idx = idx[rng.permutation(idx.size)]
+        val.append(idx[:k[c]])
+        train.append(idx[k[c]:])
+    train = np.concatenate(train)
+    val = np.concatenate(val)
+    return train[rng.permutation(train.size)], val[rng.permutation(val.size)]
+
+
+def train_val_split(X, y, val_fraction=0.2, stratify=False, seed=None):
+    """Split ``X, y`` into shuffled training and validation parts.
+
+    Parameters
+    ----------
+    X, y : array-like with the same first dimension
+    val_fraction : float in (0, 1), default 0.2
+    stratify : bool, default False
+        Keep the class proportions of ``y`` (integer or string labels) in both parts.
+    seed : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    X_train, X_val, y_train, y_val
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X and y must have the same length, got {X.shape[0]} and {y.shape[0]}")
+    tr, va = split_indices(y, val_fraction, stratify=stratify, seed=seed)
+    return X[tr], X[va], y[tr], y[va]
+
+
+class Standardizer(Module):
+    """Scale features to zero mean and unit variance: ``(X - mean) / scale``.
+
+    Fit it on the training data only (the lecture's first rule), then apply it to everything.
+    It is also a layer: put a fitted Standardizer first in a ``Sequential`` and the saved model
+    takes raw features (``pynn.save`` stores ``mean`` and ``scale``). Constant features get
+    ``scale = 1``.
+
+    Parameters
+    ----------
+    num_features : int, optional
+        Known up front (e.g. when loading); otherwise set by ``fit``.
+    scale_floor : float in [0, 1], default 0
+        Divide each feature by ``max(std, scale_floor * largest std)``. 0 is plain per-feature
+        standardization. For pixels (features in one unit) 1 gives one common scale: a border
+        pixel that is almost always 0 then keeps small values instead of turning its rare
+        strokes into z-scores of 50 and more, which the network would overfit.
+    dtype : float32 (default) or float64
+
+    Shape
+    -----
+    - Input: (N, num_features)
+    - Output: (N, num_features)
+    """
+
+    def __init__(self, num_features=None, scale_floor=0.0, dtype=np.float32):
+        super().__init__()
+        self.dtype = check_dtype_arg(dtype)
+        if isinstance(scale_floor, bool) or not isinstance(
+            scale_floor, (int, float, np.floating)
+        ) or not 0.0 <= scale_floor <= 1.0:
+            raise ValueError(f"scale_floor must be a number in [0, 1], got {scale_floor!r}")
+        self.scale_floor = float(scale_floor)
+        self.num_features = None
+        self.mean = None
+        self.scale = None
+        if num_features is not None:
+            if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
+                    or num_features < 1:
+                raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+            self.num_features = int(num_features)
+            self.mean = np.zeros(self.num_features, self.dtype)
+            self.scale = np.ones(self.num_features, self.dtype)
+
+    def fit(self, X):
+        """Learn per-feature mean and standard deviation from ``X`` (computed in float64)."""
+        X = as_array("X", X, np.float64, ndim=2)
+        if X.shape[0] == 0:
+            raise ValueError("X is empty; cannot fit a Standardizer on no samples")
+        std = X.std(axis=0)
+        if self.scale_floor > 0:
+            std = np.maximum(std, self.scale_floor * std.max())
+        std[std < 1e-12] = 1.0  # a constant feature stays as it is (shifted to 0)
+        self.num_features = X.shape[1]
+        self.mean = X.mean(axis=0).astype(self.dtype)
+        self.scale = std.astype(self.dtype)
+        return self
+
+    def transform(self, X):
+        """Standardized ``X`` as a new array of the Standardizer's dtype."""
+        self._check_fitted()
+        X = as_array("X", X, self.dtype, ndim=2)
+        if X.shape[1] != self.num_features:
+            raise ValueError(
+                f"X must have {self.num_features} features (as in fit), got {X.shape[1]}"
+            )
+        return (X - self.mean) / self.scale
+
+    def fit_transform(self, X):
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, X):
+        self._check_fitted()
+        X = as_array("X", X, self.dtype, ndim=2)
+        return X * self.scale + self.mean
+
+    def _check_fitted(self):
+        if self.mean is None:
+            raise RuntimeError("Standardizer is not fitted; call fit(X_train) first")
+
+    # -- layer API: the same arithmetic as transform, on arrays of the model's dtype
+    def forward(self, X):
+        self._check_fitted()
+        X = check_input(self, X, features=self.num_features, dtype=self.dtype)
+        return (X - self.mean) / self.scale
+
+    def backward(self, dY):
+        return dY / self.scale
+
+    def buffers(self):
+        return {} if self.mean is None else {"mean": self.mean, "scale": self.scale}
+
+    def config(self):
+        return {"num_features": self.num_features, "scale_floor": self.scale_floor,
+                "dtype": self.dtype.name}
+
+
+def one_hot(y, num_classes=None, dtype=np.float32):
+    """Rows of a one-hot matrix for integer labels ``y`` in [0, num_classes)."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError(f"y must be 1-D integer labels, got dtype {y.dtype} and shape {y.shape}")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"y must be in [0, {num_classes}), got values in [{y.min()}, {y.max()}]")
+    out = np.zeros((y.size, num_classes), dtype=dtype)
+    out[np.arange(y.size), y] = 1
+    return out
+
+
+class LabelEncoder:
+    """Map arbitrary labels (ints, strings) to 0..K-1 and back, classes sorted like np.unique."""
+
+    def __init__(self):
+        self.classes_ = None
+
+    def fit(self, y):
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        self.classes_ = np.unique(y)
+        return self
+
+    def transform(self, y):
+        if self.classes_ is None:
+            raise RuntimeError("LabelEncoder is not fitted; call fit(y) first")
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, self.classes_.size - 1)
+        bad = self.classes_[idx] != y
+        if np.any(bad):
+            raise ValueError(f"y contains labels not seen in fit: {np.unique(y[bad])[:5].tolist()}")
+        return idx.astype(np.int64)
+
+    def fit_transform(self, y):
+        return self.fit(y).transform(y)
+
+    def inverse_transform(self, idx):
+        if self.classes_ is None:
+            raise RuntimeError("LabelEncoder is not fitted; call fit(y) first")
+        return self.classes_[np.asarray(idx)]
+
+
+def batch_bounds(n, batch_size):
+    """(start, stop) of the mini-batches over ``n`` samples.
+
+    A trailing batch of a single sample is merged into the one before (BatchNorm cannot
+    normalize one sample in training mode, and every sample still gets used).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    starts = list(range(0, n, batch_size))
+    bounds = [(s, min(s + batch_size, n)) for s in starts]
+    if len(bounds) >= 2 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def minibatches(X, y=None, batch_size=32, shuffle=True, seed=None):
+    """Iterate over ``(X_batch, y_batch)`` (or ``X_batch`` without ``y``).
+
+    Parameters
+    ----------
+    X, y : ndarray with the same first dimension
+    batch_size : int
+    shuffle : bool, default True
+        A new permutation per call, drawn from ``seed`` (an int or a Generator, which advances).
+    """
+    n = len(X)
+    if y is not None and len(y) != n:
+        raise ValueError(f"X and y must have the same length, got {n} and {len(y)}")
+    order = _rng(seed).permutation(n) if shuffle else None
+    for a, b in batch_bounds(n, batch_size):
+        idx = slice(a, b) if order is None else order[a:b]
+        yield (X[idx], y[idx]) if y is not None else X[idx]
+
+
+class GaussianNoise:
+    """Augmentation: add ``N(0, std**2)`` noise to each training batch (never to validation).
+
+    Parameters
+    ----------
+    std : float >= 0
+    """
+
+    def __init__(self, std):
+        if isinstance(std, bool) or not isinstance(std, (int, float, np.floating)) or not (
+            np.isfinite(std) and std >= 0
+        ):
+            raise ValueError(f"std must be a finite number >= 0, got {std!r}")
+        self.std = float(std)
+
+    def __call__(self, X, rng=None):
+        if self.std == 0:
+            return X
+        noise = _rng(rng).standard_normal(X.shape)
+        return (X + self.std * noise).astype(X.dtype)
+
+    def __repr__(self):
+        return f"GaussianNoise(std={self.std})"
+
+
+def augmentation_caller(hook):
+    """Wrap an augmentation hook as ``f(X_batch, rng) -> X_batch``.
+
+    A hook is any callable taking a batch and returning one of the same shape; one that also
+    accepts an ``rng`` keyword gets the Trainer's generator, so augmented runs are reproducible
+    and resumable.
+    """
+    if not callable(hook):
+        raise TypeError(f"augment hooks must be callable, got {type(hook).__name__}")
+    try:
+        takes_rng = "rng" in inspect.signature(hook).parameters
+    except (TypeError, ValueError):
+        takes_rng = False
+    if takes_rng:
+        return lambda X, rng: hook(X, rng=rng)
+    return lambda X, rng: hook(X)
+
+
+__all__ = ["GaussianNoise", "LabelEncoder", "Standardizer", "as_array", "batch_bounds",
+           "minibatches", "one_hot", "split_indices", "train_val_split"]

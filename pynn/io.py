@@ -1,0 +1,596 @@
+"""Saving and loading models and training checkpoints: one ``.npz`` file, no pickle.
+
+File layout (a plain, uncompressed NumPy ``.npz`` archive)::
+
+    __pynn__            0-d unicode array: a JSON header (format, version, architecture, ...)
+    param/<name>        one array per parameter ("0.weight", "0.bias", ...)
+    buffer/<name>       non-trainable state ("1.running_mean", "0.mean", ...)
+    state/<k>           arrays inside optimizer / scheduler / callback state (checkpoints only)
+
+The header is a plain string array (never an object array), and every array is read with our
+own header check, so nothing is ever unpickled. Before any array is allocated its declared
+size is checked against the bytes the archive actually holds, and the architecture's parameter
+shapes are checked against the stored arrays, so a hostile header cannot make ``load`` allocate
+gigabytes. Writes go to a temporary file in the target directory and are moved into place with
+``os.replace``: a crash mid-write never leaves a half-written model behind.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .nn import activations as _act
+from .nn.batchnorm import BatchNorm
+from .nn.dense import Dense
+from .nn.dropout import Dropout
+from .nn.module import Module
+from .nn.sequential import Sequential
+
+FORMAT_MODEL = "pynn.model"
+FORMAT_CHECKPOINT = "pynn.checkpoint"
+VERSION = 1
+HEADER_KEY = "__pynn__"
+
+# Limits for hostile files: the JSON header and the nesting of the architecture.
+_MAX_HEADER_BYTES = 64 << 20
+_MAX_DEPTH = 32
+# Deflate cannot compress better than about 1032:1, so a compressed member that claims more is lying.
+_MAX_DEFLATE_RATIO = 1032
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that cannot be loaded: corrupt, truncated, pickled, foreign,
+    an unknown layer type, or a header whose shapes do not match the data it holds."""
+
+
+# ---------------------------------------------------------------------------- the layer registry
+def _shapes_dense(c):
+    i, o = _cfg_int(c, "in_features"), _cfg_int(c, "out_features")
+    shapes = {"weight": (o, i)}
+    if c.get("bias", True):
+        shapes["bias"] = (o,)
+    return shapes, {}
+
+
+def _shapes_batchnorm(c):
+    n = _cfg_int(c, "num_features")
+    return {"weight": (n,), "bias": (n,)}, {"running_mean": (n,), "running_var": (n,)}
+
+
+def _shapes_standardizer(c):
+    n = c.get("num_features")
+    if n is None:
+        return {}, {}
+    n = _cfg_int(c, "num_features")
+    return {}, {"mean": (n,), "scale": (n,)}
+
+
+def _no_shapes(c):
+    return {}, {}
+
+
+def _build_dense(c):
+    # The stored init may be "custom" (a callable that cannot be saved); the weights are
+    # overwritten from the file anyway, so build with the default and keep the name.
+    init = c.get("init")
+    layer = Dense(c["in_features"], c["out_features"], bias=c.get("bias", True),
+                  init=init if init in _init_names() else None, dtype=c.get("dtype", "float32"))
+    layer.init = init
+    return layer
+
+
+def _init_names():
+    from .nn.init import INITIALIZERS
+
+    return set(INITIALIZERS)
+
+
+def _build_standardizer(c):
+    from .data import Standardizer
+
+    return Standardizer(num_features=c.get("num_features"), scale_floor=c.get("scale_floor", 0.0),
+                        dtype=c.get("dtype", "float32"))
+
+
+def _simple(cls):
+    return lambda c: cls(**c)
+
+
+# type name -> (builder from config, (param shapes, buffer shapes) from config)
+LAYERS = {
+    "Dense": (_build_dense, _shapes_dense),
+    "BatchNorm": (_simple(BatchNorm), _shapes_batchnorm),
+    "Dropout": (_simple(Dropout), _no_shapes),
+    "Standardizer": (_build_standardizer, _shapes_standardizer),
+}
+for _name in ("Identity", "Step", "Sigmoid", "Tanh", "ReLU", "Square", "LeakyReLU", "ELU",
+              "Softmax"):
+    LAYERS[_name] = (_simple(getattr(_act, _name)), _no_shapes)
+
+
+def _cfg_int(c, key):
+    v = c.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ModelFileError(f"architecture: {key} must be a positive int, got {v!r}")
+    return v
+
+
+# ---------------------------------------------------------------------------- architecture
+def architecture(model):
+    """The model's architecture as plain JSON-able values: ``{"type": ..., "config": ...}``
+    for a layer, ``{"type": "Sequential", "layers": [...]}`` for a container."""
+    if isinstance(model, Sequential):
+        return {"type": "Sequential", "layers": [architecture(l) for l in model.layers]}
+    name = type(model).__name__
+    if name not in LAYERS:
+        raise TypeError(
+            f"model: cannot save a layer of type {name}; supported: {sorted(LAYERS)}"
+        )
+    return {"type": name, "config": model.config()}
+
+
+def _walk(model, prefix=""):
+    """(name prefix, layer) for every leaf layer, names as in Sequential.named_parameters."""
+    if isinstance(model, Sequential):
+        for i, layer in enumerate(model.layers):
+            yield from _walk(layer, f"{prefix}{i}.")
+    else:
+        yield prefix, model
+
+
+def _expected_arrays(arch, prefix="", depth=0):
+    """Param and buffer shapes implied by a header's architecture, validating it as we go."""
+    if depth > _MAX_DEPTH:
+        raise ModelFileError("architecture is nested too deeply")
+    if not isinstance(arch, dict) or not isinstance(arch.get("type"), str):
+        raise ModelFileError(f"architecture: expected {{'type': ...}}, got {str(arch)[:80]}")
+    kind = arch["type"]
+    params, buffers = {}, {}
+    if kind == "Sequential":
+        layers = arch.get("layers")
+        if not isinstance(layers, list):
+            raise ModelFileError("architecture: Sequential needs a list of layers")
+        for i, sub in enumerate(layers):
+            p, b = _expected_arrays(sub, f"{prefix}{i}.", depth + 1)
+            params.update(p)
+            buffers.update(b)
+        return params, buffers
+    if kind not in LAYERS:
+        raise ModelFileError(f"unknown layer type {kind!r} (known: {', '.join(sorted(LAYERS))})")
+    config = arch.get("config", {})
+    if not isinstance(config, dict):
+        raise ModelFileError(f"architecture: config of {kind} must be a dict")
+    p, b = LAYERS[kind][1](config)
+    params.update({prefix + k: v for k, v in p.items()})
+    buffers.update({prefix + k: v for k, v in b.items()})
+    return params, buffers
+
+
+def build(arch, depth=0):
+    """A fresh model from an architecture description (as ``architecture`` returns)."""
+    if depth > _MAX_DEPTH:
+        raise ModelFileError("architecture is nested too deeply")
+    kind = arch["type"]
+    if kind == "Sequential":
+        return Sequential(*[build(sub, depth + 1) for sub in arch["layers"]])
+    if kind not in LAYERS:
+        raise ModelFileError(f"unknown layer type {kind!r}")
+    try:
+        return LAYERS[kind][0](dict(arch.get("config", {})))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"architecture: cannot build {kind}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- state (de)serialization
+def _encode(obj, arrays):
+    """JSON-able copy of ``obj``; ndarrays and NumPy scalars go to ``arrays`` (``state/<k>``)
+    and are referenced by key. Keeps tuples and non-string dict keys (torch's optimizer state is
+    keyed by int), which JSON alone would turn into lists and strings."""
+    if isinstance(obj, (np.ndarray, np.generic)):
+        key = f"state/{len(arrays)}"
+        arrays[key] = np.array(obj)
+        return {"__array__": key, "scalar": isinstance(obj, np.generic)}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj) and not any(k.startswith("__") for k in obj):
+            return {k: _encode(v, arrays) for k, v in obj.items()}
+        return {"__dict__": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, arrays) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, arrays) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot save a value of type {type(obj).__name__} in a checkpoint")
+
+
+def _decode(obj, arrays):
+    if isinstance(obj, dict):
+        if "__array__" in obj:
+            try:
+                a = arrays[obj["__array__"]]
+            except (KeyError, TypeError):
+                raise ModelFileError(f"missing state array {obj['__array__']!r}") from None
+            return a[()] if obj.get("scalar") else a
+        if "__dict__" in obj:
+            return {_hashable(_decode(k, arrays)): _decode(v, arrays) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    return obj
+
+
+def _hashable(k):
+    return k.item() if isinstance(k, np.generic) else k
+
+
+# ---------------------------------------------------------------------------- writing
+def _model_arrays(model):
+    arrays = {}
+    for prefix, layer in _walk(model):
+        for p in layer.parameters():
+            arrays[f"param/{prefix}{p.name}"] = np.ascontiguousarray(p.data)
+        for name, buf in layer.buffers().items():
+            arrays[f"buffer/{prefix}{name}"] = np.ascontiguousarray(buf)
+    return arrays
+
+
+def _atomic_savez(path, header, arrays):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # A file object, not a name: np.savez would append ".npz" to a name.
+            np.savez(f, **{HEADER_KEY: np.array(json.dumps(header))}, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save(model, path, metadata=None):
+    """Save ``model`` (architecture, weights, BatchNorm statistics) to one ``.npz`` file.
+
+    Parameters
+    ----------
+    model : Sequential or a single layer
+    path : str or os.PathLike
+        Written atomically (temporary file + rename); the name is used as given.
+    metadata : dict, optional
+        JSON-able extra information (e.g. class names, the loss), returned by
+        ``load(path, return_metadata=True)``.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a pynn Module, got {type(model).__name__}")
+    header = {"format": FORMAT_MODEL, "version": VERSION, "architecture": architecture(model),
+              "metadata": _plain_json("metadata", metadata or {})}
+    _atomic_savez(path, header, _model_arrays(model))
+
+
+def _plain_json(name, value):
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be JSON-serializable: {exc}") from None
+
+
+def _dropout_steps(model):
+    return {prefix: layer.step for prefix, layer in _walk(model) if isinstance(layer, Dropout)}
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None,
+                    extra=None):
+    """Save everything needed to continue training exactly where it stopped.
+
+    Holds the model (as ``save`` does, so ``load`` reads a checkpoint too), the optimizer's and
+    the scheduler's ``state_dict()``, Dropout step counters, the epoch, the history and ``extra``
+    (JSON-able values and arrays; the Trainer keeps its RNG and callback state there).
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a pynn Module, got {type(model).__name__}")
+    arrays = _model_arrays(model)
+    state_arrays = {}
+    if history is not None and hasattr(history, "history"):
+        history = history.history
+    header = {
+        "format": FORMAT_CHECKPOINT, "version": VERSION, "architecture": architecture(model),
+        "metadata": {},
+        "epoch": None if epoch is None else int(epoch),
+        "history": _encode(history, state_arrays),
+        "optimizer": _encode(None if optimizer is None else optimizer.state_dict(), state_arrays),
+        "scheduler": _encode(None if scheduler is None else scheduler.state_dict(), state_arrays),
+        "dropout_steps": _dropout_steps(model),
+        "extra": _encode(extra, state_arrays),
+    }
+    arrays.update(state_arrays)
+    _atomic_savez(path, header, arrays)
+
+
+# ---------------------------------------------------------------------------- reading
+class _Archive:
+    """An npz opened with zipfile; arrays are read only after their headers pass the checks."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        try:
+            size = os.path.getsize(self.path)
+        except OSError as exc:
+            raise FileNotFoundError(f"{self.path}: {exc.strerror or exc}") from None
+        try:
+            self.zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            kind = _sniff(self.path)
+            raise ModelFileError(f"{self.path}: not a pynn model file ({kind}: {exc})") from None
+        self.members = {}
+        total = 0
+        for info in self.zip.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            self.members[name] = info
+            total += info.compress_size
+        if total > size:
+            self.close()
+            raise ModelFileError(f"{self.path}: truncated or corrupt archive "
+                                 f"(members claim {total} bytes, the file has {size})")
+
+    def close(self):
+        self.zip.close()
+
+    def read(self, name, max_bytes=None):
+        info = self.members.get(name)
+        if info is None:
+            raise ModelFileError(f"{self.path}: missing array {name!r}")
+        try:
+            with self.zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ModelFileError(f"{self.path}: {name}: unsupported .npy version {version}")
+                if dtype.hasobject:
+                    raise ModelFileError(
+                        f"{self.path}: {name} holds Python objects (a pickle); refusing to load it"
+                    )
+                count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+                nbytes = count * dtype.itemsize
+                if any(d < 0 for d in shape) or nbytes < 0:
+                    raise ModelFileError(f"{self.path}: {name}: invalid shape {shape}")
+                # The data must fit in what the archive holds: checked before allocating.
+                if nbytes > info.file_size or (
+                    info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
+                ) or (info.compress_type != zipfile.ZIP_STORED
+                      and info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1)):
+                    raise ModelFileError(
+                        f"{self.path}: {name}: header claims shape {shape} ({nbytes} bytes) but "
+                        f"the archive holds {info.compress_size} bytes for it (truncated or corrupt)"
+                    )
+                if max_bytes is not None and nbytes > max_bytes:
+                    raise ModelFileError(f"{self.path}: {name} is too large ({nbytes} bytes)")
+                data = f.read(nbytes)
+                if len(data) != nbytes:
+                    raise ModelFileError(f"{self.path}: {name} is truncated")
+        except ModelFileError:
+            raise
+        except Exception as exc:  # zlib.error, BadZipFile (CRC), EOFError, ValueError(header)
+            raise ModelFileError(f"{self.path}: {name}: corrupt data ({exc})") from None
+        arr = np.frombuffer(data, dtype=dtype)
+        arr = arr.reshape(shape, order="F" if fortran else "C")
+        return np.array(arr, order="C")  # writeable, owned, C-contiguous
+
+    def header(self):
+        if HEADER_KEY not in self.members:
+            raise ModelFileError(f"{self.path}: not a pynn model file (an npz without a "
+                                 f"{HEADER_KEY!r} header)")
+        raw = self.read(HEADER_KEY, max_bytes=_MAX_HEADER_BYTES)
+        if raw.dtype.kind != "U" or raw.shape != ():
+            raise ModelFileError(f"{self.path}: {HEADER_KEY} must be a 0-d string array")
+        try:
+            header = json.loads(str(raw[()]))
+        except (ValueError, RecursionError) as exc:
+            raise ModelFileError(f"{self.path}: header is not valid JSON ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") not in (FORMAT_MODEL,
+                                                                        FORMAT_CHECKPOINT):
+            raise ModelFileError(f"{self.path}: not a pynn model file (unknown format)")
+        if header.get("version") != VERSION:
+            raise ModelFileError(
+                f"{self.path}: file format version {header.get('version')!r} is not supported "
+                f"(this pynn reads version {VERSION})"
+            )
+        return header
+
+
+def _sniff(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return "unreadable"
+    if head[:1] == b"\x80":
+        return "looks like a pickle"
+    if head[:6] == b"\x93NUMPY":
+        return "a single .npy array"
+    if head[:2] == b"PK":
+        return "a truncated or corrupt zip archive"
+    return "not a zip archive"
+
+
+def _read_model(archive, header):
+    """Check the architecture against the stored arrays, then build the model and fill it."""
+    arch = header.get("architecture")
+    declared = {n: _declared_shape(archive, n) for n in archive.members if n != HEADER_KEY}
+    exp_params, exp_buffers = _expected_arrays(arch)
+    stored = {n: s for n, s in declared.items() if n.startswith(("param/", "buffer/"))}
+    expected = {f"param/{k}": v for k, v in exp_params.items()}
+    expected.update({f"buffer/{k}": v for k, v in exp_buffers.items()})
+    if set(stored) != set(expected):
+        missing = sorted(set(expected) - set(stored))
+        extra = sorted(set(stored) - set(expected))
+        raise ModelFileError(f"{archive.path}: arrays do not match the architecture "
+                             f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    for name, shape in expected.items():
+        if tuple(stored[name]) != tuple(shape):
+            raise ModelFileError(f"{archive.path}: {name} has shape {tuple(stored[name])} but "
+                                 f"the architecture needs {tuple(shape)}")
+    # Only now, with every shape confirmed against the data the file holds, allocate.
+    model = build(arch)
+    _fill(archive, model)
+    return model
+
+
+def _declared_shape(archive, name):
+    info = archive.members[name]
+    try:
+        with archive.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = reader(f)
+    except Exception as exc:
+        raise ModelFileError(f"{archive.path}: {name}: corrupt array header ({exc})") from None
+    if dtype.hasobject:
+        raise ModelFileError(
+            f"{archive.path}: {name} holds Python objects (a pickle); refusing to load it"
+        )
+    return shape
+
+
+def _fill(archive, model):
+    for prefix, layer in _walk(model):
+        for p in layer.parameters():
+            a = archive.read(f"param/{prefix}{p.name}")
+            _check_dtype(archive, f"param/{prefix}{p.name}", a, p.dtype)
+            p.data = a
+        for name, buf in layer.buffers().items():
+            a = archive.read(f"buffer/{prefix}{name}")
+            _check_dtype(archive, f"buffer/{prefix}{name}", a, buf.dtype)
+            buf[...] = a
+
+
+def _check_dtype(archive, name, a, dtype):
+    if a.dtype != dtype:
+        raise ModelFileError(f"{archive.path}: {name} has dtype {a.dtype}, the model's is {dtype}")
+
+
+def load(path, return_metadata=False):
+    """Load a model written by ``save`` (or the model inside a ``save_checkpoint`` file).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    return_metadata : bool, default False
+        Also return the ``metadata`` dict given to ``save``.
+
+    Returns
+    -------
+    model : Sequential (or the saved layer), in training mode
+    metadata : dict, only with ``return_metadata=True``
+
+    Raises
+    ------
+    FileNotFoundError
+    ModelFileError
+        A corrupt, truncated, pickled or foreign file, an unknown layer type, or arrays that do
+        not match the architecture; raised before any large allocation.
+    """
+    archive = _Archive(path)
+    try:
+        header = archive.header()
+        model = _read_model(archive, header)
+        steps = header.get("dropout_steps") or {}
+        _restore_dropout_steps(archive, model, steps)
+    finally:
+        archive.close()
+    if return_metadata:
+        meta = header.get("metadata")
+        return model, meta if isinstance(meta, dict) else {}
+    return model
+
+
+def read_header(path):
+    """The decoded JSON header of a model or checkpoint file (no arrays are read)."""
+    archive = _Archive(path)
+    try:
+        return archive.header()
+    finally:
+        archive.close()
+
+
+def _restore_dropout_steps(archive, model, steps):
+    if not isinstance(steps, dict):
+        raise ModelFileError(f"{archive.path}: dropout_steps must be a dict")
+    layers = dict(_walk(model))
+    for prefix, step in steps.items():
+        layer = layers.get(prefix)
+        if not isinstance(layer, Dropout) or isinstance(step, bool) or not isinstance(step, int) \
+                or step < 0:
+            raise ModelFileError(f"{archive.path}: bad Dropout step entry {prefix!r}: {step!r}")
+        layer.step = step
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None):
+    """Restore a checkpoint written by ``save_checkpoint`` into existing objects.
+
+    ``model`` must have the checkpoint's architecture (parameter names and shapes); its weights,
+    BatchNorm statistics and Dropout counters are overwritten, and so are the optimizer's and the
+    scheduler's states when given.
+
+    Returns
+    -------
+    dict with "epoch", "history" (dict of lists or None), "extra", "optimizer", "scheduler"
+    (the decoded state dicts).
+    """
+    archive = _Archive(path)
+    try:
+        header = archive.header()
+        if header["format"] != FORMAT_CHECKPOINT:
+            raise ModelFileError(f"{archive.path}: a model file, not a checkpoint (use pynn.load)")
+        exp_params, exp_buffers = _expected_arrays(header.get("architecture"))
+        have = {f"{prefix}{p.name}": tuple(p.shape)
+                for prefix, layer in _walk(model) for p in layer.parameters()}
+        if {k: tuple(v) for k, v in exp_params.items()} != have:
+            raise ValueError(
+                f"model does not match the checkpoint {archive.path}: it has parameters "
+                f"{_fmt_shapes(have)}, the checkpoint {_fmt_shapes(exp_params)}"
+            )
+        # Verify every stored array's header before reading any of them.
+        for n in archive.members:
+            if n != HEADER_KEY:
+                _declared_shape(archive, n)
+        _fill(archive, model)
+        _restore_dropout_steps(archive, model, header.get("dropout_steps") or {})
+        state_arrays = {n: archive.read(n) for n in archive.members if n.startswith("state/")}
+        out = {k: _decode(header.get(k), state_arrays)
+               for k in ("history", "optimizer", "scheduler", "extra")}
+        out["epoch"] = header.get("epoch")
+    finally:
+        archive.close()
+    if optimizer is not None:
+        if out["optimizer"] is None:
+            raise ValueError(f"checkpoint {path} holds no optimizer state")
+        optimizer.load_state_dict(out["optimizer"])
+    if scheduler is not None:
+        if out["scheduler"] is None:
+            raise ValueError(f"checkpoint {path} holds no scheduler state")
+        scheduler.load_state_dict(out["scheduler"])
+    return out
+
+
+def _fmt_shapes(d):
+    items = list(d.items())
+    s = ", ".join(f"{k}{tuple(v)}" for k, v in items[:4])
+    return s + (", ..." if len(items) > 4 else "")
+
+
+__all__ = ["ModelFileError", "architecture", "build", "load", "load_checkpoint", "save",
+           "save_checkpoint"]
