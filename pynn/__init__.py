@@ -15,6 +15,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     os.environ["GOMP_SPINCOUNT"] = "2000"
 
+from . import data, datasets, nn, optim
 from ._threads import get_num_threads, set_num_threads
 from .backend import get_backend, set_backend
 from .io import ModelFileError, load, load_checkpoint, save, save_checkpoint
@@ -61,6 +62,6 @@ def show_config(file=None):
     print("\n".join(lines), file=file)
 
 
-__all__ = ["ModelFileError", "Trainer", "get_backend", "get_num_threads", "load",
+__all__ = ["ModelFileError", "Trainer", "data", "datasets", "nn", "optim", "get_backend", "get_num_threads", "load",
            "load_checkpoint", "save", "save_checkpoint", "set_backend", "set_num_threads",
            "show_config"]

@@ -321,3 +321,17 @@ def test_summary_lists_layers_and_parameter_count(capsys):
     text = model.summary()
     assert "total parameters: 203,530" in text and "fused Dense+activation: 1" in text
     assert "Dense(in_features=784" in capsys.readouterr().out
+
+
+def test_wrapping_a_used_dense_never_redraws_its_weights(rng):
+    dense = nn.Dense(20, 10, seed=0)
+    first = nn.Sequential(dense, nn.ReLU())
+    he_weights = dense.weight.data.copy()
+    nn.Sequential(dense, nn.ReLU())  # already given its default by the first container
+    np.testing.assert_array_equal(dense.weight.data, he_weights)
+    used = nn.Dense(20, 10, seed=1)
+    used.forward(rng.standard_normal((3, 20)).astype(F32))
+    before = used.weight.data.copy()
+    nn.Sequential(used, nn.ReLU())
+    np.testing.assert_array_equal(used.weight.data, before)
+    assert first is not None

@@ -16,8 +16,9 @@ class Dense(Module):
     bias : bool, default True
     init : str or callable, optional
         Weight initializer (see ``pynn.nn.init``). None picks the lecture's default from the
-        activation that follows: He for the ReLU family, Xavier otherwise (``Sequential`` decides;
-        a Dense on its own uses Xavier).
+        activation that follows: He for the ReLU family, Xavier otherwise. A Dense on its own
+        starts with Xavier; the first ``Sequential`` built around it re-draws He weights if a
+        ReLU-family activation follows, unless the layer has already run ``forward``.
     seed : int or numpy.random.Generator, optional
     dtype : float32 (default) or float64
 
@@ -46,6 +47,8 @@ class Dense(Module):
                                 name="weight")
         self.bias = Parameter(np.zeros(self.out_features, self.dtype), name="bias") if bias else None
         self.reset_parameters(init if init is not None else "xavier_normal")
+        # True while the weights are the provisional default draw that Sequential may replace.
+        self._auto_init = init is None
         # (activation name, param) fused into this layer's kernels, set by Sequential.
         self._fused = None
         self._X = None
@@ -71,6 +74,7 @@ class Dense(Module):
 
     def forward(self, X):
         X = check_input(self, X, features=self.in_features, dtype=self.dtype)
+        self._auto_init = False  # weights in use: no container may re-draw them any more
         kind_name, param = self._fused_args()
         Y = self.backend.dense_forward(
             X, self.weight.data, None if self.bias is None else self.bias.data,

@@ -66,10 +66,12 @@ class Sequential(Module):
 
     def _default_inits(self):
         """init=None means: He before the ReLU family, Xavier otherwise (the next activation,
-        looked up past a BatchNorm or Dropout in between)."""
+        looked up past a BatchNorm or Dropout in between). Only a Dense whose weights are still its
+        provisional construction-time draw is re-drawn, and only once."""
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Dense) or layer.init is not None:
+            if not isinstance(layer, Dense) or not layer._auto_init:
                 continue
+            layer._auto_init = False
             following = next(
                 (l for l in self.layers[i + 1:] if isinstance(l, (Activation, Dense))), None
             )

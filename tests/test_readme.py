@@ -1,0 +1,28 @@
+"""The README's Python examples run as written (so the tour cannot rot)."""
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_has_examples():
+    assert len(_python_blocks()) >= 2
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")  # the tour draws learning curves
+    monkeypatch.chdir(tmp_path)  # the tour writes curves.png and model.npz
+    namespace = {}
+    for block in _python_blocks():
+        exec(compile(block, str(README), "exec"), namespace)
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert (tmp_path / "model.npz").stat().st_size > 0
+    assert namespace["trainer"].evaluate(
+        namespace["scaler"].transform(namespace["X_test"]), namespace["y_test"]
+    )["accuracy"] > 0.9
