@@ -32,8 +32,10 @@ cdef extern from *:
     #endif
     #if defined(__GNUC__)
     #define PYNN_ALWAYS_INLINE PYNN_NO_TRAP __attribute__((always_inline))
+    #define PYNN_MAYBE_UNUSED __attribute__((unused))  /* each module calls only some */
     #else
     #define PYNN_ALWAYS_INLINE
+    #define PYNN_MAYBE_UNUSED
     #endif
 
     /* exp(x) for x <= 0 (Cephes expf). Clamped at -87.3, where float's normal range ends:
@@ -103,6 +105,142 @@ cdef extern from *:
         }
     }
 
+    /* ---- float32 softmax rows (softmax forward, softmax cross-entropy) ----
+     * After subtracting the row max every exp argument is <= 0, so pynn_exp_nonpos_f applies
+     * and the exps vectorize. Rows are processed in blocks of about PYNN_SOFTMAX_BLOCK
+     * elements (16 KB, stays in L1): shift every row of the block by its max, then one flat
+     * exp over the whole block (short rows such as 10 classes would vectorize badly one row at
+     * a time), then per-row sums in double and the scaling. Rows longer than the block are
+     * one block each. */
+    #define PYNN_SOFTMAX_BLOCK 4096
+    #define PYNN_LANES 16
+
+    /* max of x[0..n), n >= 1. A NaN may or may not end up as the max; either way its own
+     * exp is NaN, so the row's sum and the whole row become NaN. A running max is a chain
+     * of selects that GCC will not vectorize as a reduction without -ffast-math (not even
+     * split into independent lanes), so with GCC/clang the lanes are an explicit vector. */
+    #if defined(__GNUC__)
+    typedef float pynn_v16sf __attribute__((vector_size(64)));
+    typedef int32_t pynn_v16si __attribute__((vector_size(64)));
+    #endif
+    static inline PYNN_ALWAYS_INLINE float pynn_max_f(const float* x, Py_ssize_t n) {
+        float m = x[0];
+        Py_ssize_t i = 0;
+    #if defined(__GNUC__)
+        if (n >= 2 * PYNN_LANES) {
+            pynn_v16sf acc, v;
+            memcpy(&acc, x, sizeof acc);
+            for (i = PYNN_LANES; i + PYNN_LANES <= n; i += PYNN_LANES) {
+                memcpy(&v, x + i, sizeof v);
+                pynn_v16si gt = v > acc;   /* all ones where v > acc */
+                acc = (pynn_v16sf)((gt & (pynn_v16si)v) | (~gt & (pynn_v16si)acc));
+            }
+            for (int l = 0; l < PYNN_LANES; l++) m = acc[l] > m ? acc[l] : m;
+        }
+    #endif
+        for (; i < n; i++) m = x[i] > m ? x[i] : m;
+        return m;
+    }
+
+    /* sum of x[0..n) in double (k float terms summed in float would lose ~log2(k) bits),
+     * in independent lanes so it vectorizes without reassociation flags */
+    static inline PYNN_ALWAYS_INLINE double pynn_sum_f(const float* x, Py_ssize_t n) {
+        double s = 0.0;
+        Py_ssize_t i = 0;
+        if (n >= 2 * PYNN_LANES) {
+            double lane[PYNN_LANES] = {0};
+            for (; i + PYNN_LANES <= n; i += PYNN_LANES)
+                for (int l = 0; l < PYNN_LANES; l++) lane[l] += (double)x[i + l];
+            for (int l = 0; l < PYNN_LANES; l++) s += lane[l];
+        }
+        for (; i < n; i++) s += (double)x[i];
+        return s;
+    }
+
+    /* For rows [0, n) of x (k >= 1 columns): mx[r] := max of row r, e := x - mx[r] row-wise,
+     * then e := exp(e) (every argument <= 0; NaN stays NaN). e may not alias x. */
+    static inline PYNN_ALWAYS_INLINE void pynn_exp_shifted_rows_f(
+            const float* x, float* e, float* mx, Py_ssize_t n, Py_ssize_t k) {
+        for (Py_ssize_t r = 0; r < n; r++) {
+            const float* xr = x + r * k;
+            float* er = e + r * k;
+            float m = pynn_max_f(xr, k);
+            mx[r] = m;
+            for (Py_ssize_t j = 0; j < k; j++) er[j] = xr[j] - m;
+        }
+        for (Py_ssize_t i = 0; i < n * k; i++) e[i] = pynn_exp_nonpos_f(e[i]);
+    }
+
+    /* Rows a block holds: as many whole rows as fit in PYNN_SOFTMAX_BLOCK, at least one. */
+    static inline Py_ssize_t pynn_block_rows(Py_ssize_t k) {
+        return k < PYNN_SOFTMAX_BLOCK ? PYNN_SOFTMAX_BLOCK / k : 1;
+    }
+
+    /* y := softmax of each row of x, rows [0, n), k >= 1 columns. y may not alias x. */
+    PYNN_SIMD_CLONES PYNN_MAYBE_UNUSED
+    static void pynn_softmax_rows_f(const float* x, float* y, Py_ssize_t n, Py_ssize_t k) {
+        float mx[PYNN_SOFTMAX_BLOCK];
+        Py_ssize_t br = pynn_block_rows(k);
+        for (Py_ssize_t r0 = 0; r0 < n; r0 += br) {
+            Py_ssize_t nr = n - r0 < br ? n - r0 : br;
+            float* yb = y + r0 * k;
+            pynn_exp_shifted_rows_f(x + r0 * k, yb, mx, nr, k);
+            for (Py_ssize_t r = 0; r < nr; r++) {
+                float* yr = yb + r * k;
+                /* one reciprocal per row instead of k divisions (within 1 ulp of e / sum) */
+                float inv = (float)(1.0 / pynn_sum_f(yr, k));
+                for (Py_ssize_t j = 0; j < k; j++) yr[j] = yr[j] * inv;
+            }
+        }
+    }
+
+    /* Softmax cross-entropy of rows [0, n) of z (k >= 1 columns, labels in [0, k)):
+     * returns sum_r (logsumexp(z_r) - z_r[label_r]) in double; unless g is NULL,
+     * g := (softmax(z) - onehot(label)) * inv_n, computed in double and rounded once. */
+    PYNN_SIMD_CLONES PYNN_MAYBE_UNUSED
+    static double pynn_softmax_ce_rows_f(const float* z, const Py_ssize_t* labels, float* g,
+                                         Py_ssize_t n, Py_ssize_t k, double inv_n) {
+        float mx[PYNN_SOFTMAX_BLOCK];
+        float scratch[PYNN_SOFTMAX_BLOCK];  /* the exps when no gradient is wanted */
+        double loss = 0.0;
+        Py_ssize_t br = pynn_block_rows(k);
+        for (Py_ssize_t r0 = 0; r0 < n; r0 += br) {
+            Py_ssize_t nr = n - r0 < br ? n - r0 : br;
+            const float* zb = z + r0 * k;
+            if (g == NULL && k > PYNN_SOFTMAX_BLOCK) {
+                /* value only, a row longer than the scratch: sum its exps chunk by chunk */
+                float m = pynn_max_f(zb, k);
+                double s = 0.0;
+                for (Py_ssize_t c = 0; c < k; c += PYNN_SOFTMAX_BLOCK) {
+                    Py_ssize_t len = k - c < PYNN_SOFTMAX_BLOCK ? k - c : PYNN_SOFTMAX_BLOCK;
+                    for (Py_ssize_t j = 0; j < len; j++)
+                        scratch[j] = pynn_exp_nonpos_f(zb[c + j] - m);
+                    s += pynn_sum_f(scratch, len);
+                }
+                loss += log(s) - ((double)zb[labels[r0]] - m);
+                continue;
+            }
+            float* eb = g != NULL ? g + r0 * k : scratch;
+            pynn_exp_shifted_rows_f(zb, eb, mx, nr, k);
+            for (Py_ssize_t r = 0; r < nr; r++) {
+                const float* zr = zb + r * k;
+                float* er = eb + r * k;
+                Py_ssize_t lab = labels[r0 + r];
+                double s = pynn_sum_f(er, k);
+                loss += log(s) - ((double)zr[lab] - (double)mx[r]);
+                if (g != NULL) {
+                    double scale = inv_n / s;
+                    /* the label entry as -(sum of the other exps) / s: p - 1 would cancel
+                     * when p is close to 1, s - e_lab does not (s is exact to 1e-16) */
+                    double glab = ((double)er[lab] - s) * scale;
+                    for (Py_ssize_t j = 0; j < k; j++) er[j] = (float)((double)er[j] * scale);
+                    er[lab] = (float)glab;
+                }
+            }
+        }
+        return loss;
+    }
+
     /* Spans whose select has arithmetic in one arm: kept in C so PYNN_NO_TRAP lets GCC
      * if-convert them (from Cython, GCC sank the multiply back into a branch). */
     #define PYNN_SELECT_SPANS(T, S)                                                        \
@@ -124,6 +262,23 @@ cdef extern from *:
     }
     PYNN_SELECT_SPANS(float, f)
     PYNN_SELECT_SPANS(double, d)
+
+    /* Memory-bound float32 spans, cloned like the ones above: the wider vectors matter when
+     * the data sits in L2 (a layer's activations usually do). */
+    PYNN_SIMD_CLONES
+    static void pynn_relu_backward_span_f(const float* dy, const float* y, float* dx,
+                                          Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dx[i] = dy[i] * (y[i] > 0.0f ? 1.0f : 0.0f);
+    }
+    PYNN_SIMD_CLONES
+    static void pynn_tanh_backward_span_f(const float* dy, const float* y, float* dx,
+                                          Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+    }
+    PYNN_SIMD_CLONES
+    static void pynn_relu_span_f(const float* x, float* y, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
+    }
     """
     void pynn_leaky_relu_span_f(const float* x, float* y, idx_t n, float slope) noexcept nogil
     void pynn_leaky_relu_span_d(const double* x, double* y, idx_t n, double slope) noexcept nogil
@@ -132,8 +287,16 @@ cdef extern from *:
     void pynn_elu_backward_span_d(const double* dy, const double* s, const double* y,
                                   double* dx, idx_t n, double alpha) noexcept nogil
     void pynn_sigmoid_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_relu_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_relu_backward_span_f(const float* dy, const float* y, float* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_tanh_backward_span_f(const float* dy, const float* y, float* dx,
+                                   idx_t n) noexcept nogil
     void pynn_tanh_span_f(const float* x, float* y, idx_t n) noexcept nogil
     void pynn_elu_span_f(const float* x, float* y, idx_t n, float alpha) noexcept nogil
+    void pynn_softmax_rows_f(const float* x, float* y, idx_t n, idx_t k) noexcept nogil
+    double pynn_softmax_ce_rows_f(const float* z, const idx_t* labels, float* g, idx_t n,
+                                  idx_t k, double inv_n) noexcept nogil
 
 
 cdef enum:
@@ -236,8 +399,11 @@ cdef inline void act_forward_span(int kind, floating p, const floating* x, float
     """y[i] = act(x[i]) for i < n; x may equal y (in-place epilogue)."""
     cdef idx_t i
     if kind == RELU:
-        for i in range(n):
-            y[i] = relu(x[i])
+        if floating is float:
+            pynn_relu_span_f(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = relu(x[i])
     elif kind == LEAKY_RELU:
         if floating is float:
             pynn_leaky_relu_span_f(x, y, n, p)
@@ -283,8 +449,11 @@ cdef inline void act_backward_span(int kind, floating p, const floating* dy, con
     cdef idx_t i
     # Loops with arithmetic in one arm of a select live in C (see PYNN_SELECT_SPANS).
     if kind == RELU:
-        for i in range(n):
-            dx[i] = dy[i] * (1 if y[i] > 0 else 0)
+        if floating is float:
+            pynn_relu_backward_span_f(dy, y, dx, n)
+        else:
+            for i in range(n):
+                dx[i] = dy[i] * (1 if y[i] > 0 else 0)
     elif kind == LEAKY_RELU:
         if x != NULL:
             for i in range(n):
@@ -301,8 +470,11 @@ cdef inline void act_backward_span(int kind, floating p, const floating* dy, con
         for i in range(n):
             dx[i] = dy[i] * (y[i] * (1 - y[i]))
     elif kind == TANH:
-        for i in range(n):
-            dx[i] = dy[i] * (1 - y[i] * y[i])
+        if floating is float:
+            pynn_tanh_backward_span_f(dy, y, dx, n)
+        else:
+            for i in range(n):
+                dx[i] = dy[i] * (1 - y[i] * y[i])
     elif kind == STEP:
         for i in range(n):
             dx[i] = dy[i] * 0

@@ -8,6 +8,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, fabs
 
 from _types cimport floating, idx_t
+from _act cimport pynn_softmax_ce_rows_f
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
 
@@ -86,36 +87,56 @@ def softmax_cross_entropy_loss(const floating[:, ::1] Z, const Py_ssize_t[::1] l
     cdef floating* grow
     cdef const floating* zrow
     cdef const floating* zp = &Z[0, 0]
+    cdef idx_t c, lo, hi
+    cdef int t
     if G is not None:
         g = G
         gp = &g[0, 0]
-    with nogil:
-        for r in prange(n, schedule="static", num_threads=n_threads):
-            zrow = zp + r * k
-            lab = labels[r]
-            m = <double>zrow[0]
-            for j in range(1, k):
-                if <double>zrow[j] > m:
-                    m = <double>zrow[j]
-            sumexp = 0.0
-            if gp != NULL:
-                grow = gp + r * k
-                # One exp per element: park exp(z - max) in G, rescale once the row sum is known.
-                for j in range(k):
-                    e = exp(<double>zrow[j] - m)
-                    sumexp = sumexp + e
-                    grow[j] = <floating>e
-                inv = inv_n / sumexp
-                for j in range(k):
-                    grow[j] = <floating>(<double>grow[j] * inv)
+    if floating is float:
+        # float32: vectorized exp of the max-shifted logits (pynn_softmax_ce_rows_f), one
+        # contiguous block of rows per thread
+        with nogil:
+            if n_threads <= 1:
+                s = pynn_softmax_ce_rows_f(zp, &labels[0], gp, n, k, inv_n)
             else:
-                for j in range(k):
-                    sumexp = sumexp + exp(<double>zrow[j] - m)
-            lse = log(sumexp)
-            zl = <double>zrow[lab] - m
-            s += lse - zl
-            if gp != NULL:
-                # The label entry recomputed in double: p - 1 cancels when p is close to 1, so it
-                # must not start from the float32 value parked above.
-                grow[lab] = <floating>((exp(zl - lse) - 1.0) / <double>n)
+                c = (n + n_threads - 1) // n_threads
+                for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                    lo = t * c
+                    hi = min(lo + c, n)
+                    if lo < hi:
+                        s += pynn_softmax_ce_rows_f(zp + lo * k, &labels[0] + lo,
+                                                    gp + lo * k if gp != NULL else NULL,
+                                                    hi - lo, k, inv_n)
+    else:
+        # float64: libm exp (1e-12 accuracy); a loop over rows
+        with nogil:
+            for r in prange(n, schedule="static", num_threads=n_threads):
+                zrow = zp + r * k
+                lab = labels[r]
+                m = <double>zrow[0]
+                for j in range(1, k):
+                    if <double>zrow[j] > m:
+                        m = <double>zrow[j]
+                sumexp = 0.0
+                if gp != NULL:
+                    grow = gp + r * k
+                    # One exp per element: park exp(z - max) in G, rescale once the row sum
+                    # is known.
+                    for j in range(k):
+                        e = exp(<double>zrow[j] - m)
+                        sumexp = sumexp + e
+                        grow[j] = <floating>e
+                    inv = inv_n / sumexp
+                    for j in range(k):
+                        grow[j] = <floating>(<double>grow[j] * inv)
+                else:
+                    for j in range(k):
+                        sumexp = sumexp + exp(<double>zrow[j] - m)
+                lse = log(sumexp)
+                zl = <double>zrow[lab] - m
+                s += lse - zl
+                if gp != NULL:
+                    # The label entry recomputed in double: p - 1 cancels when p is close to
+                    # 1, so it must not start from the value parked above.
+                    grow[lab] = <floating>((exp(zl - lse) - 1.0) / <double>n)
     return s * inv_n

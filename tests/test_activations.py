@@ -169,6 +169,21 @@ def test_softmax_rows_sum_to_one_with_huge_logits(backend, dtype, n_threads):
     np.testing.assert_allclose(Y[2], [1 / (2 + e), e / (2 + e), 1 / (2 + e)], rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 5000), (1000, 10)], ids=str)
+def test_softmax_long_and_short_rows(fast, ref, dtype, n_threads, rng, shape):
+    # the float32 kernel works in blocks of 4096 elements: a row longer than a block, and
+    # many short rows sharing one
+    X = _x(rng, shape, dtype)
+    assert_close(fast.softmax_forward(X), ref.softmax_forward(X), dtype, k=shape[1])
+
+
+def test_softmax_nan_propagates(fast, ref, dtype, n_threads):
+    X = np.array([[1.0, np.nan, 2.0], [np.nan, 0.0, 0.0], [0.5, 1.0, -np.inf]], dtype=dtype)
+    got = fast.softmax_forward(X)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref.softmax_forward(X)))
+    assert np.isnan(got[:2]).all() and not np.isnan(got[2]).any()
+
+
 def test_softmax_noncontiguous(backend, ref, dtype, rng):
     base = _x(rng, (8, 12), dtype)
     for X in (base[:, ::3], np.asfortranarray(base)):

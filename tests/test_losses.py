@@ -167,6 +167,31 @@ def test_softmax_ce_single_class_is_zero(backend, dtype):
     np.testing.assert_array_equal(G, [[0.0]])
 
 
+
+# The float32 kernel works in blocks of 4096 elements: rows longer than that take another path
+# (value only: the exps are summed chunk by chunk), many short rows share a block.
+@pytest.mark.parametrize("shape", [(3, 4099), (2, 9001), (1000, 10)], ids=str)
+def test_softmax_ce_long_and_short_rows(ref, fast, shape, dtype, n_threads, rng):
+    Z = (3 * rng.standard_normal(shape)).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    v_ref, g_ref = ref.softmax_cross_entropy_loss(Z, labels)
+    v_fast, g_fast = fast.softmax_cross_entropy_loss(Z, labels)
+    v_only, _ = fast.softmax_cross_entropy_loss(Z, labels, need_grad=False)
+    assert_close(v_fast, v_ref, dtype, k=shape[1])
+    assert_close(v_only, v_ref, dtype, k=shape[1])
+    assert_close(g_fast, g_ref, dtype)
+
+
+def test_softmax_ce_nan_propagates(fast, ref, dtype, n_threads):
+    Z = np.array([[1.0, np.nan, 2.0], [0.5, 1.0, -1.0], [np.nan] * 3], dtype=dtype)
+    labels = np.array([0, 1, 2])
+    v, G = fast.softmax_cross_entropy_loss(Z, labels)
+    _, G_ref = ref.softmax_cross_entropy_loss(Z, labels)
+    assert np.isnan(v)
+    np.testing.assert_array_equal(np.isnan(G), np.isnan(G_ref))
+    assert np.isnan(G[[0, 2]]).all() and not np.isnan(G[1]).any()
+
+
 def test_softmax_ce_accepts_any_integer_label_dtype(fast, ref, rng):
     Z = rng.standard_normal((9, 5))
     for ldt in (np.int8, np.uint16, np.int32, np.int64):
