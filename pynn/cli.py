@@ -508,7 +508,7 @@ def _encode_labels(y, meta, source):
 
 def cmd_evaluate(args, out=None):
     out = out or sys.stdout
-    from .nn import CrossEntropyLoss, MSELoss
+    from .nn import CrossEntropyLoss
     from .train import _accuracy
 
     model, meta = _load_model(args.model)

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from . import io as _io
+from ._checks import check_int
 from .data import as_array, augmentation_caller, batch_bounds, split_indices
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .nn.module import Module
@@ -713,7 +714,7 @@ class Trainer:
         -------
         History
         """
-        epochs = _nonneg_int("epochs", epochs)
+        epochs = check_int("epochs", epochs, 0)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
@@ -886,12 +887,6 @@ class Trainer:
         """Model outputs (logits for classification losses) in eval mode."""
         X = as_array("X", X, self.dtype, ndim=2)
         return self.model.predict(X, batch_size=batch_size)
-
-
-def _nonneg_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return int(value)
 
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LRSchedulerCallback",

@@ -14,6 +14,7 @@ import abc
 import numpy as np
 
 from .. import _threads
+from .._checks import check_int, check_real
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -136,19 +137,6 @@ def _accumulator(name, a, shape, dtype):
     if a is None:
         raise TypeError(f"{name} must be a numpy.ndarray, got None")
     return _output(name, a, shape, dtype)
-
-
-def _scalar(name, value, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
-    return value
 
 
 class Backend(abc.ABC):
@@ -321,8 +309,8 @@ class Backend(abc.ABC):
             )
         running_mean = _accumulator("running_mean", running_mean, (f,), X.dtype)
         running_var = _accumulator("running_var", running_var, (f,), X.dtype)
-        momentum = _scalar("momentum", momentum, 0.0, 1.0)
-        eps = _scalar("eps", eps, 0.0, low_open=True)
+        momentum = check_real("momentum", momentum, 0.0, 1.0)
+        eps = check_real("eps", eps, 0.0, low_open=True)
         Y = _output("out", out, X.shape, X.dtype)
         mean = np.empty(f, dtype=np.float64)
         invstd = np.empty(f, dtype=np.float64)
@@ -341,7 +329,7 @@ class Backend(abc.ABC):
         _same_shape("running_mean", running_mean, (f,))
         running_var = _float_array("running_var", running_var, X.dtype)
         _same_shape("running_var", running_var, (f,))
-        eps = _scalar("eps", eps, 0.0, low_open=True)
+        eps = check_real("eps", eps, 0.0, low_open=True)
         Y = _output("out", out, X.shape, X.dtype)
         self._batchnorm_forward_eval(
             X, gamma, beta, running_mean, running_var, eps, Y, _threads.threads_for(X.size)
@@ -377,9 +365,9 @@ class Backend(abc.ABC):
         Returns (Y, mask) with mask a uint8 array of X's shape; the same for any thread count.
         """
         X = _float_array("X", X)
-        p = _scalar("p", p, 0.0, 1.0, high_open=True)
-        seed = _uint64("seed", seed)
-        step = _uint64("step", step)
+        p = check_real("p", p, 0.0, 1.0, high_open=True)
+        seed = check_int("seed", seed, 0, _MASK64, message="seed must be in [0, 2**64), got {value}")
+        step = check_int("step", step, 0, _MASK64, message="step must be in [0, 2**64), got {value}")
         Y = _output("out", out, X.shape, X.dtype)
         mask = _output("mask_out", mask_out, X.shape, np.dtype(np.uint8))
         self._dropout_forward(
@@ -395,7 +383,7 @@ class Backend(abc.ABC):
             raise TypeError("mask must be the uint8 array returned by dropout_forward")
         mask = np.ascontiguousarray(mask)
         _same_shape("mask", mask, dY.shape)
-        p = _scalar("p", p, 0.0, 1.0, high_open=True)
+        p = check_real("p", p, 0.0, 1.0, high_open=True)
         dX = _output("out", out, dY.shape, dY.dtype)
         self._dropout_backward(
             dY.reshape(-1), mask.reshape(-1), 1.0 / (1.0 - p), dX.reshape(-1),
@@ -427,11 +415,11 @@ class Backend(abc.ABC):
         """SGD with momentum, in place: d = g + wd p + l1 sign(p);
         buf = d on the first step, else momentum buf + (1 - dampening) d;
         d = d + momentum buf (nesterov) or buf; p -= lr d. ``momentum_buffer`` None: plain SGD."""
-        lr = _scalar("lr", lr, 0.0)
-        momentum = _scalar("momentum", momentum, 0.0)
-        dampening = _scalar("dampening", dampening)
-        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
-        l1 = _scalar("l1", l1, 0.0)
+        lr = check_real("lr", lr, 0.0)
+        momentum = check_real("momentum", momentum, 0.0)
+        dampening = check_real("dampening", dampening)
+        weight_decay = check_real("weight_decay", weight_decay, 0.0)
+        l1 = check_real("l1", l1, 0.0)
         if momentum != 0 and momentum_buffer is None:
             raise ValueError("momentum_buffer must be an array when momentum != 0")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -447,12 +435,12 @@ class Backend(abc.ABC):
                      l1=0.0, eps=1e-10):
         """Adagrad, in place: d = g + wd p + l1 sign(p); sum += d^2;
         p -= lr / (1 + (step - 1) lr_decay) * d / (sqrt(sum) + eps). ``step`` counts from 1."""
-        step = _step("step", step)
-        lr = _scalar("lr", lr, 0.0)
-        lr_decay = _scalar("lr_decay", lr_decay, 0.0)
-        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
-        l1 = _scalar("l1", l1, 0.0)
-        eps = _scalar("eps", eps, 0.0)
+        step = check_int("step", step, 1)
+        lr = check_real("lr", lr, 0.0)
+        lr_decay = check_real("lr_decay", lr_decay, 0.0)
+        weight_decay = check_real("weight_decay", weight_decay, 0.0)
+        l1 = check_real("l1", l1, 0.0)
+        eps = check_real("eps", eps, 0.0)
         param, grad, (state_sum,) = self._optim_operands(param, grad, [("state_sum", state_sum)])
         if state_sum is None:
             raise TypeError("state_sum must be a numpy.ndarray, got None")
@@ -467,12 +455,12 @@ class Backend(abc.ABC):
         centered (``grad_avg`` given): a = a + (1 - alpha)(d - a), avg = sqrt(v - a^2) + eps,
         else avg = sqrt(v) + eps; momentum > 0: buf = momentum buf + d / avg, p -= lr buf;
         else p -= lr d / avg."""
-        lr = _scalar("lr", lr, 0.0)
-        alpha = _scalar("alpha", alpha, 0.0)
-        eps = _scalar("eps", eps, 0.0)
-        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
-        l1 = _scalar("l1", l1, 0.0)
-        momentum = _scalar("momentum", momentum, 0.0)
+        lr = check_real("lr", lr, 0.0)
+        alpha = check_real("alpha", alpha, 0.0)
+        eps = check_real("eps", eps, 0.0)
+        weight_decay = check_real("weight_decay", weight_decay, 0.0)
+        l1 = check_real("l1", l1, 0.0)
+        momentum = check_real("momentum", momentum, 0.0)
         if momentum > 0 and momentum_buffer is None:
             raise ValueError("momentum_buffer must be an array when momentum > 0")
         param, grad, (square_avg, grad_avg, buf) = self._optim_operands(
@@ -495,13 +483,13 @@ class Backend(abc.ABC):
         vmax = max(vmax, v) if ``max_exp_avg_sq`` is given (amsgrad) else v;
         p -= lr / (1 - beta1^t) * m / (sqrt(vmax) / sqrt(1 - beta2^t) + eps).
         Bias corrections are computed here, once, in double."""
-        step = _step("step", step)
-        lr = _scalar("lr", lr, 0.0)
-        beta1 = _scalar("beta1", beta1, 0.0, 1.0, high_open=True)
-        beta2 = _scalar("beta2", beta2, 0.0, 1.0, high_open=True)
-        eps = _scalar("eps", eps, 0.0)
-        weight_decay = _scalar("weight_decay", weight_decay, 0.0)
-        l1 = _scalar("l1", l1, 0.0)
+        step = check_int("step", step, 1)
+        lr = check_real("lr", lr, 0.0)
+        beta1 = check_real("beta1", beta1, 0.0, 1.0, high_open=True)
+        beta2 = check_real("beta2", beta2, 0.0, 1.0, high_open=True)
+        eps = check_real("eps", eps, 0.0)
+        weight_decay = check_real("weight_decay", weight_decay, 0.0)
+        l1 = check_real("l1", l1, 0.0)
         param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq) = self._optim_operands(
             param, grad,
             [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
@@ -601,15 +589,6 @@ class Backend(abc.ABC):
         p := p decay - step_size m / (sqrt(vmax or v) / bc2_sqrt + eps)."""
 
 
-def _uint64(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if not 0 <= value <= _MASK64:
-        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
-    return value
-
-
 def check_labels(name, labels, n, num_classes):
     """Integer class labels, shape (n,), each in [0, num_classes); returned as C-contiguous intp."""
     if not isinstance(labels, np.ndarray):
@@ -624,12 +603,3 @@ def check_labels(name, labels, n, num_classes):
             f"[{labels.min()}, {labels.max()}]"
         )
     return np.ascontiguousarray(labels, dtype=np.intp)
-
-
-def _step(name, value):
-    """An optimizer step count: an int >= 1 (bias corrections are undefined at 0)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)

@@ -1,7 +1,6 @@
 """Activation layers. Each caches its input and output; derivatives come from the output where
 the math allows (ReLU, sigmoid, tanh), so a Dense before one can fuse it into its kernel."""
-import numpy as np
-
+from .._checks import check_real
 from .module import Module, check_input
 
 
@@ -86,7 +85,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = _finite("negative_slope", negative_slope)
+        self.negative_slope = check_real("negative_slope", negative_slope)
 
     @property
     def param(self):
@@ -108,7 +107,7 @@ class ELU(Activation):
 
     def __init__(self, alpha=1.0):
         super().__init__()
-        self.alpha = _finite("alpha", alpha)
+        self.alpha = check_real("alpha", alpha)
 
     @property
     def param(self):
@@ -143,12 +142,3 @@ class Softmax(Module):
         self._check_cached("_Y")
         dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
         return self.backend.softmax_backward(dY, self._Y)
-
-
-def _finite(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value

@@ -1,7 +1,7 @@
 """Batch normalization over the batch axis."""
 import numpy as np
 
-from .dense import _positive_int
+from .._checks import check_int, check_real
 from .module import Module, check_dtype_arg, check_input
 from .parameter import Parameter
 
@@ -33,15 +33,10 @@ class BatchNorm(Module):
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
         super().__init__()
-        self.num_features = _positive_int("num_features", num_features)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
-            0.0 <= momentum <= 1.0
-        ):
-            raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        self.momentum = float(momentum)
-        self.eps = float(eps)
+        self.num_features = check_int("num_features", num_features, 1)
+        self.momentum = check_real("momentum", momentum, 0.0, 1.0,
+                                   message="momentum must be a number in [0, 1], got {value}")
+        self.eps = check_real("eps", eps, 0.0, low_open=True)
         self.dtype = check_dtype_arg(dtype)
         self.weight = Parameter(np.ones(self.num_features, self.dtype), name="weight")
         self.bias = Parameter(np.zeros(self.num_features, self.dtype), name="bias")

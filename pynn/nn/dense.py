@@ -1,6 +1,7 @@
 """The fully-connected layer."""
 import numpy as np
 
+from .._checks import check_int
 from ..backend.base import activation_code
 from . import init as _init
 from .module import Module, check_dtype_arg, check_input
@@ -36,8 +37,8 @@ class Dense(Module):
     def __init__(self, in_features, out_features, bias=True, init=None, seed=None,
                  dtype=np.float32):
         super().__init__()
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features, 1)
+        self.out_features = check_int("out_features", out_features, 1)
         self.dtype = check_dtype_arg(dtype)
         self.init = init
         self.seed = seed
@@ -104,11 +105,3 @@ class Dense(Module):
             "init": self.init if isinstance(self.init, str) or self.init is None else "custom",
             "dtype": self.dtype.name,
         }
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)

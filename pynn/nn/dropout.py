@@ -1,6 +1,7 @@
 """Inverted dropout with a counter-based mask."""
 import numpy as np
 
+from .._checks import check_int, check_real
 from .module import Module, check_input
 
 
@@ -25,16 +26,11 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, seed=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
-            raise TypeError(f"p must be a number, got {type(p).__name__}")
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = check_real("p", p, 0.0, 1.0, high_open=True,
+                            message="p must be in [0, 1), got {value}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (1 << 63))
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, 0)
         self.step = 0  # forward calls in training mode so far: each gets a fresh mask
         self._mask = None
 

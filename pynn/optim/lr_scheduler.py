@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .._checks import check_int, check_real
 from .optimizer import Optimizer
 
 
@@ -15,31 +16,29 @@ def _check_optimizer(optimizer):
         raise TypeError(f"optimizer must be a pynn Optimizer, got {type(optimizer).__name__}")
 
 
-def _real(name, value, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad = bad or value < low or (low_open and value == low)
-    if high is not None:
-        bad = bad or value > high or (high_open and value == high)
-    if bad:
-        raise ValueError(f"Invalid {name} value: {value}")
-    return value
+class _ScheduleState:
+    """What every schedule shares: the last rates set, and its state as plain values."""
+
+    def get_last_lr(self):
+        """The rates the last ``step`` set, one per group."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer, as plain values."""
+        return {k: (list(v) if isinstance(v, list) else v)
+                for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        unknown = set(state_dict) - set(self.__dict__)
+        if unknown:
+            raise ValueError(f"state_dict has unknown keys {sorted(unknown)} for "
+                             f"{type(self).__name__}")
+        self.__dict__.update(state_dict)
 
 
-def _int(name, value, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"Invalid {name} value: {value} (must be >= {low})")
-    return int(value)
-
-
-class LRScheduler:
+class LRScheduler(_ScheduleState):
     """Base of the epoch-indexed schedules (torch's ``LRScheduler``).
 
     On construction records ``initial_lr`` in every group (``base_lrs``) and performs the
@@ -49,7 +48,7 @@ class LRScheduler:
     def __init__(self, optimizer, last_epoch=-1):
         _check_optimizer(optimizer)
         self.optimizer = optimizer
-        last_epoch = _int("last_epoch", last_epoch, -1)
+        last_epoch = check_int("last_epoch", last_epoch, -1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -77,24 +76,6 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_last_lr(self):
-        """The rates the last ``step`` set, one per group."""
-        return list(self._last_lr)
-
-    def state_dict(self):
-        """Everything but the optimizer, as plain values."""
-        return {k: (list(v) if isinstance(v, list) else v)
-                for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict):
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        unknown = set(state_dict) - set(self.__dict__)
-        if unknown:
-            raise ValueError(f"state_dict has unknown keys {sorted(unknown)} for "
-                             f"{type(self).__name__}")
-        self.__dict__.update(state_dict)
-
 
 class StepLR(LRScheduler):
     """Multiply the rate by ``gamma`` every ``step_size`` epochs: lr = lr0 gamma^(epoch // step_size).
@@ -109,8 +90,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = _int("step_size", step_size, 1)
-        self.gamma = _real("gamma", gamma, low=0.0, low_open=True)
+        self.step_size = check_int("step_size", step_size, 1)
+        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -132,7 +113,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = _real("gamma", gamma, low=0.0, low_open=True)
+        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -142,7 +123,7 @@ class ExponentialLR(LRScheduler):
         return [group["lr"] * self.gamma for group in groups]
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(_ScheduleState):
     """Multiply the rate by ``factor`` when a metric stopped improving for ``patience`` epochs.
 
     torch's semantics: a metric counts as better than the best so far when
@@ -170,7 +151,7 @@ class ReduceLROnPlateau:
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
         _check_optimizer(optimizer)
-        factor = _real("factor", factor, low=0.0)
+        factor = check_real("factor", factor, low=0.0)
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         self.optimizer = optimizer
@@ -179,13 +160,13 @@ class ReduceLROnPlateau:
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n_groups:
                 raise ValueError(f"expected {n_groups} min_lrs, got {len(min_lr)}")
-            self.min_lrs = [_real("min_lr", v, low=0.0) for v in min_lr]
+            self.min_lrs = [check_real("min_lr", v, low=0.0) for v in min_lr]
         else:
-            self.min_lrs = [_real("min_lr", min_lr, low=0.0)] * n_groups
-        self.patience = _int("patience", patience, 0)
-        self.cooldown = _int("cooldown", cooldown, 0)
-        self.threshold = _real("threshold", threshold, low=0.0)
-        self.eps = _real("eps", eps, low=0.0)
+            self.min_lrs = [check_real("min_lr", min_lr, low=0.0)] * n_groups
+        self.patience = check_int("patience", patience, 0)
+        self.cooldown = check_int("cooldown", cooldown, 0)
+        self.threshold = check_real("threshold", threshold, low=0.0)
+        self.eps = check_real("eps", eps, low=0.0)
         if mode not in ("min", "max"):
             raise ValueError(f"mode {mode!r} is unknown! (mode must be 'min' or 'max')")
         if threshold_mode not in ("rel", "abs"):
@@ -247,19 +228,3 @@ class ReduceLROnPlateau:
             new_lr = max(old_lr * self.factor, self.min_lrs[i])
             if old_lr - new_lr > self.eps:
                 group["lr"] = new_lr
-
-    def get_last_lr(self):
-        return list(self._last_lr)
-
-    def state_dict(self):
-        return {k: (list(v) if isinstance(v, list) else v)
-                for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict):
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        unknown = set(state_dict) - set(self.__dict__)
-        if unknown:
-            raise ValueError(f"state_dict has unknown keys {sorted(unknown)} for "
-                             "ReduceLROnPlateau")
-        self.__dict__.update(state_dict)

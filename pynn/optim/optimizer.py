@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from .._checks import check_real
 from ..backend import backend_for
 from ..nn.parameter import ALIGN_BYTES, Parameter, ParameterArena, aligned_empty
 
@@ -370,19 +371,9 @@ class Optimizer:
 def check_hyper(group, key, label, low=0.0, high=None, high_open=False):
     """group[key] as a float in [low, high]; ValueError(f"Invalid {label}: {value}") otherwise,
     torch's wording (e.g. "Invalid learning rate: -1.0")."""
-    value = group[key]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{key} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    bad = not math.isfinite(value) or (low is not None and value < low)
-    if high is not None:
-        bad = bad or value > high or (high_open and value == high)
-    if bad:
-        raise ValueError(f"Invalid {label}: {value}")
-    group[key] = value
-    return value
+    group[key] = check_real(key, group[key], low, high, high_open=high_open,
+                            message=f"Invalid {label}: {{value}}")
+    return group[key]
 
 
 def check_flag(group, key):
