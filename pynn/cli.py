@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from .io import atomic_open
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 DATASETS = ("digits", "mnist5k")
 
@@ -316,11 +318,9 @@ def _json_safe(obj):
 def _write_json(path, payload):
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(_json_safe(payload), f, indent=2, allow_nan=False)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def cmd_train(args, out=None):
@@ -551,8 +551,7 @@ def cmd_predict(args, out=None):
     X, _, source = _features_for(model, meta, args, need_target=False)
     logits = model.predict(np.ascontiguousarray(X, dtype=model.dtype))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(args.out, "w", newline="") as f:
         w = csv.writer(f)
         if meta.get("task", "classification") == "classification":
             classes = meta.get("classes") or list(range(logits.shape[1]))
@@ -568,7 +567,6 @@ def cmd_predict(args, out=None):
                        [f"prediction_{k}" for k in range(pred.shape[1])])
             for row in pred:
                 w.writerow([f"{v:.8g}" for v in row])
-    os.replace(tmp, args.out)
     print(f"wrote {X.shape[0]} predictions to {args.out}", file=out)
     return 0
 

@@ -14,6 +14,7 @@ shapes are checked against the stored arrays, so a hostile header cannot make ``
 gigabytes. Writes go to a temporary file in the target directory and are moved into place with
 ``os.replace``: a crash mid-write never leaves a half-written model behind.
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -238,15 +239,18 @@ def _model_arrays(model):
     return arrays
 
 
-def _atomic_savez(path, header, arrays):
+@contextlib.contextmanager
+def atomic_open(path, mode="wb", **kwargs):
+    """Open a temporary file beside ``path``; when the block ends without an error it is
+    flushed, fsynced and renamed over ``path``, else removed. Readers see the old file or the
+    whole new one, never half of it."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            # A file object, not a name: np.savez would append ".npz" to a name.
-            np.savez(f, **{HEADER_KEY: np.array(json.dumps(header))}, **arrays)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -256,6 +260,12 @@ def _atomic_savez(path, header, arrays):
         except OSError:
             pass
         raise
+
+
+def _atomic_savez(path, header, arrays):
+    with atomic_open(path, "wb") as f:
+        # A file object, not a name: np.savez would append ".npz" to a name.
+        np.savez(f, **{HEADER_KEY: np.array(json.dumps(header))}, **arrays)
 
 
 def save(model, path, metadata=None):
