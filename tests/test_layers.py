@@ -276,11 +276,11 @@ def test_step_is_zero_at_zero_with_zero_gradient(backend_name):
 
 
 def test_default_init_follows_the_next_activation():
-    rng_fan = 400
-    relu_model = nn.Sequential(nn.Dense(rng_fan, 300, seed=0), nn.BatchNorm(300), nn.ReLU())
-    tanh_model = nn.Sequential(nn.Dense(rng_fan, 300, seed=0), nn.Tanh())
-    he_std = np.sqrt(2.0 / rng_fan)
-    xavier_std = np.sqrt(2.0 / (rng_fan + 300))
+    fan_in = 400
+    relu_model = nn.Sequential(nn.Dense(fan_in, 300, seed=0), nn.BatchNorm(300), nn.ReLU())
+    tanh_model = nn.Sequential(nn.Dense(fan_in, 300, seed=0), nn.Tanh())
+    he_std = np.sqrt(2.0 / fan_in)
+    xavier_std = np.sqrt(2.0 / (fan_in + 300))
     assert abs(relu_model[0].weight.data.std() / he_std - 1) < 0.02
     assert abs(tanh_model[0].weight.data.std() / xavier_std - 1) < 0.02
 
@@ -325,7 +325,7 @@ def test_summary_lists_layers_and_parameter_count(capsys):
 
 def test_wrapping_a_used_dense_never_redraws_its_weights(rng):
     dense = nn.Dense(20, 10, seed=0)
-    first = nn.Sequential(dense, nn.ReLU())
+    nn.Sequential(dense, nn.ReLU())  # gives the layer its He default
     he_weights = dense.weight.data.copy()
     nn.Sequential(dense, nn.ReLU())  # already given its default by the first container
     np.testing.assert_array_equal(dense.weight.data, he_weights)
@@ -334,4 +334,3 @@ def test_wrapping_a_used_dense_never_redraws_its_weights(rng):
     before = used.weight.data.copy()
     nn.Sequential(used, nn.ReLU())
     np.testing.assert_array_equal(used.weight.data, before)
-    assert first is not None

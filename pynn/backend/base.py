@@ -234,7 +234,7 @@ class Backend(abc.ABC):
         _ndim("X", X, 2)
         W = _float_array("W", W, dtype)
         n, m = dY.shape
-        _same_shape("W", W, (m, X.shape[1]) if X.ndim == 2 else W.shape)
+        _same_shape("W", W, (m, X.shape[1]))
         if X.shape[0] != n:
             raise ValueError(f"X must have {n} rows to match dY {dY.shape}, got {X.shape}")
         if kind != IDENTITY:
