@@ -68,6 +68,14 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def readonly(*arrays):
+    """Mark arrays read-only (None passes through), as a caller's frozen inputs; returns them."""
+    for a in arrays:
+        if a is not None:
+            a.flags.writeable = False
+    return arrays
+
+
 def numerical_grad(f, x, eps=1e-6):
     """Central differences of scalar f() w.r.t. every element of float64 array x (in place)."""
     g = np.zeros_like(x)

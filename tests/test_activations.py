@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import ODD_SHAPES, assert_close, numerical_grad
+from conftest import ODD_SHAPES, assert_close, numerical_grad, readonly
 
 ALL_KINDS = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step", "square"]
 # derivative-free kinds are compared but not gradient-checked at kinks
@@ -13,19 +13,13 @@ def _x(rng, shape, dtype, scale=3.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
-def _readonly(*arrays):
-    for a in arrays:
-        a.flags.writeable = False
-    return arrays
-
-
 # ------------------------------------------------------------------ cython vs reference
 @pytest.mark.parametrize("shape", ODD_SHAPES, ids=str)
 @pytest.mark.parametrize("activation", ALL_KINDS)
 def test_activation_forward_matches_reference(fast, ref, dtype, n_threads, rng, shape,
                                               activation):
     X = _x(rng, shape, dtype)
-    (X,) = _readonly(X)
+    (X,) = readonly(X)
     param = PARAMS.get(activation)
     got = fast.activation_forward(X, activation, param)
     assert got.dtype == dtype and got.shape == shape
@@ -40,7 +34,7 @@ def test_activation_backward_matches_reference(fast, ref, dtype, n_threads, rng,
     param = PARAMS.get(activation)
     Y = ref.activation_forward(X, activation, param)
     dY = _x(rng, shape, dtype, 1.0)
-    X, Y, dY = _readonly(X, Y, dY)
+    X, Y, dY = readonly(X, Y, dY)
     got = fast.activation_backward(dY, X, Y, activation, param)
     assert_close(got, ref.activation_backward(dY, X, Y, activation, param), dtype)
 
@@ -147,11 +141,11 @@ def test_activation_backward_gradient(backend, rng, activation):
 def test_softmax_matches_reference(fast, ref, dtype, n_threads, rng, shape):
     X = _x(rng, shape, dtype)
     dY = _x(rng, shape, dtype)
-    X, dY = _readonly(X, dY)
+    X, dY = readonly(X, dY)
     Y = fast.softmax_forward(X)
     assert_close(Y, ref.softmax_forward(X), dtype, k=shape[1])
     Yr = ref.softmax_forward(X)
-    (Yr,) = _readonly(Yr)
+    (Yr,) = readonly(Yr)
     out = np.empty_like(Yr)
     got = fast.softmax_backward(dY, Yr, out=out)
     assert got is out

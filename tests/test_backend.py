@@ -8,6 +8,8 @@ import pynn
 from pynn.backend import Backend, NumpyBackend, backend_for, get_backend, set_backend
 from pynn.backend.cython import CythonBackend
 
+from conftest import readonly
+
 F32 = np.float32
 
 
@@ -100,11 +102,6 @@ def _a(*shape, dtype=F32):
     return np.ones(shape, dtype=dtype)
 
 
-def _readonly(a):
-    a.flags.writeable = False
-    return a
-
-
 LABELS = np.array([0, 1, 2], dtype=np.int64)
 
 BAD_INPUTS = [
@@ -135,19 +132,19 @@ BAD_INPUTS = [
     ("batchnorm_forward_train", (_a(4, 3), _a(2), _a(3), _a(3), _a(3)), {}, ValueError, r"gamma must have shape \(3,\)"),
     ("batchnorm_forward_train", (_a(4, 3), _a(3), _a(3), _a(3), _a(3)), {"momentum": 1.5}, ValueError, r"momentum must be <= 1"),
     ("batchnorm_forward_train", (_a(4, 3), _a(3), _a(3), _a(3), _a(3)), {"eps": 0.0}, ValueError, r"eps must be > 0"),
-    ("batchnorm_forward_train", (_a(4, 3), _a(3), _a(3), _readonly(_a(3)), _a(3)), {}, ValueError, r"running_mean is read-only"),
+    ("batchnorm_forward_train", (_a(4, 3), _a(3), _a(3), *readonly(_a(3)), _a(3)), {}, ValueError, r"running_mean is read-only"),
     ("dropout_forward", (_a(4), 1.0, 0, 0), {}, ValueError, r"p must be < 1"),
     ("dropout_forward", (_a(4), -0.1, 0, 0), {}, ValueError, r"p must be >= 0"),
     ("dropout_forward", (_a(4), 0.5, -1, 0), {}, ValueError, r"seed must be in"),
     ("dropout_backward", (_a(4), np.ones(4, np.float32), 0.5), {}, TypeError, r"mask must be the uint8"),
     # outputs: read-only, wrong dtype, wrong shape, strided
-    ("activation_forward", (_a(2, 2), "relu"), {"out": _readonly(_a(2, 2))}, ValueError, r"out is read-only"),
+    ("activation_forward", (_a(2, 2), "relu"), {"out": readonly(_a(2, 2))[0]}, ValueError, r"out is read-only"),
     ("activation_forward", (_a(2, 2), "relu"), {"out": _a(2, 2, dtype=np.float64)}, TypeError, r"out has dtype float64"),
     ("activation_forward", (_a(2, 2), "relu"), {"out": _a(2, 3)}, ValueError, r"out must have shape \(2, 2\)"),
     ("activation_forward", (_a(2, 2), "relu"), {"out": _a(2, 4)[:, ::2]}, ValueError, r"out must be C-contiguous"),
-    ("dense_forward", (_a(3, 4), _a(5, 4)), {"out": _readonly(_a(3, 5))}, ValueError, r"out is read-only"),
-    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), _readonly(_a(5, 4))), {}, ValueError, r"dW is read-only"),
-    ("mse_loss", (_a(3, 2), _a(3, 2)), {"grad_out": _readonly(_a(3, 2))}, ValueError, r"grad_out is read-only"),
+    ("dense_forward", (_a(3, 4), _a(5, 4)), {"out": readonly(_a(3, 5))[0]}, ValueError, r"out is read-only"),
+    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), readonly(_a(5, 4))[0]), {}, ValueError, r"dW is read-only"),
+    ("mse_loss", (_a(3, 2), _a(3, 2)), {"grad_out": readonly(_a(3, 2))[0]}, ValueError, r"grad_out is read-only"),
     ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3), np.ones(3), _a(3), _a(3)), {"out": _a(3, 4)}, ValueError, r"out must have shape \(4, 3\)"),
     ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3, F32), np.ones(3), _a(3), _a(3)), {}, TypeError, r"mean has dtype float32"),
 ]

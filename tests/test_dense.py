@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import ODD_SHAPES, assert_close, numerical_grad
+from conftest import ODD_SHAPES, assert_close, numerical_grad, readonly
 
 FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # (N, K, M): batch, in_features, out_features. From ODD_SHAPES: (n, k) pairs with a prime out
@@ -20,26 +20,19 @@ def _arrays(rng, dtype, n, k, m, bias=True):
     return X, W, b
 
 
-def _readonly(*arrays):
-    for a in arrays:
-        if a is not None:
-            a.flags.writeable = False
-    return arrays
-
-
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("activation", FUSABLE)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_dense_matches_reference(fast, ref, dtype, n_threads, rng, shape, activation, bias):
     n, k, m = shape
-    X, W, b = _readonly(*_arrays(rng, dtype, n, k, m, bias))
+    X, W, b = readonly(*_arrays(rng, dtype, n, k, m, bias))
     Y = fast.dense_forward(X, W, b, activation)
     Y_ref = ref.dense_forward(X, W, b, activation)
     assert Y.shape == (n, m) and Y.dtype == dtype
     assert_close(Y, Y_ref, dtype, k=k)
 
-    (dY,) = _readonly(rng.standard_normal((n, m)).astype(dtype))
-    (Y_ref,) = _readonly(Y_ref)
+    (dY,) = readonly(rng.standard_normal((n, m)).astype(dtype))
+    (Y_ref,) = readonly(Y_ref)
     dW0 = rng.standard_normal(W.shape).astype(dtype)  # gradients accumulate onto what is there
     db0 = rng.standard_normal(m).astype(dtype) if bias else None
     dW, dW_ref = dW0.copy(), dW0.copy()
