@@ -6,6 +6,7 @@ Environment switches:
   PYNN_CYTHON_DEBUG=1    bounds/wraparound/None checks back on, -O0 -g: for hunting a kernel bug.
 """
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,10 @@ def _openmp_flags(compiler):
                 f.write(OPENMP_PROBE)
             objects = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
             exe = os.path.join(tmp, "probe")
-            compiler.link_executable(objects, exe, extra_postargs=lflags)
+            # LDFLAGS reach shared objects but not executables: pass them here too, or a
+            # sanitizer build (CFLAGS=-fsanitize=...) fails this probe and builds serial.
+            compiler.link_executable(objects, exe, extra_preargs=shlex.split(
+                os.environ.get("LDFLAGS", "")), extra_postargs=lflags)
             subprocess.run([exe], check=True, capture_output=True, timeout=60)
             return cflags, lflags
         except Exception:  # any failure (no header, no runtime, cannot run) means "no OpenMP"
