@@ -61,7 +61,8 @@
 #define PYNN_OPTIM_CLONES static
 #endif
 
-/* np.sign for finite x (0 for 0 and NaN); branch-free so the loops vectorize. */
+/* sign(x): 0 for 0 and NaN, as torch.sign and the reference's _l1_sign; branch-free so the
+ * loops vectorize. */
 #define PYNN_SIGN(T, x) ((T)((x) > 0) - (T)((x) < 0))
 
 /* SGD momentum modes (the `mode` argument): no momentum buffer, first step, later steps. */

@@ -515,3 +515,19 @@ def test_empty_buffer_is_a_no_op(backend_name):
     be.sgd_step(e, e, e.copy(), lr=0.1, momentum=0.9, nesterov=True)
     be.rmsprop_step(e, e, e.copy(), e.copy(), e.copy(), lr=0.1, momentum=0.5)
     be.adagrad_step(e, e, e.copy(), step=1, lr=0.1)
+
+
+def test_l1_with_a_nan_weight_gives_the_same_state_on_both_backends():
+    # sign(NaN) is 0 in both (torch.sign's convention); the NaN still reaches the weight and,
+    # through wd * p, the moments, identically.
+    from pynn.backend import backend_for
+
+    results = []
+    for name in ("numpy", "cython"):
+        p = np.array([np.nan, 2.0, -3.0, 0.0], np.float64)
+        m, v = np.zeros(4), np.zeros(4)
+        backend_for(name).adam_step(p, np.zeros(4), m, v, step=1, lr=0.1, l1=0.5)
+        results.append((p, m, v))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(results[0][1][1:], [0.05, -0.05, 0.0])

@@ -63,6 +63,11 @@ def act_derivative(x, y, kind, param):
     raise ValueError(f"unknown activation kind {kind}")
 
 
+def _l1_sign(p):
+    """sign(p) for the L1 penalty, 0 at NaN as in torch.sign (np.sign gives NaN there)."""
+    return np.where(np.isnan(p), p.dtype.type(0), np.sign(p))
+
+
 def mix64_array(z):
     """splitmix64's finalizer over a uint64 array (wrapping arithmetic)."""
     z = z ^ (z >> np.uint64(30))
@@ -174,7 +179,7 @@ class NumpyBackend(Backend):
         t = param.dtype.type
         d = grad + t(weight_decay) * param
         if l1 != 0:
-            d = d + t(l1) * np.sign(param)
+            d = d + t(l1) * _l1_sign(param)
         if momentum_buffer is not None:
             if first_step:
                 momentum_buffer[...] = d  # torch: the first buffer is the gradient itself
@@ -192,7 +197,7 @@ class NumpyBackend(Backend):
         t = param.dtype.type
         d = grad + t(weight_decay) * param
         if l1 != 0:
-            d = d + t(l1) * np.sign(param)
+            d = d + t(l1) * _l1_sign(param)
         state_sum[...] = state_sum + d * d
         param[...] = param - t(clr) * (d / (np.sqrt(state_sum) + t(eps)))
 
@@ -202,7 +207,7 @@ class NumpyBackend(Backend):
         one_minus_alpha = t(1) - t(alpha)
         d = grad + t(weight_decay) * param
         if l1 != 0:
-            d = d + t(l1) * np.sign(param)
+            d = d + t(l1) * _l1_sign(param)
         square_avg[...] = t(alpha) * square_avg + one_minus_alpha * d * d
         if grad_avg is not None:
             grad_avg[...] = grad_avg + one_minus_alpha * (d - grad_avg)
@@ -220,7 +225,7 @@ class NumpyBackend(Backend):
         t = param.dtype.type
         d = grad + t(weight_decay) * param
         if l1 != 0:
-            d = d + t(l1) * np.sign(param)
+            d = d + t(l1) * _l1_sign(param)
         exp_avg[...] = exp_avg + (t(1) - t(beta1)) * (d - exp_avg)
         exp_avg_sq[...] = t(beta2) * exp_avg_sq + (t(1) - t(beta2)) * d * d
         v = exp_avg_sq
