@@ -37,44 +37,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------------------- argument types
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _number_arg(convert, accept, expected):
+    """An argparse type: ``convert(text)``, kept when ``accept(value)``, else one clear error."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return v
-
-
-def _dropout(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return v
+_positive_int = _number_arg(int, lambda v: v >= 1, "a positive integer")
+_nonneg_int = _number_arg(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number_arg(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_fraction = _number_arg(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+_dropout = _number_arg(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def _hidden(text):
@@ -87,16 +67,6 @@ def _hidden(text):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive layer widths like 256,128, got {text!r}")
     return sizes
-
-
-def _nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
 
 
 def build_parser():
