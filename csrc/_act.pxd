@@ -2,6 +2,7 @@
 # span loops (kind dispatched once per span, not per element, so each loop is a tight,
 # vectorizable body). The kind codes mirror pynn/backend/base.py.
 
+from cython.parallel cimport prange
 from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, fabs, fabsf
 from _types cimport floating, idx_t
 
@@ -490,3 +491,20 @@ cdef inline idx_t chunk_size(idx_t n, int n_threads) noexcept nogil:
     """Elements per thread: n split evenly, rounded up to a cache line of floats."""
     cdef idx_t c = (n + n_threads - 1) // n_threads
     return (c + CHUNK_ALIGN - 1) // CHUNK_ALIGN * CHUNK_ALIGN
+
+
+cdef inline void act_forward_threads(int kind, floating p, const floating* x, floating* y,
+                                     idx_t n, int n_threads) noexcept nogil:
+    """y[i] := act(x[i]) (y may be x) on n_threads threads, one contiguous chunk per thread:
+    each runs the same tight (vectorizable) span loop."""
+    cdef idx_t c, lo, hi
+    cdef int t
+    if n_threads <= 1:
+        act_forward_span(kind, p, x, y, n)
+        return
+    c = chunk_size(n, n_threads)
+    for t in prange(n_threads, schedule="static", num_threads=n_threads):
+        lo = t * c
+        hi = min(lo + c, n)
+        if lo < hi:
+            act_forward_span(kind, p, x + lo, y + lo, hi - lo)

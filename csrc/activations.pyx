@@ -8,7 +8,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, expf
 
 from _types cimport floating, idx_t
-from _act cimport act_forward_span, act_backward_span, chunk_size, pynn_softmax_rows_f
+from _act cimport act_backward_span, act_forward_threads, chunk_size, pynn_softmax_rows_f
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 
@@ -17,21 +17,10 @@ def activation_forward(const floating[::1] X, floating[::1] Y, int kind, double 
     """Y[i] := act(X[i])"""
     cdef idx_t n = X.shape[0]
     cdef floating p = <floating>param  # rounded to the dtype first, as NumPy does
-    cdef idx_t c, lo, hi
-    cdef int t
     if n == 0:
         return
     with nogil:
-        if n_threads <= 1:
-            act_forward_span(kind, p, &X[0], &Y[0], n)
-        else:
-            # One contiguous chunk per thread: each runs the same tight (vectorizable) span loop.
-            c = chunk_size(n, n_threads)
-            for t in prange(n_threads, schedule="static", num_threads=n_threads):
-                lo = t * c
-                hi = min(lo + c, n)
-                if lo < hi:
-                    act_forward_span(kind, p, &X[0] + lo, &Y[0] + lo, hi - lo)
+        act_forward_threads(kind, p, &X[0], &Y[0], n, n_threads)
 
 
 def activation_backward(const floating[::1] dY, const floating[::1] X, const floating[::1] Y,

@@ -26,6 +26,22 @@ cdef inline idx_t _num_blocks(idx_t n, int n_threads) noexcept nogil:
     return n_threads
 
 
+cdef inline idx_t _block_end(idx_t b, idx_t chunk, idx_t n) noexcept nogil:
+    """One past the last row of block b (blocks of ``chunk`` rows; the last may be short)."""
+    return min(b * chunk + chunk, n)
+
+
+cdef inline double _sum_blocks(const double* partial, idx_t nb, idx_t stride,
+                               idx_t j) noexcept nogil:
+    """Column j's total over the nb per-block partial sums, added in block order (so the
+    result depends on the thread count only through that fixed order)."""
+    cdef double total = 0.0
+    cdef idx_t b
+    for b in range(nb):
+        total = total + partial[b * stride + j]
+    return total
+
+
 cdef double* _scratch(idx_t count) except NULL:
     cdef double* p = <double*>malloc((count if count > 0 else 1) * sizeof(double))
     if p == NULL:
@@ -41,8 +57,8 @@ def batchnorm_forward_train(const floating[:, ::1] X, const floating[::1] gamma,
     """mean = X.mean(0); var = X.var(0); Y := (X - mean) / sqrt(var + eps) * gamma + beta."""
     cdef idx_t n = X.shape[0]
     cdef idx_t f = X.shape[1]
-    cdef idx_t nb, chunk, b, r, r0, r1, j
-    cdef double d, total, var
+    cdef idx_t nb, chunk, b, r, j
+    cdef double d, var
     cdef double* scratch
     cdef double* acc
     cdef const floating* xp
@@ -67,39 +83,25 @@ def batchnorm_forward_train(const floating[:, ::1] X, const floating[::1] gamma,
                 acc = scratch + b * f
                 for j in range(f):
                     acc[j] = 0.0
-                r0 = b * chunk
-                r1 = r0 + chunk
-                if r1 > n:
-                    r1 = n
-                for r in range(r0, r1):
+                for r in range(b * chunk, _block_end(b, chunk, n)):
                     xr = xp + r * f
                     for j in range(f):
                         acc[j] = acc[j] + <double>xr[j]
             for j in range(f):
-                total = 0.0
-                for b in range(nb):
-                    total = total + scratch[b * f + j]
-                mp[j] = total / <double>n
+                mp[j] = _sum_blocks(scratch, nb, f, j) / <double>n
             # Pass 2: sum of squared deviations from the mean (two-pass: no cancellation of
             # E[x^2] - E[x]^2 when |mean| >> std).
             for b in prange(nb, schedule="static", num_threads=n_threads):
                 acc = scratch + b * f
                 for j in range(f):
                     acc[j] = 0.0
-                r0 = b * chunk
-                r1 = r0 + chunk
-                if r1 > n:
-                    r1 = n
-                for r in range(r0, r1):
+                for r in range(b * chunk, _block_end(b, chunk, n)):
                     xr = xp + r * f
                     for j in range(f):
                         d = <double>xr[j] - mp[j]
                         acc[j] = acc[j] + d * d
             for j in range(f):
-                total = 0.0
-                for b in range(nb):
-                    total = total + scratch[b * f + j]
-                var = total / <double>n
+                var = _sum_blocks(scratch, nb, f, j) / <double>n
                 ip[j] = 1.0 / sqrt(var + eps)
                 # torch's convention: normalize with the biased variance, remember the unbiased one
                 running_mean[j] = <floating>((1.0 - momentum) * <double>running_mean[j]
@@ -158,7 +160,7 @@ def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     dX := gamma invstd / N (N dY - sum(dY) - xhat sum(dY xhat))."""
     cdef idx_t n = dY.shape[0]
     cdef idx_t f = dY.shape[1]
-    cdef idx_t nb, chunk, b, r, r0, r1, j
+    cdef idx_t nb, chunk, b, r, j
     cdef double dy, xhat
     cdef double dn = <double>n
     cdef double* scratch
@@ -194,22 +196,17 @@ def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                 for j in range(f):
                     acc1[j] = 0.0
                     acc2[j] = 0.0
-                r0 = b * chunk
-                r1 = r0 + chunk
-                if r1 > n:
-                    r1 = n
-                for r in range(r0, r1):
+                for r in range(b * chunk, _block_end(b, chunk, n)):
                     dyr = dyp + r * f
                     xr = xp + r * f
                     for j in range(f):
                         dy = <double>dyr[j]
                         acc1[j] = acc1[j] + dy
                         acc2[j] = acc2[j] + dy * ((<double>xr[j] - mp[j]) * ip[j])
-            # Reduce the partials into block 0's rows, in block order.
-            for b in range(1, nb):
-                for j in range(f):
-                    scratch[j] += scratch[2 * b * f + j]
-                    scratch[f + j] += scratch[2 * b * f + f + j]
+            # Reduce the partials into block 0's rows (read before written: block 0 comes first).
+            for j in range(f):
+                scratch[j] = _sum_blocks(scratch, nb, 2 * f, j)
+                scratch[f + j] = _sum_blocks(scratch + f, nb, 2 * f, j)
             for j in range(f):
                 dbeta[j] = <floating>(<double>dbeta[j] + scratch[j])
                 dgamma[j] = <floating>(<double>dgamma[j] + scratch[f + j])

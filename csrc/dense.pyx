@@ -11,7 +11,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY, act_backward_span, act_forward_span, chunk_size
+from _act cimport IDENTITY, act_backward_span, act_forward_threads
 from _blas cimport gemm_rm
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
@@ -46,8 +46,8 @@ def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, object b,
     cdef floating beta = 0
     cdef floating p = <floating>param
     cdef floating* y = &Y[0, 0]
-    cdef idx_t i, c, lo, hi, size = n * m
-    cdef int t, nt = _threads_for(n * m, n_threads)
+    cdef idx_t i, size = n * m
+    cdef int nt = _threads_for(n * m, n_threads)
     _check_blas_dims(n, m, k)
     if has_b:
         bv = b
@@ -61,15 +61,7 @@ def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, object b,
                 beta, y, <int>m)
         if kind != IDENTITY and size > 0:
             # The activation epilogue: one in-place pass over Y while it is still warm.
-            if nt == 1:
-                act_forward_span(kind, p, y, y, size)
-            else:
-                c = chunk_size(size, nt)
-                for t in prange(nt, schedule="static", num_threads=nt):
-                    lo = t * c
-                    hi = min(lo + c, size)
-                    if lo < hi:
-                        act_forward_span(kind, p, y + lo, y + lo, hi - lo)
+            act_forward_threads(kind, p, y, y, size, nt)
 
 
 cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floating* y,

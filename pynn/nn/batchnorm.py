@@ -67,9 +67,8 @@ class BatchNorm(Module):
             Y = self.backend.batchnorm_forward_eval(
                 X, self.weight.data, self.bias.data, self.running_mean, self.running_var, self.eps
             )
-            # In eval mode the layer is affine with the running statistics.
-            invstd = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
-            self._cache = (X, self.running_mean.astype(np.float64), invstd)
+            # Statistics are not needed unless backward runs in eval mode (rare): derived there.
+            self._cache = (X, None, None)
         return Y
 
     def backward(self, dY):
@@ -80,7 +79,10 @@ class BatchNorm(Module):
             return self.backend.batchnorm_backward(
                 dY, X, self.weight.data, mean, invstd, self.weight.grad, self.bias.grad
             )
-        # Statistics are constants in eval mode: dX = dY * gamma * invstd.
+        # In eval mode the layer is affine with the running statistics (constants):
+        # dX = dY * gamma * invstd.
+        mean = self.running_mean.astype(np.float64)
+        invstd = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
         xhat = (X - mean) * invstd
         self.bias.grad += dY.sum(axis=0, dtype=np.float64).astype(self.dtype)
         self.weight.grad += (dY * xhat).sum(axis=0).astype(self.dtype)
