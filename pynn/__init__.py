@@ -5,19 +5,16 @@ interface; a plain NumPy reference backend computes the same results for testing
 """
 import os
 
-# Idle OpenMP workers sleep almost at once instead of spinning. libgomp's default spins for a
-# long while after every parallel loop, and a spinning worker holds the core that the next BLAS
-# call's (pthread) worker needs: on a 2-core machine a 784-256-128-10 training step measured
-# 61 ms median with the default and 1.1 ms passive. A short spin (GOMP_SPINCOUNT, libgomp only)
-# still bridges back-to-back kernels: ReLU forward+backward on 1M floats, 0.60 -> 0.48 ms.
-# libgomp reads these once, when it loads (with our kernels, below); values the user set win.
+# libgomp's and OpenBLAS's idle workers both spin after their work, and each holds the core the
+# other's next call needs. With both libraries' defaults a 784-256-128-10 training step took
+# 24 ms median on 2 cores, with these settings 1.4 ms (bench/test_bench_threads.py). So OpenMP
+# workers spin briefly (GOMP_SPINCOUNT, libgomp only: enough to bridge back-to-back kernels)
+# and then sleep, and OpenBLAS workers sleep after 2**4 cycles instead of 2**28. Each library
+# reads these once, when it loads: libgomp with our kernels below, scipy's OpenBLAS (the one
+# our kernels call) unless scipy.linalg was imported before pynn. Values the user set win.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     os.environ["GOMP_SPINCOUNT"] = "2000"
-# The same holds the other way round: OpenBLAS workers spin for 2**28 cycles after each GEMM and
-# take the core the next OpenMP kernel needs. 2**4 cycles: one training epoch of the
-# 784-256-128-10 benchmark, 990 -> 789 ms median. OpenBLAS reads it when it loads: it reaches
-# scipy's OpenBLAS (the one our kernels call) unless scipy.linalg was imported before pynn.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import data, datasets, nn, optim
