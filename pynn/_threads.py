@@ -5,6 +5,8 @@ import os
 import scipy.linalg  # noqa: F401
 from threadpoolctl import threadpool_limits
 
+from ._checks import check_int
+
 _num_threads = None
 _blas_limiter = None
 
@@ -37,12 +39,7 @@ def set_num_threads(n):
         At least 1.
     """
     global _num_threads, _blas_limiter
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _num_threads = n
+    _num_threads = n = check_int("n", n, 1)
     # threadpool_limits applied without "with" stays in force; it covers numpy's and scipy's
     # OpenBLAS alike (the Cython kernels call scipy's through cython_blas).
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
