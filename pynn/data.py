@@ -3,7 +3,7 @@ import inspect
 
 import numpy as np
 
-from .nn.module import Module, check_dtype_arg, check_input
+from .nn.module import Module, check_dtype_arg, check_input, config_int
 
 
 def _rng(seed):
@@ -144,8 +144,9 @@ class Standardizer(Module):
             raise ValueError(f"scale_floor must be a number in [0, 1], got {scale_floor!r}")
         self.scale_floor = float(scale_floor)
         self.num_features = None
-        self.mean = None
-        self.scale = None
+        # buffers (saved with a model); None until fitted
+        self.register_buffer("mean", None)
+        self.register_buffer("scale", None)
         if num_features is not None:
             if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                     or num_features < 1:
@@ -196,15 +197,21 @@ class Standardizer(Module):
         X = check_input(self, X, features=self.num_features, dtype=self.dtype)
         return (X - self.mean) / self.scale
 
-    def backward(self, dY):
-        return dY / self.scale
+    def backward(self, dY, input_grad=True):
+        return dY / self.scale if input_grad else None
 
-    def buffers(self):
-        return {} if self.mean is None else {"mean": self.mean, "scale": self.scale}
+    infer = forward  # reads mean and scale only
 
     def config(self):
         return {"num_features": self.num_features, "scale_floor": self.scale_floor,
                 "dtype": self.dtype.name}
+
+    @classmethod
+    def state_shapes(cls, config):
+        if config.get("num_features") is None:
+            return {}
+        n = config_int(config, "num_features")
+        return {"mean": (n,), "scale": (n,)}
 
 
 def one_hot(y, num_classes=None, dtype=np.float32):

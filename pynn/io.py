@@ -24,14 +24,17 @@ import numpy as np
 
 from .nn import activations as _act
 from .nn.batchnorm import BatchNorm
+from .nn.containers import ModuleList, Sequential
 from .nn.dense import Dense
 from .nn.dropout import Dropout
 from .nn.module import Module
-from .nn.sequential import Sequential
+from .nn.parameter import Parameter
 
 FORMAT_MODEL = "pynn.model"
 FORMAT_CHECKPOINT = "pynn.checkpoint"
-VERSION = 1
+# 2: BatchNorm saves num_batches_tracked. Version 1 files still load (the counter starts at 0).
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 HEADER_KEY = "__pynn__"
 
 # Limits for hostile files: the JSON header and the nesting of the architecture.
@@ -46,142 +49,110 @@ class ModelFileError(ValueError):
     an unknown layer type, or a header whose shapes do not match the data it holds."""
 
 
-# ---------------------------------------------------------------------------- the layer registry
-def _shapes_dense(c):
-    i, o = _cfg_int(c, "in_features"), _cfg_int(c, "out_features")
-    shapes = {"weight": (o, i)}
-    if c.get("bias", True):
-        shapes["bias"] = (o,)
-    return shapes, {}
+# ---------------------------------------------------------------------------- module types
+# The only classes a file may name. A file is data: it picks a class from this table and passes
+# it plain JSON values (``cls.from_config``), never code.
+_TYPES = {}
 
 
-def _shapes_batchnorm(c):
-    n = _cfg_int(c, "num_features")
-    return {"weight": (n,), "bias": (n,)}, {"running_mean": (n,), "running_var": (n,)}
+def register(cls):
+    """Allow ``pynn.load`` to rebuild modules of class ``cls`` from their ``config()``.
+
+    Built-in layers and containers are registered already. Use as a decorator on a custom
+    Module whose ``__init__(**config())`` rebuilds it; saving a module of an unregistered
+    class raises TypeError.
+    """
+    if not isinstance(cls, type) or not issubclass(cls, Module):
+        raise TypeError(f"cls must be a pynn Module subclass, got {cls!r}")
+    known = _TYPES.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(f"a module type named {cls.__name__!r} is registered already "
+                         f"({known.__module__}.{known.__qualname__})")
+    _TYPES[cls.__name__] = cls
+    return cls
 
 
-def _shapes_standardizer(c):
-    n = c.get("num_features")
-    if n is None:
-        return {}, {}
-    n = _cfg_int(c, "num_features")
-    return {}, {"mean": (n,), "scale": (n,)}
-
-
-def _no_shapes(c):
-    return {}, {}
-
-
-def _build_dense(c):
-    # The stored init may be "custom" (a callable that cannot be saved); the weights are
-    # overwritten from the file anyway, so build with the default and keep the name.
-    init = c.get("init")
-    layer = Dense(c["in_features"], c["out_features"], bias=c.get("bias", True),
-                  init=init if init in _init_names() else None, dtype=c.get("dtype", "float32"))
-    layer.init = init
-    return layer
-
-
-def _init_names():
-    from .nn.init import INITIALIZERS
-
-    return set(INITIALIZERS)
-
-
-def _build_standardizer(c):
+def _register_builtins():
     from .data import Standardizer
 
-    return Standardizer(num_features=c.get("num_features"), scale_floor=c.get("scale_floor", 0.0),
-                        dtype=c.get("dtype", "float32"))
+    for cls in (Dense, BatchNorm, Dropout, Sequential, ModuleList, Standardizer):
+        register(cls)
+    for name in ("Identity", "Step", "Sigmoid", "Tanh", "ReLU", "Square", "LeakyReLU", "ELU",
+                 "Softmax"):
+        register(getattr(_act, name))
 
 
-def _simple(cls):
-    return lambda c: cls(**c)
+_register_builtins()
 
 
-# type name -> (builder from config, (param shapes, buffer shapes) from config)
-LAYERS = {
-    "Dense": (_build_dense, _shapes_dense),
-    "BatchNorm": (_simple(BatchNorm), _shapes_batchnorm),
-    "Dropout": (_simple(Dropout), _no_shapes),
-    "Standardizer": (_build_standardizer, _shapes_standardizer),
-}
-for _name in ("Identity", "Step", "Sigmoid", "Tanh", "ReLU", "Square", "LeakyReLU", "ELU",
-              "Softmax"):
-    LAYERS[_name] = (_simple(getattr(_act, _name)), _no_shapes)
-
-
-def _cfg_int(c, key):
-    v = c.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ModelFileError(f"architecture: {key} must be a positive int, got {v!r}")
-    return v
+def _is_list_container(cls):
+    # containers whose children are their constructor arguments
+    return issubclass(cls, (Sequential, ModuleList))
 
 
 # ---------------------------------------------------------------------------- architecture
 def architecture(model):
     """The model's architecture as plain JSON-able values: ``{"type": ..., "config": ...}``
-    for a layer, ``{"type": "Sequential", "layers": [...]}`` for a container."""
-    if isinstance(model, Sequential):
-        return {"type": "Sequential", "layers": [architecture(l) for l in model.layers]}
-    name = type(model).__name__
-    if name not in LAYERS:
+    for a module, ``{"type": "Sequential", "layers": [...]}`` for a list container."""
+    cls = type(model)
+    if _TYPES.get(cls.__name__) is not cls:
         raise TypeError(
-            f"model: cannot save a layer of type {name}; supported: {sorted(LAYERS)}"
+            f"model: cannot save a module of type {cls.__name__}: register it with "
+            f"pynn.io.register (known: {', '.join(sorted(_TYPES))})"
         )
-    return {"type": name, "config": model.config()}
+    if _is_list_container(cls):
+        return {"type": cls.__name__, "layers": [architecture(m) for m in model.layers]}
+    return {"type": cls.__name__, "config": model.config()}
 
 
-def _walk(model, prefix=""):
-    """(name prefix, layer) for every leaf layer, names as in Sequential.named_parameters."""
-    if isinstance(model, Sequential):
-        for i, layer in enumerate(model.layers):
-            yield from _walk(layer, f"{prefix}{i}.")
-    else:
-        yield prefix, model
-
-
-def _expected_arrays(arch, prefix="", depth=0):
-    """Param and buffer shapes implied by a header's architecture, validating it as we go."""
+def _arch_type(arch, depth):
     if depth > _MAX_DEPTH:
         raise ModelFileError("architecture is nested too deeply")
     if not isinstance(arch, dict) or not isinstance(arch.get("type"), str):
         raise ModelFileError(f"architecture: expected {{'type': ...}}, got {str(arch)[:80]}")
-    kind = arch["type"]
-    params, buffers = {}, {}
-    if kind == "Sequential":
-        layers = arch.get("layers")
-        if not isinstance(layers, list):
-            raise ModelFileError("architecture: Sequential needs a list of layers")
-        for i, sub in enumerate(layers):
-            p, b = _expected_arrays(sub, f"{prefix}{i}.", depth + 1)
-            params.update(p)
-            buffers.update(b)
-        return params, buffers
-    if kind not in LAYERS:
-        raise ModelFileError(f"unknown layer type {kind!r} (known: {', '.join(sorted(LAYERS))})")
-    config = arch.get("config", {})
-    if not isinstance(config, dict):
-        raise ModelFileError(f"architecture: config of {kind} must be a dict")
-    p, b = LAYERS[kind][1](config)
-    params.update({prefix + k: v for k, v in p.items()})
-    buffers.update({prefix + k: v for k, v in b.items()})
-    return params, buffers
+    cls = _TYPES.get(arch["type"])
+    if cls is None:
+        raise ModelFileError(f"unknown layer type {arch['type']!r} "
+                             f"(known: {', '.join(sorted(_TYPES))})")
+    if _is_list_container(cls):
+        if not isinstance(arch.get("layers"), list):
+            raise ModelFileError(f"architecture: {arch['type']} needs a list of layers")
+    elif not isinstance(arch.get("config", {}), dict):
+        raise ModelFileError(f"architecture: config of {arch['type']} must be a dict")
+    return cls
+
+
+def _expected_shapes(arch, prefix="", depth=0):
+    """{state_dict key: shape} implied by a header's architecture, validating it as we go;
+    None when a module type cannot tell without being built (a registered custom module)."""
+    cls = _arch_type(arch, depth)
+    if _is_list_container(cls):
+        out = {}
+        for i, sub in enumerate(arch["layers"]):
+            shapes = _expected_shapes(sub, f"{prefix}{i}.", depth + 1)
+            if shapes is None:
+                return None
+            out.update(shapes)
+        return out
+    try:
+        shapes = cls.state_shapes(arch.get("config", {}))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"architecture: {arch['type']}: {exc}") from None
+    if shapes is None:
+        return None
+    return {prefix + k: tuple(v) for k, v in shapes.items()}
 
 
 def build(arch, depth=0):
     """A fresh model from an architecture description (as ``architecture`` returns)."""
-    if depth > _MAX_DEPTH:
-        raise ModelFileError("architecture is nested too deeply")
-    kind = arch["type"]
-    if kind == "Sequential":
-        return Sequential(*[build(sub, depth + 1) for sub in arch["layers"]])
-    if kind not in LAYERS:
-        raise ModelFileError(f"unknown layer type {kind!r}")
+    cls = _arch_type(arch, depth)
+    if _is_list_container(cls):
+        children = [build(sub, depth + 1) for sub in arch["layers"]]
+        return cls(children)
     try:
-        return LAYERS[kind][0](dict(arch.get("config", {})))
+        return cls.from_config(dict(arch.get("config", {})))
     except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"architecture: cannot build {kind}: {exc}") from None
+        raise ModelFileError(f"architecture: cannot build {arch['type']}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- state (de)serialization
@@ -230,12 +201,13 @@ def _hashable(k):
 
 # ---------------------------------------------------------------------------- writing
 def _model_arrays(model):
+    """The model's state_dict as archive members: ``param/<key>`` and ``buffer/<key>``."""
     arrays = {}
-    for prefix, layer in _walk(model):
-        for p in layer.parameters():
-            arrays[f"param/{prefix}{p.name}"] = np.ascontiguousarray(p.data)
-        for name, buf in layer.buffers().items():
-            arrays[f"buffer/{prefix}{name}"] = np.ascontiguousarray(buf)
+    for key, value in model.state_dict(keep_vars=True).items():
+        if isinstance(value, Parameter):
+            arrays[f"param/{key}"] = np.asarray(value.data, order="C")
+        else:
+            arrays[f"buffer/{key}"] = np.asarray(value, order="C")  # keeps 0-d as 0-d
     return arrays
 
 
@@ -295,7 +267,9 @@ def _plain_json(name, value):
 
 
 def _dropout_steps(model):
-    return {prefix: layer.step for prefix, layer in _walk(model) if isinstance(layer, Dropout)}
+    # Keyed "<module name>." (the state_dict prefix of the layer).
+    return {f"{name}." if name else "": m.step for name, m in model.named_modules()
+            if isinstance(m, Dropout)}
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None,
@@ -412,7 +386,7 @@ class _Archive:
         if not isinstance(header, dict) or header.get("format") not in (FORMAT_MODEL,
                                                                         FORMAT_CHECKPOINT):
             raise ModelFileError(f"{self.path}: not a pynn model file (unknown format)")
-        if header.get("version") != VERSION:
+        if header.get("version") not in _READABLE_VERSIONS:
             raise ModelFileError(
                 f"{self.path}: file format version {header.get('version')!r} is not supported "
                 f"(this pynn reads version {VERSION})"
@@ -435,27 +409,76 @@ def _sniff(path):
     return "not a zip archive"
 
 
+def _state_members(archive):
+    """{state_dict key: archive member} for the stored parameters and buffers."""
+    out = {}
+    for name in archive.members:
+        for kind in ("param/", "buffer/"):
+            if name.startswith(kind):
+                key = name[len(kind):]
+                if key in out:
+                    raise ModelFileError(f"{archive.path}: {key!r} is stored twice")
+                out[key] = name
+    return out
+
+
+def _check_state_shapes(archive, expected, members, optional=()):
+    """Stored keys and declared shapes against ``expected`` ({key: shape}); ``optional`` keys
+    may be missing (older files)."""
+    stored = {k: tuple(_declared_shape(archive, m)) for k, m in members.items()}
+    missing = sorted(set(expected) - set(stored) - set(optional))
+    extra = sorted(set(stored) - set(expected))
+    if missing or extra:
+        raise ModelFileError(f"{archive.path}: arrays do not match the architecture "
+                             f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    for key, shape in stored.items():
+        if shape != tuple(expected[key]):
+            raise ModelFileError(f"{archive.path}: {members[key]} has shape {shape} but "
+                                 f"the architecture needs {tuple(expected[key])}")
+
+
+def _optional_keys(header, keys):
+    # Version 1 files predate BatchNorm's num_batches_tracked.
+    if header.get("version") == 1:
+        return {k for k in keys if k.rsplit(".", 1)[-1] == "num_batches_tracked"}
+    return set()
+
+
+def _read_state(archive, model, members, strict_keys):
+    """Read the stored arrays and load them into ``model`` (validated before any write)."""
+    state = {key: archive.read(member) for key, member in members.items()}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{archive.path}: {exc}") from None
+    if result.unexpected_keys or set(result.missing_keys) - set(strict_keys):
+        raise ModelFileError(f"{archive.path}: arrays do not match the model "
+                             f"(missing {result.missing_keys[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]})")
+
+
 def _read_model(archive, header):
     """Check the architecture against the stored arrays, then build the model and fill it."""
     arch = header.get("architecture")
-    declared = {n: _declared_shape(archive, n) for n in archive.members if n != HEADER_KEY}
-    exp_params, exp_buffers = _expected_arrays(arch)
-    stored = {n: s for n, s in declared.items() if n.startswith(("param/", "buffer/"))}
-    expected = {f"param/{k}": v for k, v in exp_params.items()}
-    expected.update({f"buffer/{k}": v for k, v in exp_buffers.items()})
-    if set(stored) != set(expected):
-        missing = sorted(set(expected) - set(stored))
-        extra = sorted(set(stored) - set(expected))
-        raise ModelFileError(f"{archive.path}: arrays do not match the architecture "
-                             f"(missing {missing[:5]}, unexpected {extra[:5]})")
-    for name, shape in expected.items():
-        if tuple(stored[name]) != tuple(shape):
-            raise ModelFileError(f"{archive.path}: {name} has shape {tuple(stored[name])} but "
-                                 f"the architecture needs {tuple(shape)}")
+    _check_member_headers(archive)
+    members = _state_members(archive)
+    expected = _expected_shapes(arch)
+    if expected is not None:
+        _check_state_shapes(archive, expected, members, _optional_keys(header, expected))
     # Only now, with every shape confirmed against the data the file holds, allocate.
     model = build(arch)
-    _fill(archive, model)
+    # A registered custom module could not tell its shapes before being built: check now.
+    have = {k: v.shape for k, v in model.state_dict(keep_vars=True).items()}
+    _check_state_shapes(archive, have, members, _optional_keys(header, have))
+    _read_state(archive, model, members, _optional_keys(header, have))
     return model
+
+
+def _check_member_headers(archive):
+    """Every stored array's header (no pickles, sane shapes) before any array is read."""
+    for name in archive.members:
+        if name != HEADER_KEY:
+            _declared_shape(archive, name)
 
 
 def _declared_shape(archive, name):
@@ -473,23 +496,6 @@ def _declared_shape(archive, name):
             f"{archive.path}: {name} holds Python objects (a pickle); refusing to load it"
         )
     return shape
-
-
-def _fill(archive, model):
-    for prefix, layer in _walk(model):
-        for p in layer.parameters():
-            a = archive.read(f"param/{prefix}{p.name}")
-            _check_dtype(archive, f"param/{prefix}{p.name}", a, p.dtype)
-            p.data = a
-        for name, buf in layer.buffers().items():
-            a = archive.read(f"buffer/{prefix}{name}")
-            _check_dtype(archive, f"buffer/{prefix}{name}", a, buf.dtype)
-            buf[...] = a
-
-
-def _check_dtype(archive, name, a, dtype):
-    if a.dtype != dtype:
-        raise ModelFileError(f"{archive.path}: {name} has dtype {a.dtype}, the model's is {dtype}")
 
 
 def load(path, return_metadata=False):
@@ -536,15 +542,23 @@ def read_header(path):
         archive.close()
 
 
-def _restore_dropout_steps(archive, model, steps):
+def _dropout_updates(archive, model, steps):
+    """[(Dropout layer, step)] from a header's ``dropout_steps``, checked, not yet applied."""
     if not isinstance(steps, dict):
         raise ModelFileError(f"{archive.path}: dropout_steps must be a dict")
-    layers = dict(_walk(model))
+    layers = {f"{name}." if name else "": m for name, m in model.named_modules()}
+    updates = []
     for prefix, step in steps.items():
         layer = layers.get(prefix)
         if not isinstance(layer, Dropout) or isinstance(step, bool) or not isinstance(step, int) \
                 or step < 0:
             raise ModelFileError(f"{archive.path}: bad Dropout step entry {prefix!r}: {step!r}")
+        updates.append((layer, step))
+    return updates
+
+
+def _restore_dropout_steps(archive, model, steps):
+    for layer, step in _dropout_updates(archive, model, steps):
         layer.step = step
 
 
@@ -553,7 +567,8 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None):
 
     ``model`` must have the checkpoint's architecture (parameter names and shapes); its weights,
     BatchNorm statistics and Dropout counters are overwritten, and so are the optimizer's and the
-    scheduler's states when given.
+    scheduler's states when given. Everything is read and checked before anything changes: a bad
+    file raises and leaves the model, optimizer and scheduler as they were.
 
     Returns
     -------
@@ -565,34 +580,48 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None):
         header = archive.header()
         if header["format"] != FORMAT_CHECKPOINT:
             raise ModelFileError(f"{archive.path}: a model file, not a checkpoint (use pynn.load)")
-        exp_params, exp_buffers = _expected_arrays(header.get("architecture"))
-        have = {f"{prefix}{p.name}": tuple(p.shape)
-                for prefix, layer in _walk(model) for p in layer.parameters()}
-        if {k: tuple(v) for k, v in exp_params.items()} != have:
-            raise ValueError(
-                f"model does not match the checkpoint {archive.path}: it has parameters "
-                f"{_fmt_shapes(have)}, the checkpoint {_fmt_shapes(exp_params)}"
-            )
-        # Verify every stored array's header before reading any of them.
-        for n in archive.members:
-            if n != HEADER_KEY:
-                _declared_shape(archive, n)
-        _fill(archive, model)
-        _restore_dropout_steps(archive, model, header.get("dropout_steps") or {})
+        _arch_type(header.get("architecture"), 0)
+        _check_member_headers(archive)
+        members = _state_members(archive)
+        have = {k: v.shape for k, v in model.state_dict(keep_vars=True).items()}
+        optional = _optional_keys(header, have)
+        try:
+            _check_state_shapes(archive, have, members, optional)
+        except ModelFileError as exc:
+            raise ValueError(f"model does not match the checkpoint {archive.path}: it has "
+                             f"{_fmt_shapes(have)}; {exc}") from None
+        _check_member_headers(archive)
+        state = {key: archive.read(member) for key, member in members.items()}
+        dropout = _dropout_updates(archive, model, header.get("dropout_steps") or {})
         state_arrays = {n: archive.read(n) for n in archive.members if n.startswith("state/")}
         out = {k: _decode(header.get(k), state_arrays)
                for k in ("history", "optimizer", "scheduler", "extra")}
         out["epoch"] = header.get("epoch")
     finally:
         archive.close()
-    if optimizer is not None:
-        if out["optimizer"] is None:
-            raise ValueError(f"checkpoint {path} holds no optimizer state")
-        optimizer.load_state_dict(out["optimizer"])
-    if scheduler is not None:
-        if out["scheduler"] is None:
-            raise ValueError(f"checkpoint {path} holds no scheduler state")
-        scheduler.load_state_dict(out["scheduler"])
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is not None and out[name] is None:
+            raise ValueError(f"checkpoint {path} holds no {name} state")
+    try:
+        writes = model._state_writes(state, strict=False)[0]
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{os.fspath(path)}: {exc}") from None
+    # The optimizer and the scheduler check everything before they change anything; if the
+    # scheduler then refuses, the optimizer is put back, so nothing is half-restored.
+    backups = [(obj, obj.state_dict()) for obj in (optimizer, scheduler) if obj is not None]
+    try:
+        if optimizer is not None:
+            optimizer.load_state_dict(out["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(out["scheduler"])
+    except BaseException:
+        for obj, saved in backups:
+            obj.load_state_dict(saved)
+        raise
+    for dest, value in writes:
+        dest[...] = value
+    for layer, step in dropout:
+        layer.step = step
     return out
 
 
@@ -602,5 +631,5 @@ def _fmt_shapes(d):
     return s + (", ..." if len(items) > 4 else "")
 
 
-__all__ = ["ModelFileError", "architecture", "build", "load", "load_checkpoint", "save",
-           "save_checkpoint"]
+__all__ = ["ModelFileError", "architecture", "build", "load", "load_checkpoint", "register",
+           "save", "save_checkpoint"]

@@ -386,27 +386,17 @@ class CSVLogger(Callback):
 
 
 # ---------------------------------------------------------------------------- weights snapshots
-def _leaves(model):
-    return list(_io._walk(model))
-
-
 def snapshot(model):
-    """Copies of every parameter and buffer of ``model`` (for ``restore``)."""
-    out = [p.data.copy() for p in model.parameters()]
-    out += [b.copy() for _, layer in _leaves(model) for b in layer.buffers().values()]
-    return out
+    """Copies of every parameter and buffer of ``model`` (its ``state_dict``, for ``restore``)."""
+    return model.state_dict()
 
 
 def restore(model, snap):
     """Put back the values of a ``snapshot`` in place (views and arenas stay valid)."""
-    params = model.parameters()
-    bufs = [b for _, layer in _leaves(model) for b in layer.buffers().values()]
-    if len(snap) != len(params) + len(bufs):
-        raise ValueError("snapshot does not match the model")
-    for p, a in zip(params, snap):
-        p.data[...] = a
-    for b, a in zip(bufs, snap[len(params):]):
-        b[...] = a
+    try:
+        model.load_state_dict(snap)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"snapshot does not match the model: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- progress

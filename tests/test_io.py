@@ -230,7 +230,7 @@ def test_unsupported_layer_cannot_be_saved(tmp_path):
     class Custom(Module):
         pass
 
-    with pytest.raises(TypeError, match="cannot save a layer of type Custom"):
+    with pytest.raises(TypeError, match="cannot save a module of type Custom: register it"):
         save(Sequential(Dense(2, 2), Custom()), tmp_path / "m.npz")
     assert not os.listdir(tmp_path)
     save(Sequential(Dense(2, 2), Sigmoid()), tmp_path / "ok.npz")

@@ -150,7 +150,7 @@ def test_backends_give_the_same_model_results(rng):
 def test_fused_dense_activation_equals_separate_layers(backend_name, rng):
     X = rng.standard_normal((10, 4)).astype(F32)
     fused = nn.Sequential(nn.Dense(4, 5, seed=0, init="xavier_normal"), nn.Sigmoid())
-    assert fused._plan[0][1] is not None  # the sigmoid runs in the Dense epilogue
+    assert fused.fused_steps() == [(0, "Dense+sigmoid")]  # the sigmoid runs in the epilogue
     dense = nn.Dense(4, 5, seed=0, init="xavier_normal")
     act = nn.Sigmoid()
     assert_close(fused.forward(X), act.forward(dense.forward(X)), F32)
@@ -163,7 +163,7 @@ def test_fused_dense_activation_equals_separate_layers(backend_name, rng):
 
 def test_square_and_negative_slope_are_not_fused():
     model = nn.Sequential(nn.Dense(2, 2), nn.Square(), nn.Dense(2, 2), nn.LeakyReLU(-0.5))
-    assert all(fused is None for _, fused in model._plan)
+    assert model.fused_steps() == []
 
 
 def test_gradients_accumulate_until_zero_grad(backend_name, rng):
@@ -319,7 +319,7 @@ def test_predict_batches_and_restores_mode(rng):
 def test_summary_lists_layers_and_parameter_count(capsys):
     model = nn.Sequential(nn.Dense(784, 256), nn.ReLU(), nn.Dense(256, 10))
     text = model.summary()
-    assert "total parameters: 203,530" in text and "fused Dense+activation: 1" in text
+    assert "total parameters: 203,530" in text and "fused: Dense+relu at 0" in text
     assert "Dense(in_features=784" in capsys.readouterr().out
 
 

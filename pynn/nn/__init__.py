@@ -2,15 +2,16 @@
 from . import init
 from .activations import ELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Square, Step, Tanh
 from .batchnorm import BatchNorm
+from .containers import ModuleList, Sequential
 from .dense import Dense
 from .dropout import Dropout
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .module import Module
+from .module import IncompatibleKeys, Module
 from .parameter import Parameter, ParameterArena, pack
-from .sequential import Sequential
 
 __all__ = [
     "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
-    "Identity", "LeakyReLU", "Loss", "MSELoss", "Module", "Parameter", "ParameterArena", "ReLU",
-    "Sequential", "Sigmoid", "Softmax", "Square", "Step", "Tanh", "init", "pack",
+    "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss", "Module", "ModuleList",
+    "Parameter", "ParameterArena", "ReLU", "Sequential", "Sigmoid", "Softmax", "Square", "Step",
+    "Tanh", "init", "pack",
 ]

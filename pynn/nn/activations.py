@@ -26,15 +26,20 @@ class Activation(Module):
         return None
 
     def forward(self, X):
-        X = check_input(self, X)
-        Y = self.backend.activation_forward(X, self.activation, self.param)
+        Y = self.infer(X)
         self._X, self._Y = X, Y
         return Y
 
-    def backward(self, dY):
+    def backward(self, dY, input_grad=True):
         self._check_cached("_Y")
+        if not input_grad:
+            return None  # no parameters: nothing else to compute
         dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
         return self.backend.activation_backward(dY, self._X, self._Y, self.activation, self.param)
+
+    def infer(self, X):
+        X = check_input(self, X)
+        return self.backend.activation_forward(X, self.activation, self.param)
 
 
 class Identity(Activation):
@@ -132,13 +137,18 @@ class Softmax(Module):
         self._Y = None
 
     def forward(self, X):
+        self._Y = self.infer(X)
+        return self._Y
+
+    def backward(self, dY, input_grad=True):
+        self._check_cached("_Y")
+        if not input_grad:
+            return None
+        dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
+        return self.backend.softmax_backward(dY, self._Y)
+
+    def infer(self, X):
         X = check_input(self, X)
         if X.ndim != 2:
             raise ValueError(f"Softmax: X must be 2-D (batch, classes), got shape {X.shape}")
-        self._Y = self.backend.softmax_forward(X)
-        return self._Y
-
-    def backward(self, dY):
-        self._check_cached("_Y")
-        dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
-        return self.backend.softmax_backward(dY, self._Y)
+        return self.backend.softmax_forward(X)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._checks import check_int, check_real
-from .module import Module, check_dtype_arg, check_input
+from .module import Module, check_dtype_arg, check_input, config_int
 from .parameter import Parameter
 
 
@@ -16,7 +16,8 @@ class BatchNorm(Module):
     Parameters
     ----------
     num_features : int
-    momentum : float in [0, 1], default 0.1
+    momentum : float in [0, 1] or None, default 0.1
+        None: the running statistics are the cumulative average over all batches (torch's).
     eps : float > 0, default 1e-5
     dtype : float32 (default) or float64
 
@@ -29,64 +30,106 @@ class BatchNorm(Module):
     ----------
     weight, bias : Parameter (gamma, initialized to 1; beta, initialized to 0)
     running_mean, running_var : ndarray buffers (0 and 1 at first)
+    num_batches_tracked : 0-d int64 buffer, training batches seen
     """
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
         super().__init__()
         self.num_features = check_int("num_features", num_features, 1)
-        self.momentum = check_real("momentum", momentum, 0.0, 1.0,
-                                   message="momentum must be a number in [0, 1], got {value}")
+        if momentum is not None:
+            momentum = check_real("momentum", momentum, 0.0, 1.0,
+                                  message="momentum must be a number in [0, 1] or None, got {value}")
+        self.momentum = momentum
         self.eps = check_real("eps", eps, 0.0, low_open=True)
         self.dtype = check_dtype_arg(dtype)
         self.weight = Parameter(np.ones(self.num_features, self.dtype), name="weight")
         self.bias = Parameter(np.zeros(self.num_features, self.dtype), name="bias")
-        self.running_mean = np.zeros(self.num_features, self.dtype)
-        self.running_var = np.ones(self.num_features, self.dtype)
+        self.register_buffer("running_mean", np.zeros(self.num_features, self.dtype))
+        self.register_buffer("running_var", np.ones(self.num_features, self.dtype))
+        # torch's counter (and state_dict key); with momentum=None it makes the running
+        # statistics a cumulative average
+        self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
         self._cache = None
 
-    def parameters(self):
-        return [self.weight, self.bias]
-
-    def buffers(self):
-        return {"running_mean": self.running_mean, "running_var": self.running_var}
-
-    def forward(self, X):
+    # Functional halves (nothing cached on the layer), so a container can fuse the activation
+    # that follows into these kernels without changing what this layer computes for others.
+    def _train_apply(self, X, activation=None, param=None):
+        """act(BN(X)) with batch statistics; updates the running statistics.
+        Returns (Y, mean, invstd)."""
         X = check_input(self, X, features=self.num_features, dtype=self.dtype)
-        if self.training:
-            if X.shape[0] < 2:
-                raise ValueError(
-                    f"BatchNorm: expected more than 1 value per feature in training mode, got "
-                    f"input of shape {X.shape} (use eval() to normalize single samples)"
-                )
-            Y, mean, invstd = self.backend.batchnorm_forward_train(
-                X, self.weight.data, self.bias.data, self.running_mean, self.running_var,
-                self.momentum, self.eps,
+        if X.shape[0] < 2:
+            raise ValueError(
+                f"BatchNorm: expected more than 1 value per feature in training mode, got "
+                f"input of shape {X.shape} (use eval() to normalize single samples)"
             )
-            self._cache = (X, mean, invstd)
-        else:
-            Y = self.backend.batchnorm_forward_eval(
-                X, self.weight.data, self.bias.data, self.running_mean, self.running_var, self.eps
-            )
-            # Statistics are not needed unless backward runs in eval mode (rare): derived there.
-            self._cache = (X, None, None)
-        return Y
+        self.num_batches_tracked += 1
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 1.0 / float(self.num_batches_tracked)
+        return self.backend.batchnorm_forward_train(
+            X, self.weight.data, self.bias.data, self.running_mean, self.running_var,
+            momentum, self.eps, **_TMP(activation, param),
+        )
 
-    def backward(self, dY):
-        self._check_cached("_cache")
-        X, mean, invstd = self._cache
+    def _eval_apply(self, X, activation=None, param=None):
+        """act(BN(X)) with the running statistics; reads the layer, writes nothing."""
+        X = check_input(self, X, features=self.num_features, dtype=self.dtype)
+        return self.backend.batchnorm_forward_eval(
+            X, self.weight.data, self.bias.data, self.running_mean, self.running_var, self.eps,
+            **_TMP(activation, param),
+        )
+
+    def _grad(self, dY, X, Y, mean, invstd, activation=None, param=None, input_grad=True):
+        """Accumulate dgamma, dbeta (unless frozen); dX or None. ``mean`` None: the forward
+        ran in eval mode (the layer was an affine map with the running statistics)."""
         dY = check_input(self, dY, "dY", features=self.num_features, dtype=self.dtype)
-        if self.training:
-            return self.backend.batchnorm_backward(
-                dY, X, self.weight.data, mean, invstd, self.weight.grad, self.bias.grad
+        dgamma = self.weight.grad if self.weight.requires_grad else None
+        dbeta = self.bias.grad if self.bias.requires_grad else None
+        if dgamma is None and dbeta is None and not input_grad:
+            return None
+        if mean is not None:
+            dX = self.backend.batchnorm_backward(
+                dY, X, self.weight.data, mean, invstd, dgamma, dbeta,
+                **_TMP(activation, param, Y),
             )
+            return dX if input_grad else None
+        return self._eval_grad(dY, X, activation, param, dgamma, dbeta, input_grad)
+
+    def _eval_grad(self, dY, X, activation, param, dgamma, dbeta, input_grad):
         # In eval mode the layer is affine with the running statistics (constants):
-        # dX = dY * gamma * invstd.
+        # dX = dZ * gamma * invstd, with dZ = dY * act'(Z) when an activation was fused.
         mean = self.running_mean.astype(np.float64)
         invstd = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
+        if activation is not None:
+            Z = self._eval_apply(X)
+            dY = self.backend.activation_backward(
+                dY, Z, self.backend.activation_forward(Z, activation, param), activation, param
+            )
         xhat = (X - mean) * invstd
-        self.bias.grad += dY.sum(axis=0, dtype=np.float64).astype(self.dtype)
-        self.weight.grad += (dY * xhat).sum(axis=0).astype(self.dtype)
+        if dbeta is not None:
+            dbeta += dY.sum(axis=0, dtype=np.float64).astype(self.dtype)
+        if dgamma is not None:
+            dgamma += (dY * xhat).sum(axis=0).astype(self.dtype)
+        if not input_grad:
+            return None
         return (dY * (self.weight.data * invstd)).astype(self.dtype)
+
+    def forward(self, X):
+        if self.training:
+            Y, mean, invstd = self._train_apply(X)
+            self._cache = (X, Y, mean, invstd)
+        else:
+            Y = self._eval_apply(X)
+            self._cache = (X, Y, None, None)
+        return Y
+
+    def backward(self, dY, input_grad=True):
+        self._check_cached("_cache")
+        X, Y, mean, invstd = self._cache
+        return self._grad(dY, X, Y, mean, invstd, input_grad=input_grad)
+
+    def infer(self, X):
+        return self._eval_apply(X)
 
     def config(self):
         return {
@@ -95,3 +138,18 @@ class BatchNorm(Module):
             "eps": self.eps,
             "dtype": self.dtype.name,
         }
+
+    @classmethod
+    def state_shapes(cls, config):
+        n = config_int(config, "num_features")
+        return {"weight": (n,), "bias": (n,), "running_mean": (n,), "running_var": (n,),
+                "num_batches_tracked": ()}
+
+
+def _TMP(a, p, Y=None):
+    if a is None:
+        return {}
+    d = dict(activation=a, param=p)
+    if Y is not None:
+        d["Y"] = Y
+    return d

@@ -2,9 +2,8 @@
 import numpy as np
 
 from .._checks import check_int
-from ..backend.base import activation_code
 from . import init as _init
-from .module import Module, check_dtype_arg, check_input
+from .module import Module, check_dtype_arg, check_input, config_int
 from .parameter import Parameter
 
 
@@ -50,8 +49,6 @@ class Dense(Module):
         self.reset_parameters(init if init is not None else "xavier_normal")
         # True while the weights are the provisional default draw that Sequential may replace.
         self._auto_init = init is None
-        # (activation name, param) fused into this layer's kernels, set by Sequential.
-        self._fused = None
         self._X = None
         self._Y = None
 
@@ -62,40 +59,44 @@ class Dense(Module):
         if self.bias is not None:
             self.bias.data[...] = 0
 
-    def parameters(self):
-        return [self.weight] if self.bias is None else [self.weight, self.bias]
+    # The two functional halves. They keep nothing on the layer, so a container can run this
+    # Dense with an activation fused into its epilogue (its own execution detail) while the
+    # layer itself stays ``X @ W.T + b`` for everyone else who holds it.
+    def _apply(self, X, activation=None, param=None):
+        """act(X @ W.T + b) for a validated X; stores nothing."""
+        X = check_input(self, X, features=self.in_features, dtype=self.dtype)
+        if self._auto_init:
+            self._auto_init = False  # weights in use: no container may re-draw them any more
+        return self.backend.dense_forward(
+            X, self.weight.data, None if self.bias is None else self.bias.data,
+            activation=activation, param=param,
+        )
 
-    def fuse(self, activation, param=None):
-        """Apply ``activation`` in this layer's kernel epilogue (None to unfuse)."""
-        if activation is None:
-            self._fused = None
-        else:
-            activation_code(activation, param)  # validates the name
-            self._fused = (activation, param)
+    def _grad(self, dY, X, Y, activation=None, param=None, input_grad=True):
+        """Accumulate dW, db (unless frozen) from the forward's X and output Y; dX or None."""
+        dY = check_input(self, dY, "dY", features=self.out_features, dtype=self.dtype)
+        dW = self.weight.grad if self.weight.requires_grad else None
+        db = self.bias.grad if self.bias is not None and self.bias.requires_grad else None
+        if dW is None and db is None and not input_grad:
+            return None  # frozen and first: nothing to compute
+        return self.backend.dense_backward(
+            dY, X, self.weight.data, Y, dW, db, activation=activation, param=param,
+            need_dX=input_grad,
+        )
 
     def forward(self, X):
-        X = check_input(self, X, features=self.in_features, dtype=self.dtype)
-        self._auto_init = False  # weights in use: no container may re-draw them any more
-        kind_name, param = self._fused_args()
-        Y = self.backend.dense_forward(
-            X, self.weight.data, None if self.bias is None else self.bias.data,
-            activation=kind_name, param=param,
-        )
+        Y = self._apply(X)
         self._X, self._Y = X, Y
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def backward(self, dY, input_grad=True):
+        """Accumulate the weight and bias gradients; return dX (None with ``input_grad=False``,
+        which skips the dX GEMM)."""
         self._check_cached("_X")
-        dY = check_input(self, dY, "dY", features=self.out_features, dtype=self.dtype)
-        kind_name, param = self._fused_args()
-        return self.backend.dense_backward(
-            dY, self._X, self.weight.data, self._Y, self.weight.grad,
-            None if self.bias is None else self.bias.grad,
-            activation=kind_name, param=param, need_dX=need_dX,
-        )
+        return self._grad(dY, self._X, self._Y, input_grad=input_grad)
 
-    def _fused_args(self):
-        return (None, None) if self._fused is None else self._fused
+    def infer(self, X):
+        return self._apply(X)
 
     def config(self):
         return {
@@ -105,3 +106,21 @@ class Dense(Module):
             "init": self.init if isinstance(self.init, str) or self.init is None else "custom",
             "dtype": self.dtype.name,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # A saved init may be "custom" (a callable, which is never saved): build with the
+        # default, the weights come from the file anyway, and keep the name for the record.
+        config = dict(config)
+        init = config.pop("init", None)
+        layer = cls(init=init if init in _init.INITIALIZERS else None, **config)
+        layer.init = init
+        return layer
+
+    @classmethod
+    def state_shapes(cls, config):
+        i, o = config_int(config, "in_features"), config_int(config, "out_features")
+        shapes = {"weight": (o, i)}
+        if config.get("bias", True):
+            shapes["bias"] = (o,)
+        return shapes

@@ -43,10 +43,15 @@ class Dropout(Module):
         self.step += 1
         return Y
 
-    def backward(self, dY):
+    def backward(self, dY, input_grad=True):
+        if not input_grad:
+            return None
         if self._mask is None:
             return dY  # eval mode / p == 0: the identity
         return self.backend.dropout_backward(dY, self._mask, self.p)
+
+    def infer(self, X):
+        return check_input(self, X)  # the identity in eval mode
 
     def config(self):
         return {"p": self.p, "seed": self.seed}

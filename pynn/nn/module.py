@@ -1,64 +1,433 @@
-"""The layer base class."""
+"""The module base class: parameters, buffers and child modules registered on assignment.
+
+Shaped like ``torch.nn.Module``: ``self.weight = Parameter(...)`` registers a parameter,
+``self.register_buffer("running_mean", a)`` a buffer, ``self.fc = Dense(...)`` a child. Every
+walk over a model (``named_parameters``, ``state_dict``, ``train()``, ``zero_grad``, saving,
+the optimizer) comes from this one mechanism, so any module can contain modules and nesting
+works everywhere without special cases.
+"""
+import collections
+import collections.abc
+import inspect
+import threading
+
 import numpy as np
 
 from ..backend import backend_for
+from .parameter import Parameter, ParameterArena, arenas_of
+
+
+class IncompatibleKeys(collections.namedtuple("IncompatibleKeys",
+                                              ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict(strict=False)`` skipped (torch's return value)."""
 
 
 class Module:
-    """Base of every layer: ``forward(X) -> Y``, ``backward(dY) -> dX``, parameters, modes.
+    """Base of every layer and container: ``forward(X) -> Y``, ``backward(dY) -> dX``.
 
-    ``backend`` is None to follow ``pynn.set_backend``, or "numpy"/"cython" to pin this layer.
+    ``backward(dY, input_grad=False)`` may skip computing dX (the first layer of a training
+    step does not need it) and then returns None. Gradients accumulate into ``p.grad``.
+
+    ``backend_name`` is None to follow ``pynn.set_backend``, or "numpy"/"cython" to pin this
+    module (``set_backend`` pins a module and all its children).
     """
 
     def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", {})
         self.training = True
         self.backend_name = None
 
-    @property
-    def backend(self):
-        return backend_for(self.backend_name)
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() call "
+                f"(call super().__init__() first in {type(self).__name__}.__init__)"
+            )
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        if isinstance(value, Parameter):
+            self._forget(name)
+            params[name] = value
+        elif isinstance(value, Module):
+            self._forget(name)
+            modules[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
+                                "(a pynn.nn.Parameter or None is required)")
+            params[name] = None
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} as child module "
+                                f"{name!r} (a pynn Module or None is required)")
+            modules[name] = None
+        elif name in buffers:
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
+                                "(a numpy.ndarray or None is required)")
+            buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
 
-    def __call__(self, X):
-        return self.forward(X)
+    def _forget(self, name):
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        self._non_persistent.discard(name)
+        self.__dict__.pop(name, None)
 
-    def forward(self, X):
-        raise NotImplementedError
+    def __getattr__(self, name):
+        # Only called when normal lookup fails: registered entries live in the tables.
+        d = self.__dict__
+        for table in ("_parameters", "_buffers", "_modules"):
+            if table in d and name in d[table]:
+                return d[table][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def backward(self, dY):
-        raise NotImplementedError
+    def __delattr__(self, name):
+        if any(name in t for t in (self._parameters, self._buffers, self._modules)):
+            self._forget(name)
+        else:
+            object.__delattr__(self, name)
 
-    def parameters(self):
-        """The layer's Parameters, in a fixed order."""
-        return []
+    def register_parameter(self, name, param):
+        """Register ``param`` (a Parameter, or None for an absent one) as ``name``."""
+        _check_name(self, name)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"param must be a pynn.nn.Parameter or None, got "
+                            f"{type(param).__name__}")
+        self._forget(name)
+        self._parameters[name] = param
 
-    def buffers(self):
-        """Non-trainable state saved with the model (e.g. BatchNorm running statistics)."""
-        return {}
+    def register_buffer(self, name, array, persistent=True):
+        """Register ``array`` (an ndarray, or None) as non-trainable state ``name``.
 
-    def zero_grad(self):
-        for p in self.parameters():
-            p.zero_grad()
+        Persistent buffers (running statistics) are part of ``state_dict`` and saved files.
+        """
+        _check_name(self, name)
+        if array is not None and not isinstance(array, np.ndarray):
+            raise TypeError(f"buffer {name!r} must be a numpy.ndarray or None, got "
+                            f"{type(array).__name__}")
+        self._forget(name)
+        self._buffers[name] = array
+        if not persistent:
+            self._non_persistent.add(name)
 
+    def add_module(self, name, module):
+        """Register ``module`` (or None) as the child ``name``."""
+        _check_name(self, name)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"module must be a pynn Module or None, got {type(module).__name__}")
+        self._forget(name)
+        self._modules[name] = module
+
+    register_module = add_module
+
+    # ------------------------------------------------------------------ walking the tree
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """(name, module) for this module and every descendant, depth first ("" is self)."""
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is None:
+                continue
+            yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name,
+                                           remove_duplicate)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        seen = set()
+        for name, child in self._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
+
+    def children(self):
+        for _, child in self.named_children():
+            yield child
+
+    def _named_members(self, table, prefix, recurse):
+        seen = set()
+        walk = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for mod_prefix, module in walk:
+            for name, value in getattr(module, table).items():
+                if value is None or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
+
+    def named_parameters(self, prefix="", recurse=True):
+        """(dotted name, Parameter), e.g. ("0.weight", ...); a shared parameter appears once."""
+        return self._named_members("_parameters", prefix, recurse)
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix="", recurse=True):
+        """(dotted name, ndarray) of the buffers, e.g. ("1.running_mean", ...)."""
+        return self._named_members("_buffers", prefix, recurse)
+
+    def buffers(self, recurse=True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every child (recursively), then on self; returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------------ modes and gradients
     def train(self, mode=True):
-        self.training = bool(mode)
+        """Training mode (batch statistics, dropout on) for self and every descendant."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+        for m in self.modules():
+            m.training = bool(mode)
         return self
 
     def eval(self):
         return self.train(False)
 
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every parameter: frozen ones get no gradient and no update."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        """Zero every parameter's gradient (one memset per arena when the parameters are packed).
+
+        ``set_to_none`` is accepted for torch compatibility: gradients are always arrays here.
+        """
+        params = list(self.parameters())
+        arenas = arenas_of(params)
+        if arenas:
+            for arena in arenas.values():
+                arena.zero_grad()
+        else:
+            for p in params:
+                p.zero_grad()
+
+    @property
+    def arenas(self):
+        """{dtype: ParameterArena} holding exactly this module's parameters.
+
+        Always current: after an optimizer re-packed the parameters (param groups) this is the
+        optimizer's arena. When no single arena per dtype holds exactly them (an optimizer over
+        only some of them), they are packed here first.
+        """
+        params = list(self.parameters())
+        if not params:
+            return {}
+        return arenas_of(params) or self.pack()
+
+    def pack(self):
+        """(Re)pack every parameter into one arena per dtype; values and gradients are kept."""
+        by_dtype = {}
+        for p in self.parameters():
+            by_dtype.setdefault(p.dtype, []).append(p)
+        return {dt: ParameterArena(ps) for dt, ps in by_dtype.items()}
+
+    # ------------------------------------------------------------------ backends
+    @property
+    def backend(self):
+        return backend_for(self.backend_name)
+
+    def set_backend(self, name):
+        """Pin this module and all its children to a backend ("numpy", "cython") or None."""
+        if name is not None:
+            backend_for(name)  # validate before changing anything
+        for m in self.modules():
+            m.backend_name = name
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, prefix="", keep_vars=False):
+        """Parameters and persistent buffers by dotted name, torch's keys and order.
+
+        Values are copies (``keep_vars=True``: the Parameter objects and buffer arrays
+        themselves), so a state dict taken before training still holds the old values.
+        """
+        out = collections.OrderedDict()
+        # like torch: a module held twice appears under both names
+        for mod_prefix, module in self.named_modules(prefix=prefix.rstrip("."),
+                                                     remove_duplicate=False):
+            base = f"{mod_prefix}." if mod_prefix else ""
+            for name, p in module._parameters.items():
+                if p is not None:
+                    out[base + name] = p if keep_vars else p.data.copy()
+            for name, b in module._buffers.items():
+                if b is not None and name not in module._non_persistent:
+                    out[base + name] = b if keep_vars else b.copy()
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy ``state_dict``'s arrays into this module's parameters and buffers.
+
+        Every key, shape and dtype is checked before anything is written: a bad state dict
+        raises and leaves the module unchanged. Values may be NumPy arrays or anything
+        ``numpy.asarray`` takes (torch CPU tensors from ``state_dict()``). Floating values must
+        have the target's dtype (no silent casts); integer buffers accept any integer dtype.
+
+        Returns
+        -------
+        IncompatibleKeys(missing_keys, unexpected_keys); with ``strict=True`` (default) any
+        missing or unexpected key raises KeyError instead.
+        """
+        writes, missing, unexpected = self._state_writes(state_dict, strict)
+        for dest, value in writes:  # every entry passed: now write
+            dest[...] = value
+        return IncompatibleKeys(missing, unexpected)
+
+    def _state_writes(self, state_dict, strict):
+        """Check ``state_dict`` against this module: ([(destination, value)], missing keys,
+        unexpected keys); raises on any bad entry. Writes nothing."""
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        targets = self.state_dict(keep_vars=True)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: "
+                f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+                f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}"
+            )
+        writes = []
+        for key, target in targets.items():
+            if key in state_dict:
+                dest = target.data if isinstance(target, Parameter) else target
+                writes.append((dest, _checked_value(key, state_dict[key], dest)))
+        return writes, missing, unexpected
+
+    # ------------------------------------------------------------------ calling
+    def __call__(self, X):
+        return self.forward(X)
+
+    def forward(self, X):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, dY, input_grad=True):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def infer(self, X):
+        """Eval-mode forward that changes nothing on the module (safe from several threads).
+
+        Built-in layers and containers read their parameters and running statistics and write
+        nothing. A custom module without its own ``infer`` runs ``forward`` in eval mode under a
+        per-module lock, and its modes are restored afterwards.
+        """
+        lock = self.__dict__.get("_infer_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_infer_lock", threading.Lock())
+        with lock:
+            modes = [(m, m.training) for m in self.modules()]
+            self.eval()
+            try:
+                return self.forward(X)
+            finally:
+                for m, mode in modes:
+                    m.training = mode
+
+    # ------------------------------------------------------------------ description
     def config(self):
         """Constructor arguments as plain values (for summaries and saved architectures)."""
         return {}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new module from ``config()``'s values (how ``pynn.load`` rebuilds it)."""
+        return cls(**config)
+
+    @classmethod
+    def state_shapes(cls, config):
+        """Shapes of the parameters and buffers a module built from ``config`` will hold,
+        without building it (so a hostile file is rejected before anything large is
+        allocated); None when unknown (the module is then built to find out)."""
+        return None
 
     def extra_repr(self):
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.extra_repr()})"
+        children = [(n, m) for n, m in self._modules.items() if m is not None]
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        inner = "\n".join(
+            "  (" + n + "): " + repr(m).replace("\n", "\n  ") for n, m in children
+        )
+        return f"{type(self).__name__}(\n{inner}\n)"
 
     def _check_cached(self, what):
         if getattr(self, what, None) is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
+
+def _check_name(module, name):
+    if "_parameters" not in module.__dict__:
+        raise AttributeError("cannot register before Module.__init__() call")
+    if not isinstance(name, str) or not name or "." in name:
+        raise KeyError(f"name must be a non-empty string without '.', got {name!r}")
+
+
+def _checked_value(key, value, dest):
+    """``value`` as an ndarray ready to copy into ``dest``, or an error naming ``key``."""
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception as exc:  # e.g. a torch tensor that still requires grad
+            raise TypeError(f"state_dict[{key!r}]: cannot convert {type(value).__name__} to "
+                            f"an array ({exc})") from None
+    if value.shape != dest.shape:
+        raise ValueError(f"state_dict[{key!r}] has shape {value.shape}, the module's is "
+                         f"{dest.shape}")
+    if dest.dtype.kind == "f":
+        if value.dtype != dest.dtype:
+            raise TypeError(f"state_dict[{key!r}] has dtype {value.dtype}, the module's is "
+                            f"{dest.dtype}; convert it first")
+    elif dest.dtype.kind in "iu":
+        if value.dtype.kind not in "iu":
+            raise TypeError(f"state_dict[{key!r}] must hold integers, got dtype {value.dtype}")
+    return value
+
+
+def accepts_input_grad(module):
+    """Whether ``module.backward`` takes ``input_grad`` (a custom module may not)."""
+    cls = type(module)
+    known = _INPUT_GRAD.get(cls)
+    if known is None:
+        try:
+            params = inspect.signature(cls.backward).parameters
+            known = "input_grad" in params or any(
+                p.kind is p.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            known = False
+        _INPUT_GRAD[cls] = known
+    return known
+
+
+_INPUT_GRAD = {}
+
+
+def config_int(config, key):
+    """A positive int entry of a saved ``config`` (for ``state_shapes``), else ValueError."""
+    v = config.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"config: {key} must be a positive int, got {v!r}")
+    return v
 
 
 def check_dtype_arg(dtype):

@@ -22,18 +22,43 @@ class Parameter:
     ``p.grad = g`` copies into the existing buffer (shapes must match), so every view of the
     parameter, and the arena the optimizer updates, stays valid. ``grad`` is always an array
     (zeros at first); only ``zero_grad`` clears it: backward passes accumulate.
+
+    ``requires_grad = False`` freezes the parameter: layers skip its gradient work (a frozen
+    Dense weight costs no dW GEMM) and optimizers leave it unchanged.
     """
 
-    __slots__ = ("_data", "_grad", "_arena", "_offset", "name")
+    __slots__ = ("_data", "_grad", "_arena", "_offset", "_requires_grad", "name")
 
-    def __init__(self, data, name=None):
+    #: bumped whenever any parameter is frozen or unfrozen, so an optimizer re-derives which
+    #: slices of its arena to update only when something changed (one int compare per step)
+    freeze_version = 0
+
+    def __init__(self, data, name=None, requires_grad=True):
         data = np.asarray(data)
         if data.dtype not in (np.float32, np.float64):
             raise TypeError(f"data must have dtype float32 or float64, got {data.dtype}")
         self.name = name
         self._arena = None
         self._offset = 0
+        self._requires_grad = True
+        self.requires_grad = requires_grad
         ParameterArena([self], _initial=np.array(data, order="C"))
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"requires_grad must be a bool, got {type(value).__name__}")
+        if bool(value) != self._requires_grad:
+            self._requires_grad = bool(value)
+            Parameter.freeze_version += 1
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
 
     @property
     def data(self):
@@ -81,7 +106,8 @@ class Parameter:
 
     def __repr__(self):
         name = f"{self.name!r}, " if self.name else ""
-        return f"Parameter({name}shape={self.shape}, dtype={self.dtype})"
+        frozen = "" if self._requires_grad else ", requires_grad=False"
+        return f"Parameter({name}shape={self.shape}, dtype={self.dtype}{frozen})"
 
 
 def _same_shape(name, value, target):

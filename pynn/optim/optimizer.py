@@ -110,6 +110,7 @@ class Optimizer:
         """
         loss = closure() if closure is not None else None
         self._check_arenas()
+        self._update_runs()
         for gi, group in enumerate(self.param_groups):
             self._check_group(group)
             self._step_group(gi, group, self._group_state[gi])
@@ -187,6 +188,7 @@ class Optimizer:
         # everything validated: now apply
         self.param_groups = new_groups
         self._group_state = new_gstates
+        self._runs_version = None
         for p, key, value in writes:
             self._view(p, key)[...] = value
         for gi, gstate in enumerate(new_gstates):
@@ -241,6 +243,7 @@ class Optimizer:
                 by_dtype.setdefault(p.dtype, []).append((gi, p))
         self._arenas, self._layout = {}, {}
         self._segments = [[] for _ in self.param_groups]
+        self._runs_version = None
         for dtype, items in by_dtype.items():
             params = [p for _, p in items]
             starts = [k for k in range(len(items)) if k == 0 or items[k][0] != items[k - 1][0]]
@@ -266,6 +269,28 @@ class Optimizer:
                 start = arena.offsets[k0]
                 stop = arena.offsets[k1 - 1] + params[k1 - 1].size
                 self._segments[items[k0][0]].append((dtype, start, stop))
+
+    def _update_runs(self):
+        """Per group, the slices of the arena to update: its segments minus frozen parameters
+        (``requires_grad=False``), consecutive trainable parameters merged into one slice.
+        Re-derived only when some parameter was frozen or unfrozen."""
+        if self._runs_version == Parameter.freeze_version:
+            return
+        self._runs = []
+        for group in self.param_groups:
+            runs = []
+            last = None
+            for p in group["params"]:
+                dtype, off, _ = self._layout[p]
+                if not p.requires_grad:
+                    last = None
+                elif last is not None and last[0] == dtype and last[2] == off:
+                    last[2] = off + p.size
+                else:
+                    last = [dtype, off, off + p.size]
+                    runs.append(last)
+            self._runs.append([tuple(r) for r in runs])
+        self._runs_version = Parameter.freeze_version
 
     def _check_arenas(self):
         if not all(a.owns_all() for a in self._arenas.values()):
@@ -306,9 +331,9 @@ class Optimizer:
             gstate["keys"].add(key)
 
     def _slices(self, gi, *keys):
-        """Per dtype of group ``gi``: (param, grad, *state buffers) flat slices (None for a key
-        that is None)."""
-        for dtype, start, stop in self._segments[gi]:
+        """Per trainable slice of group ``gi``: (param, grad, *state buffers) flat slices (None
+        for a key that is None). Frozen parameters are left out."""
+        for dtype, start, stop in self._runs[gi]:
             arena = self._arenas[dtype]
             yield (arena.data[start:stop], arena.grad[start:stop]) + tuple(
                 None if k is None else self._buffer(dtype, k)[start:stop] for k in keys
