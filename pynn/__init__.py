@@ -18,6 +18,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import data, datasets, nn, optim
+from ._gradcheck import GradcheckError, gradcheck
 from ._threads import get_num_threads, set_num_threads
 from .backend import get_backend, set_backend
 from .io import ModelFileError, load, load_checkpoint, save, save_checkpoint
@@ -65,6 +66,6 @@ def show_config(file=None):
     print("\n".join(lines), file=file)
 
 
-__all__ = ["ModelFileError", "Trainer", "data", "datasets", "nn", "optim", "get_backend", "get_num_threads", "load",
+__all__ = ["GradcheckError", "ModelFileError", "Trainer", "gradcheck", "data", "datasets", "nn", "optim", "get_backend", "get_num_threads", "load",
            "load_checkpoint", "save", "save_checkpoint", "set_backend", "set_num_threads",
            "show_config"]

@@ -175,21 +175,6 @@ class Sequential(Module):
                 X = layer.infer(X)
         return X
 
-    def predict(self, X, batch_size=1024):
-        """Eval-mode outputs over batches of ``batch_size``. Writes nothing on the model (the
-        model's mode, caches and running statistics are untouched), so several threads may
-        predict with one model at once, even while it is in training mode."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-            batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(X, np.ndarray):
-            raise TypeError(f"X must be a numpy.ndarray, got {type(X).__name__}")
-        if X.ndim < 1 or X.shape[0] <= batch_size:
-            return self.infer(X)
-        outs = [self.infer(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]
-        return np.concatenate(outs, axis=0)
-
     # -- description ------------------------------------------------------------------------
     def fused_steps(self):
         """[(index, "Dense+relu"), ...]: the layer pairs that run as one kernel call."""
