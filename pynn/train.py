@@ -4,7 +4,7 @@ and callbacks.
 The loop per batch is the one you would write by hand::
 
     model.zero_grad(); out = model.forward(Xb); l = loss.forward(out, yb)
-    model.backward(loss.backward()); optimizer.step()
+    model.backward(loss.backward(), input_grad=False); optimizer.step()
 
 Everything else (validation, metrics, schedules, early stopping, checkpoints, progress) hangs off
 epoch boundaries, so it costs nothing inside the hot loop.
@@ -794,7 +794,7 @@ class Trainer:
                 if not math.isfinite(value) and nan_cb is not None:
                     nan_cb.terminate(epoch, b, value)
                     break
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
                 opt.step()
                 n_b = hi - lo
                 total += value * n_b

@@ -8,7 +8,7 @@ Layout. On construction the parameters are (re)packed, in group order, into one
 ``momentum_buffer``, ...) lives in flat buffers laid out exactly like the arena. A group is then
 one contiguous slice of every buffer, and one fused kernel call updates all of it. Layers reach
 their arrays through ``param.data`` / ``param.grad`` only, so re-homing them is safe. If
-something re-packs the parameters later (``Sequential.pack``), the next ``step`` notices and
+something re-packs the parameters later (``Module.pack``), the next ``step`` notices and
 re-packs them again, carrying the state along.
 
 Differences from torch: gradients are always arrays (never None), so every parameter of a group
