@@ -1,4 +1,4 @@
-"""Build-time portability of csrc/: CPU-feature clones only where the C library can dispatch them."""
+"""Portability of csrc/: CPU-feature clones only where the C library can dispatch them."""
 import fnmatch
 import glob
 import os
