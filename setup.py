@@ -5,6 +5,7 @@ Environment switches:
                          warning and building serial loops.
   PYNN_CYTHON_DEBUG=1    bounds/wraparound/None checks back on, -O0 -g: for hunting a kernel bug.
 """
+import glob
 import os
 import shlex
 import shutil
@@ -95,8 +96,14 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# Cython only tracks headers named in `cdef extern from "..."`, not ones #included by other C
+# (_simd_clone.h, from _optim_simd.h and _act.pxd's C block): list them all, so editing one
+# recompiles the modules instead of leaving stale objects.
+HEADERS = sorted(glob.glob("csrc/*.h"))
+
 extensions = [
-    Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"]) for name in KERNEL_MODULES
+    Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"], depends=HEADERS)
+    for name in KERNEL_MODULES
 ]
 
 setup(

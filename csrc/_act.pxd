@@ -11,9 +11,9 @@ cdef extern from *:
     /* Float32 sigmoid / tanh / ELU spans, written branchless (compute every candidate, then
      * select) so GCC vectorizes them: libm's scalar expf/tanhf cannot be vectorized without
      * -ffast-math, and under the default -ftrapping-math GCC will not if-convert an FP operation
-     * that sits in only one arm of a branch. On x86-64 Linux with GCC the spans are cloned for
-     * AVX-512 and AVX2+FMA and picked at load time (ifunc); elsewhere they build for the
-     * baseline ISA. Accuracy: a few float ulps (Cephes polynomials), NaN propagates. */
+     * that sits in only one arm of a branch. On x86-64 glibc Linux with GCC the spans are
+     * cloned for AVX-512 and AVX2+FMA and picked at load time (ifunc); elsewhere they build for
+     * the baseline ISA. Accuracy: a few float ulps (Cephes polynomials), NaN propagates. */
     #include <math.h>
     #include <stdint.h>
     #include <string.h>
@@ -24,13 +24,9 @@ cdef extern from *:
     #else
     #define PYNN_NO_TRAP
     #endif
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    /* by feature, not "arch=": the resolver tests arch= clones with __builtin_cpu_is, which is
-     * false on CPUs newer than the named one and on VMs reporting a generic model */
-    #define PYNN_SIMD_CLONES PYNN_NO_TRAP __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define PYNN_SIMD_CLONES PYNN_NO_TRAP
-    #endif
+    /* AVX-512/AVX2 clones only where the platform has ifunc (glibc): see _simd_clone.h */
+    #include "_simd_clone.h"
+    #define PYNN_SIMD_CLONES PYNN_NO_TRAP PYNN_TARGET_CLONES
     #if defined(__GNUC__)
     #define PYNN_ALWAYS_INLINE PYNN_NO_TRAP __attribute__((always_inline))
     #define PYNN_MAYBE_UNUSED __attribute__((unused))  /* each module calls only some */

@@ -2,9 +2,10 @@
  *
  * Why C and not Cython loops:
  *  - Vector width. setup.py builds portable objects (-O3, no -march), so a plain loop gets SSE2
- *    only. On x86-64 Linux with GCC each entry point below is cloned for AVX-512 and AVX2 and the
- *    clone is picked once, at load time, from the CPU's features (target_clones/ifunc); the
- *    "default" clone is the baseline build every other CPU and compiler gets.
+ *    only. On x86-64 glibc Linux with GCC each entry point below is cloned for AVX-512 and
+ *    AVX2 and the clone is picked once, at load time, from the CPU's features
+ *    (target_clones/ifunc, see _simd_clone.h); the "default" clone is the baseline build every
+ *    other CPU, compiler and C library gets.
  *  - Unswitching. Every flag combination (L1, momentum, nesterov, centered, amsgrad) gets its own
  *    loop: the entry point tests the flags once per chunk and calls an always-inline body with
  *    constant flags, so each copy has a straight-line body. With the flags tested inside one loop
@@ -50,16 +51,9 @@
 #define PYNN_OPTIM_INLINE static inline
 #endif
 
-/* Clones by CPU feature, not "arch=": the resolver tests arch= clones with __builtin_cpu_is,
- * which is false on CPUs newer than the named one and on VMs reporting a generic model.
- * The dispatch is an ifunc, so glibc only (musl has none); clang's target_clones differs in
- * details. Everything else gets the baseline build. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && defined(__GLIBC__)
-#define PYNN_OPTIM_CLONES static __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PYNN_OPTIM_CLONES static
-#endif
+/* AVX-512/AVX2 clones where the platform supports them (glibc's ifunc), else the baseline. */
+#include "_simd_clone.h"
+#define PYNN_OPTIM_CLONES static PYNN_TARGET_CLONES
 
 /* sign(x): 0 for 0 and NaN, as torch.sign and the reference's _l1_sign; branch-free so the
  * loops vectorize. */

@@ -35,6 +35,7 @@ def show_config(file=None):
     import numpy as np
     from threadpoolctl import threadpool_info
 
+    from . import _threads
     from . import backend as _backend
 
     file = file or sys.stdout
@@ -49,7 +50,7 @@ def show_config(file=None):
                      f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     except ImportError as exc:
         lines.append(f"compiled kernels: not available ({exc})")
-    lines.append(f"threads: {get_num_threads()} (pynn.set_num_threads)")
+    lines.append(f"threads: {get_num_threads()} ({_threads.num_threads_source()})")
     try:
         backend = _backend.get_backend().name
     except ImportError as exc:

@@ -9,6 +9,7 @@ Errors (bad arguments, missing or malformed files) print one line to stderr and 
 no traceback.
 """
 import argparse
+import collections
 import csv
 import gzip
 import json
@@ -122,7 +123,9 @@ def build_parser():
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("model", metavar="MODEL", help="a model saved by pynn train / pynn.save")
         src = p.add_mutually_exclusive_group(required=True)
-        src.add_argument("--data", metavar="FILE", help="a CSV with a header row, or an .npz")
+        src.add_argument("--data", metavar="FILE",
+                         help="a CSV (columns matched to the model's by the header's names; "
+                              "without a header, by position), or an .npz")
         src.add_argument("--dataset", choices=DATASETS, help="a bundled dataset")
         p.add_argument("--target", metavar="COLUMN",
                        help="label column of a CSV (default: the model's, else the last)")
@@ -140,8 +143,11 @@ def _open_text(path):
     return open(path, newline="")
 
 
-def read_table(path, target=None, need_target=True):
+def read_table(path, target=None, need_target=True, has_header=True):
     """Read a CSV (header row) or an .npz (arrays X, y).
+
+    ``has_header=False`` reads a CSV without a header row: every row is data, the columns are
+    named x0, x1, ... as an .npz's are.
 
     Returns (X float64 (n, d), y raw labels or None, feature names, target name).
     """
@@ -157,12 +163,20 @@ def read_table(path, target=None, need_target=True):
     except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
         raise CLIError(f"{path}: cannot read CSV ({exc})") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not has_header:
+        if not rows:
+            raise CLIError(f"{path}: no data rows")
+        if target is not None:
+            raise CLIError(f"{path}: --target {target!r} needs a header row naming the columns")
+        rows = [[f"x{j}" for j in range(len(rows[0]))], *rows]
     if len(rows) < 2:
         raise CLIError(f"{path}: expected a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    for i, r in enumerate(rows[1:], start=2):
+    first = 2 if has_header else 1  # file line of the first data row, for error messages
+    for i, r in enumerate(rows[1:], start=first):
         if len(r) != len(header):
-            raise CLIError(f"{path}: line {i} has {len(r)} fields, the header has {len(header)}")
+            raise CLIError(f"{path}: line {i} has {len(r)} fields, the "
+                           f"{'header' if has_header else 'first line'} has {len(header)}")
     table = np.array(rows[1:], dtype=object)
     t_idx = None
     if target is not None:
@@ -181,11 +195,11 @@ def read_table(path, target=None, need_target=True):
             X[:, k] = [float(v) for v in table[:, j]]
         except ValueError:
             bad = next(i for i, v in enumerate(table[:, j]) if not _is_float(v))
-            raise CLIError(f"{path}: column {header[j]!r}, line {bad + 2}: "
+            raise CLIError(f"{path}: column {header[j]!r}, line {bad + first}: "
                            f"{table[bad, j]!r} is not a number") from None
     if not np.isfinite(X).all():
         i, j = np.argwhere(~np.isfinite(X))[0]
-        raise CLIError(f"{path}: column {header[feat_idx[j]]!r}, line {i + 2}: NaN or Inf")
+        raise CLIError(f"{path}: column {header[feat_idx[j]]!r}, line {i + first}: NaN or Inf")
     y = None if t_idx is None else np.array([v.strip() for v in table[:, t_idx]])
     return X, y, [header[j] for j in feat_idx], None if t_idx is None else header[t_idx]
 
@@ -250,14 +264,14 @@ def _decide_task(y, task):
     return task, labels
 
 
-def _load_data(args, need_target=True, target=None):
+def _load_data(args, need_target=True, target=None, has_header=True):
     from . import datasets
 
     if getattr(args, "dataset", None) is not None or getattr(args, "data", None) is None:
         name = getattr(args, "dataset", None) or "digits"
         X, y = datasets.load(name, dtype=np.float64)
         return X, y, [f"pixel{j}" for j in range(X.shape[1])], "label", name
-    X, y, features, target_name = read_table(args.data, target, need_target)
+    X, y, features, target_name = read_table(args.data, target, need_target, has_header)
     return X, y, features, target_name, os.path.basename(args.data)
 
 
@@ -380,6 +394,9 @@ def cmd_train(args, out=None):
 
     save(full, model_path, metadata={
         "task": task, "loss": type(loss).__name__, "classes": classes, "features": features,
+        # CSV header names, which predict/evaluate match columns by; not the generated
+        # x0.../pixel0... of an .npz or a bundled dataset, whose columns only have positions.
+        "features_named": _is_csv(args.data),
         "target": target_name, "y_mean": y_mean, "y_scale": y_scale, "source": source,
     })
     plot_path = os.path.join(args.out, "learning_curves.png")
@@ -429,30 +446,76 @@ def _load_model(path):
     return model, meta
 
 
+def _is_csv(path):
+    return bool(path) and not path.endswith(".npz")
+
+
 def _features_for(model, meta, args, need_target):
-    target = args.target if args.target is not None else None
-    if target is None and args.data and meta.get("target") and not args.data.endswith(".npz"):
-        target = meta["target"]
-        if not _header_has(args.data, target):
-            target = None
-    X, y, names, _, source = _load_data(args, need_target=need_target, target=target)
+    """The model's input columns of --data/--dataset, (X, y or None, source name).
+
+    When the CSV has a header and the model was trained on named columns, the columns are
+    picked by name, in the training order, whatever their order in the file (extra columns are
+    ignored); a missing one is an error. Otherwise (an .npz, a dataset, a file without a
+    header) columns are taken by position.
+    """
     n_in = _n_inputs(model)
-    wanted = meta.get("features")
-    if wanted and X.shape[1] != n_in and set(wanted) <= set(names):
+    wanted = meta.get("features") or None
+    header = _csv_header(args.data) if _is_csv(args.data) else None
+    names_all = bool(wanted) and header is not None and set(wanted) <= set(header)
+    # pynn train always reads a header row, but a first row of numbers (the label, last, may be
+    # a word) is data, unless it names the model's features (a pandas frame's default 0, 1, ...
+    # column names).
+    labelled = header is not None and len(header) == n_in + 1
+    looks_like_data = header is not None and all(
+        _is_float(h) for h in (header[:-1] if labelled else header))
+    has_header = header is not None and (not looks_like_data or names_all)
+    # Names from a CSV header must be found. The x0.../pixel0... that pynn train makes up for
+    # an .npz or a bundled dataset are matched only when the file has them all; else position.
+    by_name = has_header and bool(wanted) and (names_all or meta.get("features_named", True))
+    target = args.target
+    if header is not None and not has_header and labelled:
+        need_target = True  # the last column is the label: not read as a feature
+    if target is None and has_header:
+        if meta.get("target") in header:
+            target = meta["target"]
+        elif by_name and need_target:
+            # the label is a column the model does not take, not blindly the last one
+            others = [h for h in header if h not in wanted]
+            target = others[-1] if others else None
+            need_target = target is not None
+    X, y, names, _, source = _load_data(args, need_target=need_target, target=target,
+                                        has_header=header is None or has_header)
+    if by_name:
+        missing = [f for f in wanted if f not in names]
+        if missing:
+            more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+            raise CLIError(
+                f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(repr, missing[:8]))}{more}, which the model was trained on "
+                f"(columns are matched by the header's names)")
+        counts = collections.Counter(names)
+        twice = [f for f in wanted if counts[f] > 1]
+        if twice:
+            raise CLIError(f"{source}: column {twice[0]!r} appears more than once in the header")
         X = X[:, [names.index(f) for f in wanted]]
-    if not need_target and y is None and X.shape[1] == n_in + 1 and args.target is None:
+    elif not need_target and y is None and X.shape[1] == n_in + 1 and args.target is None:
         X = X[:, :-1]  # a labelled file: the last column is the label
     if X.shape[1] != n_in:
         raise CLIError(f"{source}: {X.shape[1]} feature columns, the model expects {n_in}")
     return X, y, source
 
 
-def _header_has(path, column):
+def _csv_header(path):
+    """The stripped cells of a CSV's first non-empty row; None when it cannot be read (then
+    read_table reports why)."""
     try:
         with _open_text(path) as f:
-            return column in [h.strip() for h in next(csv.reader(f), [])]
+            for row in csv.reader(f):
+                if any(cell.strip() for cell in row):
+                    return [h.strip() for h in row]
     except (OSError, UnicodeDecodeError, csv.Error, EOFError):
-        return False
+        pass
+    return None
 
 
 def _n_inputs(model):

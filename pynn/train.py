@@ -419,6 +419,7 @@ class _Progress:
             except ImportError:
                 pass
         self._t = None
+        self._line_open = False  # the built-in bar has drawn a line without its newline
 
     def epoch_begin(self, epoch, n_batches):
         self.epoch, self.n_batches = epoch, n_batches
@@ -448,6 +449,7 @@ class _Progress:
         self.file.write(f"\repoch {self.epoch + 1}/{self.epochs} [{bar}] {done}/{self.n_batches}"
                         f" - ETA {eta:4.1f}s - {stats}\033[K")
         self.file.flush()
+        self._line_open = True
 
     def epoch_end(self, logs):
         if self.verbose == 0:
@@ -462,9 +464,20 @@ class _Progress:
         )
         if self.bar:
             self.file.write("\r" + line + "\033[K\n")
+            self._line_open = False
         else:
             self.file.write(line + "\n")
         self.file.flush()
+
+    def abort(self):
+        """End an epoch cut short by an error: close the bar, leave its line."""
+        if self._t is not None:
+            self._t.close()
+            self._t = None
+        elif self._line_open:
+            self.file.write("\n")
+            self.file.flush()
+            self._line_open = False
 
     def message(self, text):
         if self.verbose:
@@ -758,12 +771,32 @@ class Trainer:
         self.stop_training = False
         self._resuming = resume is not None
 
-        for cb in self._active:
-            cb.on_train_begin()
-        start = 0
-        if resume is not None:
-            start = self._apply_resume(resume_from, resume)
+        # An exception anywhere below (a metric, an augmentation, a callback, Ctrl-C) still ends
+        # training properly: CSVLogger closes its file, EarlyStopping puts the best weights back,
+        # and the model returns to the mode the caller had it in, before the error propagates.
+        was_training = self.model.training
+        started = []  # on_train_end only for callbacks whose on_train_begin ran
+        try:
+            for cb in self._active:
+                cb.on_train_begin()
+                started.append(cb)
+            start = 0
+            if resume is not None:
+                start = self._apply_resume(resume_from, resume)
+            self._train_epochs(X, y, X_val, y_val, start, epochs, batch_size, shuffle, augment)
+        except BaseException:
+            self._progress.abort()
+            self._end_callbacks(started, failing=True)
+            self.model.train(was_training)
+            raise
+        try:
+            self._end_callbacks(started)
+        finally:
+            self.model.eval()
+        return self.history
 
+    def _train_epochs(self, X, y, X_val, y_val, start, epochs, batch_size, shuffle, augment):
+        """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
         bounds = batch_bounds(self._n_train, batch_size)
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
         batch_cbs = [c for c in self._active
@@ -824,10 +857,25 @@ class Trainer:
             for cb in self._active:
                 cb.on_epoch_end(epoch, logs)
 
-        for cb in self._active:
-            cb.on_train_end()
-        self.model.eval()
-        return self.history
+    def _end_callbacks(self, started, failing=False):
+        """``on_train_end`` of every callback in ``started``, even when one of them raises.
+
+        After a successful fit the first such error propagates once all have run. While fit is
+        already failing, the original error is the one the caller needs: a callback's error is
+        only warned about, naming the callback.
+        """
+        first = None
+        for cb in started:
+            try:
+                cb.on_train_end()
+            except Exception as exc:
+                if failing:
+                    warnings.warn(f"{type(cb).__name__}.on_train_end failed while fit was "
+                                  f"stopping on an error: {exc!r}", RuntimeWarning, stacklevel=3)
+                elif first is None:
+                    first = exc
+        if first is not None:
+            raise first
 
     def _read_resume(self, path):
         """The checkpoint's header (checked now; the state is applied after set-up)."""

@@ -54,6 +54,38 @@ def test_set_backend_switches_and_rejects_unknown_names():
         set_backend(before)
 
 
+def test_set_backend_accepts_what_get_backend_returned(capsys):
+    prev = get_backend()
+    try:
+        set_backend("numpy")
+        set_backend(prev)
+        assert get_backend() is prev
+        import pynn.backend as b
+
+        assert b._current == prev.name  # a name, as backend_for expects, not the instance
+        layer = pynn.nn.Dense(3, 2, seed=0)
+        assert layer.forward(np.ones((4, 3), F32)).shape == (4, 2)
+        pynn.show_config()
+        assert f"backend: {prev.name}" in capsys.readouterr().out
+        # The numpy instance round-trips the same way.
+        set_backend(backend_for("numpy"))
+        assert get_backend().name == "numpy"
+    finally:
+        set_backend(prev)
+
+
+def test_set_backend_rejects_instances_of_other_classes_and_non_names():
+    class Custom(NumpyBackend):
+        pass
+
+    before = get_backend()
+    with pytest.raises(ValueError, match="name must be a backend name .* instance of .*Custom"):
+        set_backend(Custom())  # its .name is "numpy", yet it is not the numpy backend
+    with pytest.raises(TypeError, match="name must be a str or a Backend, got int"):
+        set_backend(3)
+    assert get_backend() is before
+
+
 def test_cython_is_the_default_backend():
     import pynn.backend as b
 

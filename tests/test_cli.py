@@ -146,3 +146,109 @@ def test_python_dash_m_pynn_has_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pynn", "--help"], capture_output=True, text=True,
                        env=env, cwd=tmp_path)
     assert r.returncode == 0 and "train" in r.stdout
+
+
+# ---------------------------------------------------------------------------- column matching
+def _tiny_model(tmp_path):
+    """A model trained by `pynn train` on 5 named features of different scales; (model path,
+    X, labels, feature names)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 5)) * [1.0, 10.0, 0.1, 3.0, 100.0] + [0.0, 5.0, -1.0, 2.0, 50.0]
+    y = np.array(["a", "b", "c"])[(X[:, 0] + X[:, 2] * 10 > 0).astype(int) + (X[:, 1] > 5)]
+    names = ["age", "height", "dose", "score", "weight"]
+    _write_csv(tmp_path / "train.csv", X, y, names=names, target="kind")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--target", "kind",
+                 "--hidden", "8", "--epochs", "10", "--out", str(out), "--verbose", "0"]) == 0
+    return str(out / "model.npz"), X, y, names
+
+
+def _write_rows(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        if header is not None:
+            w.writerow(header)
+        w.writerows(rows)
+
+
+def _predict(model, path, tmp_path, name):
+    out = tmp_path / name
+    assert main(["predict", model, "--data", str(path), "--out", str(out)]) == 0
+    return list(csv.reader(open(out)))
+
+
+def test_predict_matches_csv_columns_by_name_in_any_order(tmp_path, capsys):
+    model, X, y, names = _tiny_model(tmp_path)
+    cols = [*names, "kind"]
+    rows = [[*[f"{v:g}" for v in r], label] for r, label in zip(X, y)]
+    _write_rows(tmp_path / "same.csv", cols, rows)
+    expected = _predict(model, tmp_path / "same.csv", tmp_path, "p0.csv")
+    assert len(expected) == 151
+
+    # the same columns shuffled (the label too), and without the label
+    order = [4, 2, 5, 0, 3, 1]
+    _write_rows(tmp_path / "shuffled.csv", [cols[j] for j in order],
+                [[r[j] for j in order] for r in rows])
+    assert _predict(model, tmp_path / "shuffled.csv", tmp_path, "p1.csv") == expected
+    order = [3, 1, 4, 0, 2]
+    _write_rows(tmp_path / "features.csv", [cols[j] for j in order],
+                [[r[j] for j in order] for r in rows])
+    assert _predict(model, tmp_path / "features.csv", tmp_path, "p2.csv") == expected
+    # an extra column (an id) is not a feature
+    _write_rows(tmp_path / "extra.csv", ["id", *reversed(cols)],
+                [[i, *reversed(r)] for i, r in enumerate(rows)])
+    assert _predict(model, tmp_path / "extra.csv", tmp_path, "p3.csv") == expected
+
+    # evaluate matches by name too, and finds the label by its name
+    capsys.readouterr()
+    assert main(["evaluate", model, "--data", str(tmp_path / "same.csv")]) == 0
+    same = capsys.readouterr().out
+    assert main(["evaluate", model, "--data", str(tmp_path / "shuffled.csv")]) == 0
+    assert capsys.readouterr().out.replace("shuffled", "same") == same
+
+
+def test_predict_without_a_header_is_positional(tmp_path):
+    model, X, y, names = _tiny_model(tmp_path)
+    rows = [[f"{v:g}" for v in r] for r in X]
+    _write_rows(tmp_path / "named.csv", names, rows)
+    expected = _predict(model, tmp_path / "named.csv", tmp_path, "p0.csv")
+    # every line is a row (the first is not taken for a header), with or without the label
+    _write_rows(tmp_path / "bare.csv", None, rows)
+    assert _predict(model, tmp_path / "bare.csv", tmp_path, "p1.csv") == expected
+    _write_rows(tmp_path / "bare_labelled.csv", None, [[*r, k] for r, k in zip(rows, y)])
+    assert _predict(model, tmp_path / "bare_labelled.csv", tmp_path, "p2.csv") == expected
+
+
+def test_predict_names_the_missing_columns(tmp_path, capsys):
+    model, X, _, names = _tiny_model(tmp_path)
+    # same count of columns, but "dose" is not among them
+    header = ["age", "height", "score", "weight", "colour"]
+    _write_rows(tmp_path / "wrong.csv", header, [[f"{v:g}" for v in r] for r in X])
+    assert main(["predict", model, "--data", str(tmp_path / "wrong.csv"), "--out",
+                 str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "missing column 'dose'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists()
+    _write_rows(tmp_path / "two.csv", ["age", "height", "score"], [[1, 2, 3]])
+    assert main(["predict", model, "--data", str(tmp_path / "two.csv"), "--out",
+                 str(tmp_path / "p.csv")]) == 1
+    assert "missing columns 'dose', 'weight'" in capsys.readouterr().err
+
+
+def test_a_model_trained_on_an_npz_takes_csv_columns_by_position(tmp_path):
+    # An .npz has no column names (pynn train calls them x0, x1, ...): nothing to match.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2",
+                 "--out", str(out), "--verbose", "0"]) == 0
+    model = str(out / "model.npz")
+    assert pynn.load(model, return_metadata=True)[1]["features_named"] is False
+    expected = _predict(model, tmp_path / "d.npz", tmp_path, "p0.csv")
+    _write_rows(tmp_path / "named.csv", ["u", "v", "w"], [[f"{v:.17g}" for v in r] for r in X])
+    assert _predict(model, tmp_path / "named.csv", tmp_path, "p1.csv") == expected
+    # ...unless the header has all of those names: then they are matched
+    _write_rows(tmp_path / "x.csv", ["x2", "x0", "x1"],
+                [[f"{v:.17g}" for v in (r[2], r[0], r[1])] for r in X])
+    assert _predict(model, tmp_path / "x.csv", tmp_path, "p2.csv") == expected

@@ -282,6 +282,25 @@ def test_builtin_progress_bar_on_a_tty(monkeypatch):
     assert "[" in text and "3/3" in text and "ETA" in text and text.endswith("\n")
 
 
+def test_builtin_progress_bar_ends_its_line_when_an_epoch_is_cut_short(monkeypatch):
+    from pynn import train
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    buf = TTY()
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    p = train._Progress(1, epochs=2, file=buf)
+    p.abort()
+    assert buf.getvalue() == ""  # nothing drawn, nothing to end
+    p.epoch_begin(0, 1)
+    p.batch_end(0, {"loss": 0.5})  # a last batch is always drawn; epoch_end would end the line
+    p.abort()  # the traceback then starts on a fresh line
+    assert buf.getvalue().endswith("\n") and buf.getvalue().count("\n") == 1
+
+
 def test_history_plot(tmp_path, monkeypatch):
     h = History({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8],
                  "val_accuracy": [0.4, 0.7], "lr": [0.1, 0.05], "seconds": [1, 1]})
@@ -316,3 +335,137 @@ def test_trainer_rejects_wrong_objects():
         trainer_for(model).fit(*blobs(n=20), epochs=1, verbose=0, callbacks=[3])
     assert any(isinstance(c, TerminateOnNaN)
                for c in trainer_for(model)._collect_callbacks(None, None))
+
+
+# ---------------------------------------------------------------------------- errors inside fit
+class Boom(RuntimeError):
+    pass
+
+
+def raise_on_call(n, f=lambda *a: a[0]):
+    """A callable that behaves like ``f`` and raises Boom on its ``n``-th call."""
+    calls = []
+
+    def wrapped(*args):
+        calls.append(1)
+        if len(calls) == n:
+            raise Boom(f"call {n}")
+        return f(*args)
+
+    return wrapped
+
+
+class EndSpy(Callback):
+    """Records on_train_end and the CSVLogger handle seen during training."""
+
+    def __init__(self, logger=None):
+        self.logger = logger
+        self.handle = None
+        self.ended = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.logger is not None:
+            self.handle = self.logger._file
+
+    def on_train_end(self, logs=None):
+        self.ended += 1
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_error_mid_epoch_still_ends_training(tmp_path, was_training):
+    X, y = blobs(n=60)
+    model = mlp()
+    model.train(was_training)
+    logger = CSVLogger(tmp_path / "log.csv")
+    spy = EndSpy(logger)
+    t = trainer_for(model, callbacks=[logger, spy])
+    # one batch per epoch: the augmentation's 3rd call is the first batch of epoch 3
+    with pytest.raises(Boom, match="call 3"):
+        t.fit(X, y, epochs=5, batch_size=60, seed=0, verbose=0, augment=raise_on_call(3))
+    assert spy.ended == 1
+    assert spy.handle is not None and spy.handle.closed
+    assert model.training is was_training
+    # the two finished epochs were logged and flushed
+    assert [l.split(",")[0] for l in (tmp_path / "log.csv").read_text().splitlines()] == \
+        ["epoch", "1", "2"]
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_error_during_validation_still_ends_training(tmp_path, was_training):
+    X, y = blobs(n=50)
+    model = mlp()
+    model.train(was_training)
+    logger = CSVLogger(tmp_path / "log.csv")
+    spy = EndSpy(logger)
+    seen = []
+
+    def metric(out, labels):
+        seen.append(labels.shape[0])
+        if labels.shape[0] == 10 and seen.count(10) == 2:  # the 2nd validation pass
+            raise Boom("in validation")
+        return 0.0
+
+    t = trainer_for(model, metrics=[metric], callbacks=[logger, spy])
+    with pytest.raises(Boom, match="in validation"):
+        t.fit(X, y, epochs=5, batch_size=40, validation_split=0.2, seed=0, verbose=0)
+    assert seen == [40, 10, 40, 10]  # training batch, validation, training batch, validation
+    assert spy.ended == 1 and spy.handle.closed
+    assert model.training is was_training
+
+
+def test_error_restores_early_stoppings_best_weights():
+    X, y = blobs(n=120, seed=1)
+    model = mlp()
+    per_epoch = []
+
+    class Record(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            per_epoch.append(snapshot(self.trainer.model))
+
+    es = EarlyStopping(patience=50)
+    t = trainer_for(model, lr=0.3, callbacks=[Record(), es])
+    # 84 training samples in batches of 84: the 7th augmentation call is epoch 7's only batch
+    with pytest.raises(Boom):
+        t.fit(X, y, epochs=20, batch_size=84, validation_split=0.3, seed=0, verbose=0,
+              augment=raise_on_call(7))
+    assert len(per_epoch) == 6 and es.best_epoch is not None
+    for a, b in zip(snapshot(model), per_epoch[es.best_epoch]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_error_in_on_train_begin_ends_only_the_callbacks_that_began(tmp_path):
+    X, y = blobs(n=40)
+    logger = CSVLogger(tmp_path / "log.csv")
+    spy = EndSpy(logger)
+
+    class FailBegin(EndSpy):
+        def on_train_begin(self, logs=None):
+            self.handle = logger._file  # opened by the logger's on_train_begin, which ran first
+            raise ValueError("bad set-up")
+
+    failed, after = FailBegin(), EndSpy()
+    t = trainer_for(mlp(), callbacks=[logger, spy, failed, after])
+    with pytest.raises(ValueError, match="bad set-up"):
+        t.fit(X, y, epochs=1, verbose=0)
+    assert failed.handle.closed
+    assert spy.ended == 1 and failed.ended == 0 and after.ended == 0
+
+
+def test_a_failing_on_train_end_does_not_hide_the_original_error_or_skip_the_others(tmp_path):
+    X, y = blobs(n=40)
+
+    class BadEnd(Callback):
+        def on_train_end(self, logs=None):
+            raise OSError("disk full")
+
+    spy = EndSpy()
+    t = trainer_for(mlp(), callbacks=[BadEnd(), spy])
+    with pytest.warns(RuntimeWarning, match=r"BadEnd.on_train_end failed .*disk full"):
+        with pytest.raises(Boom):
+            t.fit(X, y, epochs=3, batch_size=40, verbose=0, augment=raise_on_call(2))
+    assert spy.ended == 1
+    # without an error in the loop the callback's own error propagates, after the others ran
+    spy.ended = 0
+    with pytest.raises(OSError, match="disk full"):
+        t.fit(X, y, epochs=1, verbose=0)
+    assert spy.ended == 1 and not t.model.training

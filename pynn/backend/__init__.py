@@ -28,9 +28,36 @@ def backend_for(name=None):
     return _instances[name]
 
 
+def _builtin_name(backend):
+    """The registered name of a built-in backend instance, else ValueError.
+
+    Only the name is stored as the current backend, so an instance of any other class (a
+    user's Backend subclass) would be silently replaced by the built-in of the same ``name``
+    attribute: refuse it instead.
+    """
+    name = getattr(backend, "name", None)
+    if name in _BACKEND_NAMES and type(backend) is type(backend_for(name)):
+        return name
+    raise ValueError(
+        f"name must be a backend name {_BACKEND_NAMES} or one of their instances (as "
+        f"get_backend returns), got an instance of {type(backend).__qualname__}"
+    )
+
+
 def set_backend(name):
-    """Make ``name`` ("cython", the default, or "numpy") the backend of new computations."""
+    """Make ``name`` the backend of new computations.
+
+    Parameters
+    ----------
+    name : str or Backend
+        "cython" (the default) or "numpy", or what ``get_backend()`` returned, so that
+        ``prev = get_backend(); ...; set_backend(prev)`` restores the previous backend.
+    """
     global _current
+    if isinstance(name, Backend):
+        name = _builtin_name(name)
+    elif not isinstance(name, str):
+        raise TypeError(f"name must be a str or a Backend, got {type(name).__name__}")
     backend_for(name)  # validate and build before switching
     _current = name
 

@@ -1,0 +1,29 @@
+/* The one place pynn decides whether hot loops are cloned per CPU feature (GCC target_clones).
+ * Included by csrc/_optim_simd.h and by the C block of csrc/_act.pxd; tests/test_build.py checks
+ * that no other file spells target_clones.
+ *
+ * A cloned function is called through an ifunc: the dynamic loader runs a resolver once, at load
+ * time, which picks the AVX-512, AVX2 or baseline clone for this CPU. ifunc is a glibc feature:
+ * musl (musllinux wheels, Alpine) has none, and GCC refuses to compile target_clones for a
+ * target without ifunc. clang's target_clones differs in details. Every other platform and
+ * compiler gets the baseline build.
+ *
+ * Clones by CPU feature, not "arch=": the resolver tests arch= clones with __builtin_cpu_is,
+ * which is false on CPUs newer than the named one and on VMs reporting a generic model. */
+#ifndef PYNN_SIMD_CLONE_H
+#define PYNN_SIMD_CLONE_H
+
+/* __GLIBC__ comes from glibc's <features.h>, which every glibc header includes: include one
+ * here so the test below does not depend on what the including file included first. */
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && defined(__GLIBC__)
+#define PYNN_HAVE_TARGET_CLONES 1
+#define PYNN_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PYNN_HAVE_TARGET_CLONES 0
+#define PYNN_TARGET_CLONES
+#endif
+
+#endif /* PYNN_SIMD_CLONE_H */
