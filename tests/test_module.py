@@ -455,3 +455,30 @@ def test_batchnorm_momentum_none_is_torchs_cumulative_average(rng):
     np.testing.assert_allclose(bn.running_mean, tb.running_mean.numpy(), rtol=1e-12)
     np.testing.assert_allclose(bn.running_var, tb.running_var.numpy(), rtol=1e-12)
     assert int(bn.num_batches_tracked) == int(tb.num_batches_tracked) == 3
+
+
+def test_deepcopy_and_pickle_give_an_independent_trainable_model(rng):
+    import copy
+    import pickle
+
+    model = _mlp()
+    X = rng.standard_normal((8, 6))
+    y = rng.integers(0, 3, 8)
+    custom = Block()
+    custom.predict(X)  # the per-module inference lock must not stop copies
+    np.testing.assert_array_equal(copy.deepcopy(custom).predict(X), custom.predict(X))
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        before = model.state_dict()
+        np.testing.assert_array_equal(twin.forward(X), model.forward(X))
+        loss = nn.CrossEntropyLoss()
+        opt = SGD(twin.parameters(), lr=0.5)
+        opt.zero_grad()
+        loss.forward(twin.forward(X), y)
+        twin.backward(loss.backward(), input_grad=False)
+        opt.step()
+        changed = twin.state_dict()
+        assert not np.array_equal(changed["0.weight"], before["0.weight"])  # the copy trains
+        for k, v in model.state_dict().items():  # the original does not move
+            if k.startswith("1.running") or k.endswith("num_batches_tracked"):
+                continue  # model.forward above updated its own statistics
+            np.testing.assert_array_equal(v, before[k], err_msg=k)

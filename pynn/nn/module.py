@@ -357,6 +357,15 @@ class Module:
         outs = [self.infer(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
+    def __getstate__(self):
+        # a lock can be neither pickled nor deep-copied; each copy makes its own when needed
+        state = dict(self.__dict__)
+        state.pop("_infer_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------ description
     def config(self):
         """Constructor arguments as plain values (for summaries and saved architectures)."""

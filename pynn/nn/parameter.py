@@ -104,10 +104,23 @@ class Parameter:
     def zero_grad(self):
         self._grad[...] = 0
 
+    def __reduce__(self):
+        # copy.deepcopy and pickle rebuild a standalone parameter (its own one-parameter arena)
+        # from copies of the values; copying the arena views one by one would leave the copy's
+        # data outside its arena, and an optimizer would then update an array nobody reads.
+        return _rebuild_parameter, (self._data.copy(), self._grad.copy(), self.name,
+                                    self._requires_grad)
+
     def __repr__(self):
         name = f"{self.name!r}, " if self.name else ""
         frozen = "" if self._requires_grad else ", requires_grad=False"
         return f"Parameter({name}shape={self.shape}, dtype={self.dtype}{frozen})"
+
+
+def _rebuild_parameter(data, grad, name, requires_grad):
+    p = Parameter(data, name=name, requires_grad=requires_grad)
+    p.grad = grad
+    return p
 
 
 def _same_shape(name, value, target):
