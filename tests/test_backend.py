@@ -120,7 +120,7 @@ BAD_INPUTS = [
     ("dense_forward", (_a(3), _a(5, 3)), {}, ValueError, r"X must be 2-D"),
     ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), _a(5, 3)), {}, ValueError, r"dW must have shape \(5, 4\)"),
     ("dense_backward", (_a(3, 5), _a(2, 4), _a(5, 4), _a(3, 5), _a(5, 4)), {}, ValueError, r"X must have 3 rows"),
-    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), None), {}, TypeError, r"dW must be a numpy.ndarray"),
+    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), [[1.0] * 4] * 5), {}, TypeError, r"dW must be a numpy.ndarray or None"),
     ("mse_loss", (_a(3, 2), _a(3, 3)), {}, ValueError, r"T must have shape \(3, 2\)"),
     ("mse_loss", (_a(0, 2), _a(0, 2)), {}, ValueError, r"Y is an empty batch"),
     ("bce_with_logits_loss", (_a(3, 2), _a(3, 2, dtype=np.float64)), {}, TypeError, r"T has dtype float64"),

@@ -132,9 +132,15 @@ def _output(name, out, shape, dtype):
     return out
 
 
-def _accumulator(name, a, shape, dtype):
-    """An array updated in place (gradients, running statistics): must exist and be writeable."""
+def _accumulator(name, a, shape, dtype, optional=False):
+    """An array updated in place (gradients, running statistics): must exist and be writeable.
+
+    ``optional``: None is accepted and passed on (a frozen parameter's gradient: the kernel
+    skips that accumulation entirely).
+    """
     if a is None:
+        if optional:
+            return None
         raise TypeError(f"{name} must be a numpy.ndarray, got None")
     return _output(name, a, shape, dtype)
 
@@ -221,8 +227,10 @@ class Backend(abc.ABC):
                        out=None, need_dX=True):
         """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; returns dX = dZ @ W.
 
-        ``dW`` and ``db`` accumulate (gradients add up until zeroed). With ``need_dX=False``
-        (the first layer) dX is not computed and None is returned.
+        ``dW`` and ``db`` accumulate (gradients add up until zeroed). Either may be None (a
+        frozen weight or bias, or no bias): that gradient is not computed at all (dW=None skips
+        the dW GEMM). With ``need_dX=False`` (the first layer) dX is not computed and None is
+        returned.
         """
         kind, param = activation_code(activation, param)
         if not derivative_from_output(kind, param):
@@ -242,9 +250,8 @@ class Backend(abc.ABC):
             _same_shape("Y", Y, dY.shape)
         else:
             Y = None
-        dW = _accumulator("dW", dW, W.shape, dtype)
-        if db is not None:
-            db = _accumulator("db", db, (m,), dtype)
+        dW = _accumulator("dW", dW, W.shape, dtype, optional=True)
+        db = _accumulator("db", db, (m,), dtype, optional=True)
         dX = _output("out", out, X.shape, dtype) if need_dX else None
         self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads())
         return dX
@@ -531,8 +538,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        """dZ = dY * act'(Y); db += colsum(dZ) (db may be None); dW += dZ.T @ X; dX := dZ @ W
-        (dX may be None). Y is None for the identity."""
+        """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX
+        may each be None (not computed); Y is None for the identity."""
 
     @abc.abstractmethod
     def _mse_loss(self, Y, T, G, n_threads):

@@ -106,7 +106,8 @@ class NumpyBackend(Backend):
         dZ = dY if kind == IDENTITY else dY * act_derivative(None, Y, kind, param)
         if db is not None:
             db += dZ.sum(axis=0)
-        dW += dZ.T @ X
+        if dW is not None:
+            dW += dZ.T @ X
         if dX is not None:
             dX[...] = dZ @ W
 
