@@ -86,6 +86,19 @@ def derivative_from_output(kind, param):
     return True
 
 
+def fused_activation_code(activation, param, into):
+    """``activation_code`` for an activation fused into the op ``into``: only kinds whose
+    derivative comes from the output (``derivative_from_output``), since the fused backward
+    gets the op's output Y, never the pre-activation."""
+    kind, param = activation_code(activation, param)
+    if not derivative_from_output(kind, param):
+        raise ValueError(
+            f"activation {activation!r} with param {param} cannot be fused into {into}: its "
+            "derivative needs the pre-activation; apply it as a separate layer"
+        )
+    return kind, param
+
+
 # --------------------------------------------------------------------------------------------
 # Argument checks. Each raises with the argument's name and what was expected.
 
@@ -201,12 +214,7 @@ class Backend(abc.ABC):
         The activation must be computable backward from its output (see
         ``derivative_from_output``) so ``dense_backward`` can use Y alone.
         """
-        kind, param = activation_code(activation, param)
-        if not derivative_from_output(kind, param):
-            raise ValueError(
-                f"activation {activation!r} with param {param} cannot be fused into dense: its "
-                "derivative needs the pre-activation; apply it as a separate layer"
-            )
+        kind, param = fused_activation_code(activation, param, "dense")
         X = _float_array("X", X)
         _ndim("X", X, 2)
         W = _float_array("W", W, X.dtype)
@@ -232,9 +240,7 @@ class Backend(abc.ABC):
         the dW GEMM). With ``need_dX=False`` (the first layer) dX is not computed and None is
         returned.
         """
-        kind, param = activation_code(activation, param)
-        if not derivative_from_output(kind, param):
-            raise ValueError(f"activation {activation!r} cannot be fused into dense")
+        kind, param = fused_activation_code(activation, param, "dense")
         dY = _float_array("dY", dY)
         _ndim("dY", dY, 2)
         dtype = dY.dtype
@@ -300,14 +306,22 @@ class Backend(abc.ABC):
         return X, gamma, beta
 
     def batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var,
-                                momentum=0.1, eps=1e-5, out=None):
+                                momentum=0.1, eps=1e-5, out=None, *, activation=None,
+                                param=None):
         """Normalize with batch statistics; update running stats in place (torch's convention).
 
         mean = X.mean(0); var = X.var(0) (biased, used to normalize);
+        Y = act(gamma (X - mean) / sqrt(var + eps) + beta);
         running_mean = (1 - momentum) running_mean + momentum mean;
         running_var = (1 - momentum) running_var + momentum var * N / (N - 1).
         Returns (Y, mean, invstd) with mean and invstd = 1 / sqrt(var + eps) in float64.
+
+        ``activation``/``param`` fuse an activation (BatchNorm -> ReLU as one op, no extra pass
+        over memory); as for ``dense_forward``, only those whose derivative comes from the
+        output. Pass the same activation and this Y to ``batchnorm_backward``.
+        (Ioffe & Szegedy 2015, Batch Normalization.)
         """
+        kind, param = fused_activation_code(activation, param, "batchnorm")
         X, gamma, beta = self._bn_params(X, gamma, beta)
         n, f = X.shape
         if n < 2:
@@ -322,14 +336,18 @@ class Backend(abc.ABC):
         mean = np.empty(f, dtype=np.float64)
         invstd = np.empty(f, dtype=np.float64)
         self._batchnorm_forward_train(
-            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd,
-            _threads.threads_for(X.size),
+            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, kind,
+            param, _threads.threads_for(X.size),
         )
         return Y, mean, invstd
 
     def batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps=1e-5,
-                               out=None):
-        """Y = gamma (X - running_mean) / sqrt(running_var + eps) + beta."""
+                               out=None, *, activation=None, param=None):
+        """Y = act(gamma (X - running_mean) / sqrt(running_var + eps) + beta).
+
+        ``activation``/``param``: a fused activation, as in ``batchnorm_forward_train``.
+        """
+        kind, param = fused_activation_code(activation, param, "batchnorm")
         X, gamma, beta = self._bn_params(X, gamma, beta)
         f = X.shape[1]
         running_mean = _float_array("running_mean", running_mean, X.dtype)
@@ -339,13 +357,23 @@ class Backend(abc.ABC):
         eps = check_real("eps", eps, 0.0, low_open=True)
         Y = _output("out", out, X.shape, X.dtype)
         self._batchnorm_forward_eval(
-            X, gamma, beta, running_mean, running_var, eps, Y, _threads.threads_for(X.size)
+            X, gamma, beta, running_mean, running_var, eps, Y, kind, param,
+            _threads.threads_for(X.size),
         )
         return Y
 
-    def batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, out=None):
-        """xhat = (X - mean) invstd; dbeta += sum(dY); dgamma += sum(dY xhat);
-        dX = gamma invstd / N (N dY - sum(dY) - xhat sum(dY xhat)). Sums over the batch axis."""
+    def batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, out=None, *,
+                           activation=None, param=None, Y=None):
+        """dZ = dY * act'(Y); xhat = (X - mean) invstd; dbeta += sum(dZ); dgamma += sum(dZ xhat);
+        dX = gamma invstd / N (N dZ - sum(dZ) - xhat sum(dZ xhat)). Sums over the batch axis.
+
+        ``activation``/``param`` as given to the forward, and ``Y`` its output (post-activation;
+        required unless the activation is the identity): then dZ replaces dY everywhere,
+        recomputed from dY and Y in each pass rather than stored. ``dgamma``/``dbeta``
+        accumulate; either may be None (frozen): dX is still computed, that sum is just not
+        accumulated.
+        """
+        kind, param = fused_activation_code(activation, param, "batchnorm")
         dY = _float_array("dY", dY)
         _ndim("dY", dY, 2)
         n, f = dY.shape
@@ -357,11 +385,21 @@ class Backend(abc.ABC):
         _same_shape("mean", mean, (f,))
         invstd = _float_array("invstd", invstd, np.dtype(np.float64))
         _same_shape("invstd", invstd, (f,))
-        dgamma = _accumulator("dgamma", dgamma, (f,), dY.dtype)
-        dbeta = _accumulator("dbeta", dbeta, (f,), dY.dtype)
+        if kind != IDENTITY:
+            if Y is None:
+                raise TypeError(
+                    f"Y (the forward's output) is required with activation {activation!r}"
+                )
+            Y = _float_array("Y", Y, dY.dtype)
+            _same_shape("Y", Y, dY.shape)
+        else:
+            Y = None  # not read: dZ is dY
+        dgamma = _accumulator("dgamma", dgamma, (f,), dY.dtype, optional=True)
+        dbeta = _accumulator("dbeta", dbeta, (f,), dY.dtype, optional=True)
         dX = _output("out", out, dY.shape, dY.dtype)
         self._batchnorm_backward(
-            dY, X, gamma, mean, invstd, dgamma, dbeta, dX, _threads.threads_for(dY.size)
+            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
+            _threads.threads_for(dY.size),
         )
         return dX
 
@@ -555,17 +593,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
-                                 eps, Y, mean, invstd, n_threads):
-        """Batch statistics in float64 into mean/invstd, Y, and the running-stat update."""
+                                 eps, Y, mean, invstd, kind, param, n_threads):
+        """Batch statistics in float64 into mean/invstd, Y := act(normalized), and the
+        running-stat update."""
 
     @abc.abstractmethod
-    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
-                                n_threads):
-        """Y from the running statistics."""
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
+                                param, n_threads):
+        """Y := act(normalized with the running statistics)."""
 
     @abc.abstractmethod
-    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
-        """dX, and dgamma/dbeta accumulated; sums in float64."""
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
+                            n_threads):
+        """dZ = dY * act'(Y) (Y None for the identity: dZ is dY); dX, and dgamma/dbeta
+        accumulated unless None; sums in float64."""
 
     @abc.abstractmethod
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
