@@ -84,17 +84,21 @@ cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floati
 
 
 def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
-                   const floating[:, ::1] W, object Y, floating[:, ::1] dW, object db,
+                   const floating[:, ::1] W, object Y, object dW, object db,
                    object dX, int kind, double param, int n_threads):
     """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W
 
-    Y is None for the identity (then dZ is dY, no copy); db and dX may be None.
+    Y is None for the identity (then dZ is dY, no copy); dW, db and dX may each be None (a
+    frozen parameter, no bias, the first layer): that product is skipped, not computed and
+    dropped.
     """
     cdef idx_t n = dY.shape[0], m = dY.shape[1], k = X.shape[1]
     cdef const floating[:, ::1] Yv
+    cdef floating[:, ::1] dWv
     cdef floating[::1] dbv
     cdef floating[:, ::1] dXv
     cdef bint need_dz = kind != IDENTITY
+    cdef bint has_dw = dW is not None
     cdef bint has_db = db is not None
     cdef bint has_dx = dX is not None
     cdef floating p = <floating>param
@@ -112,10 +116,14 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     if need_dz:
         Yv = Y
         y = &Yv[0, 0]
+    if has_dw:
+        dWv = dW
     if has_db:
         dbv = db
     if has_dx:
         dXv = dX
+    if not (has_dw or has_db or has_dx):
+        return  # everything frozen and no dX wanted: not even dZ is needed
     try:
         if need_dz and n * m > 0:
             dz = <floating*>malloc(n * m * sizeof(floating))
@@ -145,9 +153,10 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                             s = s + acc[t * m + j]
                         dbv[j] += <floating>s
             z = <const floating*>dz if dz != NULL else dy
-            # dW += dZ.T @ X   (beta = 1: gradients accumulate until zero_grad)
-            gemm_rm(True, False, <int>m, <int>k, <int>n, 1, z, <int>m, &X[0, 0], <int>k,
-                    1, &dW[0, 0], <int>k)
+            if has_dw:
+                # dW += dZ.T @ X   (beta = 1: gradients accumulate until zero_grad)
+                gemm_rm(True, False, <int>m, <int>k, <int>n, 1, z, <int>m, &X[0, 0], <int>k,
+                        1, &dWv[0, 0], <int>k)
             if has_dx:
                 # dX = dZ @ W
                 gemm_rm(False, False, <int>n, <int>k, <int>m, 1, z, <int>m, &W[0, 0], <int>k,

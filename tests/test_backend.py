@@ -8,7 +8,7 @@ import pynn
 from pynn.backend import Backend, NumpyBackend, backend_for, get_backend, set_backend
 from pynn.backend.cython import CythonBackend
 
-from conftest import readonly
+from conftest import ODD_SHAPES, assert_close, readonly
 
 F32 = np.float32
 
@@ -136,6 +136,29 @@ def _a(*shape, dtype=F32):
 
 LABELS = np.array([0, 1, 2], dtype=np.int64)
 
+
+def _shifted(*shape, shift=1, dtype=F32):
+    """Two C-contiguous arrays of ``shape`` over one buffer, the second ``shift`` elements on:
+    they overlap without being the same elements."""
+    size = int(np.prod(shape))
+    buf = np.ones(size + shift, dtype=dtype)
+    return buf[:size].reshape(shape), buf[shift:].reshape(shape)
+
+
+# Arrays shared between the rows of the aliasing part of the table (no row writes: each raises
+# before its kernel runs).
+_SQ = _a(4, 4)                       # X and W of a square dense layer
+_SQ_W = _a(4, 4)
+_SH1, _SH2 = _shifted(3, 4)
+_DW = _a(5, 4)                       # dense_backward: dW (5, 4) over which X (3, 4) may lie
+_DY = _a(3, 5)                       # and dY (3, 5), over which db (5,) may lie
+_BN = _a(4, 3)
+_BN_ROW = _BN[0]                     # a (3,) view into a (4, 3) array
+_F64 = np.ones((4, 3))
+_I64 = np.zeros(9, np.int64)         # labels over the first 3 int64s, read as float64 (3, 3)
+_P, _P_SHIFT = _shifted(8, shift=4)  # a parameter and a buffer over its second half
+_V8 = _a(8)
+
 BAD_INPUTS = [
     # wrong types and dtypes
     ("activation_forward", ([[1.0, 2.0]], "relu"), {}, TypeError, r"X must be a numpy.ndarray"),
@@ -152,7 +175,7 @@ BAD_INPUTS = [
     ("dense_forward", (_a(3), _a(5, 3)), {}, ValueError, r"X must be 2-D"),
     ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), _a(5, 3)), {}, ValueError, r"dW must have shape \(5, 4\)"),
     ("dense_backward", (_a(3, 5), _a(2, 4), _a(5, 4), _a(3, 5), _a(5, 4)), {}, ValueError, r"X must have 3 rows"),
-    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), None), {}, TypeError, r"dW must be a numpy.ndarray"),
+    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), [[1.0] * 4] * 5), {}, TypeError, r"dW must be a numpy.ndarray or None"),
     ("mse_loss", (_a(3, 2), _a(3, 3)), {}, ValueError, r"T must have shape \(3, 2\)"),
     ("mse_loss", (_a(0, 2), _a(0, 2)), {}, ValueError, r"Y is an empty batch"),
     ("bce_with_logits_loss", (_a(3, 2), _a(3, 2, dtype=np.float64)), {}, TypeError, r"T has dtype float64"),
@@ -179,6 +202,60 @@ BAD_INPUTS = [
     ("mse_loss", (_a(3, 2), _a(3, 2)), {"grad_out": readonly(_a(3, 2))[0]}, ValueError, r"grad_out is read-only"),
     ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3), np.ones(3), _a(3), _a(3)), {"out": _a(3, 4)}, ValueError, r"out must have shape \(4, 3\)"),
     ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3, F32), np.ones(3), _a(3), _a(3)), {}, TypeError, r"mean has dtype float32"),
+    # outputs and in-place accumulators sharing memory with another argument of the call
+    ("dense_forward", (_SQ, _SQ_W), {"out": _SQ}, ValueError, r"out must not share memory with X"),
+    ("dense_forward", (_SQ, _SQ_W), {"out": _SQ_W}, ValueError, r"out must not share memory with W"),
+    ("dense_forward", (_SQ, _a(4, 4), _SQ_W[1]), {"out": _SQ_W}, ValueError, r"out must not share memory with b"),
+    ("dense_backward", (_a(3, 5), _a(3, 4), _DW, _a(3, 5), _DW), {}, ValueError, r"dW must not share memory with W"),
+    ("dense_backward", (_a(3, 5), _DW[:3], _a(5, 4), _a(3, 5), _DW), {}, ValueError, r"dW must not share memory with X"),
+    ("dense_backward", (_DY, _a(3, 4), _a(5, 4), _a(3, 5), _a(5, 4), _DY[0]), {}, ValueError, r"db must not share memory with dY"),
+    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), _DW, _DW.reshape(-1)[:5]), {}, ValueError, r"db must not share memory with dW"),
+    ("dense_backward", (_a(3, 5), _SH1, _a(5, 4), _a(3, 5), _a(5, 4)), {"out": _SH1}, ValueError, r"out must not share memory with X"),
+    ("dense_backward", (_a(3, 5), _a(3, 4), _a(5, 4), _a(3, 5), _DW), {"out": _DW[:3]}, ValueError, r"out must not share memory with dW"),
+    ("activation_forward", (_SH1, "relu"), {"out": _SH2}, ValueError, r"out must not share memory with X \(except being X itself"),
+    ("activation_backward", (_SH1, _a(3, 4), _a(3, 4), "relu"), {"out": _SH2}, ValueError, r"out must not share memory with dY"),
+    ("activation_backward", (_a(3, 4), _SH1, _a(3, 4), "relu"), {"out": _SH2}, ValueError, r"out must not share memory with X"),
+    ("activation_backward", (_a(3, 4), _a(3, 4), _SH1, "relu"), {"out": _SH2}, ValueError, r"out must not share memory with Y"),
+    ("softmax_forward", (_SH1,), {"out": _SH1}, ValueError, r"out must not share memory with X"),
+    ("softmax_backward", (_SH1, _a(3, 4)), {"out": _SH1}, ValueError, r"out must not share memory with dY"),
+    ("softmax_backward", (_a(3, 4), _SH1), {"out": _SH1}, ValueError, r"out must not share memory with Y"),
+    ("mse_loss", (_SH1, _a(3, 4)), {"grad_out": _SH1}, ValueError, r"grad_out must not share memory with Y"),
+    ("mse_loss", (_a(3, 4), _SH1), {"grad_out": _SH2}, ValueError, r"grad_out must not share memory with T"),
+    ("bce_with_logits_loss", (_SH1, _a(3, 4)), {"grad_out": _SH2}, ValueError, r"grad_out must not share memory with Z"),
+    ("softmax_cross_entropy_loss", (_F64[:3], _I64[:3]), {"grad_out": _I64.view(np.float64).reshape(3, 3)}, ValueError, r"grad_out must not share memory with labels"),
+    ("softmax_cross_entropy_loss", (_F64[:3], LABELS), {"grad_out": _F64[:3]}, ValueError, r"grad_out must not share memory with Z"),
+    ("batchnorm_forward_train", (_BN, _a(3), _a(3), _a(3), _a(3)), {"out": _BN}, ValueError, r"out must not share memory with X"),
+    ("batchnorm_forward_train", (_BN, _a(3), _a(3), _BN_ROW, _a(3)), {}, ValueError, r"running_mean must not share memory with X"),
+    ("batchnorm_forward_train", (_a(4, 3), _BN_ROW, _a(3), _BN_ROW, _a(3)), {}, ValueError, r"running_mean must not share memory with gamma"),
+    ("batchnorm_forward_train", (_a(4, 3), _a(3), _BN_ROW, _a(3), _BN_ROW), {}, ValueError, r"running_var must not share memory with beta"),
+    ("batchnorm_forward_train", (_a(4, 3), _a(3), _a(3), _BN_ROW, _BN_ROW), {}, ValueError, r"running_var must not share memory with running_mean"),
+    ("batchnorm_forward_train", (_a(4, 3), _a(3), _a(3), _a(3), _BN_ROW), {"out": _BN}, ValueError, r"out must not share memory with running_var"),
+    ("batchnorm_forward_eval", (_BN, _a(3), _a(3), _a(3), _a(3)), {"out": _BN}, ValueError, r"out must not share memory with X"),
+    ("batchnorm_forward_eval", (_a(4, 3), _a(3), _a(3), _BN_ROW, _a(3)), {"out": _BN}, ValueError, r"out must not share memory with running_mean"),
+    ("batchnorm_backward", (_BN, _a(4, 3), _a(3), np.zeros(3), np.ones(3), _a(3), _a(3)), {"out": _BN}, ValueError, r"out must not share memory with dY"),
+    ("batchnorm_backward", (_a(4, 3), _a(4, 3), _BN_ROW, np.zeros(3), np.ones(3), _BN_ROW, _a(3)), {}, ValueError, r"dgamma must not share memory with gamma"),
+    ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3), np.ones(3), _BN_ROW, _BN_ROW), {}, ValueError, r"dbeta must not share memory with dgamma"),
+    ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3), np.ones(3), None, _BN_ROW), {"out": _BN}, ValueError, r"out must not share memory with dbeta"),
+    ("batchnorm_backward", (_a(4, 3), _a(4, 3), _a(3), np.zeros(3), np.ones(3), _a(3), _a(3)), {"out": _BN, "activation": "relu", "Y": _BN}, ValueError, r"out must not share memory with Y"),
+    ("batchnorm_backward", (_F64, _F64 + 1, np.ones(3), _F64[0], np.ones(3), _F64[0], None), {}, ValueError, r"dgamma must not share memory with dY"),
+    ("batchnorm_backward", (np.ones((4, 3)), _F64, np.ones(3), _F64[1], np.ones(3), None, None), {"out": _F64}, ValueError, r"out must not share memory with X"),
+    ("dropout_forward", (_SH1, 0.5, 0, 0), {"out": _SH2}, ValueError, r"out must not share memory with X \(except being X itself"),
+    ("dropout_forward", (_V8, 0.5, 0, 0), {"mask_out": _V8.view(np.uint8)[:8]}, ValueError, r"mask_out must not share memory with X"),
+    ("dropout_forward", (_a(8), 0.5, 0, 0), {"out": _V8, "mask_out": _V8.view(np.uint8)[:8]}, ValueError, r"mask_out must not share memory with out"),
+    ("dropout_backward", (_SH1, np.ones((3, 4), np.uint8), 0.5), {"out": _SH2}, ValueError, r"out must not share memory with dY"),
+    ("dropout_backward", (_a(8), _V8.view(np.uint8)[:8], 0.5), {"out": _V8}, ValueError, r"out must not share memory with mask"),
+    # optimizers: the fused loops take restrict pointers, so no two buffers may overlap
+    ("sgd_step", (_V8, _V8), {"lr": 0.1}, ValueError, r"grad must not share memory with param"),
+    ("sgd_step", (_P, _P_SHIFT), {"lr": 0.1}, ValueError, r"grad must not share memory with param"),
+    ("sgd_step", (_a(8), _V8, _V8), {"lr": 0.1, "momentum": 0.9}, ValueError, r"momentum_buffer must not share memory with grad"),
+    ("sgd_step", (_P, _a(8), _P_SHIFT), {"lr": 0.1, "momentum": 0.9}, ValueError, r"momentum_buffer must not share memory with param"),
+    ("adagrad_step", (_a(8), _V8, _V8), {"step": 1, "lr": 0.1}, ValueError, r"state_sum must not share memory with grad"),
+    ("rmsprop_step", (_a(8), _a(8), _V8, _V8), {"lr": 0.1}, ValueError, r"grad_avg must not share memory with square_avg"),
+    ("rmsprop_step", (_a(8), _a(8), _V8, _a(8), _V8), {"lr": 0.1, "momentum": 0.5}, ValueError, r"momentum_buffer must not share memory with square_avg"),
+    ("adam_step", (_a(8), _a(8), _V8, _V8), {"step": 1, "lr": 0.1}, ValueError, r"exp_avg_sq must not share memory with exp_avg"),
+    ("adam_step", (_P, _a(8), _P_SHIFT, _a(8)), {"step": 1, "lr": 0.1}, ValueError, r"exp_avg must not share memory with param"),
+    ("adam_step", (_a(8), _a(8), _V8, _a(8), _V8), {"step": 1, "lr": 0.1}, ValueError, r"max_exp_avg_sq must not share memory with exp_avg"),
+    ("adam_step", (_a(8), _V8, _a(8), _a(8), _V8), {"step": 1, "lr": 0.1}, ValueError, r"max_exp_avg_sq must not share memory with grad"),
 ]
 
 
@@ -208,3 +285,84 @@ def test_non_contiguous_inputs_are_copied_not_misread(name):
     np.testing.assert_array_equal(
         b.activation_forward(every_other, "relu"), np.maximum(every_other, 0)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# In place: the elementwise kernels accept out being their input exactly (see the table above
+# for partial overlaps and everything the other kernels reject), with the out-of-place result.
+
+ELEMENTWISE = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step", "square"]
+
+
+@pytest.mark.parametrize("activation", ELEMENTWISE)
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=str)
+def test_activation_forward_in_place(backend, ref, dtype, n_threads, rng, shape, activation):
+    X = rng.standard_normal(shape).astype(dtype)
+    expected = ref.activation_forward(X, activation)
+    Xi = X.copy()
+    assert backend.activation_forward(Xi, activation, out=Xi) is Xi
+    assert_close(Xi, expected, dtype)
+    # "exactly" means the same elements, not the same Python object
+    Xv = X.copy()
+    backend.activation_forward(Xv, activation, out=Xv[...])
+    assert_close(Xv, expected, dtype)
+
+
+@pytest.mark.parametrize("target", ["dY", "X", "Y"])
+@pytest.mark.parametrize("activation", ELEMENTWISE)
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=str)
+def test_activation_backward_in_place(backend, ref, dtype, n_threads, rng, shape, activation,
+                                      target):
+    X = rng.standard_normal(shape).astype(dtype)
+    Y = ref.activation_forward(X, activation)
+    dY = rng.standard_normal(shape).astype(dtype)
+    expected = ref.activation_backward(dY, X, Y, activation)
+    arrays = {"dY": dY.copy(), "X": X.copy(), "Y": Y.copy()}
+    out = arrays[target]
+    got = backend.activation_backward(arrays["dY"], arrays["X"], arrays["Y"], activation, out=out)
+    assert got is out
+    assert_close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=str)
+def test_dropout_in_place(backend, ref, dtype, n_threads, rng, shape):
+    X = rng.standard_normal(shape).astype(dtype)
+    Y_ref, mask_ref = ref.dropout_forward(X, 0.3, seed=5, step=7)
+    Xi = X.copy()
+    Y, mask = backend.dropout_forward(Xi, 0.3, seed=5, step=7, out=Xi)
+    assert Y is Xi
+    np.testing.assert_array_equal(mask, mask_ref)
+    assert_close(Xi, Y_ref, dtype)
+    dY = rng.standard_normal(shape).astype(dtype)
+    dX_ref = ref.dropout_backward(dY, mask_ref, 0.3)
+    dYi = dY.copy()
+    assert backend.dropout_backward(dYi, mask, 0.3, out=dYi) is dYi
+    assert_close(dYi, dX_ref, dtype)
+
+
+@pytest.mark.parametrize("name", ["numpy", "cython"])
+def test_dense_forward_out_over_x_was_wrong_and_is_now_rejected(name):
+    # Before the check the Cython GEMM overwrote X while reading it (NumPy's temporary hid it).
+    b = backend_for(name)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 6))
+    W = rng.standard_normal((6, 6))
+    before = X.copy()
+    with pytest.raises(ValueError, match="out must not share memory with X"):
+        b.dense_forward(X, W, None, out=X)
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("name", ["numpy", "cython"])
+def test_input_copied_to_c_order_may_share_memory_with_out(name):
+    # A strided input is copied before the kernel runs, so out may overlap the caller's array:
+    # the kernel reads the copy. (Here out is the C-ordered transpose of a Fortran-ordered X.)
+    b = backend_for(name)
+    rng = np.random.default_rng(4)
+    X = np.asfortranarray(rng.standard_normal((5, 5)))
+    W = rng.standard_normal((5, 5))
+    expected = np.ascontiguousarray(X) @ W.T
+    out = X.T
+    assert out.flags.c_contiguous and np.shares_memory(out, X)
+    b.dense_forward(X, W, None, out=out)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)

@@ -77,6 +77,32 @@ def test_dense_gradients_accumulate(backend, dtype, n_threads, rng, activation):
     assert_close(db, 2 * once_b, dtype, k=9)
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+@pytest.mark.parametrize("shape", [(7, 13, 5), (0, 5, 3), (131, 17, 263)], ids=str)
+def test_dense_backward_frozen_weight_skips_dw(backend, ref, dtype, n_threads, rng, shape,
+                                               activation):
+    # dW=None (a frozen weight): dX and db as with a dW, and nothing else written
+    n, k, m = shape
+    X, W, b = readonly(*_arrays(rng, dtype, n, k, m))
+    (Y,) = readonly(ref.dense_forward(X, W, b, activation))
+    (dY,) = readonly(rng.standard_normal((n, m)).astype(dtype))
+    db0 = rng.standard_normal(m).astype(dtype)
+    db, db_ref = db0.copy(), db0.copy()
+    dX = backend.dense_backward(dY, X, W, Y, None, db, activation)
+    dX_ref = ref.dense_backward(dY, X, W, Y, np.zeros_like(W), db_ref, activation)
+    assert_close(dX, dX_ref, dtype, k=m, err_msg="dX")
+    assert_close(db, db_ref, dtype, k=n, err_msg="db")
+    # no bias either: only dX
+    dX2 = backend.dense_backward(dY, X, W, Y, None, None, activation)
+    assert_close(dX2, dX_ref, dtype, k=m, err_msg="dX, no dW and no db")
+    # a bias-only gradient (first layer, frozen weight): db without dX
+    db2 = db0.copy()
+    assert backend.dense_backward(dY, X, W, Y, None, db2, activation, need_dX=False) is None
+    assert_close(db2, db_ref, dtype, k=n, err_msg="db, no dW and no dX")
+    # everything frozen in the first layer: a no-op returning None
+    assert backend.dense_backward(dY, X, W, Y, None, None, activation, need_dX=False) is None
+
+
 def test_dense_known_answer(backend, dtype):
     X = np.array([[1.0, 2.0], [-1.0, 0.5]], dtype=dtype)
     W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]], dtype=dtype)

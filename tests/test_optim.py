@@ -508,6 +508,30 @@ def test_backend_step_validates_buffers(backend_name):
 
 
 @pytest.mark.parametrize("backend_name", ["numpy", "cython"])
+def test_backend_step_rejects_overlapping_buffers_before_writing(backend_name):
+    # The fused loops declare every buffer restrict: an overlap must be refused up front,
+    # leaving param and state as they were (the full list of pairs is in test_backend's table).
+    be = backend_for(backend_name)
+    buf = np.arange(12, dtype=np.float64)
+    p, m = buf[:8], buf[4:12]  # exp_avg over the second half of param
+    g, v = np.ones(8), np.zeros(8)
+    before = buf.copy()
+    with pytest.raises(ValueError, match="exp_avg must not share memory with param"):
+        be.adam_step(p, g, m, v, step=1, lr=0.1)
+    with pytest.raises(ValueError, match="exp_avg_sq must not share memory with exp_avg"):
+        be.adam_step(np.zeros(8), g, v, v, step=1, lr=0.1)
+    with pytest.raises(ValueError, match="grad must not share memory with param"):
+        be.sgd_step(p, p, lr=0.1)
+    np.testing.assert_array_equal(buf, before)
+    np.testing.assert_array_equal(v, 0.0)
+    # distinct slices of one arena are fine: bounds that do not overlap
+    arena = np.zeros(32)
+    arena[8:16] = 1.0  # the gradient
+    be.adam_step(arena[0:8], arena[8:16], arena[16:24], arena[24:32], step=1, lr=0.1)
+    assert np.all(arena[0:8] != 0)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "cython"])
 def test_empty_buffer_is_a_no_op(backend_name):
     be = backend_for(backend_name)
     e = np.empty(0, np.float64)

@@ -7,7 +7,11 @@ then calls one abstract ``_<op>`` method. ``NumpyBackend`` (the readable referen
 signatures, and nothing else: swapping backends changes speed, never results.
 
 Abstract methods receive only validated arguments: C-contiguous arrays of one float dtype with the
-right shapes, outputs writeable, ``n_threads >= 1``.
+right shapes, outputs writeable, ``n_threads >= 1``, and no array the call writes (``out``,
+``grad_out``, ``mask_out``, gradients and running statistics updated in place, optimizer
+buffers) sharing memory with another of its arguments: that raises ValueError naming both
+("out must not share memory with X"). The only exceptions are the elementwise kernels that say
+so in their docstrings (activations, dropout), where ``out`` may be its input exactly, in place.
 """
 import abc
 
@@ -86,6 +90,19 @@ def derivative_from_output(kind, param):
     return True
 
 
+def fused_activation_code(activation, param, into):
+    """``activation_code`` for an activation fused into the op ``into``: only kinds whose
+    derivative comes from the output (``derivative_from_output``), since the fused backward
+    gets the op's output Y, never the pre-activation."""
+    kind, param = activation_code(activation, param)
+    if not derivative_from_output(kind, param):
+        raise ValueError(
+            f"activation {activation!r} with param {param} cannot be fused into {into}: its "
+            "derivative needs the pre-activation; apply it as a separate layer"
+        )
+    return kind, param
+
+
 # --------------------------------------------------------------------------------------------
 # Argument checks. Each raises with the argument's name and what was expected.
 
@@ -115,8 +132,46 @@ def _same_shape(name, a, shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
 
 
-def _output(name, out, shape, dtype):
-    """Allocate an output, or check a caller's: right shape and dtype, C-contiguous, writeable."""
+def _same_elements(a, b):
+    """True when a and b are the same elements in the same order (both C-contiguous)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape and a.dtype == b.dtype
+        and a.flags.c_contiguous and b.flags.c_contiguous
+    )
+
+
+def _check_disjoint(name, a, others, in_place=()):
+    """Raise ValueError when ``a``, an array the call writes, may share memory with one of
+    ``others``: (name, array) pairs of everything else the call reads or writes (None skipped).
+
+    Kernels read their inputs in blocks and on several threads while they write ``a``, and BLAS
+    assumes its operands are distinct, so an overlap feeds them values they have already
+    overwritten, and the backends disagree (NumPy's temporaries hide most of it). An input that
+    had to be copied to C order no longer shares memory and passes. ``np.may_share_memory``
+    compares memory bounds only: constant time, and conservative (interleaved views that never
+    touch one element are rejected too).
+
+    ``in_place`` names the inputs ``a`` may be exactly (same first element, shape and dtype): for
+    elementwise kernels whose every loop reads element i of that input before writing element i
+    of ``a`` and splits both arrays alike across threads. Partial overlaps are still rejected.
+    """
+    for other, b in others:
+        if b is None or not np.may_share_memory(a, b):
+            continue
+        if other in in_place:
+            if _same_elements(a, b):
+                continue
+            raise ValueError(
+                f"{name} must not share memory with {other} (except being {other} itself, "
+                "element for element: in place)"
+            )
+        raise ValueError(f"{name} must not share memory with {other}")
+
+
+def _output(name, out, shape, dtype, inputs=(), in_place=()):
+    """Allocate an output, or check a caller's: right shape and dtype, C-contiguous, writeable,
+    and no memory shared with ``inputs`` ((name, array) pairs; see ``_check_disjoint``)."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -129,14 +184,22 @@ def _output(name, out, shape, dtype):
         raise ValueError(f"{name} must be C-contiguous (it is written in place)")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only; pass a writeable array")
+    _check_disjoint(name, out, inputs, in_place)
     return out
 
 
-def _accumulator(name, a, shape, dtype):
-    """An array updated in place (gradients, running statistics): must exist and be writeable."""
+def _accumulator(name, a, shape, dtype, optional=False, inputs=()):
+    """An array updated in place (gradients, running statistics): must exist and be writeable,
+    and share no memory with ``inputs`` (the call reads them after or while updating it).
+
+    ``optional``: None is accepted and passed on (a frozen parameter's gradient: the kernel
+    skips that accumulation entirely).
+    """
     if a is None:
+        if optional:
+            return None
         raise TypeError(f"{name} must be a numpy.ndarray, got None")
-    return _output(name, a, shape, dtype)
+    return _output(name, a, shape, dtype, inputs)
 
 
 class Backend(abc.ABC):
@@ -146,24 +209,34 @@ class Backend(abc.ABC):
 
     # ---------------------------------------------------------------- activations
     def activation_forward(self, X, activation, param=None, out=None):
-        """Y = act(X) elementwise, any shape."""
+        """Y = act(X) elementwise, any shape.
+
+        ``out`` may be X itself (in place: each element is read before it is written, and the
+        threads split X and out alike); any other overlap with X raises ValueError.
+        """
         kind, param = activation_code(activation, param)
         X = _float_array("X", X)
-        Y = _output("out", out, X.shape, X.dtype)
+        Y = _output("out", out, X.shape, X.dtype, [("X", X)], in_place=("X",))
         self._activation_forward(
             X.reshape(-1), Y.reshape(-1), kind, param, _threads.threads_for(X.size)
         )
         return Y
 
     def activation_backward(self, dY, X, Y, activation, param=None, out=None):
-        """dX = dY * act'(X), with act' taken from the cached output Y where the math allows."""
+        """dX = dY * act'(X), with act' taken from the cached output Y where the math allows.
+
+        ``out`` may be dY, X or Y itself (in place: each loop reads element i of all three
+        before writing element i of out, and the threads split them alike); any other overlap
+        raises ValueError.
+        """
         kind, param = activation_code(activation, param)
         dY = _float_array("dY", dY)
         X = _float_array("X", X, dY.dtype)
         Y = _float_array("Y", Y, dY.dtype)
         _same_shape("X", X, dY.shape)
         _same_shape("Y", Y, dY.shape)
-        dX = _output("out", out, dY.shape, dY.dtype)
+        dX = _output("out", out, dY.shape, dY.dtype, [("dY", dY), ("X", X), ("Y", Y)],
+                     in_place=("dY", "X", "Y"))
         self._activation_backward(
             dY.reshape(-1), X.reshape(-1), Y.reshape(-1), dX.reshape(-1), kind, param,
             _threads.threads_for(dY.size),
@@ -174,7 +247,7 @@ class Backend(abc.ABC):
         """Y = softmax(X) along the last axis of a 2-D array, max-subtracted for stability."""
         X = _float_array("X", X)
         _ndim("X", X, 2)
-        Y = _output("out", out, X.shape, X.dtype)
+        Y = _output("out", out, X.shape, X.dtype, [("X", X)])
         self._softmax_forward(X, Y, _threads.threads_for(X.size))
         return Y
 
@@ -184,7 +257,7 @@ class Backend(abc.ABC):
         _ndim("dY", dY, 2)
         Y = _float_array("Y", Y, dY.dtype)
         _same_shape("Y", Y, dY.shape)
-        dX = _output("out", out, dY.shape, dY.dtype)
+        dX = _output("out", out, dY.shape, dY.dtype, [("dY", dY), ("Y", Y)])
         self._softmax_backward(dY, Y, dX, _threads.threads_for(dY.size))
         return dX
 
@@ -193,14 +266,10 @@ class Backend(abc.ABC):
         """Y = act(X @ W.T + b); W has shape (out_features, in_features).
 
         The activation must be computable backward from its output (see
-        ``derivative_from_output``) so ``dense_backward`` can use Y alone.
+        ``derivative_from_output``) so ``dense_backward`` can use Y alone. ``out`` must not
+        share memory with X, W or b (the GEMM reads X while it writes out).
         """
-        kind, param = activation_code(activation, param)
-        if not derivative_from_output(kind, param):
-            raise ValueError(
-                f"activation {activation!r} with param {param} cannot be fused into dense: its "
-                "derivative needs the pre-activation; apply it as a separate layer"
-            )
+        kind, param = fused_activation_code(activation, param, "dense")
         X = _float_array("X", X)
         _ndim("X", X, 2)
         W = _float_array("W", W, X.dtype)
@@ -213,7 +282,8 @@ class Backend(abc.ABC):
         if b is not None:
             b = _float_array("b", b, X.dtype)
             _same_shape("b", b, (W.shape[0],))
-        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype)
+        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype,
+                    [("X", X), ("W", W), ("b", b)])
         self._dense_forward(X, W, b, Y, kind, param, _threads.get_num_threads())
         return Y
 
@@ -221,12 +291,12 @@ class Backend(abc.ABC):
                        out=None, need_dX=True):
         """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; returns dX = dZ @ W.
 
-        ``dW`` and ``db`` accumulate (gradients add up until zeroed). With ``need_dX=False``
-        (the first layer) dX is not computed and None is returned.
+        ``dW`` and ``db`` accumulate (gradients add up until zeroed). Either may be None (a
+        frozen weight or bias, or no bias): that gradient is not computed at all (dW=None skips
+        the dW GEMM). With ``need_dX=False`` (the first layer) dX is not computed and None is
+        returned.
         """
-        kind, param = activation_code(activation, param)
-        if not derivative_from_output(kind, param):
-            raise ValueError(f"activation {activation!r} cannot be fused into dense")
+        kind, param = fused_activation_code(activation, param, "dense")
         dY = _float_array("dY", dY)
         _ndim("dY", dY, 2)
         dtype = dY.dtype
@@ -242,10 +312,11 @@ class Backend(abc.ABC):
             _same_shape("Y", Y, dY.shape)
         else:
             Y = None
-        dW = _accumulator("dW", dW, W.shape, dtype)
-        if db is not None:
-            db = _accumulator("db", db, (m,), dtype)
-        dX = _output("out", out, X.shape, dtype) if need_dX else None
+        inputs = [("dY", dY), ("X", X), ("W", W), ("Y", Y)]
+        dW = _accumulator("dW", dW, W.shape, dtype, optional=True, inputs=inputs)
+        db = _accumulator("db", db, (m,), dtype, optional=True, inputs=inputs + [("dW", dW)])
+        dX = (_output("out", out, X.shape, dtype, inputs + [("dW", dW), ("db", db)])
+              if need_dX else None)
         self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads())
         return dX
 
@@ -262,13 +333,15 @@ class Backend(abc.ABC):
     def mse_loss(self, Y, T, grad_out=None, need_grad=True):
         """loss = mean((Y - T)**2) over all N*K elements; grad = 2 (Y - T) / (N*K)."""
         Y, T = self._loss_operands(Y, T, "Y")
-        G = _output("grad_out", grad_out, Y.shape, Y.dtype) if need_grad else None
+        G = (_output("grad_out", grad_out, Y.shape, Y.dtype, [("Y", Y), ("T", T)])
+             if need_grad else None)
         return self._mse_loss(Y, T, G, _threads.threads_for(Y.size)), G
 
     def bce_with_logits_loss(self, Z, T, grad_out=None, need_grad=True):
         """loss = mean(max(z, 0) - z t + log1p(exp(-|z|))) over N*K; grad = (sigmoid(z) - t) / (N*K)."""
         Z, T = self._loss_operands(Z, T, "Z")
-        G = _output("grad_out", grad_out, Z.shape, Z.dtype) if need_grad else None
+        G = (_output("grad_out", grad_out, Z.shape, Z.dtype, [("Z", Z), ("T", T)])
+             if need_grad else None)
         return self._bce_with_logits_loss(Z, T, G, _threads.threads_for(Z.size)), G
 
     def softmax_cross_entropy_loss(self, Z, labels, grad_out=None, need_grad=True):
@@ -278,7 +351,8 @@ class Backend(abc.ABC):
         if Z.shape[0] == 0:
             raise ValueError("Z is an empty batch; a mean loss over no samples is undefined")
         labels = check_labels("labels", labels, Z.shape[0], Z.shape[1])
-        G = _output("grad_out", grad_out, Z.shape, Z.dtype) if need_grad else None
+        G = (_output("grad_out", grad_out, Z.shape, Z.dtype, [("Z", Z), ("labels", labels)])
+             if need_grad else None)
         return self._softmax_cross_entropy_loss(Z, labels, G, _threads.threads_for(Z.size)), G
 
     # ---------------------------------------------------------------- batch normalization
@@ -293,36 +367,51 @@ class Backend(abc.ABC):
         return X, gamma, beta
 
     def batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var,
-                                momentum=0.1, eps=1e-5, out=None):
+                                momentum=0.1, eps=1e-5, out=None, *, activation=None,
+                                param=None):
         """Normalize with batch statistics; update running stats in place (torch's convention).
 
         mean = X.mean(0); var = X.var(0) (biased, used to normalize);
+        Y = act(gamma (X - mean) / sqrt(var + eps) + beta);
         running_mean = (1 - momentum) running_mean + momentum mean;
         running_var = (1 - momentum) running_var + momentum var * N / (N - 1).
         Returns (Y, mean, invstd) with mean and invstd = 1 / sqrt(var + eps) in float64.
+
+        ``activation``/``param`` fuse an activation (BatchNorm -> ReLU as one op, no extra pass
+        over memory); as for ``dense_forward``, only those whose derivative comes from the
+        output. Pass the same activation and this Y to ``batchnorm_backward``.
+        (Ioffe & Szegedy 2015, Batch Normalization.)
         """
+        kind, param = fused_activation_code(activation, param, "batchnorm")
         X, gamma, beta = self._bn_params(X, gamma, beta)
         n, f = X.shape
         if n < 2:
             raise ValueError(
                 f"X must have at least 2 rows for batch statistics in training mode, got {n}"
             )
-        running_mean = _accumulator("running_mean", running_mean, (f,), X.dtype)
-        running_var = _accumulator("running_var", running_var, (f,), X.dtype)
+        inputs = [("X", X), ("gamma", gamma), ("beta", beta)]
+        running_mean = _accumulator("running_mean", running_mean, (f,), X.dtype, inputs=inputs)
+        inputs.append(("running_mean", running_mean))
+        running_var = _accumulator("running_var", running_var, (f,), X.dtype, inputs=inputs)
+        inputs.append(("running_var", running_var))
         momentum = check_real("momentum", momentum, 0.0, 1.0)
         eps = check_real("eps", eps, 0.0, low_open=True)
-        Y = _output("out", out, X.shape, X.dtype)
+        Y = _output("out", out, X.shape, X.dtype, inputs)
         mean = np.empty(f, dtype=np.float64)
         invstd = np.empty(f, dtype=np.float64)
         self._batchnorm_forward_train(
-            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd,
-            _threads.threads_for(X.size),
+            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, kind,
+            param, _threads.threads_for(X.size),
         )
         return Y, mean, invstd
 
     def batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps=1e-5,
-                               out=None):
-        """Y = gamma (X - running_mean) / sqrt(running_var + eps) + beta."""
+                               out=None, *, activation=None, param=None):
+        """Y = act(gamma (X - running_mean) / sqrt(running_var + eps) + beta).
+
+        ``activation``/``param``: a fused activation, as in ``batchnorm_forward_train``.
+        """
+        kind, param = fused_activation_code(activation, param, "batchnorm")
         X, gamma, beta = self._bn_params(X, gamma, beta)
         f = X.shape[1]
         running_mean = _float_array("running_mean", running_mean, X.dtype)
@@ -330,15 +419,27 @@ class Backend(abc.ABC):
         running_var = _float_array("running_var", running_var, X.dtype)
         _same_shape("running_var", running_var, (f,))
         eps = check_real("eps", eps, 0.0, low_open=True)
-        Y = _output("out", out, X.shape, X.dtype)
+        Y = _output("out", out, X.shape, X.dtype,
+                    [("X", X), ("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                     ("running_var", running_var)])
         self._batchnorm_forward_eval(
-            X, gamma, beta, running_mean, running_var, eps, Y, _threads.threads_for(X.size)
+            X, gamma, beta, running_mean, running_var, eps, Y, kind, param,
+            _threads.threads_for(X.size),
         )
         return Y
 
-    def batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, out=None):
-        """xhat = (X - mean) invstd; dbeta += sum(dY); dgamma += sum(dY xhat);
-        dX = gamma invstd / N (N dY - sum(dY) - xhat sum(dY xhat)). Sums over the batch axis."""
+    def batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, out=None, *,
+                           activation=None, param=None, Y=None):
+        """dZ = dY * act'(Y); xhat = (X - mean) invstd; dbeta += sum(dZ); dgamma += sum(dZ xhat);
+        dX = gamma invstd / N (N dZ - sum(dZ) - xhat sum(dZ xhat)). Sums over the batch axis.
+
+        ``activation``/``param`` as given to the forward, and ``Y`` its output (post-activation;
+        required unless the activation is the identity): then dZ replaces dY everywhere,
+        recomputed from dY and Y in each pass rather than stored. ``dgamma``/``dbeta``
+        accumulate; either may be None (frozen): dX is still computed, that sum is just not
+        accumulated.
+        """
+        kind, param = fused_activation_code(activation, param, "batchnorm")
         dY = _float_array("dY", dY)
         _ndim("dY", dY, 2)
         n, f = dY.shape
@@ -350,11 +451,25 @@ class Backend(abc.ABC):
         _same_shape("mean", mean, (f,))
         invstd = _float_array("invstd", invstd, np.dtype(np.float64))
         _same_shape("invstd", invstd, (f,))
-        dgamma = _accumulator("dgamma", dgamma, (f,), dY.dtype)
-        dbeta = _accumulator("dbeta", dbeta, (f,), dY.dtype)
-        dX = _output("out", out, dY.shape, dY.dtype)
+        if kind != IDENTITY:
+            if Y is None:
+                raise TypeError(
+                    f"Y (the forward's output) is required with activation {activation!r}"
+                )
+            Y = _float_array("Y", Y, dY.dtype)
+            _same_shape("Y", Y, dY.shape)
+        else:
+            Y = None  # not read: dZ is dY
+        inputs = [("dY", dY), ("X", X), ("gamma", gamma), ("mean", mean), ("invstd", invstd),
+                  ("Y", Y)]
+        dgamma = _accumulator("dgamma", dgamma, (f,), dY.dtype, optional=True, inputs=inputs)
+        inputs.append(("dgamma", dgamma))
+        dbeta = _accumulator("dbeta", dbeta, (f,), dY.dtype, optional=True, inputs=inputs)
+        inputs.append(("dbeta", dbeta))
+        dX = _output("out", out, dY.shape, dY.dtype, inputs)
         self._batchnorm_backward(
-            dY, X, gamma, mean, invstd, dgamma, dbeta, dX, _threads.threads_for(dY.size)
+            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
+            _threads.threads_for(dY.size),
         )
         return dX
 
@@ -363,13 +478,17 @@ class Backend(abc.ABC):
         """Y = X * mask / (1 - p); mask[i] = 1 with probability 1 - p, drawn from (seed, step, i).
 
         Returns (Y, mask) with mask a uint8 array of X's shape; the same for any thread count.
+        ``out`` may be X itself (in place: element i of X is read before element i of out is
+        written, on every thread split); any other overlap, and any overlap of ``mask_out``
+        with X or out, raises ValueError.
         """
         X = _float_array("X", X)
         p = check_real("p", p, 0.0, 1.0, high_open=True)
         seed = check_int("seed", seed, 0, _MASK64, message="seed must be in [0, 2**64), got {value}")
         step = check_int("step", step, 0, _MASK64, message="step must be in [0, 2**64), got {value}")
-        Y = _output("out", out, X.shape, X.dtype)
-        mask = _output("mask_out", mask_out, X.shape, np.dtype(np.uint8))
+        Y = _output("out", out, X.shape, X.dtype, [("X", X)], in_place=("X",))
+        mask = _output("mask_out", mask_out, X.shape, np.dtype(np.uint8),
+                       [("X", X), ("out", Y)])
         self._dropout_forward(
             X.reshape(-1), dropout_threshold(p), 1.0 / (1.0 - p), dropout_key(seed, step),
             Y.reshape(-1), mask.reshape(-1), _threads.threads_for(X.size),
@@ -377,14 +496,18 @@ class Backend(abc.ABC):
         return Y, mask
 
     def dropout_backward(self, dY, mask, p, out=None):
-        """dX = dY * mask / (1 - p), reusing the forward mask."""
+        """dX = dY * mask / (1 - p), reusing the forward mask.
+
+        ``out`` may be dY itself (in place, as in ``dropout_forward``), but not overlap mask.
+        """
         dY = _float_array("dY", dY)
         if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8:
             raise TypeError("mask must be the uint8 array returned by dropout_forward")
         mask = np.ascontiguousarray(mask)
         _same_shape("mask", mask, dY.shape)
         p = check_real("p", p, 0.0, 1.0, high_open=True)
-        dX = _output("out", out, dY.shape, dY.dtype)
+        dX = _output("out", out, dY.shape, dY.dtype, [("dY", dY), ("mask", mask)],
+                     in_place=("dY",))
         self._dropout_backward(
             dY.reshape(-1), mask.reshape(-1), 1.0 / (1.0 - p), dX.reshape(-1),
             _threads.threads_for(dY.size),
@@ -396,7 +519,9 @@ class Backend(abc.ABC):
     # parameter arena) with one fused kernel call. State arrays are updated in place; None means
     # the variant is off (no momentum, not centered, no amsgrad).
     def _optim_operands(self, param, grad, states):
-        """Validate param (1-D, writeable), grad (same shape/dtype) and state buffers."""
+        """Validate param (1-D, writeable), grad (same shape/dtype) and state buffers, no two of
+        which may share memory: the fused loops declare every pointer ``restrict``
+        (csrc/_optim_simd.h), so an overlap is undefined behaviour, not just a wrong answer."""
         if not isinstance(param, np.ndarray):
             raise TypeError(f"param must be a numpy.ndarray, got {type(param).__name__}")
         if param.dtype not in FLOAT_DTYPES:
@@ -405,9 +530,14 @@ class Backend(abc.ABC):
         param = _output("param", param, param.shape, param.dtype)
         grad = _float_array("grad", grad, param.dtype)
         _same_shape("grad", grad, param.shape)
+        _check_disjoint("grad", grad, [("param", param)])
+        seen = [("param", param), ("grad", grad)]
         checked = []
         for name, a in states:
-            checked.append(None if a is None else _output(name, a, param.shape, param.dtype))
+            if a is not None:
+                a = _output(name, a, param.shape, param.dtype, seen)
+                seen.append((name, a))
+            checked.append(a)
         return param, grad, checked
 
     def sgd_step(self, param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
@@ -531,8 +661,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        """dZ = dY * act'(Y); db += colsum(dZ) (db may be None); dW += dZ.T @ X; dX := dZ @ W
-        (dX may be None). Y is None for the identity."""
+        """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX
+        may each be None (not computed); Y is None for the identity."""
 
     @abc.abstractmethod
     def _mse_loss(self, Y, T, G, n_threads):
@@ -548,17 +678,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
-                                 eps, Y, mean, invstd, n_threads):
-        """Batch statistics in float64 into mean/invstd, Y, and the running-stat update."""
+                                 eps, Y, mean, invstd, kind, param, n_threads):
+        """Batch statistics in float64 into mean/invstd, Y := act(normalized), and the
+        running-stat update."""
 
     @abc.abstractmethod
-    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
-                                n_threads):
-        """Y from the running statistics."""
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
+                                param, n_threads):
+        """Y := act(normalized with the running statistics)."""
 
     @abc.abstractmethod
-    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
-        """dX, and dgamma/dbeta accumulated; sums in float64."""
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
+                            n_threads):
+        """dZ = dY * act'(Y) (Y None for the identity: dZ is dY); dX, and dgamma/dbeta
+        accumulated unless None; sums in float64."""
 
     @abc.abstractmethod
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):

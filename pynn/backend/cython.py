@@ -47,19 +47,23 @@ class CythonBackend(Backend):
         return _losses.softmax_cross_entropy_loss(Z, labels, G, n_threads)
 
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
-                                 eps, Y, mean, invstd, n_threads):
+                                 eps, Y, mean, invstd, kind, param, n_threads):
         _batchnorm.batchnorm_forward_train(
-            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, n_threads
+            X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, kind,
+            param, n_threads
         )
 
-    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
-                                n_threads):
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
+                                param, n_threads):
         _batchnorm.batchnorm_forward_eval(
-            X, gamma, beta, running_mean, running_var, eps, Y, n_threads
+            X, gamma, beta, running_mean, running_var, eps, Y, kind, param, n_threads
         )
 
-    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
-        _batchnorm.batchnorm_backward(dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads)
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
+                            n_threads):
+        _batchnorm.batchnorm_backward(
+            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param, n_threads
+        )
 
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
         _dropout.dropout_forward(X, threshold, scale, key, Y, mask, n_threads)

@@ -106,7 +106,8 @@ class NumpyBackend(Backend):
         dZ = dY if kind == IDENTITY else dY * act_derivative(None, Y, kind, param)
         if db is not None:
             db += dZ.sum(axis=0)
-        dW += dZ.T @ X
+        if dW is not None:
+            dW += dZ.T @ X
         if dX is not None:
             dX[...] = dZ @ W
 
@@ -139,30 +140,39 @@ class NumpyBackend(Backend):
         return float(loss)
 
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
-                                 eps, Y, mean, invstd, n_threads):
+                                 eps, Y, mean, invstd, kind, param, n_threads):
         x = X.astype(np.float64)
         n = x.shape[0]
         mean[...] = x.mean(axis=0)
         var = ((x - mean) ** 2).mean(axis=0)
         invstd[...] = 1.0 / np.sqrt(var + eps)
         Y[...] = (x - mean) * invstd * gamma + beta
+        if kind != IDENTITY:
+            Y[...] = act_forward(Y, kind, param)  # on the normalized values rounded to Y's dtype
         running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
         running_var[...] = (1.0 - momentum) * running_var + momentum * var * n / (n - 1)
 
-    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y,
-                                n_threads):
+    def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
+                                param, n_threads):
         invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
         Y[...] = (X - running_mean.astype(np.float64)) * invstd * gamma + beta
+        if kind != IDENTITY:
+            Y[...] = act_forward(Y, kind, param)
 
-    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
-        dy = dY.astype(np.float64)
-        n = dy.shape[0]
+    def _batchnorm_backward(self, dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
+                            n_threads):
+        # dZ in the data dtype, exactly as activation_backward would hand it over
+        dZ = dY if kind == IDENTITY else dY * act_derivative(None, Y, kind, param)
+        dz = dZ.astype(np.float64)
+        n = dz.shape[0]
         xhat = (X - mean) * invstd
-        sum_dy = dy.sum(axis=0)
-        sum_dy_xhat = (dy * xhat).sum(axis=0)
-        dbeta += sum_dy
-        dgamma += sum_dy_xhat
-        dX[...] = gamma * invstd / n * (n * dy - sum_dy - xhat * sum_dy_xhat)
+        sum_dz = dz.sum(axis=0)
+        sum_dz_xhat = (dz * xhat).sum(axis=0)
+        if dbeta is not None:
+            dbeta += sum_dz
+        if dgamma is not None:
+            dgamma += sum_dz_xhat
+        dX[...] = gamma * invstd / n * (n * dz - sum_dz - xhat * sum_dz_xhat)
 
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
         counters = np.arange(1, X.size + 1, dtype=np.uint64)
