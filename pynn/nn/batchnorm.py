@@ -68,7 +68,7 @@ class BatchNorm(Module):
             momentum = 1.0 / float(self.num_batches_tracked)
         return self.backend.batchnorm_forward_train(
             X, self.weight.data, self.bias.data, self.running_mean, self.running_var,
-            momentum, self.eps, **_TMP(activation, param),
+            momentum, self.eps, activation=activation, param=param,
         )
 
     def _eval_apply(self, X, activation=None, param=None):
@@ -76,7 +76,7 @@ class BatchNorm(Module):
         X = check_input(self, X, features=self.num_features, dtype=self.dtype)
         return self.backend.batchnorm_forward_eval(
             X, self.weight.data, self.bias.data, self.running_mean, self.running_var, self.eps,
-            **_TMP(activation, param),
+            activation=activation, param=param,
         )
 
     def _grad(self, dY, X, Y, mean, invstd, activation=None, param=None, input_grad=True):
@@ -89,8 +89,8 @@ class BatchNorm(Module):
             return None
         if mean is not None:
             dX = self.backend.batchnorm_backward(
-                dY, X, self.weight.data, mean, invstd, dgamma, dbeta,
-                **_TMP(activation, param, Y),
+                dY, X, self.weight.data, mean, invstd, dgamma, dbeta, Y=Y,
+                activation=activation, param=param,
             )
             return dX if input_grad else None
         return self._eval_grad(dY, X, activation, param, dgamma, dbeta, input_grad)
@@ -145,11 +145,3 @@ class BatchNorm(Module):
         return {"weight": (n,), "bias": (n,), "running_mean": (n,), "running_var": (n,),
                 "num_batches_tracked": ()}
 
-
-def _TMP(a, p, Y=None):
-    if a is None:
-        return {}
-    d = dict(activation=a, param=p)
-    if Y is not None:
-        d["Y"] = Y
-    return d

@@ -13,7 +13,6 @@ _RELU_FAMILY = (ReLU, LeakyReLU, ELU)
 
 # Kinds of a step in a Sequential's execution plan.
 _PLAIN, _DENSE_ACT, _BN_ACT = range(3)
-_TMP_FUSE_BN = False
 
 
 def _check_modules(modules):
@@ -98,7 +97,7 @@ class Sequential(Module):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             kind = _DENSE_ACT if isinstance(layer, Dense) else (
-                _BN_ACT if isinstance(layer, BatchNorm) and _TMP_FUSE_BN else _PLAIN)
+                _BN_ACT if isinstance(layer, BatchNorm) else _PLAIN)
             if kind != _PLAIN and isinstance(nxt, Activation):
                 plan.append((kind, layer, nxt))
                 i += 2
