@@ -12,7 +12,7 @@ import pytest
 import pynn
 from pynn.data import Standardizer
 from pynn.io import ModelFileError, load, load_checkpoint, save, save_checkpoint
-from pynn.nn import (ELU, BatchNorm, CrossEntropyLoss, Dense, Dropout, LeakyReLU,
+from pynn.nn import (ELU, BatchNorm, CrossEntropyLoss, Dense, Dropout, LeakyReLU, ReLU,
                      Sequential, Sigmoid)
 from pynn.optim import Adam, StepLR
 
@@ -215,6 +215,58 @@ def test_load_checkpoint_rejects_another_architecture(tmp_path):
     save(_model(), plain)
     with pytest.raises(ModelFileError, match="not a checkpoint"):
         load_checkpoint(plain, _model())
+
+
+def test_bad_checkpoint_changes_nothing(tmp_path):
+    """Everything is checked before anything is applied: an optimizer or scheduler state that
+    does not fit leaves the model, the optimizer and the scheduler as they were."""
+    model = _model()
+    opt = _train_a_bit(model)
+    sched = StepLR(opt, step_size=1, gamma=0.5)
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, model, opt, sched, epoch=2)
+
+    target = _model(seed=5)
+    params = list(target.parameters())
+    two_groups = Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.1}])
+    before = target.state_dict()
+    before_opt = two_groups.state_dict()
+    with pytest.raises(ValueError, match="parameter groups"):
+        load_checkpoint(path, target, two_groups)
+    for k, v in target.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert two_groups.state_dict()["param_groups"] == before_opt["param_groups"]
+
+    # the scheduler refuses after the optimizer accepted: the optimizer is put back
+    class Picky(StepLR):
+        def load_state_dict(self, state_dict):
+            raise ValueError("scheduler state does not fit")
+
+    fopt = Adam(target.parameters(), lr=0.25)
+    fsched = Picky(fopt, step_size=1)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_checkpoint(path, target, fopt, fsched)
+    assert fopt.param_groups[0]["lr"] == 0.25 and not fopt.state
+    for k, v in target.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_nested_and_v1_files_load(tmp_path):
+    inner = Sequential(Dense(4, 5, seed=1), BatchNorm(5), ReLU())
+    model = Sequential(inner, Dense(5, 2, seed=2))
+    path = tmp_path / "nested.npz"
+    save(model, path)
+    back = load(path)
+    X = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+    # a version-1 file (before BatchNorm saved num_batches_tracked) still loads
+    arrays = {f"{'param' if k.endswith(('weight', 'bias')) else 'buffer'}/{k}": v
+              for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    _write_raw(path, {"format": "pynn.model", "version": 1,
+                      "architecture": pynn.io.architecture(model)}, arrays)
+    old = load(path)
+    np.testing.assert_array_equal(old.predict(X), model.predict(X))
+    assert int(old[0][1].num_batches_tracked) == 0
 
 
 def test_package_exports():
