@@ -6,6 +6,7 @@ from ..backend.base import activation_code, derivative_from_output
 from .activations import ELU, Activation, LeakyReLU, ReLU
 from .batchnorm import BatchNorm
 from .dense import Dense
+from . import plan as _plan
 from .module import Module, accepts_input_grad
 
 # Activations after which a Dense with init=None gets He initialization (the ReLU family).
@@ -13,6 +14,9 @@ _RELU_FAMILY = (ReLU, LeakyReLU, ELU)
 
 # Kinds of a step in a Sequential's execution plan.
 _PLAIN, _DENSE_ACT, _BN_ACT = range(3)
+
+# Plans kept per container (a training batch size, the last partial batch, a validation size).
+_MAX_PLANS = 4
 
 
 def _check_modules(modules):
@@ -60,6 +64,11 @@ class Sequential(Module):
         self._plan_key = None
         self._plan = None
         self._ctx = None
+        # Execution plans by input (shape, dtype), see pynn.nn.plan. _compile=False runs eagerly
+        # (the tests compare the two paths).
+        self._compiled = {}
+        self._uncompilable = None  # the step list a plan could not be built for
+        self._compile = True
         self._default_inits()
         self.pack()
 
@@ -108,7 +117,31 @@ class Sequential(Module):
         return plan
 
     # -- running --------------------------------------------------------------------------
+    def _compiled_for(self, X):
+        """The plan for input ``X`` (built on first sight of its shape), or None to run eagerly."""
+        if type(X) is not np.ndarray or not self._compile:
+            return None
+        steps = self._steps()
+        plan = self._compiled.get((X.shape, X.dtype))
+        if plan is not None and plan.structure is steps and plan.fits(X):
+            return plan
+        if self._uncompilable is steps:
+            return None
+        plan = _plan.build(self, X)
+        if plan is None:
+            self._uncompilable = steps
+            return None
+        if len(self._compiled) >= _MAX_PLANS:
+            self._compiled.clear()  # many shapes in turn: keep memory bounded
+        self._compiled[(X.shape, X.dtype)] = plan
+        return plan if plan.fits(X) else None
+
     def forward(self, X):
+        plan = self._compiled_for(X)
+        if plan is not None:
+            out = plan.forward(X)
+            self._ctx = plan
+            return out
         ctx = []
         for kind, layer, act in self._steps():
             if kind != _PLAIN:
@@ -140,6 +173,8 @@ class Sequential(Module):
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError("Sequential.backward called before forward")
+        if isinstance(ctx, _plan.Plan):
+            return ctx.backward(ctx.check_grad(dY), input_grad)
         steps = self._steps()
         if len(steps) != len(ctx):
             raise RuntimeError("Sequential changed between forward and backward")

@@ -1,0 +1,256 @@
+"""A Sequential's compiled execution plan: validated once per (input shape, dtype), run many times.
+
+The eager path validates every operand of every kernel call and allocates every output. A plan
+does that once: when a ``Sequential`` of built-in layers first sees an input shape, it checks
+the layers' shapes against each other, allocates every intermediate output, statistics and
+gradient buffer, and from then on its ``forward``/``backward`` check only the one array the
+caller hands in (type, dtype, shape, layout) and call the backend's loops (the ``_<op>``
+methods both backends implement) on the prepared buffers. Same loops, same fusion, same results
+as the eager path; no allocation per step except the arrays returned to the caller, which are
+copies (a caller keeping an output across steps must not see it change).
+
+A plan never guesses: any module it does not know (a custom module, a nested container, a
+Standardizer) makes ``build`` return None and the container runs eagerly. It re-checks before
+each call that the parameters still live where it recorded them (an optimizer may re-pack
+them) and is rebuilt when they moved, when the thread count or a backend changed.
+"""
+import numpy as np
+
+from .. import _threads
+from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, dropout_key,
+                            dropout_threshold)
+from .activations import Activation, Softmax
+from .batchnorm import BatchNorm
+from .dense import Dense
+from .dropout import Dropout
+from .module import check_input
+
+# Step kinds of a plan.
+_DENSE, _BN, _ACT, _SOFTMAX, _DROPOUT = range(5)
+
+
+class _Step:
+    """One kernel call of the plan and its buffers."""
+
+    __slots__ = ("kind", "layer", "act", "code", "param", "Y", "dX", "mean", "invstd", "mask",
+                 "nt", "eval_ran", "dropped")
+
+    def __init__(self, kind, layer, act, code, param):
+        self.kind, self.layer, self.act, self.code, self.param = kind, layer, act, code, param
+        self.Y = self.dX = self.mean = self.invstd = self.mask = None
+        self.nt = 1
+        self.eval_ran = False  # BatchNorm ran with running statistics in the last forward
+        self.dropped = False  # Dropout was active (training, p > 0) in the last forward
+
+
+def build(seq, X):
+    """The plan of Sequential ``seq`` for inputs shaped like ``X``, or None when some step is
+    not a built-in layer (the container then runs eagerly)."""
+    if X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
+        return None
+    steps = []
+    for kind, layer, act in seq._steps():
+        if type(layer) is Dense:
+            steps.append(_with_act(_DENSE, layer, act))
+        elif type(layer) is BatchNorm:
+            steps.append(_with_act(_BN, layer, act))
+        elif isinstance(layer, Activation) and type(layer).forward is Activation.forward:
+            steps.append(_Step(_ACT, layer, None, *activation_code(layer.activation, layer.param)))
+        elif type(layer) is Softmax:
+            steps.append(_Step(_SOFTMAX, layer, None, IDENTITY, 0.0))
+        elif type(layer) is Dropout:
+            steps.append(_Step(_DROPOUT, layer, None, IDENTITY, 0.0))
+        else:
+            return None
+        if act is not None and steps[-1].act is None:  # not fusable: the activation alone
+            steps.append(_Step(_ACT, act, None, *activation_code(act.activation, act.param)))
+    if not steps:
+        return None
+    try:
+        return Plan(seq, steps, X.shape, X.dtype)
+    except _Mismatch:
+        return None  # the eager path raises the layer's own error
+
+
+def _with_act(kind, layer, act):
+    if act is None:
+        return _Step(kind, layer, None, IDENTITY, 0.0)
+    from .containers import _fusable
+
+    name, param = _fusable(act)
+    if name is None:
+        return _Step(kind, layer, None, IDENTITY, 0.0)
+    return _Step(kind, layer, act, *activation_code(name, param))
+
+
+class Plan:
+    """Prepared buffers and kernel calls for one input shape and dtype (see the module doc)."""
+
+    def __init__(self, seq, steps, shape, dtype):
+        self.structure = seq._steps()  # the container's step list this plan was built from
+        self.steps = steps
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.n_threads = _threads.get_num_threads()
+        self.backends = [s.layer.backend for s in steps]
+        n, width = shape
+        for i, s in enumerate(steps):
+            layer = s.layer
+            if s.kind == _DENSE:
+                if layer.in_features != width or layer.dtype != self.dtype:
+                    raise _mismatch(layer, i, width, self.dtype)
+                width = layer.out_features
+                s.nt = self.n_threads
+                layer._auto_init = False  # weights in use: no container re-draws them now
+            elif s.kind == _BN:
+                if layer.num_features != width or layer.dtype != self.dtype:
+                    raise _mismatch(layer, i, width, self.dtype)
+                s.mean = np.empty(width, np.float64)
+                s.invstd = np.empty(width, np.float64)
+                s.nt = _threads.threads_for(n * width)
+            else:
+                s.nt = _threads.threads_for(n * width)
+                if s.kind == _DROPOUT:
+                    s.mask = np.empty((n, width), np.uint8)
+            s.Y = np.empty((n, width), self.dtype)
+        self.out_width = width
+        # dX buffers: step i's dX is step i-1's dY (step 0's only when the caller wants it)
+        widths = [shape[1]] + [s.Y.shape[1] for s in steps[:-1]]
+        for s, w in zip(steps, widths):
+            s.dX = np.empty((n, w), self.dtype)
+        self.params = [(p, p._data, p._grad) for p in seq.parameters()]
+        self.buffers = [(m, m.running_mean, m.running_var) for m in
+                        (s.layer for s in steps if s.kind == _BN)]
+        self.X = None
+
+    # -- validity -------------------------------------------------------------------------
+    def fits(self, X):
+        """X is an input this plan was built for, and nothing the plan recorded has moved."""
+        if X.shape != self.shape or X.dtype != self.dtype or not X.flags.c_contiguous:
+            return False
+        if _threads.get_num_threads() != self.n_threads:
+            return False
+        for (p, data, grad) in self.params:
+            if p._data is not data or p._grad is not grad:
+                return False
+        for m, rm, rv in self.buffers:
+            if m.running_mean is not rm or m.running_var is not rv:
+                return False
+        for s, b in zip(self.steps, self.backends):
+            if s.layer.backend is not b:
+                return False
+            act = s.act if s.act is not None else (s.layer if s.kind == _ACT else None)
+            if act is not None and act.param is not None and float(act.param) != s.param:
+                return False  # a slope or alpha was changed after the plan was built
+        return True
+
+    def check_grad(self, dY):
+        """The gradient handed to ``backward``: an array shaped like the output, C-contiguous."""
+        check_input(self.steps[-1].layer, dY, "dY", features=self.out_width, dtype=self.dtype)
+        if dY.shape[0] != self.shape[0]:
+            raise ValueError(f"dY must have shape {(self.shape[0], self.out_width)} to match the "
+                             f"forward's output, got {dY.shape}")
+        return np.ascontiguousarray(dY)
+
+    # -- running ----------------------------------------------------------------------------
+    def forward(self, X):
+        """act(...(X)) through every step into the prepared buffers; returns a copy."""
+        self.X = X
+        for s in self.steps:
+            layer, be = s.layer, s.layer.backend
+            kind = s.kind
+            if kind == _DENSE:
+                b = layer.bias
+                be._dense_forward(X, layer.weight._data, None if b is None else b._data, s.Y,
+                                  s.code, s.param, s.nt)
+            elif kind == _BN:
+                s.eval_ran = not layer.training
+                if layer.training:
+                    if X.shape[0] < 2:
+                        layer._train_apply(X)  # raises the layer's own error
+                    layer.num_batches_tracked += 1
+                    momentum = layer.momentum
+                    if momentum is None:
+                        momentum = 1.0 / float(layer.num_batches_tracked)
+                    be._batchnorm_forward_train(
+                        X, layer.weight._data, layer.bias._data, layer.running_mean,
+                        layer.running_var, momentum, layer.eps, s.Y, s.mean, s.invstd, s.code,
+                        s.param, s.nt)
+                else:
+                    be._batchnorm_forward_eval(
+                        X, layer.weight._data, layer.bias._data, layer.running_mean,
+                        layer.running_var, layer.eps, s.Y, s.code, s.param, s.nt)
+            elif kind == _ACT:
+                be._activation_forward(X.reshape(-1), s.Y.reshape(-1), s.code, s.param, s.nt)
+            elif kind == _SOFTMAX:
+                be._softmax_forward(X, s.Y, s.nt)
+            else:  # dropout
+                s.dropped = layer.training and layer.p > 0.0
+                if not s.dropped:
+                    s.Y[...] = X
+                else:
+                    be._dropout_forward(
+                        X.reshape(-1), dropout_threshold(layer.p), 1.0 / (1.0 - layer.p),
+                        dropout_key(layer.seed, layer.step), s.Y.reshape(-1),
+                        s.mask.reshape(-1), s.nt)
+                    layer.step += 1
+            X = s.Y
+        return X.copy()
+
+    def backward(self, dY, input_grad):
+        """Gradients into the parameters' .grad; dX (a copy) or None."""
+        X0 = self.X
+        for i in range(len(self.steps) - 1, -1, -1):
+            s = self.steps[i]
+            layer, be = s.layer, s.layer.backend
+            X = self.steps[i - 1].Y if i else X0
+            need = input_grad or i > 0
+            dX = s.dX if need else None
+            kind = s.kind
+            if kind == _DENSE:
+                w, b = layer.weight, layer.bias
+                dW = w._grad if w._requires_grad else None
+                db = b._grad if b is not None and b._requires_grad else None
+                if dW is None and db is None and dX is None:
+                    return None
+                be._dense_backward(dY, X, w._data, None if s.code == IDENTITY else s.Y, dW, db,
+                                   dX, s.code, s.param, s.nt)
+            elif kind == _BN:
+                if s.eval_ran:  # rare: backward through running statistics, done in NumPy
+                    dX = layer._grad(dY, X, s.Y, None, None, _act_name(s), s.param, need)
+                else:
+                    g, bt = layer.weight, layer.bias
+                    dX = s.dX  # the kernel always computes dX; the sums need the same pass
+                    be._batchnorm_backward(
+                        dY, X, g._data, s.mean, s.invstd,
+                        None if s.code == IDENTITY else s.Y,
+                        g._grad if g._requires_grad else None,
+                        bt._grad if bt._requires_grad else None, dX, s.code, s.param, s.nt)
+            elif not need:
+                return None
+            elif kind == _ACT:
+                be._activation_backward(dY.reshape(-1), X.reshape(-1), s.Y.reshape(-1),
+                                        dX.reshape(-1), s.code, s.param, s.nt)
+            elif kind == _SOFTMAX:
+                be._softmax_backward(dY, s.Y, dX, s.nt)
+            elif s.dropped:
+                be._dropout_backward(dY.reshape(-1), s.mask.reshape(-1), 1.0 / (1.0 - layer.p),
+                                     dX.reshape(-1), s.nt)
+            else:
+                dX[...] = dY
+            if not need:
+                return None
+            dY = dX
+        return dY.copy()
+
+
+def _act_name(step):
+    return None if step.act is None else step.act.activation
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _mismatch(layer, i, width, dtype):
+    return _Mismatch(f"layer {i} ({type(layer).__name__}) does not take width {width}, {dtype}")
