@@ -555,3 +555,24 @@ def test_l1_with_a_nan_weight_gives_the_same_state_on_both_backends():
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(results[0][1][1:], [0.05, -0.05, 0.0], rtol=1e-12, atol=0)
+
+
+def test_checks_are_cached_but_edits_between_steps_still_count():
+    """After the first step the optimizer skips re-checking unchanged hyper-parameters and
+    arrays; an edited value is checked (and used) at the next step."""
+    p = Parameter(np.ones(5, np.float64))
+    opt = SGD([p], lr=0.1)
+    for _ in range(2):
+        p.grad = np.ones(5)
+        opt.step()
+    np.testing.assert_allclose(p.data, 0.8)
+    opt.param_groups[0]["lr"] = 0.5
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.3)
+    opt.param_groups[0]["lr"] = -1.0
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        opt.step()
+    opt.param_groups[0]["lr"] = 0.1
+    p.requires_grad = False  # a layout change: fresh slices, checked again
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.3)

@@ -541,10 +541,18 @@ class Backend(abc.ABC):
         return param, grad, checked
 
     def sgd_step(self, param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
-                 weight_decay=0.0, l1=0.0, nesterov=False, first_step=False):
+                 weight_decay=0.0, l1=0.0, nesterov=False, first_step=False, _prechecked=False):
         """SGD with momentum, in place: d = g + wd p + l1 sign(p);
         buf = d on the first step, else momentum buf + (1 - dampening) d;
-        d = d + momentum buf (nesterov) or buf; p -= lr d. ``momentum_buffer`` None: plain SGD."""
+        d = d + momentum buf (nesterov) or buf; p -= lr d. ``momentum_buffer`` None: plain SGD.
+
+        ``_prechecked=True`` skips every check: for an optimizer passing the very arrays and
+        hyper-parameters a previous call of this method checked (the eager step stays cheap)."""
+        if _prechecked:
+            self._sgd_step(param, grad, momentum_buffer if momentum != 0 else None, lr, momentum,
+                           dampening, weight_decay, l1, bool(nesterov), bool(first_step),
+                           _threads.threads_for(param.size))
+            return param
         lr = check_real("lr", lr, 0.0)
         momentum = check_real("momentum", momentum, 0.0)
         dampening = check_real("dampening", dampening)
@@ -562,71 +570,78 @@ class Backend(abc.ABC):
         return param
 
     def adagrad_step(self, param, grad, state_sum, *, step, lr, lr_decay=0.0, weight_decay=0.0,
-                     l1=0.0, eps=1e-10):
+                     l1=0.0, eps=1e-10, _prechecked=False):
         """Adagrad, in place: d = g + wd p + l1 sign(p); sum += d^2;
-        p -= lr / (1 + (step - 1) lr_decay) * d / (sqrt(sum) + eps). ``step`` counts from 1."""
-        step = check_int("step", step, 1)
-        lr = check_real("lr", lr, 0.0)
-        lr_decay = check_real("lr_decay", lr_decay, 0.0)
-        weight_decay = check_real("weight_decay", weight_decay, 0.0)
-        l1 = check_real("l1", l1, 0.0)
-        eps = check_real("eps", eps, 0.0)
-        param, grad, (state_sum,) = self._optim_operands(param, grad, [("state_sum", state_sum)])
-        if state_sum is None:
-            raise TypeError("state_sum must be a numpy.ndarray, got None")
+        p -= lr / (1 + (step - 1) lr_decay) * d / (sqrt(sum) + eps). ``step`` counts from 1.
+        ``_prechecked``: as for ``sgd_step``."""
+        if not _prechecked:
+            step = check_int("step", step, 1)
+            lr = check_real("lr", lr, 0.0)
+            lr_decay = check_real("lr_decay", lr_decay, 0.0)
+            weight_decay = check_real("weight_decay", weight_decay, 0.0)
+            l1 = check_real("l1", l1, 0.0)
+            eps = check_real("eps", eps, 0.0)
+            param, grad, (state_sum,) = self._optim_operands(param, grad,
+                                                             [("state_sum", state_sum)])
+            if state_sum is None:
+                raise TypeError("state_sum must be a numpy.ndarray, got None")
         clr = lr / (1.0 + (step - 1) * lr_decay)
         self._adagrad_step(param, grad, state_sum, clr, weight_decay, l1, eps,
                            _threads.threads_for(param.size))
         return param
 
     def rmsprop_step(self, param, grad, square_avg, grad_avg=None, momentum_buffer=None, *, lr,
-                     alpha=0.99, eps=1e-8, weight_decay=0.0, l1=0.0, momentum=0.0):
+                     alpha=0.99, eps=1e-8, weight_decay=0.0, l1=0.0, momentum=0.0, _prechecked=False):
         """RMSprop, in place: d = g + wd p + l1 sign(p); v = alpha v + (1 - alpha) d^2;
         centered (``grad_avg`` given): a = a + (1 - alpha)(d - a), avg = sqrt(v - a^2) + eps,
         else avg = sqrt(v) + eps; momentum > 0: buf = momentum buf + d / avg, p -= lr buf;
-        else p -= lr d / avg."""
-        lr = check_real("lr", lr, 0.0)
-        alpha = check_real("alpha", alpha, 0.0)
-        eps = check_real("eps", eps, 0.0)
-        weight_decay = check_real("weight_decay", weight_decay, 0.0)
-        l1 = check_real("l1", l1, 0.0)
-        momentum = check_real("momentum", momentum, 0.0)
-        if momentum > 0 and momentum_buffer is None:
-            raise ValueError("momentum_buffer must be an array when momentum > 0")
-        param, grad, (square_avg, grad_avg, buf) = self._optim_operands(
-            param, grad,
-            [("square_avg", square_avg), ("grad_avg", grad_avg),
-             ("momentum_buffer", momentum_buffer if momentum > 0 else None)],
-        )
-        if square_avg is None:
-            raise TypeError("square_avg must be a numpy.ndarray, got None")
+        else p -= lr d / avg. ``_prechecked``: as for ``sgd_step``."""
+        buf = momentum_buffer if momentum > 0 else None
+        if not _prechecked:
+            lr = check_real("lr", lr, 0.0)
+            alpha = check_real("alpha", alpha, 0.0)
+            eps = check_real("eps", eps, 0.0)
+            weight_decay = check_real("weight_decay", weight_decay, 0.0)
+            l1 = check_real("l1", l1, 0.0)
+            momentum = check_real("momentum", momentum, 0.0)
+            if momentum > 0 and momentum_buffer is None:
+                raise ValueError("momentum_buffer must be an array when momentum > 0")
+            param, grad, (square_avg, grad_avg, buf) = self._optim_operands(
+                param, grad,
+                [("square_avg", square_avg), ("grad_avg", grad_avg),
+                 ("momentum_buffer", momentum_buffer if momentum > 0 else None)],
+            )
+            if square_avg is None:
+                raise TypeError("square_avg must be a numpy.ndarray, got None")
         self._rmsprop_step(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay,
                            l1, momentum, _threads.threads_for(param.size))
         return param
 
     def adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr,
                   beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0,
-                  decoupled_weight_decay=False):
+                  decoupled_weight_decay=False, _prechecked=False):
         """Adam / AdamW (torch's eps placement), in place. ``step`` t counts from 1:
         AdamW first decays p *= 1 - lr wd (and d = g), Adam uses d = g + wd p; then
         d += l1 sign(p); m = m + (1 - beta1)(d - m); v = beta2 v + (1 - beta2) d^2;
         vmax = max(vmax, v) if ``max_exp_avg_sq`` is given (amsgrad) else v;
         p -= lr / (1 - beta1^t) * m / (sqrt(vmax) / sqrt(1 - beta2^t) + eps).
-        Bias corrections are computed here, once, in double."""
-        step = check_int("step", step, 1)
-        lr = check_real("lr", lr, 0.0)
-        beta1 = check_real("beta1", beta1, 0.0, 1.0, high_open=True)
-        beta2 = check_real("beta2", beta2, 0.0, 1.0, high_open=True)
-        eps = check_real("eps", eps, 0.0)
-        weight_decay = check_real("weight_decay", weight_decay, 0.0)
-        l1 = check_real("l1", l1, 0.0)
-        param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq) = self._optim_operands(
-            param, grad,
-            [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
-             ("max_exp_avg_sq", max_exp_avg_sq)],
-        )
-        if exp_avg is None or exp_avg_sq is None:
-            raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
+        Bias corrections are computed here, once, in double. ``_prechecked``: as for
+        ``sgd_step``."""
+        if not _prechecked:
+            step = check_int("step", step, 1)
+            lr = check_real("lr", lr, 0.0)
+            beta1 = check_real("beta1", beta1, 0.0, 1.0, high_open=True)
+            beta2 = check_real("beta2", beta2, 0.0, 1.0, high_open=True)
+            eps = check_real("eps", eps, 0.0)
+            weight_decay = check_real("weight_decay", weight_decay, 0.0)
+            l1 = check_real("l1", l1, 0.0)
+            param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq) = self._optim_operands(
+                param, grad,
+                [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
+                 ("max_exp_avg_sq", max_exp_avg_sq)],
+            )
+            if exp_avg is None or exp_avg_sq is None:
+                raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
         step_size = lr / (1.0 - beta1 ** step)
         bc2_sqrt = float(np.sqrt(1.0 - beta2 ** step))
         if decoupled_weight_decay:

@@ -1,4 +1,6 @@
 """Adagrad (torch's semantics)."""
+import functools
+
 from .optimizer import Optimizer, check_hyper
 
 
@@ -54,8 +56,8 @@ class Adagrad(Optimizer):
     def _step_group(self, gi, group, gstate):
         self._init_group_state(gi)
         gstate["step"] += 1
-        for p, g, state_sum in self._slices(gi, "sum"):
-            self.backend.adagrad_step(
-                p, g, state_sum, step=gstate["step"], lr=group["lr"], lr_decay=group["lr_decay"],
-                weight_decay=group["weight_decay"], l1=group["l1"], eps=group["eps"],
-            )
+        self._for_slices(gi, ("sum",), functools.partial(
+            self.backend.adagrad_step, step=gstate["step"], lr=group["lr"],
+            lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], l1=group["l1"],
+            eps=group["eps"],
+        ))

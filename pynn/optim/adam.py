@@ -1,4 +1,6 @@
 """Adam and AdamW (torch's semantics, eps where torch puts it)."""
+import functools
+
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -71,12 +73,11 @@ class Adam(Optimizer):
             self._ensure_state(gi, max_key)
         gstate["step"] += 1
         beta1, beta2 = group["betas"]
-        for p, g, m, v, vmax in self._slices(gi, "exp_avg", "exp_avg_sq", max_key):
-            self.backend.adam_step(
-                p, g, m, v, vmax, step=gstate["step"], lr=group["lr"], beta1=beta1, beta2=beta2,
-                eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
-                decoupled_weight_decay=group["decoupled_weight_decay"],
-            )
+        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key), functools.partial(
+            self.backend.adam_step, step=gstate["step"], lr=group["lr"], beta1=beta1,
+            beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+        ))
 
 
 class AdamW(Adam):

@@ -73,6 +73,8 @@ class Optimizer:
         self._buffers = {}
         self._layout = {}
         self._segments = []
+        self._checked_groups = {}  # group index -> (id, hyper-parameters) last checked
+        self._slice_cache = {}  # (group index, state keys) -> flat slices, checked once
         for group in params:
             self._add_group(group)
         self._pack()
@@ -112,7 +114,12 @@ class Optimizer:
         self._check_arenas()
         self._update_runs()
         for gi, group in enumerate(self.param_groups):
-            self._check_group(group)
+            # Hyper-parameters may be edited between steps (schedules do): checked again only
+            # when they changed, so an unchanged group costs one tuple comparison.
+            values = _hyper_values(group)
+            if self._checked_groups.get(gi) != (id(group), values):
+                self._check_group(group)
+                self._checked_groups[gi] = (id(group), _hyper_values(group))
             self._step_group(gi, group, self._group_state[gi])
         return loss
 
@@ -189,6 +196,7 @@ class Optimizer:
         self.param_groups = new_groups
         self._group_state = new_gstates
         self._runs_version = None
+        self._checked_groups = {}
         for p, key, value in writes:
             self._view(p, key)[...] = value
         for gi, gstate in enumerate(new_gstates):
@@ -244,6 +252,7 @@ class Optimizer:
         self._arenas, self._layout = {}, {}
         self._segments = [[] for _ in self.param_groups]
         self._runs_version = None
+        self._slice_cache = {}
         for dtype, items in by_dtype.items():
             params = [p for _, p in items]
             starts = [k for k in range(len(items)) if k == 0 or items[k][0] != items[k - 1][0]]
@@ -291,6 +300,7 @@ class Optimizer:
                     runs.append(last)
             self._runs.append([tuple(r) for r in runs])
         self._runs_version = Parameter.freeze_version
+        self._slice_cache = {}
 
     def _check_arenas(self):
         if not all(a.owns_all() for a in self._arenas.values()):
@@ -315,6 +325,7 @@ class Optimizer:
         if buf is None:
             buf = bufs[key] = aligned_empty(self._arenas[dtype].data.size, dtype)
             buf.fill(0)
+            self._slice_cache = {}
         return buf
 
     def _view(self, p, key):
@@ -338,6 +349,22 @@ class Optimizer:
             yield (arena.data[start:stop], arena.grad[start:stop]) + tuple(
                 None if k is None else self._buffer(dtype, k)[start:stop] for k in keys
             )
+
+    def _for_slices(self, gi, keys, kernel):
+        """Call ``kernel(*slices)`` for each trainable slice of group ``gi`` (see ``_slices``).
+
+        The slices are made once and kept until the layout changes (re-pack, freezing, a new
+        state buffer); the backend checks them on their first use only (``_prechecked``).
+        """
+        cached = self._slice_cache.get((gi, keys))
+        if cached is None:
+            slices = list(self._slices(gi, *keys))
+            for args in slices:
+                kernel(*args)
+            self._slice_cache[(gi, keys)] = slices
+            return
+        for args in cached:
+            kernel(*args, _prechecked=True)
 
     # ------------------------------------------------------------------ state entries
     def _group_entries(self, gi, copy):
@@ -393,6 +420,10 @@ class Optimizer:
 
 
 # ---------------------------------------------------------------------- validation helpers
+def _hyper_values(group):
+    return tuple(v for k, v in group.items() if k != "params")
+
+
 def check_hyper(group, key, label, low=0.0, high=None, high_open=False):
     """group[key] as a float in [low, high]; ValueError(f"Invalid {label}: {value}") otherwise,
     torch's wording (e.g. "Invalid learning rate: -1.0")."""
