@@ -180,3 +180,15 @@ def test_a_training_step_allocates_only_what_it_returns(rng):
     # the output copy (128 x 10 floats) and the loss gradient; no hidden-layer buffers
     # (one 128 x 256 float32 buffer alone would be 131 kB)
     assert peak < 32_000, peak
+
+
+def test_plan_notices_a_removed_bias_and_a_replaced_buffer(rng):
+    X = rng.standard_normal((6, 6))
+    model = _nets(F64)["recipe"]()
+    model.forward(X)
+    model[0].bias = None
+    model[1].running_mean = np.full(9, 0.5)
+    model.eval()
+    out = model.forward(X)
+    model._compile = False
+    np.testing.assert_array_equal(out, model.forward(X))

@@ -32,6 +32,10 @@ class Module:
     module (``set_backend`` pins a module and all its children).
     """
 
+    #: bumped whenever any module registers, replaces or removes a parameter, buffer or child,
+    #: so compiled plans can tell in one compare that no layer changed what it holds
+    registry_version = 0
+
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_buffers", {})
@@ -58,11 +62,13 @@ class Module:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
                                 "(a pynn.nn.Parameter or None is required)")
+            Module.registry_version += 1
             params[name] = None
         elif name in modules:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as child module "
                                 f"{name!r} (a pynn Module or None is required)")
+            Module.registry_version += 1
             modules[name] = None
         elif name in buffers:
             if value is not None and not isinstance(value, np.ndarray):
@@ -73,6 +79,7 @@ class Module:
             object.__setattr__(self, name, value)
 
     def _forget(self, name):
+        Module.registry_version += 1
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         self._non_persistent.discard(name)

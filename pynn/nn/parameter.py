@@ -140,6 +140,9 @@ class ParameterArena:
     time: packing it again moves it, and the old arena no longer tracks it.
     """
 
+    #: incremented by every packing (see ``__init__``)
+    generation = 0
+
     def __init__(self, params, _initial=None, segment_starts=()):
         params = list(params)
         if not params:
@@ -150,6 +153,9 @@ class ParameterArena:
         if len({id(p) for p in params}) != len(params):
             raise ValueError("params holds the same Parameter twice")
         self.dtype = np.dtype(dtypes.pop())
+        # Every packing moves parameters: holders of arenas compare this to know whether theirs
+        # could have lost a parameter since they last looked (one int compare per step).
+        ParameterArena.generation += 1
         self.params = params
         self.offsets = []
         # Parameters at these indices start on a cache line (an optimizer's param groups), so

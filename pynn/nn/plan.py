@@ -23,7 +23,7 @@ from .activations import Activation, Softmax
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
-from .module import check_input
+from .module import Module, check_input
 
 # Step kinds of a plan.
 _DENSE, _BN, _ACT, _SOFTMAX, _DROPOUT = range(5)
@@ -33,11 +33,15 @@ class _Step:
     """One kernel call of the plan and its buffers."""
 
     __slots__ = ("kind", "layer", "act", "code", "param", "Y", "dX", "mean", "invstd", "mask",
-                 "nt", "eval_ran", "dropped")
+                 "nt", "eval_ran", "dropped", "be", "w", "b")
 
     def __init__(self, kind, layer, act, code, param):
         self.kind, self.layer, self.act, self.code, self.param = kind, layer, act, code, param
         self.Y = self.dX = self.mean = self.invstd = self.mask = None
+        self.be = layer.backend
+        # the layer's parameters (weight/gamma, bias/beta), looked up once
+        self.w = layer._parameters.get("weight")
+        self.b = layer._parameters.get("bias")
         self.nt = 1
         self.eval_ran = False  # BatchNorm ran with running statistics in the last forward
         self.dropped = False  # Dropout was active (training, p > 0) in the last forward
@@ -92,7 +96,7 @@ class Plan:
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.n_threads = _threads.get_num_threads()
-        self.backends = [s.layer.backend for s in steps]
+        self.backend_key = _backend_key(steps)
         n, width = shape
         for i, s in enumerate(steps):
             layer = s.layer
@@ -119,6 +123,7 @@ class Plan:
         for s, w in zip(steps, widths):
             s.dX = np.empty((n, w), self.dtype)
         self.params = [(p, p._data, p._grad) for p in seq.parameters()]
+        self.registry_version = Module.registry_version
         self.buffers = [(m, m.running_mean, m.running_var) for m in
                         (s.layer for s in steps if s.kind == _BN)]
         self.X = None
@@ -130,15 +135,17 @@ class Plan:
             return False
         if _threads.get_num_threads() != self.n_threads:
             return False
+        if Module.registry_version != self.registry_version:
+            return False  # some layer now holds other parameters or buffers
         for (p, data, grad) in self.params:
             if p._data is not data or p._grad is not grad:
                 return False
         for m, rm, rv in self.buffers:
             if m.running_mean is not rm or m.running_var is not rv:
                 return False
-        for s, b in zip(self.steps, self.backends):
-            if s.layer.backend is not b:
-                return False
+        if _backend_key(self.steps) != self.backend_key:
+            return False
+        for s in self.steps:
             act = s.act if s.act is not None else (s.layer if s.kind == _ACT else None)
             if act is not None and act.param is not None and float(act.param) != s.param:
                 return False  # a slope or alpha was changed after the plan was built
@@ -157,11 +164,11 @@ class Plan:
         """act(...(X)) through every step into the prepared buffers; returns a copy."""
         self.X = X
         for s in self.steps:
-            layer, be = s.layer, s.layer.backend
+            layer, be = s.layer, s.be
             kind = s.kind
             if kind == _DENSE:
-                b = layer.bias
-                be._dense_forward(X, layer.weight._data, None if b is None else b._data, s.Y,
+                b = s.b
+                be._dense_forward(X, s.w._data, None if b is None else b._data, s.Y,
                                   s.code, s.param, s.nt)
             elif kind == _BN:
                 s.eval_ran = not layer.training
@@ -173,12 +180,12 @@ class Plan:
                     if momentum is None:
                         momentum = 1.0 / float(layer.num_batches_tracked)
                     be._batchnorm_forward_train(
-                        X, layer.weight._data, layer.bias._data, layer.running_mean,
+                        X, s.w._data, s.b._data, layer.running_mean,
                         layer.running_var, momentum, layer.eps, s.Y, s.mean, s.invstd, s.code,
                         s.param, s.nt)
                 else:
                     be._batchnorm_forward_eval(
-                        X, layer.weight._data, layer.bias._data, layer.running_mean,
+                        X, s.w._data, s.b._data, layer.running_mean,
                         layer.running_var, layer.eps, s.Y, s.code, s.param, s.nt)
             elif kind == _ACT:
                 be._activation_forward(X.reshape(-1), s.Y.reshape(-1), s.code, s.param, s.nt)
@@ -202,13 +209,13 @@ class Plan:
         X0 = self.X
         for i in range(len(self.steps) - 1, -1, -1):
             s = self.steps[i]
-            layer, be = s.layer, s.layer.backend
+            layer, be = s.layer, s.be
             X = self.steps[i - 1].Y if i else X0
             need = input_grad or i > 0
             dX = s.dX if need else None
             kind = s.kind
             if kind == _DENSE:
-                w, b = layer.weight, layer.bias
+                w, b = s.w, s.b
                 dW = w._grad if w._requires_grad else None
                 db = b._grad if b is not None and b._requires_grad else None
                 if dW is None and db is None and dX is None:
@@ -219,7 +226,7 @@ class Plan:
                 if s.eval_ran:  # rare: backward through running statistics, done in NumPy
                     dX = layer._grad(dY, X, s.Y, None, None, _act_name(s), s.param, need)
                 else:
-                    g, bt = layer.weight, layer.bias
+                    g, bt = s.w, s.b
                     dX = s.dX  # the kernel always computes dX; the sums need the same pass
                     be._batchnorm_backward(
                         dY, X, g._data, s.mean, s.invstd,
@@ -242,6 +249,13 @@ class Plan:
                 return None
             dY = dX
         return dY.copy()
+
+
+def _backend_key(steps):
+    """What decides every step's backend: the global choice and each layer's own."""
+    from .. import backend
+
+    return backend._current, tuple(s.layer.backend_name for s in steps)
 
 
 def _act_name(step):

@@ -74,6 +74,7 @@ class Optimizer:
         self._layout = {}
         self._segments = []
         self._checked_groups = {}  # group index -> (id, hyper-parameters) last checked
+        self._arena_generation = None
         self._slice_cache = {}  # (group index, state keys) -> flat slices, checked once
         for group in params:
             self._add_group(group)
@@ -303,8 +304,11 @@ class Optimizer:
         self._slice_cache = {}
 
     def _check_arenas(self):
+        if self._arena_generation == ParameterArena.generation:
+            return  # nothing was packed anywhere since the last look
         if not all(a.owns_all() for a in self._arenas.values()):
             self._repack()
+        self._arena_generation = ParameterArena.generation
 
     def _repack(self):
         """Re-pack the parameters (after add_param_group or a foreign re-pack), moving state."""
