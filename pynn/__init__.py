@@ -3,20 +3,9 @@
 Hot kernels are typed Cython (OpenMP loops, BLAS for the matrix products) behind a backend
 interface; a plain NumPy reference backend computes the same results for testing.
 """
-import os
-
-# libgomp's and OpenBLAS's idle workers both spin after their work, and each holds the core the
-# other's next call needs. With both libraries' defaults a 784-256-128-10 training step took
-# 24 ms median on 2 cores, with these settings 1.4 ms (bench/test_bench_threads.py). So OpenMP
-# workers spin briefly (GOMP_SPINCOUNT, libgomp only: enough to bridge back-to-back kernels)
-# and then sleep, and OpenBLAS workers sleep after 2**4 cycles instead of 2**28. Each library
-# reads these once, when it loads: libgomp with our kernels below, scipy's OpenBLAS (the one
-# our kernels call) unless scipy.linalg was imported before pynn. Values the user set win.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    os.environ["GOMP_SPINCOUNT"] = "2000"
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
+# No thread settings in os.environ: pynn's OpenMP team does all the parallel work of its
+# kernels and calls BLAS single-threaded (csrc/_blas_threads.h), so there is no second pool to
+# keep apart from it, and nothing depends on which library loaded libgomp first.
 from . import data, datasets, nn, optim
 from ._gradcheck import GradcheckError, gradcheck
 from ._threads import get_num_threads, set_num_threads
@@ -43,11 +32,13 @@ def show_config(file=None):
     try:
         from ._kernels import _info
 
+        from ._kernels import dense as _dense
+
         openmp = "on" if _info.openmp_enabled() else "off (serial build)"
-        lines.append(f"compiled kernels: yes; OpenMP {openmp}, "
-                     f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-                     f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, "
-                     f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
+        products = ("pynn's OpenMP team, BLAS single-threaded (one thread pool)"
+                    if _dense.blas_thread_control() else
+                    "BLAS with its own threads (no OpenBLAS thread setter found)")
+        lines.append(f"compiled kernels: yes; OpenMP {openmp}; matrix products: {products}")
     except ImportError as exc:
         lines.append(f"compiled kernels: not available ({exc})")
     lines.append(f"threads: {get_num_threads()} ({_threads.num_threads_source()})")
