@@ -65,7 +65,9 @@ def test_plan_equals_the_eager_path(net, dtype, backend_name, rng):
             np.testing.assert_array_equal(a, b)
     for k in s1:
         np.testing.assert_array_equal(s1[k], s2[k], err_msg=k)
-    np.testing.assert_array_equal(p1, p2)
+    # predict folds BatchNorm into the Dense before it: equal up to rounding
+    np.testing.assert_allclose(p1, p2, rtol=1e-5 if dtype == F32 else 1e-12,
+                               atol=1e-6 if dtype == F32 else 1e-13)
 
 
 def test_plan_handles_eval_mode_frozen_layers_and_new_shapes(rng):
@@ -192,3 +194,47 @@ def test_plan_notices_a_removed_bias_and_a_replaced_buffer(rng):
     out = model.forward(X)
     model._compile = False
     np.testing.assert_array_equal(out, model.forward(X))
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_inference_program_folds_and_matches_layer_by_layer_eval(dtype, rng):
+    from pynn.data import Standardizer
+
+    Xtr = (rng.standard_normal((64, 6)) * 3 + 2).astype(dtype)
+    model = nn.Sequential(
+        Standardizer(dtype=dtype).fit(Xtr),
+        nn.Dense(6, 9, seed=1, dtype=dtype), nn.BatchNorm(9, dtype=dtype), nn.ReLU(),
+        nn.Dropout(0.3, seed=2),
+        nn.Dense(9, 7, seed=2, dtype=dtype), nn.BatchNorm(7, dtype=dtype), nn.Square(),
+        nn.Dense(7, 4, seed=3, dtype=dtype), nn.Softmax())
+    for _ in range(3):
+        model.forward(Xtr)  # running statistics away from 0 and 1
+    program = nn.plan.InferencePlan.build(model)
+    assert [op[0] for op in program.ops] == [0, 0, 2, 0, 3]  # dense, dense, square, dense, softmax
+    X = rng.standard_normal((37, 6)).astype(dtype)
+    model.eval()
+    h = X
+    for layer in model:
+        h = layer.forward(h)
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == F32 else dict(rtol=1e-12, atol=1e-13)
+    for batch in (1, 5, 37, 100):
+        np.testing.assert_allclose(model.predict(X, batch_size=batch), h, **tol)
+    np.testing.assert_allclose(model.infer(X), h, **tol)
+    assert model.predict(X[:0]).shape == (0, 4)
+
+
+def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):
+    class Twice(nn.Module):
+        def forward(self, X):
+            return 2 * X
+
+    model = nn.Sequential(nn.Dense(3, 3, dtype=F64), Twice())
+    assert nn.plan.InferencePlan.build(model) is None
+    X = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(model.predict(X), 2 * model[0].forward(X), rtol=1e-12)
+    with pytest.raises(TypeError, match="float32"):
+        nn.Sequential(nn.Dense(3, 2)).predict(X)
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X[:, :2])
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X, batch_size=0)

@@ -7,7 +7,7 @@ from .activations import ELU, Activation, LeakyReLU, ReLU
 from .batchnorm import BatchNorm
 from .dense import Dense
 from . import plan as _plan
-from .module import Module, accepts_input_grad
+from .module import Module, _check_batch_size, accepts_input_grad
 
 # Activations after which a Dense with init=None gets He initialization (the ReLU family).
 _RELU_FAMILY = (ReLU, LeakyReLU, ELU)
@@ -193,6 +193,16 @@ class Sequential(Module):
             else:
                 dY = _backward(layer, dY, need)
         return dY
+
+    def predict(self, X, batch_size=1024):
+        """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
+        an inference program: BatchNorm folded into the Dense before it, activations fused,
+        one buffer per batch, the results written straight into the output."""
+        program = _plan.InferencePlan.build(self) if self._compile else None
+        if program is None or not program.fits(X) or X.shape[0] == 0:
+            return super().predict(X, batch_size)
+        _check_batch_size(batch_size)
+        return program.run(X, batch_size)
 
     def infer(self, X):
         """Eval-mode forward that writes nothing on the model: safe from several threads."""

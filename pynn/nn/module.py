@@ -353,10 +353,7 @@ class Module:
         """Eval-mode outputs over batches of ``batch_size``. Writes nothing on the model (the
         model's mode, caches and running statistics are untouched), so several threads may
         predict with one model at once, even while it is in training mode."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-            batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_batch_size(batch_size)
         if not isinstance(X, np.ndarray):
             raise TypeError(f"X must be a numpy.ndarray, got {type(X).__name__}")
         if X.ndim < 1 or X.shape[0] <= batch_size:
@@ -405,6 +402,13 @@ class Module:
     def _check_cached(self, what):
         if getattr(self, what, None) is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _check_name(module, name):
