@@ -219,14 +219,17 @@ class Module:
 
         ``set_to_none`` is accepted for torch compatibility: gradients are always arrays here.
         """
-        params = list(self.parameters())
-        arenas = arenas_of(params)
-        if arenas:
-            for arena in arenas.values():
-                arena.zero_grad()
-        else:
-            for p in params:
-                p.zero_grad()
+        # Which arenas hold exactly this module's parameters changes only when something is
+        # packed or registered: remembered until then (a training loop calls this every step).
+        key = (ParameterArena.generation, Module.registry_version)
+        cache = self.__dict__.get("_zero_grad_plan")
+        if cache is None or cache[0] != key:
+            params = list(self.parameters())
+            arenas = arenas_of(params)
+            cache = (key, list(arenas.values()) if arenas else params)
+            self.__dict__["_zero_grad_plan"] = cache  # a cache, not state: no registration
+        for holder in cache[1]:
+            holder.zero_grad()  # one memset per arena, or per parameter
 
     @property
     def arenas(self):
@@ -365,6 +368,7 @@ class Module:
         # a lock can be neither pickled nor deep-copied; each copy makes its own when needed
         state = dict(self.__dict__)
         state.pop("_infer_lock", None)
+        state.pop("_zero_grad_plan", None)
         return state
 
     def __setstate__(self, state):
