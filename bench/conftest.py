@@ -46,6 +46,14 @@ import pynn  # noqa: E402
 from pynn.backend import backend_for  # noqa: E402
 
 
+def pytest_configure(config):
+    """Create the directory of ``--benchmark-json`` (pytest-benchmark writes the file, not its
+    directory; the README's ``out/`` does not exist in a fresh clone)."""
+    path = config.getoption("benchmark_json", default=None)
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record what ran: BLAS kernel and threads (threadpoolctl), OpenMP, pynn's thread count."""
     import io
