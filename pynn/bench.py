@@ -78,9 +78,10 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 OPENBLAS_TUNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # The child's first lines: read the job, import torch first when asked (before numpy and
-# pynn, as a user's script would), put the harness's pynn first on sys.path for pynn
-# contenders, then load the worker by path (loading it as pynn._bench_worker would import
-# pynn itself).
+# pynn, as a user's script would), make sure a pynn contender imports the harness's pynn (the
+# child runs in an empty temporary directory, so a source tree in the user's current directory
+# cannot shadow it), then load the worker by path (loading it as pynn._bench_worker would
+# import pynn itself).
 BOOT = r"""
 import json, os, sys
 job = json.loads(sys.argv[1])
@@ -91,9 +92,11 @@ if job.get("import_torch_first"):
     except ImportError as exc:
         print(json.dumps({"status": "skipped", "reason": f"torch is not importable ({exc})"}))
         sys.exit(0)
-if job.get("pynn_root"):
-    sys.path.insert(0, job["pynn_root"])
 import importlib.util
+if job.get("pynn_file"):
+    found = importlib.util.find_spec("pynn")  # finds, does not import
+    if found is None or os.path.realpath(found.origin) != os.path.realpath(job["pynn_file"]):
+        sys.path.insert(0, job["pynn_root"])
 spec = importlib.util.spec_from_file_location("_pynn_bench_worker", job["worker"])
 worker = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(worker)
@@ -256,6 +259,7 @@ def machine_info(threads, child_env):
             "scikit-learn": _version("scikit-learn"), "matplotlib": _version("matplotlib"),
         },
         "pynn_file": pynn.__file__,
+        "pynn_git": _git_describe(os.path.dirname(pynn.__file__)),
         "pynn_config": config,
         "threads": threads,
         "threadpool_info_harness": threadpool_info(),
@@ -264,6 +268,21 @@ def machine_info(threads, child_env):
         "env_contenders": {k: child_env.get(k) for k in THREAD_ENV},
         "openblas_tuning_set": {k: child_env[k] for k in OPENBLAS_TUNING if k in child_env},
     }
+
+
+def _git_describe(path):
+    """The commit (and whether the tree has changes) when pynn runs from a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip()
+                                      else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _capture(fn):
@@ -489,7 +508,7 @@ def run(args, file=None):
         f"pynn {v['pynn']}, torch {v['torch'] or '(not installed)'}, "
         f"scikit-learn {v['scikit-learn'] or '(not installed)'}, "
         f"threadpoolctl {v['threadpoolctl']}")
-    out(f"pynn: {pynn.__file__}")
+    out(f"pynn: {pynn.__file__}" + (f" (git {info['pynn_git']})" if info["pynn_git"] else ""))
     out("BLAS/OpenMP in this process (numpy, scipy, pynn loaded):")
     for line in _blas_lines(info["threadpool_info_harness"]):
         out("  " + line)
