@@ -271,7 +271,10 @@ def machine_info(threads, child_env):
 
 
 def _git_describe(path):
-    """The commit (and whether the tree has changes) when pynn runs from a git checkout."""
+    """The commit (and whether the tree has changes) when pynn runs from a source checkout
+    (an editable install); None for an installed copy."""
+    if not os.path.exists(os.path.join(os.path.dirname(path), "pyproject.toml")):
+        return None
     try:
         head = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10)
@@ -312,7 +315,15 @@ class _Printer:
         print(text, file=self.file, flush=True)
 
 
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
 def _run_process(job, env, cwd, timeout):
+    load = _loadavg()
     started = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-c", BOOT, json.dumps(job)], cwd=cwd, env=env,
@@ -332,6 +343,7 @@ def _run_process(job, env, cwd, timeout):
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
         return {"status": "error", "reason": f"exit status {proc.returncode}", "stderr": tail}
     result["process_seconds"] = wall
+    result["loadavg_before"] = load
     return result
 
 
@@ -515,6 +527,14 @@ def run(args, file=None):
     env_line = ", ".join(f"{k}={val}" for k, val in info["env_contenders"].items()
                          if val is not None)
     out(f"environment of the contenders: {env_line or '(no thread variables set)'}")
+    load = _loadavg()
+    results["loadavg_start"] = load
+    if load is not None:
+        out(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        if load[0] > 0.5:
+            out("WARNING: the machine is busy: quoted figures need a quiet machine (torch's "
+                "OpenMP workers spin, and with other work on the cores its times can grow "
+                "a hundredfold)")
     if info["openblas_tuning_set"]:
         out("WARNING: " + " ".join(f"{k}={val}" for k, val in info["openblas_tuning_set"].items())
             + " set: figures to quote should be measured with them unset (a user's machine "
@@ -569,6 +589,7 @@ def run(args, file=None):
                         continue
                     entry["runs"].append({"round": r, "times": res["times"],
                                           "process_seconds": res["process_seconds"],
+                                          "loadavg_before": res["loadavg_before"],
                                           "info": res["info"]})
                     entry.setdefault("first_info", res["info"])
                     unit, scale = _unit(_median(res["times"]))
@@ -598,6 +619,7 @@ def run(args, file=None):
         out()
 
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["loadavg_end"] = _loadavg()
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "compare.json")
     with open(json_path, "w") as f:
