@@ -472,14 +472,10 @@ def _sklearn_contender(spec, X, y, dtype, threads, info):
                         random_state=SEED)
     classes = np.arange(spec["sizes"][-1])
     warm = min(spec["warmup"], len(batch_bounds(X.shape[0], batch))) * batch
-    # partial_fit: one pass (epoch) over the data it is given, in shuffled mini-batches
-    return _time_epochs_after(lambda: clf.partial_fit(X[:warm], y[:warm], classes=classes),
-                              lambda rep: clf.partial_fit(X, y), spec["reps"])
-
-
-def _time_epochs_after(warm, epoch, reps):
-    warm()
-    return _time_epochs(epoch, reps)
+    # partial_fit: one pass (epoch) over the data it is given, in shuffled mini-batches; the
+    # warm-up pass over a few batches also initializes the weights
+    clf.partial_fit(X[:warm], y[:warm], classes=classes)
+    return _time_epochs(lambda rep: clf.partial_fit(X, y), spec["reps"])
 
 
 # ------------------------------------------------------------------------------ the floor

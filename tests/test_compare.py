@@ -171,6 +171,14 @@ def test_pynn_bench_quick_runs_every_case(tmp_path, capsys):
     assert info["step_path"].startswith("eager")
     assert info["pynn_threads"] == 2
     assert os.path.realpath(info["pynn_file"]) == os.path.realpath(pynn.__file__)
+    # the floor ran with OpenBLAS's workers spinning (the user's environment) and sleeping,
+    # and kept the faster; its times are that variant's
+    for case in results["cases"].values():
+        floor = case["contenders"]["floor"]
+        if "OPENBLAS_THREAD_TIMEOUT" not in bench.child_environment():
+            assert set(floor["env_variant_medians"]) == {"", "OPENBLAS_THREAD_TIMEOUT=4"}
+            assert floor["median"] == min(floor["env_variant_medians"].values())
+            assert {r["env_variant"] for r in floor["runs"]} == {floor["env_variant"]}
     # the NumPy loop and the floor never import pynn (it sets thread variables at import)
     for c in ("numpy-loop", "floor"):
         assert not results["cases"]["small"]["contenders"][c]["runs"][0]["info"]["pynn_loaded"]
