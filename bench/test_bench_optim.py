@@ -36,6 +36,8 @@ RESULTS = {}  # (case, impl) -> min seconds
 
 
 def _record(benchmark, case, impl):
+    if benchmark.stats is None:  # --benchmark-disable: the code ran once, untimed
+        return
     RESULTS[(case, impl)] = benchmark.stats.stats.min
 
 

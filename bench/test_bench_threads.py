@@ -54,22 +54,25 @@ SETTINGS = {
 RESULTS = {}
 
 
-def _run(extra_env):
+def _run(extra_env, cwd):
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     env.setdefault("OMP_NUM_THREADS", "2")
     env.update(extra_env)
+    # cwd outside the source tree: ``python -c`` puts the current directory on sys.path, and
+    # from a clone's root that is the uncompiled pynn, not the installed one
     out = subprocess.run([sys.executable, "-c", STEP_SCRIPT], env=env, capture_output=True,
-                         text=True, check=True, timeout=600)
+                         text=True, check=True, timeout=600, cwd=cwd)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("setting", list(SETTINGS))
-def test_training_step_under_thread_settings(benchmark, setting):
+def test_training_step_under_thread_settings(benchmark, setting, tmp_path):
     if "PYNN_BENCH_TORCH_FIRST" in SETTINGS[setting]:
         pytest.importorskip("torch")
     benchmark.group = "training step 784-256-128-10 by thread setting (one process each)"
-    result = benchmark.pedantic(_run, args=(SETTINGS[setting],), rounds=1, iterations=1)
+    result = benchmark.pedantic(_run, args=(SETTINGS[setting], tmp_path), rounds=1,
+                                iterations=1)
     benchmark.extra_info.update(result)
     RESULTS[setting] = result
     print(f"\n{setting}: median training step {result['median_ms']:.3f} ms")

@@ -1,4 +1,5 @@
-"""The ``pynn`` command: ``pynn train``, ``pynn evaluate MODEL``, ``pynn predict MODEL``.
+"""The ``pynn`` command: ``pynn train``, ``pynn evaluate MODEL``, ``pynn predict MODEL``,
+``pynn bench`` (the speed comparison of ``pynn.bench``).
 
 ``pynn train`` with no arguments runs the lecture's recipe on the bundled digits: standardize
 (fit on the training part only), two Dense-BatchNorm-ReLU blocks with He initialization, Adam
@@ -72,7 +73,7 @@ def _hidden(text):
 
 def build_parser():
     parser = _Parser(prog="pynn", description="Train, evaluate and apply pynn networks.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,bench}",
                                 parser_class=_Parser)
 
     t = sub.add_parser("train", help="train the lecture's recipe (default: bundled digits)",
@@ -133,6 +134,14 @@ def build_parser():
             p.add_argument("--report", metavar="FILE.json", help="also write the result as JSON")
         else:
             p.add_argument("--out", metavar="FILE.csv", required=True, help="predictions CSV")
+
+    from .bench import add_arguments as bench_arguments
+
+    b = sub.add_parser("bench", help="time pynn against a NumPy loop, torch and scikit-learn",
+                       description="End-to-end speed comparison, each contender in its own "
+                                   "fresh process (see bench/README.md). Quote figures with "
+                                   "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset.")
+    bench_arguments(b)
     return parser
 
 
@@ -604,6 +613,13 @@ def cmd_predict(args, out=None):
     return 0
 
 
+# ---------------------------------------------------------------------------- bench
+def cmd_bench(args, out=None):
+    from .bench import run
+
+    return run(args, file=out)
+
+
 # ---------------------------------------------------------------------------- entry point
 def main(argv=None):
     """Run the ``pynn`` command; returns the exit status (0 ok, 1 error, 2 usage error)."""
@@ -617,7 +633,8 @@ def main(argv=None):
         return 2
     from .io import ModelFileError
 
-    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command]
+    command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+               "bench": cmd_bench}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
 """Default thread count: OMP_NUM_THREADS, the affinity mask and cgroup CPU quotas, in that order."""
+import json
 import os
 import subprocess
 import sys
@@ -158,3 +159,17 @@ def test_cgroup_reader_tolerates_missing_and_garbled_files(tmp_path):
     assert cgroup_cpu_limit(root) is None
     root = _tree(tmp_path / "d", "0::/../escaped\n", {"cpu.max": "100000 100000\n"})
     assert cgroup_cpu_limit(root) == 1  # a path outside the namespace: only the mount root
+
+
+def test_import_sets_no_environment_variable_and_blas_runs_inside_the_team():
+    """One thread pool by construction, not by wait-policy variables: importing pynn leaves
+    os.environ alone, and the kernels' products run single-threaded inside pynn's team."""
+    code = ("import os, json; before = dict(os.environ); import pynn; "
+            "from pynn._kernels import dense; "
+            "print(json.dumps([sorted(set(os.environ.items()) ^ set(before.items())), "
+            "dense.blas_thread_control()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(pynn.__file__)))
+    changed, controlled = json.loads(out.stdout.strip().splitlines()[-1])
+    assert changed == []
+    assert controlled  # scipy's OpenBLAS exposes its thread setter

@@ -1,0 +1,654 @@
+"""``pynn bench``: pynn against the alternatives, end to end, each in its own fresh process.
+
+Contenders (``--contenders``):
+
+- ``pynn``: pynn, Cython backend (the training step of the README's PyTorch-style loop; in the
+  epoch case ``Trainer.fit``);
+- ``pynn-loop``: the hand-written pynn loop over the same batches (epoch case only, next to
+  ``Trainer.fit``);
+- ``pynn-numpy``: pynn on its NumPy reference backend;
+- ``numpy-loop``: a hand-written NumPy training loop (forward, softmax cross-entropy, backward,
+  Adam; BatchNorm where the net has it);
+- ``torch``: torch eager, same threads, ``Adam(fused=True)`` where it applies (optional: skipped
+  when torch is not importable);
+- ``sklearn``: scikit-learn's ``MLPClassifier``, one ``partial_fit`` pass per epoch (epoch case
+  only; optional);
+- ``pynn-after-torch``: pynn in a process that imported torch first (optional, needs torch);
+- ``floor``: the case's bare matrix products with preallocated outputs (``np.matmul(a, b,
+  out=c)`` or scipy's BLAS gemm, the faster), so pynn's time reads as a multiple of it.
+
+Cases (``--cases``): ``small``, ``medium``, ``wide`` (time per training step), ``predict``
+(60,000 rows), ``epoch`` (one epoch over 60,000 rows); see ``pynn._bench_worker.CASES``.
+
+Every (case, contender) runs in a fresh ``python`` process (this interpreter), rounds alternate
+the contenders (A B C A B C ...), and each process times ``--reps`` repetitions after a warm-up.
+Reported: the median over all repetitions of all rounds, min-max, each median over pynn's, and
+over the floor's. Writes ``compare.json`` (every time, machine and library information),
+``compare.txt`` (what was printed) and ``compare.png`` (needs matplotlib) to ``--out``.
+"""
+import argparse
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import _bench_worker as worker
+
+CONTENDERS = worker.CONTENDERS
+CASE_NAMES = tuple(worker.CASES)
+
+DESCRIPTIONS = {
+    "pynn": "pynn, Cython backend (epoch: Trainer.fit)",
+    "pynn-loop": "pynn, hand-written loop over the same batches (epoch only)",
+    "pynn-numpy": "pynn, NumPy reference backend",
+    "numpy-loop": "hand-written NumPy loop (forward, softmax CE, backward, Adam)",
+    "torch": "torch eager, Adam fused (else foreach); predict under no_grad + eval",
+    "sklearn": "scikit-learn MLPClassifier, partial_fit = one epoch (epoch only; no BatchNorm)",
+    "pynn-after-torch": "pynn, Cython backend, in a process that imported torch first",
+    "floor": "bare matrix products of the case, preallocated outputs: the fastest of numpy "
+             "and scipy gemm, OpenBLAS workers spinning or sleeping",
+}
+# Which case kinds each contender runs.
+APPLIES = {
+    "pynn": {"step", "predict", "epoch"},
+    "pynn-loop": {"epoch"},
+    "pynn-numpy": {"step", "predict", "epoch"},
+    "numpy-loop": {"step", "predict", "epoch"},
+    "torch": {"step", "predict", "epoch"},
+    "sklearn": {"epoch"},
+    "pynn-after-torch": {"step", "predict", "epoch"},
+    "floor": {"step", "predict", "epoch"},
+}
+# Contenders that import pynn (they get the harness's pynn first on sys.path).
+USES_PYNN = {"pynn", "pynn-loop", "pynn-numpy", "pynn-after-torch"}
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+              "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT",
+              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_PROC_BIND", "KMP_AFFINITY")
+OPENBLAS_TUNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+# The child's first lines: read the job, import torch first when asked (before numpy and
+# pynn, as a user's script would), make sure a pynn contender imports the harness's pynn (the
+# child runs in an empty temporary directory, so a source tree in the user's current directory
+# cannot shadow it), then load the worker by path (loading it as pynn._bench_worker would
+# import pynn itself).
+BOOT = r"""
+import json, os, sys
+job = json.loads(sys.argv[1])
+job["env_at_start"] = {k: os.environ.get(k) for k in job.pop("env_keys")}
+if job.get("import_torch_first"):
+    try:
+        import torch
+    except ImportError as exc:
+        print(json.dumps({"status": "skipped", "reason": f"torch is not importable ({exc})"}))
+        sys.exit(0)
+import importlib.util
+if job.get("pynn_file"):
+    found = importlib.util.find_spec("pynn")  # finds, does not import
+    if found is None or os.path.realpath(found.origin) != os.path.realpath(job["pynn_file"]):
+        sys.path.insert(0, job["pynn_root"])
+spec = importlib.util.spec_from_file_location("_pynn_bench_worker", job["worker"])
+worker = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(worker)
+result = worker.run(job)
+if job.get("pynn_file") and "pynn" in sys.modules:
+    import pynn
+    if os.path.realpath(pynn.__file__) != os.path.realpath(job["pynn_file"]):
+        raise SystemExit(f"the contender imported {pynn.__file__}, not the harness's "
+                         f"{job['pynn_file']}")
+print()
+print(json.dumps(result))
+"""
+
+
+# ------------------------------------------------------------------------------ options
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _name_list(valid, what):
+    def parse(text):
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if names == ["all"]:
+            return list(valid)
+        bad = [n for n in names if n not in valid]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
+                f"choose from {','.join(valid)} (comma-separated) or all")
+        return [n for n in valid if n in names]  # the canonical order: alternation is fixed
+    return parse
+
+
+def add_arguments(parser):
+    """The options of ``pynn bench`` and ``python bench/compare.py`` (one definition)."""
+    parser.add_argument("--cases", type=_name_list(CASE_NAMES, "case"),
+                        default=list(CASE_NAMES), metavar="LIST",
+                        help=f"comma-separated, default all: {','.join(CASE_NAMES)}")
+    parser.add_argument("--contenders", type=_name_list(CONTENDERS, "contender"),
+                        default=list(CONTENDERS), metavar="LIST",
+                        help=f"comma-separated, default all: {','.join(CONTENDERS)}")
+    parser.add_argument("--rounds", type=_positive_int, default=None,
+                        help="fresh processes per contender and case, alternated "
+                             "(default 3; 1 with --quick)")
+    parser.add_argument("--reps", type=_positive_int, default=None,
+                        help="timed repetitions per process (default: 5, epoch 3)")
+    parser.add_argument("--threads", type=_positive_int, default=2,
+                        help="threads for every contender (pynn.set_num_threads, "
+                             "torch.set_num_threads, threadpoolctl); default 2")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="default float32")
+    parser.add_argument("--out", metavar="DIR", default="bench-out",
+                        help="directory for compare.json, compare.txt, compare.png "
+                             "(default bench-out)")
+    parser.add_argument("--quick", action="store_true",
+                        help="toy sizes and one round: checks the harness in seconds; "
+                             "its times mean nothing")
+    parser.add_argument("--timeout", type=_positive_int, default=1800, metavar="SECONDS",
+                        help="limit per process (default 1800)")
+    return parser
+
+
+def build_parser(prog=None):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="pynn against a hand-written NumPy loop, torch and scikit-learn, each "
+                    "contender in its own fresh process.")
+    return add_arguments(parser)
+
+
+# ------------------------------------------------------------------------------ machine
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    model, flags = None, []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "Hardware", "cpu model") and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = value.split()
+    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile",
+                        "asimd", "sve") if f in flags]
+    return model or platform.machine(), simd
+
+
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def child_environment():
+    """The environment for the contenders: the user's (``import pynn`` sets no variable)."""
+    return dict(os.environ)
+
+
+def machine_info(threads, child_env):
+    import numpy as np
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    import pynn
+
+    model, simd = _cpu_model()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    config = _capture(pynn.show_config)
+    return {
+        "cpu_model": model,
+        "cpu_simd_flags": simd,
+        "cpu_count": os.cpu_count(),
+        "cpus_in_affinity_mask": affinity,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "versions": {
+            "numpy": np.__version__, "scipy": scipy.__version__, "pynn": pynn.__version__,
+            "threadpoolctl": _version("threadpoolctl"), "torch": _version("torch"),
+            "scikit-learn": _version("scikit-learn"), "matplotlib": _version("matplotlib"),
+        },
+        "pynn_file": pynn.__file__,
+        "pynn_git": _git_describe(os.path.dirname(pynn.__file__)),
+        "pynn_config": config,
+        "threads": threads,
+        "threadpool_info_harness": threadpool_info(),
+        "env_contenders": {k: child_env.get(k) for k in THREAD_ENV},
+        "openblas_tuning_set": {k: child_env[k] for k in OPENBLAS_TUNING if k in child_env},
+    }
+
+
+def _git_describe(path):
+    """The commit (and whether the tree has changes) when pynn runs from a source checkout
+    (an editable install); None for an installed copy."""
+    if not os.path.exists(os.path.join(os.path.dirname(path), "pyproject.toml")):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip()
+                                      else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _capture(fn):
+    import io
+
+    buf = io.StringIO()
+    fn(file=buf)
+    return buf.getvalue()
+
+
+def _blas_lines(pools):
+    return [f"{p.get('user_api')}: {p.get('internal_api')} {p.get('version')} "
+            f"kernel={p.get('architecture', '-')} threads={p.get('num_threads')} "
+            f"({os.path.basename(p.get('filepath', ''))})" for p in pools]
+
+
+# ------------------------------------------------------------------------------ running
+class _Printer:
+    """Prints and keeps every line, for compare.txt."""
+
+    def __init__(self, file):
+        self.file = file
+        self.lines = []
+
+    def __call__(self, text=""):
+        self.lines.append(text)
+        print(text, file=self.file, flush=True)
+
+
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def _run_process(job, env, cwd, timeout):
+    load = _loadavg()
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", BOOT, json.dumps(job)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": f"timed out after {timeout} s"}
+    wall = time.perf_counter() - started
+    result = None
+    for line in reversed(proc.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                result = json.loads(line)
+            except ValueError:
+                pass
+            break
+    if proc.returncode != 0 or result is None:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
+        return {"status": "error", "reason": f"exit status {proc.returncode}", "stderr": tail}
+    result["process_seconds"] = wall
+    result["loadavg_before"] = load
+    return result
+
+
+def _env_variants(name, child_env):
+    """(label, extra environment) of the processes a contender runs per round.
+
+    The floor runs twice: as the user's environment has it, and with OpenBLAS's idle workers
+    going to sleep at once (pynn's ``OPENBLAS_THREAD_TIMEOUT=4``), since which of the two is
+    faster depends on the machine: spinning workers start the next product sooner on a quiet
+    machine and lose whole time slices on a busy one. The faster is the floor."""
+    if name == "floor" and "OPENBLAS_THREAD_TIMEOUT" not in child_env:
+        return [("", {}), ("OPENBLAS_THREAD_TIMEOUT=4", {"OPENBLAS_THREAD_TIMEOUT": "4"})]
+    return [("", {})]
+
+
+def _median(values):
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def summarize(case_result):
+    """Add median/min/max and the ratios to each contender of one case (in place)."""
+    entries = case_result["contenders"]
+    for entry in entries.values():
+        labels = sorted({run.get("env_variant", "") for run in entry.get("runs", [])})
+        if len(labels) > 1:  # the floor: keep the faster environment's processes
+            pooled = {label: _median([t for run in entry["runs"] if run["env_variant"] == label
+                                      for t in run["times"]]) for label in labels}
+            best = min(labels, key=pooled.get)
+            entry["env_variant_medians"] = pooled
+            entry["other_runs"] = [run for run in entry["runs"] if run["env_variant"] != best]
+            entry["runs"] = [run for run in entry["runs"] if run["env_variant"] == best]
+        if entry.get("runs"):
+            entry["env_variant"] = entry["runs"][0].get("env_variant", "")
+            entry["first_info"] = entry["runs"][0]["info"]
+        times = [t for run in entry.get("runs", []) for t in run["times"]]
+        if entry["status"] == "ok" and times:
+            entry.update(median=_median(times), min=min(times), max=max(times), n=len(times),
+                         process_medians=[_median(r["times"]) for r in entry["runs"]])
+    ref = entries.get("pynn", {}).get("median")
+    floor = entries.get("floor", {}).get("median")
+    for entry in entries.values():
+        if "median" in entry:
+            entry["ratio_vs_pynn"] = entry["median"] / ref if ref else None
+            entry["ratio_vs_floor"] = entry["median"] / floor if floor else None
+    case_result["pynn_over_floor"] = ref / floor if ref and floor else None
+    loop = entries.get("pynn-loop", {}).get("median")
+    case_result["fit_over_loop"] = ref / loop if ref and loop else None
+    torch_first = entries.get("pynn-after-torch", {}).get("median")
+    case_result["after_torch_over_pynn"] = torch_first / ref if ref and torch_first else None
+    return case_result
+
+
+def _unit(seconds):
+    if seconds < 1e-3:
+        return "us", 1e6
+    if seconds < 1.0:
+        return "ms", 1e3
+    return "s", 1.0
+
+
+def _fmt(value, scale):
+    v = value * scale
+    return f"{v:.4g}" if v < 1000 else f"{v:.0f}"
+
+
+def _notes(name, entry):
+    info = entry.get("first_info") or {}
+    notes = []
+    if "step_path" in info and name in ("pynn", "pynn-loop", "pynn-after-torch"):
+        notes.append("step: " + info["step_path"].split(" (")[0])
+    if "epoch_via" in info and name != "pynn-numpy":
+        notes.append(info["epoch_via"].split("(")[0])
+    if "torch_adam" in info:
+        notes.append("Adam " + info["torch_adam"].split(" (")[0])
+    if "floor_best" in info:
+        notes.append(info["floor_best"])
+    if entry.get("env_variant"):
+        notes.append(entry["env_variant"])
+    if "note" in info:
+        notes.append("no BatchNorm")
+    return "; ".join(notes)
+
+
+def _case_unit(case_result):
+    """The display unit of a case: from pynn's median (else the smallest)."""
+    entries = case_result["contenders"]
+    ref = entries.get("pynn", {}).get("median")
+    medians = [e["median"] for e in entries.values() if "median" in e]
+    return _unit(ref or min(medians)) if medians else ("s", 1.0)
+
+
+def format_case(case_result):
+    """The table of one case, as lines."""
+    entries = case_result["contenders"]
+    unit, scale = _case_unit(case_result)
+    rows = [("contender", "median", f"min - max ({unit})", "vs pynn", "vs floor", "notes")]
+    skipped = []
+    for name, e in entries.items():
+        if "median" not in e:
+            skipped.append(f"{name}: {e['status']} ({e.get('reason', e['status'])})")
+            continue
+        rows.append((name, f"{_fmt(e['median'], scale)} {unit}",
+                     f"{_fmt(e['min'], scale)} - {_fmt(e['max'], scale)}",
+                     f"{e['ratio_vs_pynn']:.2f}x" if e.get("ratio_vs_pynn") else "-",
+                     f"{e['ratio_vs_floor']:.2f}x" if e.get("ratio_vs_floor") else "-",
+                     _notes(name, e)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [f"== {case_result['title']}"]
+    for r in rows:
+        lines.append("  ".join([r[0].ljust(widths[0])]
+                               + [c.rjust(w) for c, w in zip(r[1:5], widths[1:5])]
+                               + [r[5]]).rstrip())
+    lines += [f"{s}" for s in skipped]
+    extra = []
+    if case_result.get("pynn_over_floor"):
+        extra.append(f"pynn / floor {case_result['pynn_over_floor']:.2f}x")
+    if case_result.get("fit_over_loop"):
+        extra.append(f"Trainer.fit / hand-written pynn loop {case_result['fit_over_loop']:.2f}x")
+    if case_result.get("after_torch_over_pynn"):
+        extra.append(f"pynn after torch / pynn {case_result['after_torch_over_pynn']:.2f}x")
+    if extra:
+        lines.append("; ".join(extra))
+    return lines
+
+
+def plot(results, path):
+    """A horizontal bar chart per case (median, min-max whiskers, the floor dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [c for c in results["cases"].values()
+             if any("median" in e for e in c["contenders"].values())]
+    heights = [0.9 + 0.32 * sum("median" in e for e in c["contenders"].values()) for c in cases]
+    fig, axes = plt.subplots(len(cases), 1, figsize=(8, sum(heights) + 0.6), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, case in zip(axes[:, 0], cases):
+        entries = [(n, e) for n, e in case["contenders"].items() if "median" in e and
+                   n != "floor"]
+        unit, scale = _case_unit(case)
+        names = [n for n, _ in entries][::-1]
+        med = [e["median"] * scale for _, e in entries][::-1]
+        lo = [(e["median"] - e["min"]) * scale for _, e in entries][::-1]
+        hi = [(e["max"] - e["median"]) * scale for _, e in entries][::-1]
+        colors = ["tab:blue" if n.startswith("pynn") else "tab:gray" for n in names]
+        ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=2)
+        floor = case["contenders"].get("floor", {}).get("median")
+        if floor:
+            ax.axvline(floor * scale, color="k", ls="--", lw=1, label="floor (bare GEMMs)")
+            ax.legend(loc="lower right", fontsize=7)
+        ax.set_xlabel(unit)
+        ax.set_title(case["title"], fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+    meta = results["machine"]
+    quick = " -- QUICK: toy sizes" if results["options"]["quick"] else ""
+    fig.suptitle(f"pynn bench: {meta['cpu_model']}, {results['options']['threads']} threads, "
+                 f"{results['options']['dtype']} (median, min-max){quick}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args, file=None):
+    """Run the comparison described by parsed ``args``; returns the exit status."""
+    import pynn
+
+    out = _Printer(file or sys.stdout)
+    rounds = args.rounds or (1 if args.quick else 3)
+    child_env = child_environment()
+    info = machine_info(args.threads, child_env)
+    specs = {}
+    for name in args.cases:
+        spec = worker.case_spec(name, quick=args.quick)
+        if args.reps:
+            spec["reps"] = args.reps
+        specs[name] = spec
+    results = {
+        "schema": 1,
+        "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
+        "options": {"cases": args.cases, "contenders": args.contenders, "rounds": rounds,
+                    "reps": args.reps, "threads": args.threads, "dtype": args.dtype,
+                    "quick": args.quick},
+        "machine": info,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cases": {},
+    }
+
+    v = info["versions"]
+    out(f"pynn bench: {len(args.cases)} case(s) x {len(args.contenders)} contender(s), "
+        f"{rounds} round(s) of fresh processes, {args.threads} thread(s), {args.dtype}"
+        + (" -- QUICK: toy sizes, the times mean nothing" if args.quick else ""))
+    simd = f" [{' '.join(info['cpu_simd_flags'])}]" if info["cpu_simd_flags"] else ""
+    out(f"CPU: {info['cpu_model']}{simd}; {info['cpu_count']} CPUs, "
+        f"{info['cpus_in_affinity_mask']} in this process's affinity mask")
+    out(f"Python {info['python']} ({sys.executable}); numpy {v['numpy']}, scipy {v['scipy']}, "
+        f"pynn {v['pynn']}, torch {v['torch'] or '(not installed)'}, "
+        f"scikit-learn {v['scikit-learn'] or '(not installed)'}, "
+        f"threadpoolctl {v['threadpoolctl']}")
+    out(f"pynn: {pynn.__file__}" + (f" (git {info['pynn_git']})" if info["pynn_git"] else ""))
+    out("BLAS/OpenMP in this process (numpy, scipy, pynn loaded):")
+    for line in _blas_lines(info["threadpool_info_harness"]):
+        out("  " + line)
+    env_line = ", ".join(f"{k}={val}" for k, val in info["env_contenders"].items()
+                         if val is not None)
+    out(f"environment of the contenders: {env_line or '(no thread variables set)'}")
+    load = _loadavg()
+    results["loadavg_start"] = load
+    if load is not None:
+        out(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        if load[0] > 0.5:
+            out("WARNING: the machine is busy: quoted figures need a quiet machine (torch's "
+                "OpenMP workers spin, and with other work on the cores its times can grow "
+                "a hundredfold)")
+    if info["openblas_tuning_set"]:
+        out("WARNING: " + " ".join(f"{k}={val}" for k, val in info["openblas_tuning_set"].items())
+            + " set: figures to quote should be measured with them unset (a user's machine "
+              "has neither): env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pynn bench ...")
+    out("contenders:")
+    for name in args.contenders:
+        out(f"  {name:<17} {DESCRIPTIONS[name]}")
+    out("vs pynn: median / pynn's median (above 1: slower than pynn); vs floor: median / the "
+        "floor's median")
+    out()
+
+    workdir = tempfile.mkdtemp(prefix="pynn-bench-")
+    pynn_root = os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__)))
+    skipped = {}
+    failed = False
+    try:
+        for case in args.cases:
+            spec = specs[case]
+            contenders = [c for c in args.contenders if spec["kind"] in APPLIES[c]]
+            case_result = {"title": spec["title"], "spec": spec,
+                           "unit": {"step": "seconds per training step",
+                                    "predict": "seconds per predict call",
+                                    "epoch": "seconds per epoch"}[spec["kind"]],
+                           "contenders": {c: {"status": "ok", "runs": []} for c in contenders}}
+            for r in range(rounds):
+                for name in contenders:
+                    entry = case_result["contenders"][name]
+                    if name in skipped:
+                        entry.update(status="skipped", reason=skipped[name])
+                        continue
+                    if entry["status"] == "error":
+                        continue
+                    job = {"spec": spec, "contender": name, "dtype": args.dtype,
+                           "threads": args.threads, "worker": worker.__file__,
+                           "env_keys": list(THREAD_ENV),
+                           "import_torch_first": name == "pynn-after-torch"}
+                    if name in USES_PYNN:
+                        job.update(pynn_root=pynn_root, pynn_file=pynn.__file__)
+                    for label, extra_env in _env_variants(name, child_env):
+                        res = _run_process(job, {**child_env, **extra_env}, workdir,
+                                           args.timeout)
+                        if res["status"] == "skipped":
+                            skipped[name] = res["reason"]
+                            entry.update(status="skipped", reason=res["reason"])
+                            out(f"  [{case}] {name}: skipped ({res['reason']})")
+                            break
+                        if res["status"] == "error":
+                            failed = True
+                            entry.update(status="error", reason=res["reason"],
+                                         stderr=res.get("stderr", ""))
+                            out(f"  [{case}] {name}: ERROR ({res['reason']})")
+                            for line in res.get("stderr", "").splitlines():
+                                out(f"      {line}")
+                            break
+                        entry["runs"].append({"round": r, "env_variant": label,
+                                              "times": res["times"],
+                                              "process_seconds": res["process_seconds"],
+                                              "loadavg_before": res["loadavg_before"],
+                                              "info": res["info"]})
+                        unit, scale = _unit(_median(res["times"]))
+                        tag = name + (f" ({label})" if label else "")
+                        out(f"  [{case}] round {r + 1}/{rounds} {tag:<17} "
+                            f"{_fmt(_median(res['times']), scale)} {unit} (median of "
+                            f"{len(res['times'])}; process {res['process_seconds']:.1f} s)")
+            summarize(case_result)
+            results["cases"][case] = case_result
+            out()
+            for line in format_case(case_result):
+                out(line)
+            out()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    pools = {}
+    for case in results["cases"].values():
+        for name, e in case["contenders"].items():
+            if name not in pools and e.get("first_info", {}).get("threadpool_info"):
+                pools[name] = e["first_info"]["threadpool_info"]
+    if pools:
+        out("Thread pools in each contender's process (threadpoolctl, after its set-up):")
+        for name, p in pools.items():
+            out(f"  {name}:")
+            for line in _blas_lines(p):
+                out("    " + line)
+        out()
+
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["loadavg_end"] = _loadavg()
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "compare.json")
+    with open(json_path, "w") as f:
+        json.dump(_json_safe(results), f, indent=1, allow_nan=False)
+        f.write("\n")
+    out(f"wrote {json_path}")
+    png_path = os.path.join(args.out, "compare.png")
+    try:
+        plot(results, png_path)
+        out(f"wrote {png_path}")
+    except ImportError:
+        out("no plot: matplotlib is not installed (pip install matplotlib)")
+    txt_path = os.path.join(args.out, "compare.txt")
+    out(f"wrote {txt_path}")
+    with open(txt_path, "w") as f:
+        f.write("\n".join(out.lines) + "\n")
+    return 1 if failed else 0
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv=None):
+    """``python bench/compare.py [options]`` / ``python -m pynn.bench``: the exit status."""
+    args = build_parser().parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

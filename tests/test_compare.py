@@ -1,0 +1,235 @@
+"""pynn bench (pynn/bench.py, pynn/_bench_worker.py): the harness end to end at toy sizes, and
+the contenders computing the same thing as pynn, so the comparison is apples to apples."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import _bench_worker as worker
+from pynn import bench
+from pynn.cli import main as cli_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _torch_or_none():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ------------------------------------------------------------ the contenders compute the same
+@pytest.fixture
+def cython_backend():
+    before = pynn.get_backend().name
+    pynn.set_backend("cython")
+    yield
+    pynn.set_backend(before)
+
+
+def _pynn_net(sizes, bn, seed=3):
+    model = worker.pynn_model(sizes, bn, np.float64, seed=seed)
+    loss = pynn.nn.CrossEntropyLoss()
+    opt = pynn.optim.Adam(model.parameters(), lr=worker.LR)
+    step, path = worker.pynn_train_step(model, loss, opt)
+    return model, step, path
+
+
+def _batch(sizes, n=24, seed=7):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, sizes[0])), rng.integers(0, sizes[-1], n)
+
+
+# In float64: Adam divides each gradient by its own RMS, so a gradient that is only rounding
+# noise (the Dense biases before BatchNorm have a zero true gradient) would become a full step in
+# float32 and differ between implementations; in float64 eps dominates such a step.
+@pytest.mark.parametrize("case", ["small", "medium"])
+def test_numpy_loop_follows_pynn_loss_trajectory(case, cython_backend):
+    spec = worker.case_spec(case, quick=True)
+    sizes, bn = spec["sizes"], spec["bn"]
+    model, step, path = _pynn_net(sizes, bn)
+    assert path.startswith("eager")  # what the timings say they timed
+    loop = worker.NumpyLoopMLP.from_pynn(model, sizes, bn)
+    X, y = _batch(sizes)
+    ours = [step(X, y) for _ in range(6)]
+    theirs = [loop.step(X, y) for _ in range(6)]
+    assert ours[-1] < ours[0]  # it trains
+    np.testing.assert_allclose(theirs, ours, rtol=1e-11)
+    # the weights after the steps, and eval-mode outputs (BatchNorm's running statistics);
+    # atol: a Dense bias before BatchNorm only moves by rounding noise (~1e-12, not an output)
+    after = worker.NumpyLoopMLP.from_pynn(model, sizes, bn)
+    for a, b in zip(after.params, loop.params):
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-10, err_msg=k)
+    Xp = _batch(sizes, n=50, seed=8)[0]
+    np.testing.assert_allclose(loop.predict(Xp, 16), model.predict(Xp, batch_size=16),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_numpy_loop_on_a_shuffled_epoch_matches_pynn_trainer(cython_backend):
+    """The epoch case: Trainer.fit(seed=rep) walks the batches of worker.epoch_order(rep)."""
+    spec = worker.case_spec("epoch", quick=True)
+    sizes, bn, batch = spec["sizes"], spec["bn"], spec["batch"]
+    model, _, _ = _pynn_net(sizes, bn)
+    loop = worker.NumpyLoopMLP.from_pynn(model, sizes, bn)
+    X, y = _batch(sizes, n=97)  # a last batch of one row joins the one before
+    trainer = pynn.Trainer(model, pynn.nn.CrossEntropyLoss(), pynn.optim.Adam(
+        model.parameters(), lr=worker.LR))
+    history = trainer.fit(X, y, epochs=1, batch_size=batch, seed=2, verbose=0)
+    order = worker.epoch_order(2, X.shape[0])
+    bounds = worker.batch_bounds(X.shape[0], batch)
+    assert bounds == pynn.data.batch_bounds(X.shape[0], batch)
+    losses = [loop.step(X[order[lo:hi]], y[order[lo:hi]]) * (hi - lo) for lo, hi in bounds]
+    np.testing.assert_allclose(sum(losses) / X.shape[0], history.history["loss"][0],
+                               rtol=1e-11)
+
+
+@pytest.mark.parametrize("case", ["small", "medium"])
+def test_torch_contender_follows_pynn_loss_trajectory(case, cython_backend):
+    torch = _torch_or_none()
+    if torch is None:
+        pytest.skip("torch is optional")
+    spec = worker.case_spec(case, quick=True)
+    sizes, bn = spec["sizes"], spec["bn"]
+    model, step, _ = _pynn_net(sizes, bn)
+    net = worker.torch_model(torch, sizes, bn, np.float64)
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
+    info = {}
+    opt = worker.torch_adam(torch, net.parameters(), info)
+    X, y = _batch(sizes)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    ours, theirs = [], []
+    for _ in range(6):
+        ours.append(step(X, y))
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(net(Xt), yt)
+        value.backward()
+        opt.step()
+        theirs.append(value.item())
+    np.testing.assert_allclose(theirs, ours, rtol=1e-10)
+
+
+def test_floor_products_are_the_case_gemms():
+    spec = worker.case_spec("medium", quick=True)
+    for variant in ("numpy", "scipy"):
+        calls = worker._gemm_calls(spec, np.float32, variant)  # checks each product itself
+        # 3 forward, 3 dW, 2 dX (none for the first layer)
+        assert len(calls) == 8
+    predict = worker.case_spec("predict", quick=True)
+    n_batches = len(worker.batch_bounds(predict["n"], predict["batch"]))
+    assert len(worker._gemm_calls(predict, np.float32, "scipy")) == 3 * n_batches
+
+
+# ------------------------------------------------------------------------- the harness
+def _check_results(path, cases, contenders):
+    results = json.loads(path.read_text())
+    assert set(results["cases"]) == set(cases)
+    assert results["machine"]["cpu_model"]
+    assert results["machine"]["versions"]["numpy"] == np.__version__
+    assert results["options"]["threads"] == 2
+    for name, case in results["cases"].items():
+        entries = case["contenders"]
+        expected = [c for c in contenders
+                    if worker.CASES[name]["kind"] in bench.APPLIES[c]]
+        assert list(entries) == expected, name
+        ref = entries["pynn"]["median"]
+        for c, e in entries.items():
+            assert e["status"] == "ok", (name, c, e.get("reason"), e.get("stderr"))
+            times = [t for run in e["runs"] for t in run["times"]]
+            assert times and all(t > 0 for t in times), (name, c)
+            assert e["n"] == len(times)
+            assert e["min"] <= e["median"] <= e["max"]
+            assert e["median"] == pytest.approx(float(np.median(times)), rel=1e-12)
+            assert e["ratio_vs_pynn"] == pytest.approx(e["median"] / ref, rel=1e-12)
+            if "floor" in entries:
+                assert e["ratio_vs_floor"] == pytest.approx(
+                    e["median"] / entries["floor"]["median"], rel=1e-12)
+        if "floor" in entries:
+            assert case["pynn_over_floor"] == pytest.approx(
+                ref / entries["floor"]["median"], rel=1e-12)
+    return results
+
+
+def test_pynn_bench_quick_runs_every_case(tmp_path, capsys):
+    contenders = ["pynn", "pynn-loop", "numpy-loop", "floor"]
+    out = tmp_path / "out"
+    status = cli_main(["bench", "--quick", "--contenders", ",".join(contenders),
+                       "--threads", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    results = _check_results(out / "compare.json", bench.CASE_NAMES, contenders)
+    epoch = results["cases"]["epoch"]
+    assert epoch["fit_over_loop"] == pytest.approx(
+        epoch["contenders"]["pynn"]["median"] / epoch["contenders"]["pynn-loop"]["median"])
+    info = results["cases"]["small"]["contenders"]["pynn"]["runs"][0]["info"]
+    assert info["step_path"].startswith("eager")
+    assert info["pynn_threads"] == 2
+    assert os.path.realpath(info["pynn_file"]) == os.path.realpath(pynn.__file__)
+    # the floor ran with OpenBLAS's workers spinning (the user's environment) and sleeping,
+    # and kept the faster; its times are that variant's
+    for case in results["cases"].values():
+        floor = case["contenders"]["floor"]
+        if "OPENBLAS_THREAD_TIMEOUT" not in bench.child_environment():
+            assert set(floor["env_variant_medians"]) == {"", "OPENBLAS_THREAD_TIMEOUT=4"}
+            assert floor["median"] == min(floor["env_variant_medians"].values())
+            assert {r["env_variant"] for r in floor["runs"]} == {floor["env_variant"]}
+    # the NumPy loop and the floor never import pynn (it sets thread variables at import)
+    for c in ("numpy-loop", "floor"):
+        assert not results["cases"]["small"]["contenders"][c]["runs"][0]["info"]["pynn_loaded"]
+    for case in results["cases"].values():
+        assert case["title"] in printed
+    assert "pynn / floor" in printed and "Trainer.fit / hand-written pynn loop" in printed
+    assert (out / "compare.txt").read_text().splitlines()[0] == printed.splitlines()[0]
+    if (out / "compare.png").exists():
+        assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    else:
+        assert "no plot: matplotlib is not installed" in printed
+
+
+def test_torch_contenders_run_isolated(tmp_path, capsys):
+    """torch eager and pynn-after-torch (or their skip note without torch), one small case."""
+    contenders = ["pynn", "torch", "pynn-after-torch"]
+    out = tmp_path / "out"
+    status = bench.main(["--quick", "--cases", "small", "--contenders", ",".join(contenders),
+                         "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    results = json.loads((out / "compare.json").read_text())
+    entries = results["cases"]["small"]["contenders"]
+    if _torch_or_none() is None:
+        assert entries["torch"]["status"] == "skipped"
+        assert entries["pynn-after-torch"]["status"] == "skipped"
+        assert "torch is not importable" in printed
+        return
+    _check_results(out / "compare.json", ["small"], contenders)
+    torch_info = entries["torch"]["runs"][0]["info"]
+    assert torch_info["torch_threads"] == 2 and not torch_info["pynn_loaded"]
+    assert torch_info["torch_adam"] == "fused"
+    # torch's process starts without the variables ``import pynn`` sets in this process
+    assert torch_info["env_at_start"].get("OMP_WAIT_POLICY") == \
+        bench.child_environment().get("OMP_WAIT_POLICY")
+    after = entries["pynn-after-torch"]["runs"][0]["info"]
+    assert after["torch_loaded"] and after["pynn_loaded"]
+
+
+def test_bad_options_are_one_line_errors(capsys):
+    assert cli_main(["bench", "--cases", "small,huge"]) == 2
+    assert "unknown case 'huge'" in capsys.readouterr().err
+    assert cli_main(["bench", "--rounds", "0"]) == 2
+
+
+def test_compare_script_is_the_same_command(tmp_path):
+    """bench/compare.py is a thin script over pynn.bench (run from outside the source tree)."""
+    script = os.path.join(ROOT, "bench", "compare.py")
+    proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--cases", "--contenders", "--rounds", "--reps", "--threads", "--out",
+                   "--quick"):
+        assert option in proc.stdout
