@@ -22,14 +22,15 @@ except ImportError:  # torch is an optional benchmark dependency
 N_BIG = 10_000_000
 MLP_SHAPES = [(256, 784), (256,), (128, 256), (128,), (10, 128), (10,)]
 
-# name: (pynn class, kwargs, torch kwargs, bytes moved per element / itemsize)
-# bytes: read p, g and every state buffer; write p and every state buffer.
+# name: (pynn class, kwargs, torch kwargs, state buffers)
+# bytes moved per element / itemsize: read p, g and every state buffer; write p and every state
+# buffer, i.e. 3 + 2 * states.
 OPTIMIZERS = {
-    "adam": (Adam, dict(lr=1e-3), dict(fused=True), 7),
-    "adamw": (AdamW, dict(lr=1e-3), dict(fused=True), 7),
-    "rmsprop": (RMSprop, dict(lr=1e-3), dict(foreach=True), 5),
-    "adagrad": (Adagrad, dict(lr=1e-2), dict(foreach=True), 5),
-    "sgd_momentum": (SGD, dict(lr=1e-2, momentum=0.9), dict(foreach=True), 5),
+    "adam": (Adam, dict(lr=1e-3), dict(fused=True), 2),
+    "adamw": (AdamW, dict(lr=1e-3), dict(fused=True), 2),
+    "rmsprop": (RMSprop, dict(lr=1e-3), dict(foreach=True), 1),
+    "adagrad": (Adagrad, dict(lr=1e-2), dict(foreach=True), 1),
+    "sgd_momentum": (SGD, dict(lr=1e-2, momentum=0.9), dict(foreach=True), 1),
 }
 
 RESULTS = {}  # (case, impl) -> min seconds
@@ -91,6 +92,21 @@ def test_bench_10M_torch(benchmark, name, n_threads):
     _record(benchmark, f"{name} 10M", "torch")
 
 
+@pytest.mark.parametrize("states", [1, 2])
+def test_bench_10M_floor(benchmark, states, n_threads):
+    """The memory floor: a C loop moving an optimizer step's bytes (pynn._kernels.membench)."""
+    from pynn._kernels.membench import traffic_floor
+
+    benchmark.group = f"memory floor 10M float32, {states} state buffer(s)"
+    p, g = np.zeros(N_BIG, np.float32), np.full(N_BIG, 1e-3, np.float32)
+    s = [np.zeros(N_BIG, np.float32) for _ in range(states)] + [np.empty(0, np.float32)] * (
+        2 - states)
+    benchmark.pedantic(traffic_floor, args=(p, g, s[0], s[1], n_threads), rounds=20,
+                       warmup_rounds=2)
+    np.testing.assert_allclose(s[0][:3], p[:3])  # the loop did run: both grew by g per call
+    _record(benchmark, f"floor {states}", "c-loop")
+
+
 # ------------------------------------------------------------------------------ MLP parameters
 @pytest.mark.parametrize("backend_name", ["cython", "numpy"])
 def test_bench_mlp_adam_pynn(benchmark, backend_name, n_threads):
@@ -126,14 +142,17 @@ def _print_ratios():
     lines = ["", "optimizer ratios (min times, this run):"]
     copy = RESULTS.get(("copy 10M", "numpy"))
     copy_bw = 2 * 4 * N_BIG / copy / 1e9 if copy else None
-    for name, (_, _, torch_kwargs, moved) in OPTIMIZERS.items():
+    for name, (_, _, torch_kwargs, states) in OPTIMIZERS.items():
         ours = RESULTS.get((f"{name} 10M", "pynn"))
         theirs = RESULTS.get((f"{name} 10M", "torch"))
+        floor = RESULTS.get((f"floor {states}", "c-loop"))
         if ours is None:
             continue
-        bw = moved * 4 * N_BIG / ours / 1e9
+        bw = (3 + 2 * states) * 4 * N_BIG / ours / 1e9
         line = f"  {name:13s} 10M: pynn {ours * 1e3:7.2f} ms ({bw:5.1f} GB/s"
         line += f", copy {copy_bw:5.1f} GB/s)" if copy_bw else ")"
+        if floor is not None:
+            line += f"; C-loop floor {floor * 1e3:7.2f} ms (pynn/floor {ours / floor:4.2f}x)"
         if theirs is not None:
             kind = "fused" if torch_kwargs.get("fused") else "foreach"
             line += f"; torch {kind} {theirs * 1e3:7.2f} ms; speedup {theirs / ours:4.2f}x"
