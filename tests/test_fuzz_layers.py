@@ -165,7 +165,7 @@ def _compare_layer_state(ref, fast, what, bounds, X=None):
         x = finite_part(X)
         xmax = x.max(axis=0, initial=0.0)
         stat_err = ref.momentum * 16 * x.shape[0] * eps(np.float64) * (xmax + xmax * xmax)
-    for (name, rb), fb in zip(ref.buffers().items(), fast.buffers().values()):
+    for (name, rb), fb in zip(ref.named_buffers(), fast.buffers()):
         assert_same(fb, rb, 1e-6 * (finite_part(rb) + 1) + stat_err,
                     what=f"{what} buffer {name}")
 

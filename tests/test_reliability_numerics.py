@@ -137,7 +137,7 @@ def _diverging_fit(name, lr, epochs=30):
 def _assert_kept_weights_are_good(model, X, y):
     """The weights kept after a stop give a finite training loss (train mode, the mode that
     diverged) and finite predictions (eval mode, BatchNorm's running statistics)."""
-    assert _finite(*pynn.train.snapshot(model))
+    assert _finite(*pynn.train.snapshot(model).values())
     model.train()
     with np.errstate(all="ignore"):
         loss = nn.MSELoss().forward(model.forward(X), y.reshape(-1, 1))
@@ -156,8 +156,8 @@ def test_diverging_run_stops_and_keeps_the_last_good_weights(name):
     assert all(math.isfinite(v) for v in history.history["loss"])
     last_good = rec.snaps[completed]  # the state after the last completed epoch
     now = pynn.train.snapshot(model)
-    assert len(now) == len(last_good)
-    for a, b in zip(now, last_good):
+    assert list(now) == list(last_good)
+    for a, b in zip(now.values(), last_good.values()):
         np.testing.assert_array_equal(a, b)  # weights and BatchNorm statistics, bit for bit
     _assert_kept_weights_are_good(model, X, y)
 
@@ -178,7 +178,7 @@ def test_divergence_at_the_first_batch_of_an_epoch_keeps_good_weights(name):
 def test_diverging_run_stopped_in_the_first_epoch_keeps_the_initial_weights():
     model, history, rec, X, y = _diverging_fit("cython", lr=1e6)
     assert len(history) == 0 and "at epoch 1, batch" in history.stop_reason
-    for a, b in zip(pynn.train.snapshot(model), rec.snaps[0]):
+    for a, b in zip(pynn.train.snapshot(model).values(), rec.snaps[0].values()):
         np.testing.assert_array_equal(a, b)
     _assert_kept_weights_are_good(model, X, y)
 
