@@ -30,7 +30,7 @@ PROFILE = os.environ.get("PYNN_FUZZ_PROFILE", "fast")
 if PROFILE not in ("fast", "long"):
     raise ValueError(f"PYNN_FUZZ_PROFILE must be 'fast' or 'long', got {PROFILE!r}")
 LONG = PROFILE == "long"
-FAST_EXAMPLES = 60
+FAST_EXAMPLES = 100
 LONG_EXAMPLES = 700
 # A call that has not returned after this long is a hang: dump every thread's stack and exit.
 HANG_SECONDS = 1800 if LONG else 300

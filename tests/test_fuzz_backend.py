@@ -198,7 +198,11 @@ def test_softmax_backward(threads, data):
     rows = (dy * y).sum(axis=1, keepdims=True)
     bound = y * (dy + rows)
     tol = 8 * (k + 4) * eps(dtype) * bound + tiny(dtype)
-    assert_same(f, r, tol, overflow_risk(bound, dtype), what="softmax_backward")
+    # The row sum is accumulated in double in the kernel, in the dtype in the reference: a
+    # row whose products overflow the dtype is inf/NaN there, finite here, even where y = 0.
+    loose = overflow_risk(bound, dtype) | overflow_risk(np.maximum(rows, dy * y), dtype).any(
+        axis=1, keepdims=True)
+    assert_same(f, r, tol, loose, what="softmax_backward")
 
 
 # ---------------------------------------------------------------------------- dense
