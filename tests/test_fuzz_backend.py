@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from pynn.backend import Backend, backend_for
 
-from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, BAD_SCALARS, Arr, _watchdog, assert_same, build,  # noqa: F401
-                   corrupt, count, eps, finite_part, in_array, op_parameters, out_array, run,
-                   same_outcome, threads)
+from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, BAD_SCALARS, Arr, assert_same, build, corrupt,
+                   count, eps, finite_part, in_array, op_parameters, out_array, run, same_outcome)
+from _fuzz import _watchdog, threads  # noqa: F401  (fixtures)
 
 REF, FAST = backend_for("numpy"), backend_for("cython")
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step", "square"]
@@ -415,7 +415,8 @@ def test_batchnorm_forward_train(threads, data):
     n, fdim = data.draw(dim()), data.draw(dim())
     sc = data.draw(bn_scalars())
     args = {"X": data.draw(in_array((n, fdim), dtype)),
-            "gamma": data.draw(in_array((fdim,), dtype)), "beta": data.draw(in_array((fdim,), dtype)),
+            "gamma": data.draw(in_array((fdim,), dtype)),
+            "beta": data.draw(in_array((fdim,), dtype)),
             "running_mean": data.draw(in_array((fdim,), dtype, layouts=["C", "unaligned"])),
             "running_var": data.draw(in_array((fdim,), dtype, layouts=["C", "unaligned"])),
             **sc, "out": data.draw(out_array((n, fdim), dtype))}
@@ -461,7 +462,8 @@ def test_batchnorm_forward_eval(threads, data):
     dtype = data.draw(st.sampled_from(FLOATS))
     n, fdim = data.draw(dim()), data.draw(dim())
     args = {"X": data.draw(in_array((n, fdim), dtype)),
-            "gamma": data.draw(in_array((fdim,), dtype)), "beta": data.draw(in_array((fdim,), dtype)),
+            "gamma": data.draw(in_array((fdim,), dtype)),
+            "beta": data.draw(in_array((fdim,), dtype)),
             "running_mean": data.draw(in_array((fdim,), dtype)),
             "running_var": data.draw(in_array((fdim,), dtype)),
             "eps": data.draw(st.sampled_from([1e-5, 1e-300, 1e30])),
@@ -782,8 +784,8 @@ UNALIGNED_CALLS = [
 @pytest.mark.xfail(strict=True, reason="pynn/backend/base.py _float_array/_output check "
                    "C-contiguity but not alignment: an unaligned (but contiguous) array reaches "
                    "the kernels, whose float*/double* loads are then misaligned, undefined "
-                   "behavior (UBSan: 187 reports over activations.c, losses.c, dense.c, "
-                   "batchnorm.c, _optim_simd.h in tools/sanitize.sh); inputs should be copied "
+                   "behavior (tools/sanitize.sh: UBSan reports misaligned loads and stores in "
+                   "every kernel module); inputs should be copied "
                    "(np.require(a, requirements='CA')) and unaligned outputs refused by name")
 @pytest.mark.parametrize("what,kernel,call", UNALIGNED_CALLS, ids=[c[0] for c in UNALIGNED_CALLS])
 def test_kernels_never_see_unaligned_arrays(monkeypatch, what, kernel, call):

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from pynn import nn
 
-from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, Arr, _watchdog, assert_same, build, corrupt,  # noqa: F401
-                   count, eps, finite_part, in_array, run, same_outcome, threads)
+from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, Arr, assert_same, build, corrupt, count, eps,
+                   finite_part, in_array, run, same_outcome)
+from _fuzz import _watchdog, threads  # noqa: F401  (fixtures)
 
 FEATURES = [3, 1, 2, 5, 8, 17, 33]
 BATCH = [4, 1, 0, 2, 3, 7, 16, 64]
@@ -378,7 +379,8 @@ BACKWARD_SHAPE_CASES = [("ReLU", lambda: nn.ReLU()), ("Tanh", lambda: nn.Tanh())
                    "check dY's shape against the forward input, so the backend reports the "
                    "cached tensor instead: 'X must have shape (2, 3), got (2, 4)' (or Y, or "
                    "mask) while the caller passed a wrong dY")
-@pytest.mark.parametrize("name,make", BACKWARD_SHAPE_CASES, ids=[c[0] for c in BACKWARD_SHAPE_CASES])
+@pytest.mark.parametrize("name,make", BACKWARD_SHAPE_CASES,
+                         ids=[c[0] for c in BACKWARD_SHAPE_CASES])
 def test_layer_backward_names_a_wrong_shaped_dY(name, make):
     layer = make()
     layer.forward(np.ones((2, 3), np.float32))
