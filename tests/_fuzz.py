@@ -30,7 +30,7 @@ PROFILE = os.environ.get("PYNN_FUZZ_PROFILE", "fast")
 if PROFILE not in ("fast", "long"):
     raise ValueError(f"PYNN_FUZZ_PROFILE must be 'fast' or 'long', got {PROFILE!r}")
 LONG = PROFILE == "long"
-FAST_EXAMPLES = 60
+FAST_EXAMPLES = 100
 LONG_EXAMPLES = 700
 # A call that has not returned after this long is a hang: dump every thread's stack and exit.
 HANG_SECONDS = 1800 if LONG else 300
@@ -310,6 +310,8 @@ KNOWN = [
      "activation param not checked by name"),
     (r"int too large to convert to float", "check_real: OverflowError on huge ints"),
     (r"^Maximum allowed dimension exceeded$", "layer sizes have no upper bound (10**400)"),
+    (r"^operands could not be broadcast together", "BatchNorm.backward in eval mode does not "
+                                                  "check dY's batch size"),
     (r"^(mask|X|Y) must have shape", "layer backward: a wrong-shaped dY is reported as a wrong "
                                      "cached X, Y or mask"),
 ]
@@ -357,9 +359,15 @@ def assert_same(actual, expected, tol, loose=None, what="result"):
         bad = strict & (an != en)
         inf_mismatch = (np.isinf(a) | np.isinf(e)) & ~an & ~en & (a != e)
         bad |= strict & inf_mismatch
+        t = np.broadcast_to(np.asarray(tol, dtype=np.float64), a.shape)
+        if a.dtype.kind == "f":
+            # An error bound beyond the dtype's range: whether the rounded result is an
+            # infinity or a large finite value depends on the summation order.
+            beyond = ~(t <= float(np.finfo(a.dtype).max) / 16)
+            bad &= ~beyond
+            strict = strict & ~beyond
         fin = strict & np.isfinite(a) & np.isfinite(e)
         diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
-        t = np.broadcast_to(np.asarray(tol, dtype=np.float64), a.shape)
         bad |= fin & ~(diff <= t)
     if bad.any():
         idx = np.argwhere(bad)[:5] if a.ndim else [()]

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from pynn.backend import Backend, backend_for
 
-from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, BAD_SCALARS, Arr, _watchdog, assert_same, build,  # noqa: F401
-                   corrupt, count, eps, finite_part, in_array, op_parameters, out_array, run,
-                   same_outcome, threads)
+from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, BAD_SCALARS, Arr, assert_same, build, corrupt,
+                   count, eps, finite_part, in_array, op_parameters, out_array, run, same_outcome)
+from _fuzz import _watchdog, threads  # noqa: F401  (fixtures)
 
 REF, FAST = backend_for("numpy"), backend_for("cython")
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step", "square"]
@@ -138,7 +138,7 @@ def test_activation_forward(threads, data):
     check_out(args, fkw, f)
     # few-ulp polynomial exp/tanh on float32 (Cephes); the exp clamp at -87.3 gives 1.2e-38
     # instead of a denormal (absolute error < 2e-38)
-    tol = 64 * eps(dtype) * np.abs(_f64(r)) + tiny(dtype) * 10
+    tol = 64 * eps(dtype) * finite_part(r) + tiny(dtype) * 10
     assert_same(f, r, tol, what=f"activation_forward({activation})")
 
 
@@ -177,7 +177,7 @@ def test_softmax_forward(threads, data):
         return
     r, rkw, f, fkw = got
     check_out(args, fkw, f)
-    tol = (64 + k) * eps(dtype) * np.abs(_f64(r)) + tiny(dtype) * 10
+    tol = (64 + k) * eps(dtype) * finite_part(r) + tiny(dtype) * 10
     assert_same(f, r, tol, what="softmax_forward")
 
 
@@ -198,7 +198,11 @@ def test_softmax_backward(threads, data):
     rows = (dy * y).sum(axis=1, keepdims=True)
     bound = y * (dy + rows)
     tol = 8 * (k + 4) * eps(dtype) * bound + tiny(dtype)
-    assert_same(f, r, tol, overflow_risk(bound, dtype), what="softmax_backward")
+    # The row sum is accumulated in double in the kernel, in the dtype in the reference: a
+    # row whose products overflow the dtype is inf/NaN there, finite here, even where y = 0.
+    loose = overflow_risk(bound, dtype) | overflow_risk(np.maximum(rows, dy * y), dtype).any(
+        axis=1, keepdims=True)
+    assert_same(f, r, tol, loose, what="softmax_backward")
 
 
 # ---------------------------------------------------------------------------- dense
@@ -236,7 +240,7 @@ def test_dense_forward(threads, data):
     # the branch: both answers are right there.
     near_zero = np.isfinite(z64) & (np.abs(z64) <= 2 * zerr)
     loose = overflow_risk(bound, dtype) | near_zero
-    tol = _lipschitz(activation, param) * zerr + 64 * eps(dtype) * np.abs(_f64(r))
+    tol = _lipschitz(activation, param) * zerr + 64 * eps(dtype) * finite_part(r)
     assert_same(f, r, tol, loose, what=f"dense_forward({activation})")
 
 
@@ -263,11 +267,13 @@ def test_dense_backward(threads, data):
         check_out(args, fkw, f)
     else:
         assert r is None and f is None
-    dy, y = finite_part(rkw["dY"]), finite_part(rkw["Y"])
+    identity = activation in ("identity", None)  # then Y is not used (not even checked)
+    dy = finite_part(rkw["dY"])
+    y = 0.0 if identity else finite_part(rkw["Y"])
     p = 0.0 if param is None or not np.isfinite(param) else abs(param)
-    dz = dy if activation in ("identity", None) else dy * (1 + p + y + y * y)
+    dz = dy if identity else dy * (1 + p + y + y * y)
     e = eps(dtype)
-    dz_loose = double_intermediates(activation, None, rkw["Y"], dtype)
+    dz_loose = None if identity else double_intermediates(activation, None, rkw["Y"], dtype)
     if dz_loose is not None:  # a known finding: let it spread through the sums and products
         dz = np.where(dz_loose, np.inf, dz)
     db_bound = dz.sum(axis=0)
@@ -311,7 +317,7 @@ def test_mse_loss(threads, data):
     _check_value(fv, rv, 4 * d.size * eps(np.float64) * float((d * d).mean() if d.size else 0)
                  + 1e-300, "mse_loss value")
     if need_grad:
-        assert_same(fg, rg, eps(dtype) * np.abs(_f64(rg)), what="mse_loss grad")
+        assert_same(fg, rg, eps(dtype) * finite_part(rg), what="mse_loss grad")
     else:
         assert fg is None and rg is None
 
@@ -336,7 +342,7 @@ def test_bce_with_logits_loss(threads, data):
                  + 1e-300, "bce value")
     if need_grad:
         assert_same(fg, rg, 8 * eps(np.float64) * (1 + t) / size
-                    + 2 * eps(dtype) * np.abs(_f64(rg)) + tiny(dtype), what="bce grad")
+                    + 2 * eps(dtype) * finite_part(rg) + tiny(dtype), what="bce grad")
     else:
         assert fg is None and rg is None
 
@@ -378,7 +384,7 @@ def test_softmax_cross_entropy_loss(threads, data):
     _check_value(fv, rv, rel * (k + 8) * (1 + abs(rv) if np.isfinite(rv) else 1)
                  + 4 * eps(np.float64) * spread, "ce value")
     if need_grad:
-        assert_same(fg, rg, rel * (k + 8) * (np.abs(_f64(rg)) + 1.0 / max(n, 1))
+        assert_same(fg, rg, rel * (k + 8) * (finite_part(rg) + 1.0 / max(n, 1))
                     + tiny(dtype) * 10, what="ce grad")
     else:
         assert fg is None and rg is None
@@ -409,7 +415,8 @@ def test_batchnorm_forward_train(threads, data):
     n, fdim = data.draw(dim()), data.draw(dim())
     sc = data.draw(bn_scalars())
     args = {"X": data.draw(in_array((n, fdim), dtype)),
-            "gamma": data.draw(in_array((fdim,), dtype)), "beta": data.draw(in_array((fdim,), dtype)),
+            "gamma": data.draw(in_array((fdim,), dtype)),
+            "beta": data.draw(in_array((fdim,), dtype)),
             "running_mean": data.draw(in_array((fdim,), dtype, layouts=["C", "unaligned"])),
             "running_var": data.draw(in_array((fdim,), dtype, layouts=["C", "unaligned"])),
             **sc, "out": data.draw(out_array((n, fdim), dtype))}
@@ -426,11 +433,11 @@ def test_batchnorm_forward_train(threads, data):
     x = finite_part(rkw["X"])
     assert_same(fm, rm, 4 * n * eps(np.float64) * x.max(axis=0, initial=0.0) + 1e-300,
                 what="batchnorm mean")
-    assert_same(fi, ri, 1e-9 * np.abs(ri) + 1e-300, loose, what="batchnorm invstd")
+    assert_same(fi, ri, 1e-9 * finite_part(ri) + 1e-300, loose, what="batchnorm invstd")
     with np.errstate(all="ignore"):
         xhat = finite_part((_f64(rkw["X"]) - rm) * ri)
     g, b = finite_part(rkw["gamma"]), finite_part(rkw["beta"])
-    assert_same(fY, rY, 2 * e * np.abs(_f64(rY)) + 1e-9 * (g * (xhat + 1) + b) + tiny(dtype),
+    assert_same(fY, rY, 2 * e * finite_part(rY) + 1e-9 * (g * (xhat + 1) + b) + tiny(dtype),
                 loose, what="batchnorm Y")
     for name in ("running_mean", "running_var"):
         old = finite_part(args[name].values)
@@ -444,7 +451,7 @@ def test_batchnorm_forward_train(threads, data):
         xmax = x.max(axis=0, initial=0.0)
         stat_err = 4 * n * eps(np.float64) * (xmax if name == "running_mean" else
                                               4 * xmax * xmax * n / max(n - 1, 1))
-        assert_same(fkw[name], rkw[name], 2 * e * np.abs(ref) + 1e-9 * scale + ref_rounding
+        assert_same(fkw[name], rkw[name], 2 * e * finite_part(ref) + 1e-9 * scale + ref_rounding
                     + sc["momentum"] * stat_err + tiny(dtype),
                     loose if name == "running_var" else None, what=f"batchnorm {name}")
 
@@ -455,7 +462,8 @@ def test_batchnorm_forward_eval(threads, data):
     dtype = data.draw(st.sampled_from(FLOATS))
     n, fdim = data.draw(dim()), data.draw(dim())
     args = {"X": data.draw(in_array((n, fdim), dtype)),
-            "gamma": data.draw(in_array((fdim,), dtype)), "beta": data.draw(in_array((fdim,), dtype)),
+            "gamma": data.draw(in_array((fdim,), dtype)),
+            "beta": data.draw(in_array((fdim,), dtype)),
             "running_mean": data.draw(in_array((fdim,), dtype)),
             "running_var": data.draw(in_array((fdim,), dtype)),
             "eps": data.draw(st.sampled_from([1e-5, 1e-300, 1e30])),
@@ -467,7 +475,7 @@ def test_batchnorm_forward_eval(threads, data):
         return
     r, rkw, f, fkw = got
     check_out(args, fkw, f)
-    assert_same(f, r, 2 * eps(dtype) * np.abs(_f64(r)) + tiny(dtype), what="batchnorm eval")
+    assert_same(f, r, 2 * eps(dtype) * finite_part(r) + tiny(dtype), what="batchnorm eval")
 
 
 @SETTINGS
@@ -496,13 +504,13 @@ def test_batchnorm_backward(threads, data):
         s1, s2 = dy.sum(axis=0), (dy * xhat).sum(axis=0)
         coef = finite_part(_f64(rkw["gamma"]) * _f64(rkw["invstd"]) / max(n, 1))
         bound = coef * (n * dy + s1 + xhat * s2)
-    tol = 8 * (n + 2) * e64 * bound + 2 * e * np.abs(_f64(r)) + tiny(dtype)
+    tol = 8 * (n + 2) * e64 * bound + 2 * e * finite_part(r) + tiny(dtype)
     assert_same(f, r, tol, overflow_risk(bound, f64) | overflow_risk(coef * n * dy, dtype),
                 what="batchnorm dX")
     for name, s in (("dbeta", s1), ("dgamma", s2)):
         old = finite_part(args[name].values)
         assert_same(fkw[name], rkw[name], 8 * (n + 2) * e64 * s + 2 * e * (
-            np.abs(_f64(rkw[name])) + old) + tiny(dtype), overflow_risk(s, dtype),
+            finite_part(rkw[name]) + old) + tiny(dtype), overflow_risk(s, dtype),
             what=f"batchnorm {name}")
 
 
@@ -776,8 +784,8 @@ UNALIGNED_CALLS = [
 @pytest.mark.xfail(strict=True, reason="pynn/backend/base.py _float_array/_output check "
                    "C-contiguity but not alignment: an unaligned (but contiguous) array reaches "
                    "the kernels, whose float*/double* loads are then misaligned, undefined "
-                   "behavior (UBSan: 187 reports over activations.c, losses.c, dense.c, "
-                   "batchnorm.c, _optim_simd.h in tools/sanitize.sh); inputs should be copied "
+                   "behavior (tools/sanitize.sh: UBSan reports misaligned loads and stores in "
+                   "every kernel module); inputs should be copied "
                    "(np.require(a, requirements='CA')) and unaligned outputs refused by name")
 @pytest.mark.parametrize("what,kernel,call", UNALIGNED_CALLS, ids=[c[0] for c in UNALIGNED_CALLS])
 def test_kernels_never_see_unaligned_arrays(monkeypatch, what, kernel, call):

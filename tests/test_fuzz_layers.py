@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from pynn import nn
 
-from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, Arr, _watchdog, assert_same, build, corrupt,  # noqa: F401
-                   count, eps, finite_part, in_array, run, same_outcome, threads)
+from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, Arr, assert_same, build, corrupt, count, eps,
+                   finite_part, in_array, run, same_outcome)
+from _fuzz import _watchdog, threads  # noqa: F401  (fixtures)
 
 FEATURES = [3, 1, 2, 5, 8, 17, 33]
 BATCH = [4, 1, 0, 2, 3, 7, 16, 64]
@@ -122,9 +123,9 @@ def _pair(cls, kw, dtype):
 
 
 def _grad_bounds(cls, layer, X, dY, Y):
-    """Per parameter, a bound on the sum of |terms| its gradient adds up: the rounding error of
-    any summation order is a multiple of eps times this (the gradient itself may cancel to
-    noise, e.g. dgamma for a dY constant over the batch)."""
+    """Per parameter, (a bound on the sum of |terms| its gradient adds up, an absolute extra):
+    the rounding error of any summation order is a multiple of eps times the first (the
+    gradient itself may cancel to noise, e.g. dgamma for a dY constant over the batch)."""
     x, dy = finite_part(X), finite_part(dY)
     if cls is nn.BatchNorm:
         Xc, mean, invstd = layer._cache
@@ -133,7 +134,12 @@ def _grad_bounds(cls, layer, X, dY, Y):
             invstd = 1 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
         with np.errstate(all="ignore"):
             xhat = finite_part((np.asarray(Xc, np.float64) - mean) * invstd)
-        return [(dy * xhat).sum(axis=0), dy.sum(axis=0)]
+            # each backend's mean carries its own order-dependent rounding, which xhat
+            # magnifies by invstd (a constant column: xhat is 0 or +-1 ulp * 316)
+            xc = finite_part(Xc)
+            xhat_err = finite_part(invstd) * 4 * xc.shape[0] * eps(np.float64) * xc.max(
+                axis=0, initial=0.0)
+        return [((dy * xhat).sum(axis=0), dy.sum(axis=0) * xhat_err), (dy.sum(axis=0), 0.0)]
     if cls in (nn.Dense, "Sequential"):
         dense = layer if cls is nn.Dense else layer[0]
         if cls == "Sequential":
@@ -144,19 +150,36 @@ def _grad_bounds(cls, layer, X, dY, Y):
                 act, nn.Square) else 0))
             if isinstance(act, nn.Square):  # not fused: Square's backward runs on its own
                 dy = finite_part(dY) * 2 * finite_part(dense._Y)
-        bounds = [dy.T @ x]
+        bounds = [(dy.T @ x, 0.0)]
         if dense.bias is not None:
-            bounds.append(dy.sum(axis=0))
+            bounds.append((dy.sum(axis=0), 0.0))
         return bounds
-    return [np.zeros(p.shape) for p in layer.parameters()]
+    return [(np.zeros(p.shape), 0.0) for p in layer.parameters()]
 
 
-def _compare_layer_state(ref, fast, what, bounds, X=None):
-    for rp, fp, bound in zip(ref.parameters(), fast.parameters(), bounds):
+def _nonfinite_columns(a):
+    a = np.asarray(a, np.float64)
+    return ~np.isfinite(a).all(axis=0) if a.ndim == 2 else None
+
+
+def _compare_layer_state(ref, fast, what, bounds, X=None, dY=None, fwd_exact=True):
+    dense_like = isinstance(ref, (nn.Dense, nn.Sequential))
+    for rp, fp, (bound, extra) in zip(ref.parameters(), fast.parameters(), bounds):
         n = max(rp.grad.size, 1)
         e = eps(rp.dtype)
-        tol = 16 * (n + 8) * e * bound + 4 * e * finite_part(rp.grad) + tiny(rp.dtype)
+        tol = 16 * (n + 8) * e * bound + extra + 4 * e * finite_part(rp.grad) + tiny(rp.dtype)
         loose = bound > float(np.finfo(rp.dtype).max) / 16
+        if dense_like and not fwd_exact and X is not None and dY is not None:
+            # The cached forward values agree within rounding only (float32 sigmoid gives
+            # 1.2e-38 where the reference has 0): times an infinite input or upstream gradient
+            # that is an infinity here and NaN there.
+            xc, dc = _nonfinite_columns(X), _nonfinite_columns(dY)
+            if xc is not None and dc is not None:
+                if rp.grad.ndim == 2:
+                    loose = loose | xc[None, :] | dc[:, None] if dc.size == rp.grad.shape[0] \
+                        else loose | xc[None, :]
+                elif dc.size == rp.grad.shape[0]:
+                    loose = loose | dc
         assert_same(fp.grad, rp.grad, tol, loose, what=f"{what} grad of {rp.name}")
     stat_err = 0.0
     if isinstance(ref, nn.BatchNorm) and ref.training and X is not None and np.ndim(X) == 2:
@@ -240,6 +263,10 @@ def test_layer_forward_backward(threads, kind, data):
         KNOWN_HITS["Dropout.backward takes a (1,) dY for a 0-d input"] += 1
         return
     if bad_dY:
+        if cls is nn.BatchNorm and not training and np.ndim(rd) == 2 and np.shape(rd)[0] == 1 \
+                and np.shape(rd)[1] == f:
+            KNOWN_HITS["BatchNorm.backward in eval mode does not check dY's batch size"] += 1
+            return
         if cls is nn.Dropout and (not training or ref.p == 0) and rdx is rd and fdx is fd:
             KNOWN_HITS["Dropout.backward passes any dY through in eval mode"] += 1
             return
@@ -276,7 +303,8 @@ def test_layer_forward_backward(threads, kind, data):
             loose = nonfinite if loose is None else (loose | nonfinite)
         assert_same(fdx, rdx, tol, loose, what=f"{name}.backward")
     if cls is not nn.BatchNorm or not np.any(_tolerance(cls, rY, np.asarray(rx), ref)[1]):
-        _compare_layer_state(ref, fast, name, _grad_bounds(cls, ref, rx, rd, rY), rx)
+        _compare_layer_state(ref, fast, name, _grad_bounds(cls, ref, rx, rd, rY), rx, rd,
+                             np.array_equal(rY, fY, equal_nan=True))
 
 
 # ---------------------------------------------------------------------------- losses
@@ -351,7 +379,8 @@ BACKWARD_SHAPE_CASES = [("ReLU", lambda: nn.ReLU()), ("Tanh", lambda: nn.Tanh())
                    "check dY's shape against the forward input, so the backend reports the "
                    "cached tensor instead: 'X must have shape (2, 3), got (2, 4)' (or Y, or "
                    "mask) while the caller passed a wrong dY")
-@pytest.mark.parametrize("name,make", BACKWARD_SHAPE_CASES, ids=[c[0] for c in BACKWARD_SHAPE_CASES])
+@pytest.mark.parametrize("name,make", BACKWARD_SHAPE_CASES,
+                         ids=[c[0] for c in BACKWARD_SHAPE_CASES])
 def test_layer_backward_names_a_wrong_shaped_dY(name, make):
     layer = make()
     layer.forward(np.ones((2, 3), np.float32))
@@ -393,3 +422,15 @@ def test_dropout_on_a_0d_input_backpropagates(backend):
     assert dX.shape == Y.shape == ()
     with pytest.raises(ValueError):
         layer.backward(np.ones(1, np.float32))
+
+
+@pytest.mark.xfail(strict=True, reason="pynn/nn/batchnorm.py: in eval mode backward is NumPy "
+                   "code that checks dY's features but not its batch size: a (1, F) dY for a "
+                   "(4, F) input broadcasts silently (dX comes back (1, F), dgamma counts it 4 "
+                   "times), a (3, F) one fails with NumPy's 'operands could not be broadcast'")
+@pytest.mark.parametrize("rows", [1, 3])
+def test_batchnorm_eval_backward_checks_the_batch_size(rows):
+    bn = nn.BatchNorm(3).eval()
+    bn.forward(np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\bdY\b"):
+        bn.backward(np.ones((rows, 3), np.float32))

@@ -329,6 +329,7 @@ def test_header_larger_than_the_limit_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------- JSON headers
 @pytest.mark.parametrize("arch, match", [
+    # (test_io.py checks Conv2d inside a Sequential; here at the top level)
     ({"type": "Conv2d", "config": {}}, "unknown layer type 'Conv2d'"),
     ({"type": "os.system", "config": {"command": "touch pwned"}}, "unknown layer type"),
     ({"type": "__import__", "config": {"name": "os"}}, "unknown layer type"),
@@ -359,7 +360,8 @@ def test_deeply_nested_architectures_are_refused(tmp_path):
         arch = {"type": "Sequential", "layers": [arch]}
     _load_small(load, _write(tmp_path / "deep.npz", [("__pynn__.npy", _header(arch))]))
     # JSON nested beyond the parser's recursion limit
-    raw = '{"format": "pynn.model", "version": 1, "architecture": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    raw = ('{"format": "pynn.model", "version": 1, "architecture": '
+           + "[" * 100_000 + "]" * 100_000 + "}")
     path = _write(tmp_path / "deeper.npz", [("__pynn__.npy", _npy(np.array(raw)))])
     _load_small(load, path)
 

@@ -33,13 +33,14 @@ libasan=$("$CC" -print-file-name=libasan.so)
 libubsan=$("$CC" -print-file-name=libubsan.so)
 for lib in "$libasan" "$libubsan"; do
     if [[ ! -e $lib ]]; then
-        echo "sanitize.sh: $CC has no $(basename "$lib") (install the compiler's sanitizer runtime)" >&2
+        echo "sanitize.sh: $CC has no $(basename "$lib") (install its sanitizer runtime)" >&2
         exit 2
     fi
 done
 
 echo "== copying the tracked sources to $work"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work")
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard |
+    xargs -0 cp --parents -t "$work")
 
 if [[ ! -x $venv/bin/python ]]; then
     echo "== creating $venv"

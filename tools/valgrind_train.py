@@ -31,8 +31,9 @@ def train(dtype, steps=3):
                                                        momentum=0.9),
                 Adagrad(params, lr=1e-2, lr_decay=1e-3)):
         for step in range(steps):
+            rows = slice(step * 16, (step + 1) * 16)
             opt.zero_grad()
-            value = loss.forward(model.forward(X[step * 16:(step + 1) * 16]), y[step * 16:(step + 1) * 16])
+            value = loss.forward(model.forward(X[rows]), y[rows])
             model.backward(loss.backward())
             opt.step()
             assert np.isfinite(value), value

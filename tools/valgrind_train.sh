@@ -28,7 +28,8 @@ for f in /usr/lib/valgrind/python3.supp /usr/lib/x86_64-linux-gnu/valgrind/pytho
     [[ -f $f ]] && supp+=("--suppressions=$f")
 done
 
-kernels=$(cd /tmp && "$PYTHON" -c 'import os, pynn._kernels as k; print(os.path.dirname(k.__file__))')
+kernels=$(cd /tmp && "$PYTHON" -c \
+    'import os, pynn._kernels as k; print(os.path.dirname(k.__file__))')
 echo "== kernels: $kernels"
 echo "== valgrind --tool=memcheck on tools/valgrind_train.py (a few minutes; output in $out)"
 status=0
