@@ -88,12 +88,12 @@ def gradcheck(module, X, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
             if dX.shape != X.shape:
                 raise GradcheckError(f"backward returned dX of shape {dX.shape}, the input "
                                      f"has shape {X.shape}")
-            numeric_X = _numeric(lambda: f(X), X, eps)
+            numeric_X = central_differences(lambda: f(X), X, eps)
         results = []
         if check_input:
             results.append(("input", dX, numeric_X))
         for name, analytic, data in checks:
-            results.append((name, analytic, _numeric(lambda: f(X), data, eps)))
+            results.append((name, analytic, central_differences(lambda: f(X), data, eps)))
     finally:
         for b, value in saved_buffers:
             b[...] = value
@@ -119,7 +119,7 @@ def gradcheck(module, X, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
     return True
 
 
-def _numeric(f, a, eps):
+def central_differences(f, a, eps):
     """Central differences of ``f()`` with respect to every element of ``a`` (perturbed in
     place and restored)."""
     grad = np.empty(a.shape)

@@ -133,7 +133,7 @@ def test_load_state_dict_round_trip_and_validation_before_any_write():
     np.testing.assert_array_equal(target[0].weight.data, src[0].weight.data)
 
 
-# ---------------------------------------------------------------------------- fusion stays in the container
+# ------------------------------------------------------------------ fusion stays in the container
 def test_container_fusion_never_changes_the_layer():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((5, 4)).astype(F32)
@@ -290,7 +290,7 @@ def test_model_arenas_follow_an_optimizer_repack():
     opt.zero_grad()
 
 
-# ---------------------------------------------------------------------------- inference is read-only
+# ------------------------------------------------------------------ inference is read-only
 def test_concurrent_predict_on_a_training_model_is_exact_and_mutates_nothing(rng):
     model = nn.Sequential(nn.Dense(20, 64, dtype=F32), nn.BatchNorm(64), nn.ReLU(),
                           nn.Dropout(0.5, seed=0), nn.Dense(64, 5))
@@ -360,7 +360,8 @@ def test_gradcheck_catches_half_a_gradient_and_names_it(rng):
             return super().backward(dY * 0.5, input_grad)
 
     X = rng.standard_normal((4, 3))
-    with pytest.raises(pynn.GradcheckError, match=r"Half: (input|weight|bias)\[.*analytic .* numeric"):
+    with pytest.raises(pynn.GradcheckError,
+                       match=r"Half: (input|weight|bias)\[.*analytic .* numeric"):
         pynn.gradcheck(Half(3, 2, dtype=F64), X)
     assert pynn.gradcheck(Half(3, 2, dtype=F64), X, raise_exception=False) is False
     with pytest.raises(TypeError, match="float64"):

@@ -591,7 +591,8 @@ class Backend(abc.ABC):
         return param
 
     def rmsprop_step(self, param, grad, square_avg, grad_avg=None, momentum_buffer=None, *, lr,
-                     alpha=0.99, eps=1e-8, weight_decay=0.0, l1=0.0, momentum=0.0, _prechecked=False):
+                     alpha=0.99, eps=1e-8, weight_decay=0.0, l1=0.0, momentum=0.0,
+                     _prechecked=False):
         """RMSprop, in place: d = g + wd p + l1 sign(p); v = alpha v + (1 - alpha) d^2;
         centered (``grad_avg`` given): a = a + (1 - alpha)(d - a), avg = sqrt(v - a^2) + eps,
         else avg = sqrt(v) + eps; momentum > 0: buf = momentum buf + d / avg, p -= lr buf;

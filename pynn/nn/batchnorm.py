@@ -37,8 +37,9 @@ class BatchNorm(Module):
         super().__init__()
         self.num_features = check_int("num_features", num_features, 1)
         if momentum is not None:
-            momentum = check_real("momentum", momentum, 0.0, 1.0,
-                                  message="momentum must be a number in [0, 1] or None, got {value}")
+            momentum = check_real(
+                "momentum", momentum, 0.0, 1.0,
+                message="momentum must be a number in [0, 1] or None, got {value}")
         self.momentum = momentum
         self.eps = check_real("eps", eps, 0.0, low_open=True)
         self.dtype = check_dtype_arg(dtype)
