@@ -209,7 +209,7 @@ def test_inference_program_folds_and_matches_layer_by_layer_eval(dtype, rng):
         nn.Dense(7, 4, seed=3, dtype=dtype), nn.Softmax())
     for _ in range(3):
         model.forward(Xtr)  # running statistics away from 0 and 1
-    program = nn.plan.InferencePlan.build(model)
+    program = nn.inference.InferencePlan.build(model)
     assert [op[0] for op in program.ops] == [0, 0, 2, 0, 3]  # dense, dense, square, dense, softmax
     X = rng.standard_normal((37, 6)).astype(dtype)
     model.eval()
@@ -229,7 +229,7 @@ def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):
             return 2 * X
 
     model = nn.Sequential(nn.Dense(3, 3, dtype=F64), Twice())
-    assert nn.plan.InferencePlan.build(model) is None
+    assert nn.inference.InferencePlan.build(model) is None
     X = rng.standard_normal((4, 3))
     np.testing.assert_allclose(model.predict(X), 2 * model[0].forward(X), rtol=1e-12)
     with pytest.raises(TypeError, match="float32"):

@@ -7,6 +7,7 @@ from .activations import ELU, Activation, LeakyReLU, ReLU
 from .batchnorm import BatchNorm
 from .dense import Dense
 from . import plan as _plan
+from .inference import InferencePlan
 from .module import Module, _check_batch_size, accepts_input_grad
 
 # Activations after which a Dense with init=None gets He initialization (the ReLU family).
@@ -198,7 +199,7 @@ class Sequential(Module):
         """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
         an inference program: BatchNorm folded into the Dense before it, activations fused,
         one buffer per batch, the results written straight into the output."""
-        program = _plan.InferencePlan.build(self) if self._compile else None
+        program = InferencePlan.build(self) if self._compile else None
         if program is None or not program.fits(X) or X.shape[0] == 0:
             return super().predict(X, batch_size)
         _check_batch_size(batch_size)

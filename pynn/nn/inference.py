@@ -1,0 +1,149 @@
+"""A Sequential's inference program: the eval-mode forward of one ``predict`` call, compiled.
+
+BatchNorm (running statistics) is folded into the Dense before it and a Standardizer into the
+Dense after it, activations run in the epilogues, and each batch's result is written straight
+into the output. See ``InferencePlan``.
+"""
+import numpy as np
+
+from .. import _threads
+from ..backend.base import IDENTITY, activation_code
+from .activations import Activation, Softmax
+from .batchnorm import BatchNorm
+from .dense import Dense
+from .dropout import Dropout
+
+# Ops of an inference program.
+_I_DENSE, _I_BN, _I_ACT, _I_SOFTMAX, _I_AFFINE = range(5)
+
+
+class InferencePlan:
+    """The eval-mode program of a Sequential for one ``predict`` call.
+
+    BatchNorm (running statistics) is folded into the Dense before it, and a Standardizer into
+    the Dense after it (W' = W * s per output row, b' = (b - mean) * s + beta; the columns for
+    a Standardizer), computed in float64 and rounded once; activations run in the epilogues;
+    Dropout is the identity. Buffers for one batch are allocated per call and every batch's
+    result is written straight into the output. Nothing is written on the model, so any number
+    of threads may predict with it at once.
+    """
+
+    def __init__(self, ops, dtype, in_width, out_width):
+        self.ops, self.dtype = ops, dtype
+        self.in_width, self.out_width = in_width, out_width
+
+    @classmethod
+    def build(cls, seq):
+        """The program of ``seq`` now (its current weights), or None when a layer is not a
+        built-in one (then ``predict`` runs each layer's own ``infer``)."""
+        from ..data import Standardizer
+
+        layers = [layer for layer in seq.layers if type(layer) is not Dropout]
+        dtype = seq.dtype
+        ops, width, in_width = [], None, None
+        pending = None  # a Standardizer's (mean, scale) waiting for the next Dense
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if type(layer) is Standardizer and layer.mean is not None and type(nxt) is Dense:
+                if layer.dtype != dtype:
+                    return None
+                pending = (layer.mean.astype(np.float64), layer.scale.astype(np.float64))
+                in_width = in_width or layer.num_features
+                i += 1
+                continue
+            if type(layer) is Dense:
+                if layer.dtype != dtype or (width is not None and layer.in_features != width):
+                    return None
+                W = layer.weight._data.astype(np.float64)
+                b = (np.zeros(layer.out_features) if layer.bias is None
+                     else layer.bias._data.astype(np.float64))
+                if pending is not None:  # (X - mean) / scale, then W: fold into the columns
+                    mean, scale = pending
+                    W = W / scale
+                    b = b - W @ mean
+                    pending = None
+                i += 1
+                if type(nxt) is BatchNorm and nxt.num_features == layer.out_features:
+                    s = nxt.weight._data.astype(np.float64) / np.sqrt(
+                        nxt.running_var.astype(np.float64) + nxt.eps)
+                    W = W * s[:, None]
+                    b = (b - nxt.running_mean.astype(np.float64)) * s + \
+                        nxt.bias._data.astype(np.float64)
+                    i += 1
+                code, param, i = _epilogue(layers, i)
+                in_width = in_width or layer.in_features
+                width = layer.out_features
+                ops.append((_I_DENSE, layer.backend, np.ascontiguousarray(W, dtype),
+                            np.ascontiguousarray(b, dtype), code, param, width))
+                continue
+            if pending is not None:
+                return None
+            if type(layer) is BatchNorm:
+                if layer.dtype != dtype or (width is not None and layer.num_features != width):
+                    return None
+                code, param, i = _epilogue(layers, i + 1)
+                in_width = in_width or layer.num_features
+                width = layer.num_features
+                ops.append((_I_BN, layer.backend, layer, None, code, param, width))
+            elif isinstance(layer, Activation) and type(layer).forward is Activation.forward:
+                code, param = activation_code(layer.activation, layer.param)
+                ops.append((_I_ACT, layer.backend, None, None, code, param, width))
+                i += 1
+            elif type(layer) is Softmax:
+                ops.append((_I_SOFTMAX, layer.backend, None, None, IDENTITY, 0.0, width))
+                i += 1
+            else:
+                return None
+        if not ops or ops[0][6] is None or in_width is None:
+            return None  # starts with an activation: its width comes from the data
+        return cls(ops, dtype, in_width, width)
+
+    def fits(self, X):
+        return (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
+                and X.shape[1] == self.in_width)
+
+    def run(self, X, batch_size):
+        """Outputs for every row of X, ``batch_size`` rows at a time."""
+        n = X.shape[0]
+        X = np.ascontiguousarray(X)
+        out = np.empty((n, self.out_width), self.dtype)
+        rows = max(1, min(batch_size, n))
+        widest = max(op[6] for op in self.ops)
+        buffers = [np.empty(rows * widest, self.dtype), np.empty(rows * widest, self.dtype)]
+        dense_threads = _threads.get_num_threads()
+        last = len(self.ops) - 1
+        for lo in range(0, n, rows):
+            hi = min(lo + rows, n)
+            h = X[lo:hi]
+            for j, (kind, be, W, b, code, param, width) in enumerate(self.ops):
+                Y = out[lo:hi] if j == last else \
+                    buffers[j % 2][:(hi - lo) * width].reshape(hi - lo, width)
+                if kind == _I_DENSE:
+                    be._dense_forward(h, W, b, Y, code, param, dense_threads)
+                elif kind == _I_BN:
+                    bn = W
+                    be._batchnorm_forward_eval(
+                        h, bn.weight._data, bn.bias._data, bn.running_mean, bn.running_var,
+                        bn.eps, Y, code, param, _threads.threads_for(Y.size))
+                elif kind == _I_ACT:
+                    be._activation_forward(h.reshape(-1), Y.reshape(-1), code, param,
+                                           _threads.threads_for(Y.size))
+                else:
+                    be._softmax_forward(h, Y, _threads.threads_for(Y.size))
+                h = Y
+        return out
+
+
+def _epilogue(layers, i):
+    """(activation code, param, next index) when layers[i] is an activation that can run in the
+    epilogue of the op before it; (IDENTITY, 0.0, i) otherwise."""
+    act = layers[i] if i < len(layers) else None
+    if isinstance(act, Activation) and type(act).forward is Activation.forward:
+        from .containers import _fusable
+
+        name, param = _fusable(act)
+        if name is not None:
+            return (*activation_code(name, param), i + 1)
+    return IDENTITY, 0.0, i
