@@ -528,10 +528,11 @@ def _csv_header(path):
 
 
 def _n_inputs(model):
-    first = model.layers[0] if hasattr(model, "layers") else model
-    for attr in ("in_features", "num_features"):
-        if getattr(first, attr, None):
-            return getattr(first, attr)
+    # the first module (depth first, so nested containers too) that declares its input width
+    for module in model.modules():
+        for attr in ("in_features", "num_features"):
+            if getattr(module, attr, None):
+                return getattr(module, attr)
     raise CLIError("cannot tell how many input features the model takes")
 
 
