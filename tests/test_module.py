@@ -229,9 +229,9 @@ def test_frozen_parameters_get_no_gradient_and_no_update(rng):
 # ---------------------------------------------------------------------------- containers
 def test_nested_containers_train_save_load_and_summarize(tmp_path, rng):
     model = nn.Sequential(
-        nn.Sequential(nn.Dense(6, 8, dtype=F64), nn.BatchNorm(8, dtype=F64), nn.ReLU()),
+        nn.Sequential(nn.Dense(6, 8, seed=4, dtype=F64), nn.BatchNorm(8, dtype=F64), nn.ReLU()),
         nn.Dropout(0.1, seed=1),
-        nn.Sequential(nn.Dense(8, 3, dtype=F64)),
+        nn.Sequential(nn.Dense(8, 3, seed=5, dtype=F64)),
     )
     assert [n for n, _ in model.named_parameters()][:2] == ["0.0.weight", "0.0.bias"]
     X = rng.standard_normal((16, 6))
@@ -239,7 +239,7 @@ def test_nested_containers_train_save_load_and_summarize(tmp_path, rng):
     loss = nn.CrossEntropyLoss()
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
     values = []
-    for _ in range(20):
+    for _ in range(40):
         opt.zero_grad()
         values.append(loss.forward(model.forward(X), y))
         model.backward(loss.backward(), input_grad=False)
@@ -346,11 +346,12 @@ def test_gradcheck_passes_on_every_layer(make, rng):
 @pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
 def test_gradcheck_passes_on_composed_networks(act, rng):
     X = rng.standard_normal((8, 6))
-    net = nn.Sequential(nn.Dense(6, 7, dtype=F64), nn.BatchNorm(7, dtype=F64), act(),
-                        nn.Dense(7, 3, dtype=F64))
+    net = nn.Sequential(nn.Dense(6, 7, seed=1, dtype=F64), nn.BatchNorm(7, dtype=F64), act(),
+                        nn.Dense(7, 3, seed=2, dtype=F64))
     assert pynn.gradcheck(net, X)
     assert pynn.gradcheck(Block(), X)
-    nested = nn.Sequential(nn.Sequential(nn.Dense(6, 4, dtype=F64), act()), Block(4, 5, 2))
+    nested = nn.Sequential(nn.Sequential(nn.Dense(6, 4, seed=3, dtype=F64), act()),
+                           Block(4, 5, 2))
     assert pynn.gradcheck(nested, X)
 
 
