@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from pynn.backend import Backend, backend_for
 
-from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, BAD_SCALARS, Arr, assert_same, build, corrupt,
+from _fuzz import (FLOATS, SETTINGS, BAD_SCALARS, Arr, assert_same, build, corrupt,
                    count, eps, finite_part, in_array, op_parameters, out_array, run, same_outcome)
 from _fuzz import _watchdog, threads  # noqa: F401  (fixtures)
 
@@ -100,28 +100,6 @@ def check_out(args, kw, result):
 
 
 # ---------------------------------------------------------------------------- activations
-def double_intermediates(activation, X, Y, dtype):
-    """Entries where the float32 Cython backward differs from the reference by design flaw:
-    Cython turns the literals of ``dy * (y * (1 - y))`` (sigmoid) and ``dy * (2 * x)``
-    (square) into doubles, so it computes them in double and an intermediate that overflows
-    float32 in the reference (y = 1e30: 0 * -inf = NaN there, -0 here) does not overflow.
-    A known finding (strict xfail below); None elsewhere."""
-    if np.dtype(dtype) != np.float32 or activation not in ("sigmoid", "square"):
-        return None
-    with np.errstate(all="ignore"):
-        if activation == "sigmoid":
-            y = np.asarray(Y)
-            inter32 = y * (np.float32(1) - y)
-        else:
-            inter32 = np.float32(2) * np.asarray(X)
-        loose = ~np.isfinite(inter32) & np.isfinite(np.asarray(Y if activation == "sigmoid" else X))
-    if loose.any():
-        KNOWN_HITS["float32 sigmoid/square backward computed in double"] += 1
-        return loose
-    return None
-
-
-
 @SETTINGS
 @given(data=st.data())
 def test_activation_forward(threads, data):
@@ -161,8 +139,7 @@ def test_activation_backward(threads, data):
     x, y, dy = finite_part(rkw["X"]), finite_part(rkw["Y"]), finite_part(rkw["dY"])
     p = abs(float(param)) if isinstance(param, float) and np.isfinite(param) else 0.0
     tol = 16 * eps(dtype) * dy * (1 + 2 * x + y + y * y + p) + tiny(dtype)
-    loose = double_intermediates(activation, rkw["X"], rkw["Y"], rkw["dY"].dtype)
-    assert_same(f, r, tol, loose, what=f"activation_backward({activation})")
+    assert_same(f, r, tol, what=f"activation_backward({activation})")
 
 
 @SETTINGS
@@ -273,9 +250,6 @@ def test_dense_backward(threads, data):
     p = 0.0 if param is None or not np.isfinite(param) else abs(param)
     dz = dy if identity else dy * (1 + p + y + y * y)
     e = eps(dtype)
-    dz_loose = None if identity else double_intermediates(activation, None, rkw["Y"], dtype)
-    if dz_loose is not None:  # a known finding: let it spread through the sums and products
-        dz = np.where(dz_loose, np.inf, dz)
     db_bound = dz.sum(axis=0)
     dw_bound = dz.T @ finite_part(rkw["X"])
     if rkw["dW"] is None:  # a frozen weight (dW=None is valid): nothing accumulated
@@ -446,15 +420,12 @@ def test_batchnorm_forward_train(threads, data):
         old = finite_part(args[name].values)
         ref = _f64(rkw[name])
         scale = old + finite_part(rm) + (finite_part(1 / ri**2) * n if name == "running_var" else 0)
-        # The reference rounds (1 - momentum) * old to the data dtype first (a known deviation,
-        # strict xfail below); the kernel stays in double. Allow the reference that rounding.
-        ref_rounding = e * (1 - sc["momentum"]) * old
         # the batch statistics' own rounding (order-dependent: +-1e30 in a column cancels to
         # whatever the order leaves) reaches the running ones scaled by momentum
         xmax = x.max(axis=0, initial=0.0)
         stat_err = 4 * n * eps(np.float64) * (xmax if name == "running_mean" else
                                               4 * xmax * xmax * n / max(n - 1, 1))
-        assert_same(fkw[name], rkw[name], 2 * e * finite_part(ref) + 1e-9 * scale + ref_rounding
+        assert_same(fkw[name], rkw[name], 2 * e * finite_part(ref) + 1e-9 * scale
                     + sc["momentum"] * stat_err + tiny(dtype),
                     loose if name == "running_var" else None, what=f"batchnorm {name}")
 
@@ -689,14 +660,7 @@ def test_adam_step(threads, data):
     if got is None:
         return
     r, rkw, f, fkw = got
-    loose = None
-    if rkw.get("max_exp_avg_sq") is not None:
-        # Known deviation (strict xfail below): amsgrad's max ignores a NaN second moment in
-        # the kernel, the reference (and torch.maximum) propagate it. Compare the rest exactly.
-        loose = np.isnan(rkw["exp_avg_sq"])
-    _compare_states(rkw, fkw, ["param", "exp_avg", "exp_avg_sq"], "adam",
-                    loose if loose is not None and loose.any() else None)
-    _compare_states(rkw, fkw, ["max_exp_avg_sq"], "adam", loose)
+    _compare_states(rkw, fkw, ["param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"], "adam")
 
 
 # ---------------------------------------------------------------------------- findings
@@ -704,10 +668,6 @@ def _ones(*shape, dtype=np.float32):
     return np.ones(shape, dtype)
 
 
-@pytest.mark.xfail(strict=True, reason="csrc/_optim_simd.h pynn_adam_body: `vm = vi > vm ? vi "
-                   ": vm` keeps the old max when the new second moment is NaN; the reference "
-                   "(np.maximum) and torch.maximum propagate NaN, so the kernel silently keeps "
-                   "updating with a finite denominator")
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_amsgrad_max_propagates_nan_like_the_reference(dtype):
     out = {}
@@ -716,15 +676,18 @@ def test_amsgrad_max_propagates_nan_like_the_reference(dtype):
         m, v, vmax = np.zeros(3, dtype), np.array([np.nan, 0, 0], dtype), np.ones(3, dtype)
         be.adam_step(p, g, m, v, vmax, step=1, lr=0.1)
         out[be.name] = (p, vmax)
+    # np.maximum (and torch.maximum) propagate the NaN second moment into the max and the step
+    assert np.isnan(out["numpy"][1][0]) and np.isnan(out["numpy"][0][0])
     np.testing.assert_array_equal(out["cython"][1], out["numpy"][1])
     np.testing.assert_array_equal(out["cython"][0], out["numpy"][0])
+    # a NaN already in the max stays there, as in np.maximum
+    for be in (REF, FAST):
+        p, g, m, v = (np.ones(3, dtype) for _ in range(4))
+        vmax = np.array([np.nan, 0, 0], dtype)
+        be.adam_step(p, g, m, v, vmax, step=1, lr=0.1)
+        assert np.isnan(vmax[0]) and np.isnan(p[0]) and np.isfinite(vmax[1:]).all(), be.name
 
 
-@pytest.mark.xfail(strict=True, reason="pynn/backend/numpy_ref.py _batchnorm_forward_train: "
-                   "`(1.0 - momentum) * running_mean` multiplies a float32 array by a Python "
-                   "float, which NumPy computes in float32, before adding the float64 batch "
-                   "mean; the kernel stays in double, so with cancellation the reference is "
-                   "16 float32 ulps off (the reference should use running_mean.astype(float64))")
 @pytest.mark.parametrize("name", ["running_mean", "running_var"])
 def test_batchnorm_running_statistics_reference_stays_in_double(name):
     # column 0: cancellation in running_mean; column 1: a plain rounding step in running_var
@@ -743,12 +706,6 @@ def test_batchnorm_running_statistics_reference_stays_in_double(name):
     np.testing.assert_array_equal(out["numpy"], exact.astype(np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason="csrc/_act.pxd act_backward_span: Cython emits the "
-                   "literals of `dy[i] * (y[i] * (1 - y[i]))` and `dy[i] * (2 * x[i])` as "
-                   "doubles (`1.0 - y`, `2.0 * x`), so the float32 sigmoid and square backward "
-                   "run in double: where the reference's float32 intermediate overflows "
-                   "(y = 1e30 gives 0 * -inf = NaN) the kernel returns -0; `<floating>1` would "
-                   "keep them in float32")
 @pytest.mark.parametrize("activation,X,Y", [
     ("sigmoid", [1.0, 1.0], [1e30, 3e19]),
     ("square", [3e38, 1e30], [0.0, 0.0]),
