@@ -72,8 +72,18 @@ def activation_code(activation, param=None):
             f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}"
         ) from None
     if param is None:
-        param = {LEAKY_RELU: 0.01, ELU: 1.0}.get(kind, 0.0)
-    return kind, float(param)
+        return kind, {LEAKY_RELU: 0.01, ELU: 1.0}.get(kind, 0.0)
+    # Any real number, inf and NaN included (the kernels propagate them like the reference);
+    # float() alone would take a str or True and raise errors that do not name the argument.
+    if isinstance(param, (bool, np.bool_)) or not isinstance(
+        param, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"param must be a real number or None, got {type(param).__name__}")
+    try:
+        return kind, float(param)
+    except OverflowError:
+        raise ValueError(f"param must fit in a float, got an int of {param.bit_length()} bits") \
+            from None
 
 
 def derivative_from_output(kind, param):
