@@ -51,7 +51,10 @@ cdef extern from *:
         float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r
                     + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
         y = y * z + r + 1.0f;
-        int32_t bits = ((int32_t)n + 127) << 23;     /* 2**n, n in [-126, 0] */
+        /* NaN (x NaN) to int is undefined behavior: convert 0 instead (a select, so the loops
+         * still vectorize); y is NaN then, so the result is NaN whatever the scale. */
+        float nc = n == n ? n : 0.0f;
+        int32_t bits = ((int32_t)nc + 127) << 23;    /* 2**n, n in [-126, 0] */
         float scale;
         memcpy(&scale, &bits, sizeof scale);
         return y * scale;
@@ -464,8 +467,11 @@ cdef inline void act_backward_span(int kind, floating p, const floating* dy, con
         else:
             pynn_elu_backward_span_d(dy, x if x != NULL else y, y, dx, n, p)
     elif kind == SIGMOID:
+        # <floating>1, not 1: Cython writes a bare literal as a double (1.0 - y), which made
+        # the float32 loop compute in double and differ from the reference's float32 rounding
+        # (y = 1e30: the reference's y * (1 - y) overflows to -inf, dy = 0 then gives NaN)
         for i in range(n):
-            dx[i] = dy[i] * (y[i] * (1 - y[i]))
+            dx[i] = dy[i] * (y[i] * (<floating>1 - y[i]))
     elif kind == TANH:
         if floating is float:
             pynn_tanh_backward_span_f(dy, y, dx, n)
@@ -474,10 +480,10 @@ cdef inline void act_backward_span(int kind, floating p, const floating* dy, con
                 dx[i] = dy[i] * (1 - y[i] * y[i])
     elif kind == STEP:
         for i in range(n):
-            dx[i] = dy[i] * 0
+            dx[i] = dy[i] * <floating>0
     elif kind == SQUARE:
         for i in range(n):
-            dx[i] = dy[i] * (2 * x[i])
+            dx[i] = dy[i] * (<floating>2 * x[i])  # float32: 2 * 3e38 is inf, as in the reference
     elif dx != dy:
         for i in range(n):
             dx[i] = dy[i]

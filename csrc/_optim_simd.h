@@ -29,7 +29,7 @@
  *            avg = sqrt(v - a a) + eps, else avg = sqrt(v) + eps;
  *            momentum: buf = momentum buf + d / avg, p = p - lr buf; else p = p - lr (d / avg)
  *   Adam:    m = m + (1 - beta1)(d - m);  v = beta2 v + (1 - beta2) d d;
- *            vmax = max(vmax, v) (amsgrad, else vmax is v);
+ *            vmax = max(vmax, v) (amsgrad, NaN if either is; else vmax is v);
  *            p = p decay - step_size (m / (sqrt(vmax) / bc2_sqrt + eps))
  */
 #ifndef PYNN_OPTIM_SIMD_H
@@ -194,7 +194,9 @@ PYNN_OPTIM_INLINE void pynn_adam_body_##S(                                      
         v[i] = vi;                                                                              \
         if (amsgrad) {                                                                          \
             T vm = vmax[i];                                                                     \
-            vm = vi > vm ? vi : vm;                                                             \
+            /* a max that propagates NaN from either side, as np.maximum and torch.maximum:     \
+             * vi > vm ? vi : vm alone kept a finite old max over a NaN second moment */        \
+            vm = (vi > vm || vi != vi) ? vi : vm;                                               \
             vmax[i] = vm;          /* unconditional store: the loop vectorizes to a max */      \
             vi = vm;                                                                            \
         }                                                                                       \

@@ -3,6 +3,12 @@ import math
 
 import numpy as np
 
+# The largest layer size (in_features, out_features, num_features). BLAS takes matrix
+# dimensions as C ints (scipy.linalg.cython_blas), so no wider layer could run; checking it up
+# front names the argument (Dense(3, 10**400) failed inside NumPy: "Maximum allowed dimension
+# exceeded").
+MAX_FEATURES = 2**31 - 1
+
 
 def check_real(name, value, low=None, high=None, low_open=False, high_open=False,
                message=None):
@@ -15,7 +21,11 @@ def check_real(name, value, low=None, high=None, low_open=False, high_open=False
         value, (int, float, np.integer, np.floating)
     ):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range (10**400): not finite either
+        raise ValueError(f"{name} must be finite, got an int of {value.bit_length()} bits") \
+            from None
     if not math.isfinite(value):
         raise ValueError(message.format(value=value) if message else
                          f"{name} must be finite, got {value}")

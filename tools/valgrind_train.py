@@ -24,7 +24,7 @@ def train(dtype, steps=3):
                           nn.Dense(8, 8, seed=6, dtype=dtype), nn.Square(), nn.Step(),
                           nn.Dense(8, 3, seed=7, dtype=dtype))
     loss = nn.CrossEntropyLoss()
-    params = model.parameters()
+    params = list(model.parameters())  # a generator: every optimizer below needs them all
     for opt in (Adam(params, lr=1e-3, amsgrad=True, weight_decay=1e-4),
                 AdamW(params, lr=1e-3), SGD(params, lr=1e-2, momentum=0.9, nesterov=True),
                 SGD(params, lr=1e-2, l1=1e-4), RMSprop(params, lr=1e-3, centered=True,

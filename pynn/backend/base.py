@@ -6,8 +6,9 @@ then calls one abstract ``_<op>`` method. ``NumpyBackend`` (the readable referen
 ``CythonBackend`` (the fast path) implement exactly those abstract methods, with identical
 signatures, and nothing else: swapping backends changes speed, never results.
 
-Abstract methods receive only validated arguments: C-contiguous arrays of one float dtype with the
-right shapes, outputs writeable, ``n_threads >= 1``, and no array the call writes (``out``,
+Abstract methods receive only validated arguments: plain (not subclassed), C-contiguous, aligned
+arrays of one float dtype with the right shapes (inputs that are not are copied; such outputs are
+refused), outputs writeable, ``n_threads >= 1``, and no array the call writes (``out``,
 ``grad_out``, ``mask_out``, gradients and running statistics updated in place, optimizer
 buffers) sharing memory with another of its arguments: that raises ValueError naming both
 ("out must not share memory with X"). The only exceptions are the elementwise kernels that say
@@ -71,8 +72,18 @@ def activation_code(activation, param=None):
             f"activation must be one of {sorted(ACTIVATIONS)} or None, got {activation!r}"
         ) from None
     if param is None:
-        param = {LEAKY_RELU: 0.01, ELU: 1.0}.get(kind, 0.0)
-    return kind, float(param)
+        return kind, {LEAKY_RELU: 0.01, ELU: 1.0}.get(kind, 0.0)
+    # Any real number, inf and NaN included (the kernels propagate them like the reference);
+    # float() alone would take a str or True and raise errors that do not name the argument.
+    if isinstance(param, (bool, np.bool_)) or not isinstance(
+        param, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"param must be a real number or None, got {type(param).__name__}")
+    try:
+        return kind, float(param)
+    except OverflowError:
+        raise ValueError(f"param must fit in a float, got an int of {param.bit_length()} bits") \
+            from None
 
 
 def derivative_from_output(kind, param):
@@ -107,8 +118,26 @@ def fused_activation_code(activation, param, into):
 # Argument checks. Each raises with the argument's name and what was expected.
 
 
+def as_kernel_array(a):
+    """``a`` as the loops may read it: a plain ndarray, C-contiguous and aligned.
+
+    A subclass is viewed as a plain ndarray: ``np.matrix`` redefines ``*`` and the reductions,
+    so the reference would compute something else than the kernels. Strided or unaligned
+    memory is copied, never read as if it were contiguous: the kernels read through
+    ``float*``/``double*``, and a misaligned one is undefined behavior in C (x86 happens to
+    tolerate it; strict-alignment CPUs and vector loads need not). Copies keep the shape
+    (``np.ascontiguousarray`` would make a 0-d array 1-d).
+    """
+    if type(a) is not np.ndarray:
+        a = np.asarray(a)
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        a = np.require(a, requirements="CA")
+    return a
+
+
 def _float_array(name, a, dtype=None):
-    """An input array: ndarray of float32/float64 (of ``dtype`` if given), made C-contiguous."""
+    """An input array: ndarray of float32/float64 (of ``dtype`` if given), made a plain,
+    C-contiguous, aligned ndarray (``as_kernel_array``)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if dtype is None:
@@ -116,10 +145,7 @@ def _float_array(name, a, dtype=None):
             raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
     elif a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but the other operands are {dtype}")
-    if not a.flags.c_contiguous:
-        # Strided input is copied, never read as if it were contiguous.
-        a = np.ascontiguousarray(a)
-    return a
+    return as_kernel_array(a)
 
 
 def _ndim(name, a, ndim):
@@ -170,8 +196,9 @@ def _check_disjoint(name, a, others, in_place=()):
 
 
 def _output(name, out, shape, dtype, inputs=(), in_place=()):
-    """Allocate an output, or check a caller's: right shape and dtype, C-contiguous, writeable,
-    and no memory shared with ``inputs`` ((name, array) pairs; see ``_check_disjoint``)."""
+    """Allocate an output, or check a caller's: right shape and dtype, C-contiguous, aligned,
+    writeable, and no memory shared with ``inputs`` ((name, array) pairs; see
+    ``_check_disjoint``)."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -182,8 +209,13 @@ def _output(name, out, shape, dtype, inputs=(), in_place=()):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (it is written in place)")
+    if not out.flags.aligned:
+        # a copy would not be written back: refuse, as for strided outputs
+        raise ValueError(f"{name} must be aligned to its dtype's size (it is written in place)")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only; pass a writeable array")
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)  # a plain view of the caller's memory (see as_kernel_array)
     _check_disjoint(name, out, inputs, in_place)
     return out
 
@@ -503,7 +535,7 @@ class Backend(abc.ABC):
         dY = _float_array("dY", dY)
         if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8:
             raise TypeError("mask must be the uint8 array returned by dropout_forward")
-        mask = np.ascontiguousarray(mask)
+        mask = as_kernel_array(mask)
         _same_shape("mask", mask, dY.shape)
         p = check_real("p", p, 0.0, 1.0, high_open=True)
         dX = _output("out", out, dY.shape, dY.dtype, [("dY", dY), ("mask", mask)],
@@ -597,7 +629,6 @@ class Backend(abc.ABC):
         centered (``grad_avg`` given): a = a + (1 - alpha)(d - a), avg = sqrt(v - a^2) + eps,
         else avg = sqrt(v) + eps; momentum > 0: buf = momentum buf + d / avg, p -= lr buf;
         else p -= lr d / avg. ``_prechecked``: as for ``sgd_step``."""
-        buf = momentum_buffer if momentum > 0 else None
         if not _prechecked:
             lr = check_real("lr", lr, 0.0)
             alpha = check_real("alpha", alpha, 0.0)
@@ -614,6 +645,8 @@ class Backend(abc.ABC):
             )
             if square_avg is None:
                 raise TypeError("square_avg must be a numpy.ndarray, got None")
+        else:
+            buf = momentum_buffer if momentum > 0 else None
         self._rmsprop_step(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay,
                            l1, momentum, _threads.threads_for(param.size))
         return param
@@ -751,4 +784,4 @@ def check_labels(name, labels, n, num_classes):
             f"{name} must be class indices in [0, {num_classes}), got values in "
             f"[{labels.min()}, {labels.max()}]"
         )
-    return np.ascontiguousarray(labels, dtype=np.intp)
+    return as_kernel_array(labels.astype(np.intp, copy=False))

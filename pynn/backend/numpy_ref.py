@@ -149,8 +149,11 @@ class NumpyBackend(Backend):
         Y[...] = (x - mean) * invstd * gamma + beta
         if kind != IDENTITY:
             Y[...] = act_forward(Y, kind, param)  # on the normalized values rounded to Y's dtype
-        running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
-        running_var[...] = (1.0 - momentum) * running_var + momentum * var * n / (n - 1)
+        # In float64 and rounded once, as the kernel does: a Python float times a float32 array
+        # is float32 arithmetic, which would round (1 - momentum) * running_mean early.
+        running_mean[...] = (1.0 - momentum) * running_mean.astype(np.float64) + momentum * mean
+        running_var[...] = ((1.0 - momentum) * running_var.astype(np.float64)
+                            + momentum * var * n / (n - 1))
 
     def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
                                 param, n_threads):

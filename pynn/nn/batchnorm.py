@@ -1,7 +1,7 @@
 """Batch normalization over the batch axis."""
 import numpy as np
 
-from .._checks import check_int, check_real
+from .._checks import MAX_FEATURES, check_int, check_real
 from .module import Module, check_dtype_arg, check_input, config_int
 from .parameter import Parameter
 
@@ -35,7 +35,7 @@ class BatchNorm(Module):
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
         super().__init__()
-        self.num_features = check_int("num_features", num_features, 1)
+        self.num_features = check_int("num_features", num_features, 1, MAX_FEATURES)
         if momentum is not None:
             momentum = check_real(
                 "momentum", momentum, 0.0, 1.0,

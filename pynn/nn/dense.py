@@ -1,7 +1,7 @@
 """The fully-connected layer."""
 import numpy as np
 
-from .._checks import check_int
+from .._checks import MAX_FEATURES, check_int
 from . import init as _init
 from .module import Module, check_dtype_arg, check_input, config_int
 from .parameter import Parameter
@@ -36,8 +36,8 @@ class Dense(Module):
     def __init__(self, in_features, out_features, bias=True, init=None, seed=None,
                  dtype=np.float32):
         super().__init__()
-        self.in_features = check_int("in_features", in_features, 1)
-        self.out_features = check_int("out_features", out_features, 1)
+        self.in_features = check_int("in_features", in_features, 1, MAX_FEATURES)
+        self.out_features = check_int("out_features", out_features, 1, MAX_FEATURES)
         self.dtype = check_dtype_arg(dtype)
         self.init = init
         self.seed = seed

@@ -7,7 +7,7 @@ into the output. See ``InferencePlan``.
 import numpy as np
 
 from .. import _threads
-from ..backend.base import IDENTITY, activation_code
+from ..backend.base import IDENTITY, activation_code, as_kernel_array
 from .activations import Activation, Softmax
 from .batchnorm import BatchNorm
 from .dense import Dense
@@ -107,7 +107,7 @@ class InferencePlan:
     def run(self, X, batch_size):
         """Outputs for every row of X, ``batch_size`` rows at a time."""
         n = X.shape[0]
-        X = np.ascontiguousarray(X)
+        X = as_kernel_array(X)
         out = np.empty((n, self.out_width), self.dtype)
         rows = max(1, min(batch_size, n))
         widest = max(op[6] for op in self.ops)

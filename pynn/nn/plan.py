@@ -17,8 +17,8 @@ them) and is rebuilt when they moved, when the thread count or a backend changed
 import numpy as np
 
 from .. import _threads
-from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, dropout_key,
-                            dropout_threshold)
+from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, as_kernel_array,
+                            dropout_key, dropout_threshold)
 from .activations import Activation, Softmax
 from .batchnorm import BatchNorm
 from .dense import Dense
@@ -131,8 +131,9 @@ class Plan:
     # -- validity -------------------------------------------------------------------------
     def fits(self, X):
         """X is an input this plan was built for, and nothing the plan recorded has moved."""
-        if X.shape != self.shape or X.dtype != self.dtype or not X.flags.c_contiguous:
-            return False
+        if X.shape != self.shape or X.dtype != self.dtype or not (
+                X.flags.c_contiguous and X.flags.aligned):
+            return False  # (the eager path copies such an X before a kernel reads it)
         if _threads.get_num_threads() != self.n_threads:
             return False
         if Module.registry_version != self.registry_version:
@@ -152,12 +153,13 @@ class Plan:
         return True
 
     def check_grad(self, dY):
-        """The gradient handed to ``backward``: an array shaped like the output, C-contiguous."""
+        """The gradient handed to ``backward``: an array shaped like the output, made a plain,
+        C-contiguous, aligned ndarray (``as_kernel_array``)."""
         check_input(self.steps[-1].layer, dY, "dY", features=self.out_width, dtype=self.dtype)
         if dY.shape[0] != self.shape[0]:
             raise ValueError(f"dY must have shape {(self.shape[0], self.out_width)} to match the "
                              f"forward's output, got {dY.shape}")
-        return np.ascontiguousarray(dY)
+        return as_kernel_array(dY)
 
     # -- running ----------------------------------------------------------------------------
     def forward(self, X):
