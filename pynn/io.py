@@ -16,8 +16,10 @@ gigabytes. Writes go to a temporary file in the target directory and are moved i
 """
 import contextlib
 import json
+import math
 import os
-import tempfile
+import re
+import time
 import zipfile
 
 import numpy as np
@@ -42,6 +44,10 @@ _MAX_HEADER_BYTES = 64 << 20
 _MAX_DEPTH = 32
 # Deflate cannot compress better than about 1032:1, so a compressed member that claims more is lying.
 _MAX_DEFLATE_RATIO = 1032
+# pynn writes uncompressed archives. Compressed members (another tool's) may inflate to at most
+# this many times the file's size in all: a zip bomb (16 MB of zeros deflate to 16 KB, within
+# the ratio above) is refused before anything is inflated. 100:1 is Apache POI's default limit.
+_MAX_INFLATE_RATIO = 100
 
 
 class ModelFileError(ValueError):
@@ -211,23 +217,26 @@ def _model_arrays(model):
     return arrays
 
 
-# Temporary files of a save are named ".<target name>.<16 hex digits>.pynn-tmp" beside the
-# target. Why unique names plus a lock, not one fixed temp name per target: two processes saving
-# one target at once would truncate and write the same fixed temp file and then rename the mix
-# of both into place (a corrupt model), and a lock file to prevent that would itself be a second
-# file lying beside the model forever. Instead every save writes its own temp file while holding
-# an exclusive flock on it; the kernel drops that lock when the writer dies, even by SIGKILL. So
-# each save first sweeps the temps of its own target whose lock it can take (their writer is
-# dead; a live writer's are left alone) and a crash leaves at most the one temp of the save it
-# interrupted, removed by the next save. Without fcntl (Windows) nothing is swept, and saves stay
-# atomic.
+# Temporary files of a save are named ".<target name>.<16 hex digits>.pynn-tmp" beside the target
+# (pynn before these locked temps named them ".<target name>.<8 chars>.tmp", unlocked: those are
+# swept too once nothing has written them for _OLD_TEMP_AGE seconds). Why unique names plus a
+# lock, not one fixed temp name per target: two processes saving one target at once would truncate
+# and write the same fixed temp file and then rename the mix of both into place (a corrupt model),
+# and a lock file to prevent that would itself be a second file lying beside the model forever.
+# Instead every save writes its own temp file while holding an exclusive flock on it; the kernel
+# drops that lock when the writer dies, even by SIGKILL. So each save first sweeps the temps of
+# its own target whose lock it can take (their writer is dead; a live writer's are left alone) and
+# a crash leaves at most the one temp of the save it interrupted, removed by the next save.
+# Without fcntl (Windows) nothing is swept, and saves stay atomic.
 _TMP_SUFFIX = ".pynn-tmp"
+_OLD_TEMP_AGE = 600
 
 
 def _tmp_pattern(base):
-    import re  # imported here: this block is kept self-contained (io.py is shared work)
-
-    return re.compile(re.escape(f".{base}.") + r"[0-9a-f]{16}" + re.escape(_TMP_SUFFIX) + r"\Z")
+    """Matches the temps of target ``base``; group "old" for the older, unlocked kind
+    (tempfile.mkstemp's 8 characters)."""
+    return re.compile(re.escape(f".{base}.") + r"(?:[0-9a-f]{16}" + re.escape(_TMP_SUFFIX)
+                      + r"|(?P<old>[a-z0-9_]{8}\.tmp))\Z")
 
 
 def _lock_nowait(fd):
@@ -254,11 +263,11 @@ def _sweep_stale_temps(directory, base):
         return  # cannot tell a live writer's temp from a dead one's: leave them all
     pattern = _tmp_pattern(base)
     try:
-        names = [n for n in os.listdir(directory) if pattern.match(n)]
+        found = [m for m in map(pattern.match, os.listdir(directory)) if m]
     except OSError:
         return
-    for name in names:
-        tmp = os.path.join(directory, name)
+    for match in found:
+        tmp = os.path.join(directory, match.group(0))
         try:
             # read-write: NFS emulates flock with fcntl locks, which need it for LOCK_EX
             fd = os.open(tmp, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
@@ -267,8 +276,13 @@ def _sweep_stale_temps(directory, base):
         try:
             # Locked: its writer is alive. Free: the writer died; unlink it unless the name now
             # points at another file (it was renamed over the target in between). No locks on
-            # this filesystem: nothing tells a live writer from a dead one, so keep it.
-            if _lock_nowait(fd) is True and os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+            # this filesystem: nothing tells a live writer from a dead one, so keep it. An older
+            # pynn never locked its temps: only its silence (no write for _OLD_TEMP_AGE) says
+            # that writer is gone.
+            st = os.fstat(fd)
+            if match.group("old") and time.time() - st.st_mtime < _OLD_TEMP_AGE:
+                continue
+            if _lock_nowait(fd) is True and os.stat(tmp).st_ino == st.st_ino:
                 os.unlink(tmp)
         except OSError:
             pass
@@ -453,15 +467,31 @@ class _Archive:
             kind = _sniff(self.path)
             raise ModelFileError(f"{self.path}: not a pynn model file ({kind}: {exc})") from None
         self.members = {}
-        total = 0
+        total = inflated = 0
         for info in self.zip.infolist():
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            # Nothing is ever extracted, but a name that could climb out of a directory, or
+            # two members of one name (which one a reader picks depends on the reader), do
+            # not make a clean pynn file.
+            what = ("a path-like" if _path_like(info.filename) else
+                    "a duplicate" if name in self.members else None)
+            if what is not None:
+                self.close()
+                raise ModelFileError(f"{self.path}: not a clean pynn model file ({what} member "
+                                     f"name {info.filename!r})")
             self.members[name] = info
             total += info.compress_size
+            if info.compress_type != zipfile.ZIP_STORED:
+                inflated += info.file_size
         if total > size:
             self.close()
             raise ModelFileError(f"{self.path}: truncated or corrupt archive "
                                  f"(members claim {total} bytes, the file has {size})")
+        if inflated > _MAX_INFLATE_RATIO * size:
+            self.close()
+            raise ModelFileError(f"{self.path}: compressed members would inflate to {inflated} "
+                                 f"bytes, over {_MAX_INFLATE_RATIO} times the file's {size} "
+                                 f"(a zip bomb?); pynn writes uncompressed archives")
 
     def close(self):
         self.zip.close()
@@ -483,19 +513,7 @@ class _Archive:
                     raise ModelFileError(
                         f"{self.path}: {name} holds Python objects (a pickle); refusing to load it"
                     )
-                count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-                nbytes = count * dtype.itemsize
-                if any(d < 0 for d in shape) or nbytes < 0:
-                    raise ModelFileError(f"{self.path}: {name}: invalid shape {shape}")
-                # The data must fit in what the archive holds: checked before allocating.
-                if nbytes > info.file_size or (
-                    info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
-                ) or (info.compress_type != zipfile.ZIP_STORED
-                      and info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1)):
-                    raise ModelFileError(
-                        f"{self.path}: {name}: header claims shape {shape} ({nbytes} bytes) but "
-                        f"the archive holds {info.compress_size} bytes for it (truncated or corrupt)"
-                    )
+                nbytes = self.stored_bytes(name, info, shape, dtype)
                 if max_bytes is not None and nbytes > max_bytes:
                     raise ModelFileError(f"{self.path}: {name} is too large ({nbytes} bytes)")
                 data = f.read(nbytes)
@@ -508,6 +526,23 @@ class _Archive:
         arr = np.frombuffer(data, dtype=dtype)
         arr = arr.reshape(shape, order="F" if fortran else "C")
         return np.array(arr, order="C")  # writeable, owned, C-contiguous
+
+    def stored_bytes(self, name, info, shape, dtype):
+        """The bytes an .npy header's ``shape`` and ``dtype`` claim, checked against what the
+        archive holds for the member, before anything is allocated. Exact integers: a count
+        that would wrap in int64 ((2**32, 2**32) is 0 there) is just too large."""
+        if any(d < 0 for d in shape):
+            raise ModelFileError(f"{self.path}: {name}: invalid shape {shape}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > info.file_size or (
+            info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
+        ) or (info.compress_type != zipfile.ZIP_STORED
+              and info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1)):
+            raise ModelFileError(
+                f"{self.path}: {name}: header claims shape {shape} ({nbytes} bytes) but "
+                f"the archive holds {info.compress_size} bytes for it (truncated or corrupt)"
+            )
+        return nbytes
 
     def header(self):
         if HEADER_KEY not in self.members:
@@ -529,6 +564,12 @@ class _Archive:
                 f"(this pynn reads version {VERSION})"
             )
         return header
+
+
+def _path_like(filename):
+    """An absolute name, a drive, or a ".." component (under / or \\ separators)."""
+    return (filename[:1] in ("/", "\\") or re.match(r"[A-Za-z]:", filename) is not None
+            or ".." in re.split(r"[/\\]", filename))
 
 
 def _sniff(path):
@@ -632,6 +673,9 @@ def _declared_shape(archive, name):
         raise ModelFileError(
             f"{archive.path}: {name} holds Python objects (a pickle); refusing to load it"
         )
+    # The claimed size against the stored bytes now, before any model is built: a header and
+    # an architecture agreeing on a terabyte shape must not make load allocate it.
+    archive.stored_bytes(name, info, shape, dtype)
     return shape
 
 

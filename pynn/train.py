@@ -322,7 +322,9 @@ class LRSchedulerCallback(Callback):
 
 class TerminateOnNaN(Callback):
     """Stop at the first non-finite loss (training batch or validation), name the epoch and
-    batch, and put back the weights from the start of that epoch (the last ones known good).
+    batch, and put back the last weights known good: those of the start of that epoch, or of
+    the epoch before when the loss of the epoch's first batch, computed with the weights at its
+    start, is already non-finite.
 
     On by default (``Trainer(..., terminate_on_nan=True)``). The check sits before the
     optimizer step, so the non-finite gradient is never applied.
@@ -332,17 +334,27 @@ class TerminateOnNaN(Callback):
 
     def __init__(self):
         self._good = None
+        self._previous = None  # the snapshot before _good, and its epoch
+
+    def on_train_begin(self, logs=None):
+        self._good = self._previous = None  # nothing from an earlier fit
 
     def on_epoch_begin(self, epoch, logs=None):
-        # One copy per epoch; per batch would double the memory traffic of small models.
+        # One copy per epoch; per batch would double the memory traffic of small models. The
+        # previous one is kept: this one is known good only once a batch of this epoch gave a
+        # finite loss with it (its first batch runs on exactly these weights).
+        self._previous = (self._good, epoch - 1) if self._good is not None else None
         self._good = snapshot(self.trainer.model)
 
     def terminate(self, epoch, batch, value, where="training"):
-        if self._good is not None:
-            restore(self.trainer.model, self._good)
+        good, kept = self._good, epoch
+        if batch == 0 and self._previous is not None:
+            good, kept = self._previous
+        if good is not None:
+            restore(self.trainer.model, good)
         batch_txt = f", batch {batch + 1}" if batch is not None else ""
         msg = (f"TerminateOnNaN: {where} loss is {value} at epoch {epoch + 1}{batch_txt}; "
-               f"stopped training and kept the weights from the end of epoch {epoch} "
+               f"stopped training and kept the weights from the end of epoch {kept} "
                f"(try a smaller learning rate)")
         self.trainer.stop(msg, nan=True)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pynn import nn
 
-from _fuzz import (FLOATS, KNOWN_HITS, SETTINGS, Arr, assert_same, build, corrupt, count, eps,
+from _fuzz import (FLOATS, SETTINGS, Arr, assert_same, build, corrupt, count, eps,
                    finite_part, in_array, run, same_outcome)
 from _fuzz import _watchdog, threads  # noqa: F401  (fixtures)
 
@@ -269,30 +269,12 @@ def test_layer_forward_backward(threads, kind, data):
     rd, fd = build(dY), build(dY)
     r = run(lambda: ref.backward(rd))
     fo = run(lambda: fast.backward(fd))
-    if r[0] == "raised" and not bad_dY and cls is nn.Dropout and rY.ndim == 0 \
-            and r[1].args == fo[1].args and "mask must have shape ()" in str(r[1]):
-        KNOWN_HITS["Dropout.backward refuses a valid 0-d dY"] += 1
-        return
     if same_outcome(r, fo, BWD_NAMES, f"layers.{name}"):
         if not bad_dY:
             raise AssertionError(f"{name}.backward refused a valid dY: {r[1]!r}")
         return
     rdx, fdx = r[1], fo[1]
-    if bad_dY and cls is nn.Dropout and rY.ndim == 0 and np.shape(rd) == (1,):
-        KNOWN_HITS["Dropout.backward takes a (1,) dY for a 0-d input"] += 1
-        return
     if bad_dY:
-        if cls is nn.BatchNorm and not training and np.ndim(rd) == 2 and np.shape(rd)[0] == 1 \
-                and np.shape(rd)[1] == f:
-            KNOWN_HITS["BatchNorm.backward in eval mode does not check dY's batch size"] += 1
-            return
-        if cls is nn.Dropout and (not training or ref.p == 0) and rdx is rd and fdx is fd:
-            KNOWN_HITS["Dropout.backward passes any dY through in eval mode"] += 1
-            return
-        if cls is nn.Dropout and isinstance(rd, np.ndarray) and rd.dtype in FLOATS \
-                and rd.shape == rY.shape and rdx.dtype == rd.dtype != rY.dtype:
-            KNOWN_HITS["Dropout.backward takes a dY of the other float dtype"] += 1
-            return
         raise AssertionError(f"{name}.backward accepted an invalid dY ({dY!r})")
     if rdx is None or fdx is None:  # the first Dense of a Sequential skips dX
         assert rdx is None and fdx is None
@@ -376,45 +358,49 @@ def test_loss_backward_before_forward_raises(name):
 
 
 # ---------------------------------------------------------------------------- findings
-@pytest.mark.xfail(strict=True, reason="pynn/nn/dropout.py: in eval mode (or p == 0) "
-                   "Dropout.backward returns dY unchecked, so a wrong shape, dtype or even a str "
-                   "passes through as the gradient (every other layer checks dY with "
-                   "check_input)")
-@pytest.mark.parametrize("dY", ["X", np.ones(5, np.float32), np.ones((2, 3), np.int64)],
-                         ids=["str", "shape", "dtype"])
-def test_dropout_backward_in_eval_mode_checks_dY(dY):
-    layer = nn.Dropout(0.5, seed=0).eval()
+# Each of these was a deviation the fuzzing found; now plain tests of the fixed behaviour.
+@pytest.mark.parametrize("dY", ["X", np.ones(5, np.float32), np.ones((2, 3), np.int64),
+                                np.ones((2, 3), np.float64)],
+                         ids=["str", "shape", "int-dtype", "float64"])
+@pytest.mark.parametrize("mode", ["eval", "p=0", "train"])
+def test_dropout_backward_checks_dY_in_every_mode(dY, mode):
+    # in eval mode (or p == 0) the identity used to pass any dY (even a str) on as the gradient;
+    # in training the other float dtype came back as a gradient of that dtype
+    layer = nn.Dropout(0.0 if mode == "p=0" else 0.5, seed=0)
+    layer.train(mode != "eval")
     layer.forward(np.ones((2, 3), np.float32))
-    with pytest.raises((TypeError, ValueError), match=r"\bdY\b"):
+    with pytest.raises((TypeError, ValueError), match=r"^Dropout: dY "):
         layer.backward(dY)
+    good = np.full((2, 3), 2.0, np.float32)
+    dX = layer.backward(good)
+    assert dX.shape == (2, 3) and dX.dtype == np.float32
+    if mode != "train":
+        assert dX is good  # the identity: no copy
+
+
+def test_dropout_backward_before_forward_raises():
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.Dropout(0.5, seed=0).backward(np.ones((2, 3), np.float32))
 
 
 BACKWARD_SHAPE_CASES = [("ReLU", lambda: nn.ReLU()), ("Tanh", lambda: nn.Tanh()),
                         ("Softmax", lambda: nn.Softmax()),
-                        ("Dropout", lambda: nn.Dropout(0.5, seed=0))]
+                        ("Dropout", lambda: nn.Dropout(0.5, seed=0)),
+                        ("BatchNorm", lambda: nn.BatchNorm(3)),
+                        ("BatchNorm-eval", lambda: nn.BatchNorm(3).eval())]
 
 
-@pytest.mark.xfail(strict=True, reason="pynn/nn/activations.py, dropout.py: backward does not "
-                   "check dY's shape against the forward input, so the backend reports the "
-                   "cached tensor instead: 'X must have shape (2, 3), got (2, 4)' (or Y, or "
-                   "mask) while the caller passed a wrong dY")
+@pytest.mark.parametrize("shape", [(2, 4), (3, 3), (3,)])
 @pytest.mark.parametrize("name,make", BACKWARD_SHAPE_CASES,
                          ids=[c[0] for c in BACKWARD_SHAPE_CASES])
-def test_layer_backward_names_a_wrong_shaped_dY(name, make):
+def test_layer_backward_names_a_wrong_shaped_dY(name, make, shape):
+    # the backend used to report the cached tensor instead: "X must have shape (2, 3), got
+    # (2, 4)" (or Y, or mask) while the caller passed a wrong dY
     layer = make()
     layer.forward(np.ones((2, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\bdY\b"):
-        layer.backward(np.ones((2, 4), np.float32))
-
-
-@pytest.mark.xfail(strict=True, reason="pynn/nn/dropout.py: in training mode Dropout.backward "
-                   "accepts a dY of the other float dtype and returns a gradient of that dtype "
-                   "(the other layers raise TypeError: no silent casts)")
-def test_dropout_backward_refuses_another_dtype():
-    layer = nn.Dropout(0.5, seed=0)
-    layer.forward(np.ones((2, 3), np.float32))
-    with pytest.raises(TypeError, match=r"\bdY\b"):
-        layer.backward(np.ones((2, 3), np.float64))
+    with pytest.raises(ValueError, match=rf"^{name.split('-')[0]}: dY must have shape"):
+        layer.backward(np.ones(shape, np.float32))
+    assert layer.backward(np.ones((2, 3), np.float32)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("make", [lambda: nn.Dense(3, 10**400), lambda: nn.Dense(10**400, 3),
@@ -426,27 +412,30 @@ def test_absurd_layer_sizes_name_the_argument(make):
         make()
 
 
+@pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
-def test_dropout_on_a_0d_input_backpropagates(backend):
+def test_dropout_on_a_0d_input_backpropagates(backend, training):
+    # np.ascontiguousarray made the 0-d mask 1-d: the valid dY was refused, a (1,) one taken
     layer = nn.Dropout(0.5, seed=0)
     layer.backend_name = backend
+    layer.train(training)
     Y = layer.forward(np.array(2.0, np.float32))
     dX = layer.backward(np.array(1.0, np.float32))
     assert dX.shape == Y.shape == ()
-    with pytest.raises(ValueError):
+    assert dX == (0.0 if Y == 0 else 2.0 if training else 1.0)
+    with pytest.raises(ValueError, match=r"^Dropout: dY must have shape \(\)"):
         layer.backward(np.ones(1, np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason="pynn/nn/batchnorm.py: in eval mode backward is NumPy "
-                   "code that checks dY's features but not its batch size: a (1, F) dY for a "
-                   "(4, F) input broadcasts silently (dX comes back (1, F), dgamma counts it 4 "
-                   "times), a (3, F) one fails with NumPy's 'operands could not be broadcast'")
 @pytest.mark.parametrize("rows", [1, 3])
 def test_batchnorm_eval_backward_checks_the_batch_size(rows):
+    # a (1, F) dY for a (4, F) input used to broadcast silently (dX (1, F), dgamma counted 4
+    # times); a (3, F) one failed with NumPy's "operands could not be broadcast"
     bn = nn.BatchNorm(3).eval()
     bn.forward(np.ones((4, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\bdY\b"):
+    with pytest.raises(ValueError, match=r"^BatchNorm: dY must have shape \(4, 3\)"):
         bn.backward(np.ones((rows, 3), np.float32))
+    assert not bn.weight.grad.any() and not bn.bias.grad.any()  # refused before accumulating
 
 
 def _unaligned(a):

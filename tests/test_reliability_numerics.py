@@ -120,7 +120,7 @@ class _EpochWeights(Callback):
         self.snaps.append(pynn.train.snapshot(self.trainer.model))
 
 
-def _diverging_fit(name, lr, epochs=30):
+def _diverging_fit(name, lr, epochs=30, callbacks=()):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((96, 6)).astype(np.float32) * 3
     y = (X @ rng.standard_normal(6)).astype(np.float32)
@@ -128,7 +128,7 @@ def _diverging_fit(name, lr, epochs=30):
                           nn.Dense(16, 1, seed=2), backend=name)
     rec = _EpochWeights()
     trainer = Trainer(model, nn.MSELoss(), SGD(model.parameters(), lr=lr, momentum=0.9),
-                      callbacks=[rec])
+                      callbacks=[rec, *callbacks])
     with pytest.warns(RuntimeWarning, match="TerminateOnNaN"):
         history = trainer.fit(X, y, epochs=epochs, batch_size=16, verbose=0, seed=0)
     return model, history, rec, X, y
@@ -162,17 +162,31 @@ def test_diverging_run_stops_and_keeps_the_last_good_weights(name):
     _assert_kept_weights_are_good(model, X, y)
 
 
-@pytest.mark.xfail(strict=True, reason="pynn/train.py TerminateOnNaN snapshots once per epoch "
-                   "(on_epoch_begin) and restores that snapshot; when the loss first overflows "
-                   "at batch 1 of an epoch, the snapshot is exactly the weights that produced it "
-                   "(here |w| ~ 2.6e23, running_var inf): 'kept the weights from the end of "
-                   "epoch 1' keeps bad weights. It needs the previous epoch's snapshot in that "
-                   "case (or a per-batch one)")
 @pytest.mark.parametrize("name", BACKENDS)
 def test_divergence_at_the_first_batch_of_an_epoch_keeps_good_weights(name):
+    # The snapshot of the epoch's start holds exactly the weights whose first batch overflowed
+    # (here |w| ~ 2.6e23, running_var inf): the one of the epoch before is the last good one.
     model, history, rec, X, y = _diverging_fit(name, lr=0.5)
     assert "epoch 2, batch 1;" in history.stop_reason  # the case this test is about
+    assert "kept the weights from the end of epoch 0" in history.stop_reason
+    assert len(history) == 1
+    for a, b in zip(pynn.train.snapshot(model).values(), rec.snaps[0].values()):
+        np.testing.assert_array_equal(a, b)
     _assert_kept_weights_are_good(model, X, y)
+
+
+def test_terminate_on_nan_forgets_the_snapshots_of_an_earlier_fit():
+    # A second fit whose very first batch is non-finite has no good weights of its own: it
+    # leaves the model as it was given, never puts back weights of the earlier fit (the same
+    # TerminateOnNaN instance serves both fits).
+    model, history, rec, X, y = _diverging_fit("cython", lr=0.1, callbacks=[TerminateOnNaN()])
+    model[0].weight.data[0, 0] = np.inf
+    start = pynn.train.snapshot(model)
+    with pytest.warns(RuntimeWarning, match="TerminateOnNaN"):
+        history = rec.trainer.fit(X, y, epochs=3, batch_size=16, verbose=0, seed=0)
+    assert "at epoch 1, batch 1;" in history.stop_reason
+    for a, b in zip(pynn.train.snapshot(model).values(), start.values()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_diverging_run_stopped_in_the_first_epoch_keeps_the_initial_weights():

@@ -155,6 +155,21 @@ def test_only_stale_temps_of_the_same_target_are_swept(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", *others])
 
 
+def test_stale_temps_of_older_pynn_versions_are_swept_once_silent(tmp_path):
+    # pynn before the locked temps wrote ".<name>.<8 chars>.tmp" (tempfile.mkstemp) and never
+    # locked them: only a temp nothing has written for _OLD_TEMP_AGE is taken for dead.
+    path = tmp_path / "m.npz"
+    old, recent = ".m.npz.a1b2_c3d.tmp", ".m.npz.zz99yy88.tmp"
+    others = [".n.npz.a1b2_c3d.tmp", ".m.npz.a1b2c3d.tmp", ".m.npz.a1b2_c3d4.tmp"]
+    for name in [old, recent, *others]:
+        (tmp_path / name).write_bytes(b"partial")
+    then = time.time() - pynn.io._OLD_TEMP_AGE - 60
+    for name in [old, *others]:
+        os.utime(tmp_path / name, (then, then))
+    pynn.save(_model(), path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", recent, *others])
+
+
 def test_save_keeps_the_targets_permissions_and_new_files_follow_the_umask(tmp_path):
     path = tmp_path / "m.npz"
     pynn.save(_model(), path)

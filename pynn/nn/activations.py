@@ -34,7 +34,7 @@ class Activation(Module):
         self._check_cached("_Y")
         if not input_grad:
             return None  # no parameters: nothing else to compute
-        dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
+        dY = check_input(self, dY, "dY", dtype=self._Y.dtype, shape=self._Y.shape)
         return self.backend.activation_backward(dY, self._X, self._Y, self.activation, self.param)
 
     def infer(self, X):
@@ -144,7 +144,7 @@ class Softmax(Module):
         self._check_cached("_Y")
         if not input_grad:
             return None
-        dY = check_input(self, dY, "dY", dtype=self._Y.dtype)
+        dY = check_input(self, dY, "dY", dtype=self._Y.dtype, shape=self._Y.shape)
         return self.backend.softmax_backward(dY, self._Y)
 
     def infer(self, X):

@@ -83,7 +83,9 @@ class BatchNorm(Module):
     def _grad(self, dY, X, Y, mean, invstd, activation=None, param=None, input_grad=True):
         """Accumulate dgamma, dbeta (unless frozen); dX or None. ``mean`` None: the forward
         ran in eval mode (the layer was an affine map with the running statistics)."""
-        dY = check_input(self, dY, "dY", features=self.num_features, dtype=self.dtype)
+        # dY's batch size too: the eval-mode NumPy code below would broadcast a (1, F) dY
+        dY = check_input(self, dY, "dY", features=self.num_features, dtype=self.dtype,
+                         shape=X.shape)
         dgamma = self.weight.grad if self.weight.requires_grad else None
         dbeta = self.bias.grad if self.bias.requires_grad else None
         if dgamma is None and dbeta is None and not input_grad:

@@ -33,9 +33,11 @@ class Dropout(Module):
         self.seed = check_int("seed", seed, 0)
         self.step = 0  # forward calls in training mode so far: each gets a fresh mask
         self._mask = None
+        self._like = None  # the forward input's (shape, dtype): what backward checks dY against
 
     def forward(self, X):
         X = check_input(self, X)
+        self._like = (X.shape, X.dtype)
         if not self.training or self.p == 0.0:
             self._mask = None
             return X
@@ -44,8 +46,12 @@ class Dropout(Module):
         return Y
 
     def backward(self, dY, input_grad=True):
+        self._check_cached("_like")
         if not input_grad:
             return None
+        # checked in every mode: the identity must not pass any object on as a gradient
+        shape, dtype = self._like
+        dY = check_input(self, dY, "dY", dtype=dtype, shape=shape)
         if self._mask is None:
             return dY  # eval mode / p == 0: the identity
         return self.backend.dropout_backward(dY, self._mask, self.p)

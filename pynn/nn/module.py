@@ -476,8 +476,9 @@ def check_dtype_arg(dtype):
     return dt
 
 
-def check_input(layer, X, name="X", features=None, dtype=None):
-    """The layer-API input check: an ndarray of the layer's dtype, 2-D, with ``features`` columns.
+def check_input(layer, X, name="X", features=None, dtype=None, shape=None):
+    """The layer-API input check: an ndarray of the layer's dtype, 2-D, with ``features`` columns
+    (or exactly ``shape``: a backward's dY against what its forward saw).
 
     Never casts: another dtype is a TypeError naming both.
     """
@@ -500,4 +501,7 @@ def check_input(layer, X, name="X", features=None, dtype=None):
                 f"{type(layer).__name__}: {name} must have shape (batch, {features}), "
                 f"got {X.shape}"
             )
+    if shape is not None and X.shape != tuple(shape):
+        raise ValueError(f"{type(layer).__name__}: {name} must have shape {tuple(shape)}, "
+                         f"got {X.shape}")
     return X
