@@ -847,11 +847,19 @@ def test_activation_param_errors_name_the_argument(param, error):
     lambda b: b.dropout_forward(_ones(3), 10**400, 1, 1),
     lambda b: b.batchnorm_forward_eval(_ones(2, 2), _ones(2), _ones(2), _ones(2), _ones(2),
                                        eps=10**400),
-], ids=["adam-lr", "dropout-p", "batchnorm-eps"])
+    # the step count: beta ** step and (step - 1) * lr_decay overflowed (long-profile finding)
+    lambda b: b.adam_step(_ones(3), _ones(3), _ones(3), _ones(3), step=10**400, lr=0.1),
+    lambda b: b.adagrad_step(_ones(3), _ones(3), _ones(3), step=2**63, lr=0.1),
+], ids=["adam-lr", "dropout-p", "batchnorm-eps", "adam-step", "adagrad-step"])
 def test_huge_python_ints_raise_value_error_naming_the_argument(call):
     for be in (REF, FAST):
-        with pytest.raises(ValueError, match=r"\b(lr|p|eps)\b"):
+        with pytest.raises(ValueError, match=r"^(lr|p|eps|step) must be"):
             call(be)
+    # the largest step count still runs (bias corrections of 1)
+    for be in (REF, FAST):
+        p = _ones(3)
+        be.adam_step(p, _ones(3), _ones(3), _ones(3), step=2**63 - 1, lr=0.1)
+        assert np.isfinite(p).all()
 
 
 def test_rmsprop_momentum_is_checked_before_it_is_used():

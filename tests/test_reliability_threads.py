@@ -9,7 +9,8 @@
 Already covered elsewhere (not repeated here): the optimizer classes over all their variants,
 1 vs 2 threads (test_optim.py::test_kernel_bit_identical_for_1_and_2_threads), and dropout
 masks for 1, 2 and 3 threads (test_dropout.py::test_mask_independent_of_thread_count).
-``predict`` from many threads on one model waits for the module-system change (see the issue).
+``predict`` from many threads on one model (even in training mode):
+test_module.py::test_concurrent_predict_on_a_training_model_is_exact_and_mutates_nothing.
 """
 import threading
 

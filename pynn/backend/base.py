@@ -37,6 +37,9 @@ ACTIVATIONS = {
 }
 
 _MASK64 = (1 << 64) - 1
+# The largest optimizer step count (an int64, as torch keeps it): the bias corrections compute
+# beta ** step in double, and an int beyond float's range raised OverflowError there.
+_MAX_STEP = (1 << 63) - 1
 GOLDEN64 = 0x9E3779B97F4A7C15
 
 
@@ -607,7 +610,7 @@ class Backend(abc.ABC):
         p -= lr / (1 + (step - 1) lr_decay) * d / (sqrt(sum) + eps). ``step`` counts from 1.
         ``_prechecked``: as for ``sgd_step``."""
         if not _prechecked:
-            step = check_int("step", step, 1)
+            step = check_int("step", step, 1, _MAX_STEP)
             lr = check_real("lr", lr, 0.0)
             lr_decay = check_real("lr_decay", lr_decay, 0.0)
             weight_decay = check_real("weight_decay", weight_decay, 0.0)
@@ -662,7 +665,7 @@ class Backend(abc.ABC):
         Bias corrections are computed here, once, in double. ``_prechecked``: as for
         ``sgd_step``."""
         if not _prechecked:
-            step = check_int("step", step, 1)
+            step = check_int("step", step, 1, _MAX_STEP)
             lr = check_real("lr", lr, 0.0)
             beta1 = check_real("beta1", beta1, 0.0, 1.0, high_open=True)
             beta2 = check_real("beta2", beta2, 0.0, 1.0, high_open=True)
