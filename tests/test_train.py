@@ -106,14 +106,20 @@ def test_regression_and_bce_targets_are_checked():
     assert "accuracy" in h.history
 
 
+def _recorder(per_epoch):
+    """A callback class appending the model's state at each epoch's end to ``per_epoch``."""
+    class Record(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            per_epoch.append(snapshot(self.trainer.model))
+
+    return Record
+
+
 def test_early_stopping_restores_the_best_epochs_weights():
     X, y = blobs(n=120, seed=1)
     model = mlp()
     per_epoch = []
-
-    class Record(Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            per_epoch.append(snapshot(self.trainer.model))
+    Record = _recorder(per_epoch)
 
     es = EarlyStopping(patience=2)
     # a large lr makes validation loss bounce, so the best epoch is not the last one
@@ -123,7 +129,7 @@ def test_early_stopping_restores_the_best_epochs_weights():
     assert es.best_epoch == best and best < len(h) - 1
     assert h.stop_reason.startswith("early stopping")
     assert len(h) == best + 1 + 2  # stopped after `patience` epochs without improvement
-    for a, b in zip(snapshot(model), per_epoch[best]):
+    for a, b in zip(snapshot(model).values(), per_epoch[best].values()):
         np.testing.assert_array_equal(a, b)
 
 
@@ -157,7 +163,7 @@ def test_checkpoint_and_resume_equals_an_uninterrupted_run(tmp_path):
     model_c[3].step = 0  # a fresh Dropout counter: must come from the checkpoint
     h_c = t_c.fit(X, y, epochs=6, resume_from=ckpt, **kw)
 
-    for a, c in zip(snapshot(model_a), snapshot(model_c)):
+    for a, c in zip(snapshot(model_a).values(), snapshot(model_c).values()):
         np.testing.assert_array_equal(a, c)  # bit for bit, BatchNorm statistics included
     assert model_c[3].step == model_a[3].step
     for key in ("loss", "val_loss", "accuracy", "lr"):
@@ -417,10 +423,7 @@ def test_error_restores_early_stoppings_best_weights():
     X, y = blobs(n=120, seed=1)
     model = mlp()
     per_epoch = []
-
-    class Record(Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            per_epoch.append(snapshot(self.trainer.model))
+    Record = _recorder(per_epoch)
 
     es = EarlyStopping(patience=50)
     t = trainer_for(model, lr=0.3, callbacks=[Record(), es])
@@ -429,7 +432,7 @@ def test_error_restores_early_stoppings_best_weights():
         t.fit(X, y, epochs=20, batch_size=84, validation_split=0.3, seed=0, verbose=0,
               augment=raise_on_call(7))
     assert len(per_epoch) == 6 and es.best_epoch is not None
-    for a, b in zip(snapshot(model), per_epoch[es.best_epoch]):
+    for a, b in zip(snapshot(model).values(), per_epoch[es.best_epoch].values()):
         np.testing.assert_array_equal(a, b)
 
 
