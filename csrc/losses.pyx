@@ -4,139 +4,54 @@ Every sum is accumulated in double whatever the data dtype (float32 logits summe
 elements in float32 would lose digits). The gradient is computed in double and rounded once when
 stored, exactly like the NumPy reference. ``G`` may be None: then only the value is computed.
 """
-from cython.parallel cimport prange
-from libc.math cimport exp, log, log1p, fabs
-
 from _types cimport floating, idx_t
-from _act cimport pynn_softmax_ce_rows_f
+from _losses cimport bce_core, mse_core, softmax_ce_core
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
 
 def mse_loss(const floating[:, ::1] Y, const floating[:, ::1] T, object G, int n_threads):
     """loss = mean((Y - T)**2); G := 2 (Y - T) / (N K) unless G is None."""
     cdef idx_t size = Y.shape[0] * Y.shape[1]
-    cdef idx_t i
-    cdef double d, s = 0.0
     cdef floating[:, ::1] g
     cdef floating* gp = NULL
-    cdef const floating* yp
-    cdef const floating* tp
+    cdef double s
     if size == 0:
         # (1, 0): numpy's mean of nothing is nan; keep that rather than invent a value
         return float("nan")
-    yp = &Y[0, 0]
-    tp = &T[0, 0]
     if G is not None:
         g = G
         gp = &g[0, 0]
-    # Flat loop: rows may be short (K = 1) or few (N = 1); the flat index splits evenly either way.
     with nogil:
-        if gp != NULL:
-            for i in prange(size, schedule="static", num_threads=n_threads):
-                d = <double>yp[i] - <double>tp[i]
-                gp[i] = <floating>(2.0 * d / <double>size)
-                s += d * d
-        else:
-            for i in prange(size, schedule="static", num_threads=n_threads):
-                d = <double>yp[i] - <double>tp[i]
-                s += d * d
-    return s / <double>size
+        s = mse_core(&Y[0, 0], &T[0, 0], gp, size, n_threads)
+    return s
 
 
 def bce_with_logits_loss(const floating[:, ::1] Z, const floating[:, ::1] T, object G,
                          int n_threads):
     """loss = mean(max(z, 0) - z t + log1p(exp(-|z|))); G := (sigmoid(z) - t) / (N K) unless None."""
     cdef idx_t size = Z.shape[0] * Z.shape[1]
-    cdef idx_t i
-    cdef double z, t, e, sig, s = 0.0
     cdef floating[:, ::1] g
     cdef floating* gp = NULL
-    cdef const floating* zp
-    cdef const floating* tp
+    cdef double s
     if size == 0:
         return float("nan")
-    zp = &Z[0, 0]
-    tp = &T[0, 0]
     if G is not None:
         g = G
         gp = &g[0, 0]
     with nogil:
-        for i in prange(size, schedule="static", num_threads=n_threads):
-            z = <double>zp[i]
-            t = <double>tp[i]
-            # exp of a non-positive number only: no overflow for any logit, and the same e
-            # serves the log term and the sigmoid (one exp per element).
-            e = exp(-fabs(z))
-            s += (z if z > 0.0 else 0.0) - z * t + log1p(e)
-            if gp != NULL:
-                sig = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
-                gp[i] = <floating>((sig - t) / <double>size)
-    return s / <double>size
+        s = bce_core(&Z[0, 0], &T[0, 0], gp, size, n_threads)
+    return s
 
 
 def softmax_cross_entropy_loss(const floating[:, ::1] Z, const Py_ssize_t[::1] labels, object G,
                                int n_threads):
     """loss = mean_r(logsumexp(z_r) - z_r[label_r]); G := (softmax(z) - onehot(label)) / N."""
-    cdef idx_t n = Z.shape[0]
-    cdef idx_t k = Z.shape[1]
-    cdef idx_t r, j, lab
-    cdef double m, e, sumexp, lse, inv, zl, s = 0.0
-    cdef double inv_n = 1.0 / <double>n
     cdef floating[:, ::1] g
     cdef floating* gp = NULL
-    cdef floating* grow
-    cdef const floating* zrow
-    cdef const floating* zp = &Z[0, 0]
-    cdef idx_t c, lo, hi
-    cdef int t
+    cdef double s
     if G is not None:
         g = G
         gp = &g[0, 0]
-    if floating is float:
-        # float32: vectorized exp of the max-shifted logits (pynn_softmax_ce_rows_f), one
-        # contiguous block of rows per thread
-        with nogil:
-            if n_threads <= 1:
-                s = pynn_softmax_ce_rows_f(zp, &labels[0], gp, n, k, inv_n)
-            else:
-                c = (n + n_threads - 1) // n_threads
-                for t in prange(n_threads, schedule="static", num_threads=n_threads):
-                    lo = t * c
-                    hi = min(lo + c, n)
-                    if lo < hi:
-                        s += pynn_softmax_ce_rows_f(zp + lo * k, &labels[0] + lo,
-                                                    gp + lo * k if gp != NULL else NULL,
-                                                    hi - lo, k, inv_n)
-    else:
-        # float64: libm exp (1e-12 accuracy); a loop over rows
-        with nogil:
-            for r in prange(n, schedule="static", num_threads=n_threads):
-                zrow = zp + r * k
-                lab = labels[r]
-                m = <double>zrow[0]
-                for j in range(1, k):
-                    if <double>zrow[j] > m:
-                        m = <double>zrow[j]
-                sumexp = 0.0
-                if gp != NULL:
-                    grow = gp + r * k
-                    # One exp per element: park exp(z - max) in G, rescale once the row sum
-                    # is known.
-                    for j in range(k):
-                        e = exp(<double>zrow[j] - m)
-                        sumexp = sumexp + e
-                        grow[j] = <floating>e
-                    inv = inv_n / sumexp
-                    for j in range(k):
-                        grow[j] = <floating>(<double>grow[j] * inv)
-                else:
-                    for j in range(k):
-                        sumexp = sumexp + exp(<double>zrow[j] - m)
-                lse = log(sumexp)
-                zl = <double>zrow[lab] - m
-                s += lse - zl
-                if gp != NULL:
-                    # The label entry recomputed in double: p - 1 cancels when p is close to
-                    # 1, so it must not start from the value parked above.
-                    grow[lab] = <floating>((exp(zl - lse) - 1.0) / <double>n)
-    return s * inv_n
+    with nogil:
+        s = softmax_ce_core(&Z[0, 0], &labels[0], gp, Z.shape[0], Z.shape[1], n_threads)
+    return s
