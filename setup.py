@@ -27,6 +27,7 @@ KERNEL_MODULES = [
     "batchnorm",
     "dropout",
     "optim",
+    "step",
     "membench",
     "_info",
 ]

@@ -195,6 +195,16 @@ class Sequential(Module):
                 dY = _backward(layer, dY, need)
         return dY
 
+    def train_step(self, X, y, loss, optimizer):
+        """One training step, the loss value: ``Module.train_step``'s four lines, compiled
+        into one call without the GIL when every layer, the loss and the optimizer are pynn's
+        (pynn.nn.train_step), bit-identical to them; else those lines run as written."""
+        if not self._compile:
+            return super().train_step(X, y, loss, optimizer)
+        from .train_step import train_step
+
+        return train_step(self, X, y, loss, optimizer)
+
     def predict(self, X, batch_size=1024):
         """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
         an inference program: BatchNorm folded into the Dense before it, activations fused,
