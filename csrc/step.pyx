@@ -10,6 +10,7 @@ validated or allocated per step but the caller's batch and labels (checked by th
 Each op records raw addresses: the Python side owns the arrays and keeps them alive while the
 program exists, and re-checks before every run that none has moved.
 """
+cimport numpy as cnp
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from scipy.linalg.cython_blas cimport sgemm
@@ -24,6 +25,7 @@ from _losses cimport bce_core, mse_core, softmax_ce_core
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
+cnp.import_array()
 
 # Op kinds, loss kinds and update kinds, mirrored by pynn/nn/train_step.py.
 cdef enum:
@@ -154,16 +156,30 @@ cdef class StepProgram:
             a0, a1, a2, a3, a4, a5, a6, a7)
         u.mode, u.flag = mode, flag
 
-    def run(self, uintptr_t X, uintptr_t target, const double[::1] momenta, bint update):
-        """One step on the batch at X (and labels or targets at ``target``), with BatchNorm op
-        i moving its running statistics by momenta[i]; the optimizer update too when
-        ``update``. Returns the loss value."""
-        cdef double loss
+    def update(self):
+        """The optimizer update alone (after a ``run`` without it)."""
         with nogil:
             if self.is_float:
-                loss = _run[float](self, <float*>X, target, &momenta[0], update)
+                _update[float](self, NULL)
             else:
-                loss = _run[double](self, <double*>X, target, &momenta[0], update)
+                _update[double](self, NULL)
+
+    def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, bint update):
+        """One step on the batch X against ``target`` (labels or targets), with BatchNorm op i
+        moving its running statistics by momenta[i]; the optimizer update too when
+        ``update``. Returns the loss value.
+
+        The caller has checked every array: X and target C-contiguous, of the program's shape
+        and dtype (labels: intp, in range: ``labels_in_range``), momenta float64."""
+        cdef double loss
+        cdef void* xp = cnp.PyArray_DATA(X)
+        cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
+        cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
+        with nogil:
+            if self.is_float:
+                loss = _run[float](self, <float*>xp, tp, mp, update)
+            else:
+                loss = _run[double](self, <double*>xp, tp, mp, update)
         return loss
 
 
@@ -267,10 +283,12 @@ def batchnorm_scratch(idx_t n, idx_t f, int n_threads):
             bn_backward_team(n, n_threads) * bn_backward_zrows(f) * f)
 
 
-def first_bad_label(const Py_ssize_t[::1] labels, idx_t k):
-    """Index of the first label outside [0, k), or -1."""
+
+def labels_in_range(cnp.ndarray labels, idx_t k):
+    """Every entry of the C-contiguous intp array ``labels`` is in [0, k)."""
+    cdef const Py_ssize_t* lab = <const Py_ssize_t*>cnp.PyArray_DATA(labels)
     cdef idx_t i
-    for i in range(labels.shape[0]):
-        if labels[i] < 0 or labels[i] >= k:
-            return i
-    return -1
+    for i in range(cnp.PyArray_SIZE(labels)):
+        if lab[i] < 0 or lab[i] >= k:
+            return False
+    return True

@@ -507,6 +507,22 @@ def _accuracy(loss):
 
 
 # ---------------------------------------------------------------------------- the Trainer
+def _compiled_step_finder(model):
+    """``(model, X, loss, optimizer) -> compiled step or None`` for the fit loop: only a
+    Sequential that compiles has one, and only one that zeroes what model.zero_grad zeroes."""
+    from .nn.containers import Sequential
+
+    if not isinstance(model, Sequential) or not model._compile:
+        return lambda *args: None
+    from .nn.train_step import program_for
+
+    def find(model, X, loss, optimizer):
+        program = program_for(model, X, loss, optimizer)
+        return None if program is None or program.zero_first else program
+
+    return find
+
+
 class Trainer:
     """Train ``model`` with ``loss`` and ``optimizer``; Keras-style ``fit``/``evaluate``/``predict``.
 
@@ -815,6 +831,7 @@ class Trainer:
                      if type(c).on_batch_end is not Callback.on_batch_end]
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
+        compiled = _compiled_step_finder(model)
 
         for epoch in range(start, epochs):
             if self.stop_training:
@@ -833,14 +850,27 @@ class Trainer:
                 Xb, yb = X[idx], y[idx]
                 for aug in augment:
                     Xb = aug(Xb, self._rng)
-                model.zero_grad()
-                out = model.forward(Xb)
-                value = loss_fn.forward(out, yb)
-                if not math.isfinite(value) and nan_cb is not None:
-                    nan_cb.terminate(epoch, b, value)
-                    break
-                model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
-                opt.step()
+                # The compiled step (one C call) when the model is a Sequential of pynn's
+                # layers whose trainable parameters are exactly the optimizer's: its
+                # zero_grad then is model.zero_grad. Else, or when it declines the batch,
+                # the same lines in Python.
+                program = compiled(model, Xb, loss_fn, opt)
+                value = None if program is None else program.run(
+                    Xb, yb, finite_only=nan_cb is not None)
+                if value is not None:
+                    out = program.output()
+                    if not math.isfinite(value) and nan_cb is not None:
+                        nan_cb.terminate(epoch, b, value)  # the update was skipped
+                        break
+                else:
+                    model.zero_grad()
+                    out = model.forward(Xb)
+                    value = loss_fn.forward(out, yb)
+                    if not math.isfinite(value) and nan_cb is not None:
+                        nan_cb.terminate(epoch, b, value)
+                        break
+                    model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
+                    opt.step()
                 n_b = hi - lo
                 total += value * n_b
                 for k, f in metric_items:

@@ -18,6 +18,8 @@ loss, a batch or target that needs converting or is wrong (the eager path then r
 error). Optimizers whose loops the program has no address for (Adagrad, RMSprop) run their own
 fused kernel right after the C call.
 """
+import math
+
 import numpy as np
 
 from .. import _threads
@@ -37,28 +39,37 @@ _MAX_PROGRAMS = 4  # per plan: (loss, optimizer) pairs a model trains with in tu
 
 def train_step(seq, X, y, loss, optimizer):
     """``Sequential.train_step``: the compiled step when it applies, else the eager one."""
-    plan = seq._compiled_for(X)
-    if plan is not None:
-        program = _program_for(plan, seq, loss, optimizer)
-        if program is not None:
-            value = program.run(X, y)
-            if value is not None:
-                return value
+    program = program_for(seq, X, loss, optimizer)
+    if program is not None:
+        value = program.run(X, y)
+        if value is not None:
+            return value
     return Module.train_step(seq, X, y, loss, optimizer)
 
 
+def program_for(seq, X, loss, optimizer):
+    """The compiled step of ``seq`` for batches like X with this loss and optimizer, or None
+    when the eager lines must run (see the module doc)."""
+    plan = seq._compiled_for(X)
+    return None if plan is None else _program_for(plan, seq, loss, optimizer)
+
+
 def _program_for(plan, seq, loss, optimizer):
-    programs = plan.__dict__.setdefault("train_steps", {})
+    programs = plan.train_steps
     key = (id(loss), id(optimizer))
+    modes = tuple(s.layer.training for s in plan.steps if s.kind == _plan._BN)
     entry = programs.get(key)
     if entry is not None and entry[0] is loss and entry[1] is optimizer:
         program = entry[2]
-        if program is None or program.fits(seq, loss, optimizer):
+        if program is None:
+            if entry[3] == modes:
+                return None  # still nothing to compile (a train() may change that)
+        elif program.fits(seq, loss, optimizer):
             return program
     if len(programs) >= _MAX_PROGRAMS:
         programs.clear()
     program = TrainStep.build(plan, seq, loss, optimizer)
-    programs[key] = (loss, optimizer, program)
+    programs[key] = (loss, optimizer, program, modes)
     return program
 
 
@@ -198,43 +209,62 @@ class TrainStep:
                 and all(layer.training for _, layer in self.bn_layers))
 
     def _target(self, y):
-        """The address of y when the program can read it as is, else None (eager step)."""
+        """y when the program can read it as is (labels as intp), else None (eager step)."""
         if type(y) is not np.ndarray or not y.flags.c_contiguous:
             return None
         if self.loss_kind == 0:
             if y.shape != (self.n,) or y.dtype.kind not in "iu":
                 return None
-            if y.dtype != np.intp:
-                y = y.astype(np.intp)
-            if self._step.first_bad_label(y, self.k_out) >= 0:
-                return None  # the eager loss names the bad label
-            self._labels = y  # alive until the run is over
-            return y.ctypes.data
+            return y if y.dtype == np.intp else y.astype(np.intp)
         if y.shape != (self.n, self.k_out) or y.dtype != self.plan.dtype:
             return None
-        return y.ctypes.data
+        return y
 
     # -- running ------------------------------------------------------------------------------
-    def run(self, X, y):
-        """One step; the loss value, or None when the eager step must run instead."""
+    def run(self, X, y, finite_only=False):
+        """One step; the loss value, or None when the eager step must run instead.
+
+        ``finite_only``: a non-finite loss skips the update (as ``Trainer`` with TerminateOnNaN
+        does); the step then takes two C calls instead of one."""
         target = self._target(y)
-        if target is None:
-            return None
-        optimizer = self.optimizer
+        if target is None or (self.loss_kind == 0 and not self._step.labels_in_range(
+                target, self.k_out)):
+            return None  # the eager loss names what is wrong
         for i, layer in self.bn_layers:
             layer.num_batches_tracked += 1
             momentum = layer.momentum
             self.momenta[i] = (1.0 / float(layer.num_batches_tracked) if momentum is None
                                else momentum)
         if self.zero_first:
-            optimizer.zero_grad()
+            self.optimizer.zero_grad()
+        if finite_only:
+            value = self.prog.run(X, target, self.momenta, False)
+            if not math.isfinite(value):
+                return value
+            after = self._collect_updates()
+            self.prog.update()
+        else:
+            after = self._collect_updates()
+            value = self.prog.run(X, target, self.momenta, True)
+        for fn, args in after:
+            fn(*args)
+        return value
+
+    def output(self):
+        """The last step's model output (the program's buffer: valid until the next step)."""
+        return self.plan.steps[-1].Y
+
+    def _collect_updates(self):
+        """The optimizer's bookkeeping for one step, its Adam/SGD loops loaded into the
+        program; returns the other loops, to run after it."""
         collector = self.collector
         collector.calls.clear()
         collector.after.clear()
-        optimizer._collect_step(collector)
+        self.optimizer._collect_step(collector)
         calls = collector.calls
         prog = self.prog
-        layout = [c[1:6] for c in calls]
+        # the arrays each loop runs on (identities: the optimizer caches its slices)
+        layout = [tuple(map(id, c[1:6])) for c in calls]
         if layout != self.layout:  # first step, new state buffers, frozen parameters
             prog.clear_updates()
             for kind, p, g, s1, s2, s3, _, _, _, nt in calls:
@@ -242,15 +272,12 @@ class TrainStep:
                     prog.add_update(kind, p.size, nt, p.ctypes.data, g.ctypes.data, _addr(s1),
                                     _addr(s2), _addr(s3))
             self.layout = layout
+            self.arrays = [c[1:6] for c in calls]  # alive while the program points into them
             self.nonempty = [i for i, c in enumerate(calls) if c[1].size]
         for j, i in enumerate(self.nonempty):
             c = calls[i]
             prog.set_update(j, *c[6], c[7], c[8])
-        value = prog.run(X.ctypes.data, target, self.momenta, True)
-        for fn, args in collector.after:
-            fn(*args)
-        self._labels = None
-        return value
+        return collector.after
 
 
 def _default_loss(loss):
