@@ -11,6 +11,7 @@ Each op records raw addresses: the Python side owns the arrays and keeps them al
 program exists, and re-checks before every run that none has moved.
 """
 cimport numpy as cnp
+from libc.math cimport NAN
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from scipy.linalg.cython_blas cimport sgemm
@@ -37,6 +38,10 @@ cdef enum:
     LOSS_BCE = 2
     UPD_ADAM = 0
     UPD_SGD = 1
+    # phases of a run (a bit mask)
+    FORWARD = 1
+    BACKWARD = 2
+    UPDATE = 4
 
 ctypedef void (*adam_f_t)(float*, const float*, float*, float*, float*, idx_t, double, double,
                           double, double, double, double, double, double, int) noexcept nogil
@@ -78,7 +83,7 @@ cdef struct Update:
     void* s1
     void* s2
     void* s3
-    double a[9]                # the loop's scalars, filled by set_update() before each run
+    double a[8]                # the loop's scalars, filled by set_update() before each run
 
 
 cdef class StepProgram:
@@ -156,18 +161,11 @@ cdef class StepProgram:
             a0, a1, a2, a3, a4, a5, a6, a7)
         u.mode, u.flag = mode, flag
 
-    def update(self):
-        """The optimizer update alone (after a ``run`` without it)."""
-        with nogil:
-            if self.is_float:
-                _update[float](self, NULL)
-            else:
-                _update[double](self, NULL)
-
-    def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, bint update):
+    def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, int phases):
         """One step on the batch X against ``target`` (labels or targets), with BatchNorm op i
-        moving its running statistics by momenta[i]; the optimizer update too when
-        ``update``. Returns the loss value.
+        moving its running statistics by momenta[i]: the phases in the bit mask ``phases``
+        (FORWARD: forward and loss, BACKWARD, UPDATE: the optimizer's), in that order. Returns
+        the loss value (nan without FORWARD).
 
         The caller has checked every array: X and target C-contiguous, of the program's shape
         and dtype (labels: intp, in range: ``labels_in_range``), momenta float64."""
@@ -177,9 +175,9 @@ cdef class StepProgram:
         cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
         with nogil:
             if self.is_float:
-                loss = _run[float](self, <float*>xp, tp, mp, update)
+                loss = _run[float](self, <float*>xp, tp, mp, phases)
             else:
-                loss = _run[double](self, <double*>xp, tp, mp, update)
+                loss = _run[double](self, <double*>xp, tp, mp, phases)
         return loss
 
 
@@ -189,14 +187,24 @@ ctypedef fused real:
 
 
 cdef double _run(StepProgram prog, real* X0, uintptr_t target, const double* momenta,
-                 bint update) noexcept nogil:
+                 int phases) noexcept nogil:
+    cdef double loss = NAN
+    if phases & FORWARD:
+        loss = _forward(prog, X0, target, momenta)
+    if phases & BACKWARD:
+        _backward(prog, X0)
+    if phases & UPDATE:
+        _update(prog, X0)
+    return loss
+
+
+cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
+                     const double* momenta) noexcept nogil:
+    """Every op's forward, then the loss and its gradient: the loss value."""
     cdef int i
     cdef Op* o
     cdef real* X
-    cdef real* dY
     cdef double loss
-    cdef bint acc = prog.accumulate
-    # forward
     for i in range(prog.n_ops):
         o = &prog.ops[i]
         X = X0 if o.X == NULL else <real*>o.X
@@ -220,8 +228,16 @@ cdef double _run(StepProgram prog, real* X0, uintptr_t target, const double* mom
     else:
         loss = bce_core(<real*>o.Y, <real*>target, <real*>prog.G, prog.n_out * prog.k_out,
                         prog.loss_nt)
-    # backward
-    dY = <real*>prog.G
+    return loss
+
+
+cdef void _backward(StepProgram prog, real* X0) noexcept nogil:
+    """Every op's backward, from the loss gradient down, into the parameters' gradients."""
+    cdef int i
+    cdef Op* o
+    cdef real* X
+    cdef bint acc = prog.accumulate
+    cdef real* dY = <real*>prog.G
     for i in range(prog.n_ops - 1, -1, -1):
         o = &prog.ops[i]
         X = X0 if o.X == NULL else <real*>o.X
@@ -239,9 +255,6 @@ cdef double _run(StepProgram prog, real* X0, uintptr_t target, const double* mom
         if o.dX == NULL:
             break  # the first op and no input gradient: nothing further down
         dY = <real*>o.dX
-    if update:
-        _update(prog, <real*>NULL)
-    return loss
 
 
 cdef void _update(StepProgram prog, real* tag) noexcept nogil:

@@ -34,6 +34,7 @@ from . import plan as _plan
 _OP_DENSE, _OP_BN, _OP_ACT = 0, 1, 2
 _LOSS_KINDS = {CrossEntropyLoss: 0, MSELoss: 1, BCEWithLogitsLoss: 2}
 _UPD_ADAM, _UPD_SGD = 0, 1
+_FORWARD, _BACKWARD, _UPDATE = 1, 2, 4  # phases of a run
 _MAX_PROGRAMS = 4  # per plan: (loss, optimizer) pairs a model trains with in turn
 
 
@@ -238,14 +239,16 @@ class TrainStep:
         if self.zero_first:
             self.optimizer.zero_grad()
         if finite_only:
-            value = self.prog.run(X, target, self.momenta, False)
+            value = self.prog.run(X, target, self.momenta, _FORWARD)
             if not math.isfinite(value):
+                if not self.zero_first:
+                    self.optimizer.zero_grad()  # as the eager zero_grad left them
                 return value
             after = self._collect_updates()
-            self.prog.update()
+            self.prog.run(X, target, self.momenta, _BACKWARD | _UPDATE)
         else:
             after = self._collect_updates()
-            value = self.prog.run(X, target, self.momenta, True)
+            value = self.prog.run(X, target, self.momenta, _FORWARD | _BACKWARD | _UPDATE)
         for fn, args in after:
             fn(*args)
         return value
