@@ -104,7 +104,7 @@ def run(out_dir, quick=False):
 def _plot(path, saddle_paths, valley_paths, curves):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 4.6), layout="constrained")
+    fig = Figure(figsize=(13.5, 4.2), layout="constrained")
     for k, (surface, paths, box, title) in enumerate([
         (saddle, saddle_paths, (-1.5, 1.5, -1.5, 1.5), "saddle x^2 - y^2 from (1, 0.001)"),
         (valley, valley_paths, (-1.6, 1.6, -0.6, 2.0), "valley (1-x)^2 + 10 (y-x^2)^2"),
@@ -116,7 +116,7 @@ def _plot(path, saddle_paths, valley_paths, curves):
         Z = surface(np.array([GX, GY]))[0]
         if surface is valley:
             Z = np.log1p(Z)
-        ax.contour(GX, GY, Z, levels=25, colors="0.75", linewidths=0.6)
+        ax.contour(GX, GY, Z, levels=12, colors="0.75", linewidths=0.6)
         for i, (name, p) in enumerate(paths.items()):
             ax.plot(p[:, 0], p[:, 1], color=f"C{i}", lw=1.4, label=name)
         ax.plot(*paths["SGD"][0], "ko")
@@ -133,7 +133,7 @@ def _plot(path, saddle_paths, valley_paths, curves):
     ax.set_ylabel("training loss")
     ax.set_title("digits, 64-64-10 ReLU")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_08_batchnorm_makes_every_init_train(tmp_path):
     assert final["plain, He"] > 0.8
     for key in ("BatchNorm, W = 0.01 N(0,1)", "BatchNorm, He", "BatchNorm, W = 0.5 N(0,1)"):
         assert final[key] > 0.8, key
-        assert curves[key][0] > curves["plain, He"][0], key  # ahead after the first epoch
+    assert curves["BatchNorm, He"][0] > curves["plain, He"][0] + 0.05  # ahead after epoch 1
     assert r["spread"]["BatchNorm"] < 0.1 < r["spread"]["plain"]
 
 
