@@ -70,7 +70,8 @@ def run(out_dir, quick=False):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((6, 4))
     network = nn.Sequential(nn.Dense(4, 5, dtype=np.float64, seed=0), nn.Tanh(),
-                            nn.Dense(5, 5, dtype=np.float64, seed=1), nn.BatchNorm(5, dtype=np.float64),
+                            nn.Dense(5, 5, dtype=np.float64, seed=1),
+                            nn.BatchNorm(5, dtype=np.float64),
                             nn.ReLU(), nn.Dense(5, 3, dtype=np.float64, seed=2))
     network_ok = pynn.gradcheck(network, X)
     wrong = nn.Sequential(nn.Dense(4, 5, dtype=np.float64, seed=0), WrongTanh(),

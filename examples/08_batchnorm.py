@@ -50,7 +50,9 @@ def train(model, data, epochs):
         warnings.simplefilter("ignore", RuntimeWarning)  # a diverging run stops on its NaN
         history = trainer.fit(X_train, y_train, epochs=epochs, batch_size=64,
                               validation_data=(X_val, y_val), seed=0, verbose=0)
-    return history.history.get("val_accuracy", []), history.stop_reason
+    # the accuracy of the weights training ends with (a diverged run keeps its last finite ones)
+    final = trainer.evaluate(X_val, y_val)["accuracy"]
+    return history.history.get("val_accuracy", []), final, history.stop_reason
 
 
 def run(out_dir, quick=False):
@@ -66,12 +68,11 @@ def run(out_dir, quick=False):
     for bn in (False, True):
         for name, init in INITS.items():
             key = f"{'BatchNorm' if bn else 'plain'}, {name}"
-            curves[key], stops[key] = train(network(init, bn), data, epochs)
-            final[key] = curves[key][-1] if curves[key] else 0.0
+            curves[key], final[key], stops[key] = train(network(init, bn), data, epochs)
+            first = f"{curves[key][0]:.3f}" if curves[key] else "diverged"
             note = f" (stopped: {stops[key]})" if stops[key] else ""
-            print(f"{key:28s} validation accuracy after epoch 1: "
-                  f"{curves[key][0] if curves[key] else float('nan'):.3f}, "
-                  f"after {epochs}: {final[key]:.3f}{note}")
+            print(f"{key:28s} validation accuracy after epoch 1: {first}, at the end: "
+                  f"{final[key]:.3f}{note}")
     spread = {bn: max(v for k, v in final.items() if k.startswith(bn))
               - min(v for k, v in final.items() if k.startswith(bn))
               for bn in ("plain", "BatchNorm")}
@@ -98,7 +99,7 @@ def _plot(path, curves, epochs):
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation accuracy")
         ax.set_title(f"{'without' if prefix == 'plain' else 'with'} BatchNorm (digits, "
-                     "4 hidden ReLU layers, SGD lr 0.1)")
+                     f"4 hidden ReLU layers, SGD lr {LR})")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="center right")
     fig.savefig(path, dpi=80)

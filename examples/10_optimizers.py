@@ -85,7 +85,8 @@ def run(out_dir, quick=False):
     valley_paths = {name: trajectory(opt, options, valley, (-1.2, 1.0), steps)
                     for name, (opt, options, _) in OPTIMIZERS.items()}
     # steps until |y| > 1 on the saddle (SADDLE_STEPS if never), distance to (1, 1) on the valley
-    escape = {name: int(np.argmax(np.abs(p[:, 1]) > 1)) or SADDLE_STEPS for name, p in saddle_paths.items()}
+    escape = {name: int(np.argmax(np.abs(p[:, 1]) > 1)) or SADDLE_STEPS
+              for name, p in saddle_paths.items()}
     distance = {name: float(np.linalg.norm(p[-1] - 1.0)) for name, p in valley_paths.items()}
     curves = digits_curves(5 if quick else 15)
 

@@ -392,5 +392,5 @@ def augmentation_caller(hook):
     return lambda X, rng: hook(X)
 
 
-__all__ = ["GaussianNoise", "LabelEncoder", "RandomShift", "Standardizer", "as_array", "batch_bounds",
-           "minibatches", "one_hot", "split_indices", "train_val_split"]
+__all__ = ["GaussianNoise", "LabelEncoder", "RandomShift", "Standardizer", "as_array",
+           "batch_bounds", "minibatches", "one_hot", "split_indices", "train_val_split"]

@@ -49,7 +49,8 @@ def is_plain_activation(module):
     must run its own code."""
     cls = type(module)
     return isinstance(module, Activation) and all(
-        getattr(cls, name) is getattr(Activation, name) for name in ("forward", "backward", "infer"))
+        getattr(cls, name) is getattr(Activation, name)
+        for name in ("forward", "backward", "infer"))
 
 
 class Identity(Activation):
