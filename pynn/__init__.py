@@ -6,7 +6,7 @@ interface; a plain NumPy reference backend computes the same results for testing
 # No thread settings in os.environ: pynn's OpenMP team does all the parallel work of its
 # kernels and calls BLAS single-threaded (csrc/_blas_threads.h), so there is no second pool to
 # keep apart from it, and nothing depends on which library loaded libgomp first.
-from . import data, datasets, nn, optim
+from . import data, datasets, nn, optim, theory
 from ._gradcheck import GradcheckError, gradcheck
 from ._threads import get_num_threads, set_num_threads
 from .backend import get_backend, set_backend
@@ -58,6 +58,6 @@ def show_config(file=None):
     print("\n".join(lines), file=file)
 
 
-__all__ = ["GradcheckError", "ModelFileError", "Trainer", "gradcheck", "data", "datasets", "nn", "optim", "get_backend", "get_num_threads", "load",
+__all__ = ["GradcheckError", "ModelFileError", "Trainer", "gradcheck", "data", "datasets", "nn", "optim", "theory", "get_backend", "get_num_threads", "load",
            "load_checkpoint", "save", "save_checkpoint", "set_backend", "set_num_threads",
            "show_config"]

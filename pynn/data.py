@@ -3,6 +3,7 @@ import inspect
 
 import numpy as np
 
+from ._checks import check_int, check_real
 from .nn.module import Module, check_dtype_arg, check_input, config_int
 
 
@@ -322,6 +323,57 @@ class GaussianNoise:
         return f"GaussianNoise(std={self.std})"
 
 
+class RandomShift:
+    """Augmentation: translate each image of a batch by a random whole number of pixels.
+
+    Every sample gets its own shift (dy, dx), each drawn uniformly from
+    ``[-max_shift, max_shift]``; pixels shifted in from outside the image take ``fill``. Apply
+    it to raw pixels (whose background is ``fill``), before any standardization: put a fitted
+    ``Standardizer`` first in the model to standardize after the shift.
+
+    Parameters
+    ----------
+    image_shape : (height, width)
+        Each row of a batch is one image of this shape, flattened row by row.
+    max_shift : int >= 0, default 2
+        Less than both height and width.
+    fill : float, default 0
+    """
+
+    def __init__(self, image_shape, max_shift=2, fill=0.0):
+        if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2:
+            raise ValueError(f"image_shape must be (height, width), got {image_shape!r}")
+        self.image_shape = tuple(check_int(f"image_shape[{i}]", v, 1)
+                                 for i, v in enumerate(image_shape))
+        self.max_shift = check_int("max_shift", max_shift, 0, min(self.image_shape) - 1)
+        self.fill = check_real("fill", fill)
+
+    def __call__(self, X, rng=None):
+        height, width = self.image_shape
+        if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[1] != height * width:
+            raise ValueError(f"X must be a 2-D array of images with {height * width} "
+                             f"(= {height} x {width}) columns, got shape "
+                             f"{getattr(X, 'shape', type(X).__name__)}")
+        s = self.max_shift
+        if s == 0 or X.shape[0] == 0:
+            return X
+        shifts = _rng(rng).integers(-s, s + 1, size=(X.shape[0], 2))
+        images = X.reshape(-1, height, width)
+        padded = np.full((X.shape[0], height + 2 * s, width + 2 * s), self.fill, X.dtype)
+        padded[:, s:s + height, s:s + width] = images
+        out = np.empty_like(images)
+        # One slice per distinct shift (at most (2s + 1)**2), not one per sample.
+        for dy, dx in np.unique(shifts, axis=0):
+            rows = np.flatnonzero((shifts[:, 0] == dy) & (shifts[:, 1] == dx))
+            # the image moves by (dy, dx): out[y, x] = image[y - dy, x - dx]
+            out[rows] = padded[rows, s - dy:s - dy + height, s - dx:s - dx + width]
+        return out.reshape(X.shape)
+
+    def __repr__(self):
+        return (f"RandomShift(image_shape={self.image_shape}, max_shift={self.max_shift}, "
+                f"fill={self.fill})")
+
+
 def augmentation_caller(hook):
     """Wrap an augmentation hook as ``f(X_batch, rng) -> X_batch``.
 
@@ -340,5 +392,5 @@ def augmentation_caller(hook):
     return lambda X, rng: hook(X)
 
 
-__all__ = ["GaussianNoise", "LabelEncoder", "Standardizer", "as_array", "batch_bounds",
-           "minibatches", "one_hot", "split_indices", "train_val_split"]
+__all__ = ["GaussianNoise", "LabelEncoder", "RandomShift", "Standardizer", "as_array",
+           "batch_bounds", "minibatches", "one_hot", "split_indices", "train_val_split"]

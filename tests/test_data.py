@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from pynn.data import (GaussianNoise, LabelEncoder, Standardizer, as_array, augmentation_caller,
-                       batch_bounds, minibatches, one_hot, split_indices, train_val_split)
+from pynn.data import (GaussianNoise, LabelEncoder, RandomShift, Standardizer, as_array,
+                       augmentation_caller, batch_bounds, minibatches, one_hot, split_indices,
+                       train_val_split)
 
 
 def test_stratified_split_keeps_class_proportions():
@@ -110,6 +111,48 @@ def test_gaussian_noise_and_hooks():
     assert augmentation_caller(GaussianNoise(0.0))(X, rng) is X
     with pytest.raises(TypeError, match="callable"):
         augmentation_caller(3)
+
+
+def test_random_shift_moves_each_image_by_its_own_offset():
+    rng = np.random.default_rng(0)
+    images = rng.random((300, 5, 7)).astype(np.float32) + 1  # no pixel equals the fill
+    shift = RandomShift((5, 7), max_shift=2, fill=-3.0)
+    out = shift(images.reshape(300, 35), rng=np.random.default_rng(1)).reshape(300, 5, 7)
+    assert out.dtype == np.float32
+    offsets = set()
+    for image, moved in zip(images, out):
+        # the reference: np.roll, with the pixels that wrapped around replaced by the fill
+        matches = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                expected = np.roll(image, (dy, dx), axis=(0, 1))
+                rows = np.arange(5) - dy
+                cols = np.arange(7) - dx
+                outside = ((rows < 0) | (rows >= 5))[:, None] | ((cols < 0) | (cols >= 7))[None]
+                expected[outside] = -3.0
+                if np.array_equal(moved, expected):
+                    matches.append((dy, dx))
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    assert len(offsets) == 25  # every offset in [-2, 2]^2 is drawn
+    # seeded: the same generator state gives the same batch
+    again = shift(images.reshape(300, 35), rng=np.random.default_rng(1)).reshape(300, 5, 7)
+    np.testing.assert_array_equal(out, again)
+    X = images.reshape(300, 35)
+    assert RandomShift((5, 7), max_shift=0)(X) is X
+
+
+def test_random_shift_bad_arguments():
+    with pytest.raises(ValueError, match="image_shape"):
+        RandomShift(28)
+    with pytest.raises(ValueError, match="max_shift must be <= 4"):
+        RandomShift((5, 7), max_shift=5)
+    with pytest.raises(TypeError, match="max_shift must be an int"):
+        RandomShift((5, 7), max_shift=1.5)
+    with pytest.raises(ValueError, match="fill must be finite"):
+        RandomShift((5, 7), fill=np.nan)
+    with pytest.raises(ValueError, match=r"X must be a 2-D array of images with 35"):
+        RandomShift((5, 7))(np.zeros((4, 36), np.float32))
 
 
 def test_as_array_names_the_argument():

@@ -131,6 +131,27 @@ def test_unknown_modules_run_eagerly(rng):
     assert pynn.gradcheck(model, X)
 
 
+def test_an_activation_with_its_own_derivative_is_not_fused(rng):
+    # A subclass of a built-in activation that overrides backward must run its own code, in a
+    # plan and after a Dense alike: fused, its derivative would silently be the kernel's (and
+    # gradcheck could not catch a wrong one).
+    class HalfSlopeTanh(nn.Tanh):
+        def backward(self, dY, input_grad=True):
+            return 0.5 * super().backward(dY, input_grad)
+
+    model = nn.Sequential(nn.Dense(3, 4, dtype=F64, seed=0), HalfSlopeTanh(),
+                          nn.Dense(4, 2, dtype=F64, seed=1))
+    X = rng.standard_normal((5, 3))
+    dY = rng.standard_normal((5, 2))
+    model.forward(X)
+    dX = model.backward(dY)
+    h = np.tanh(X @ model[0].weight.data.T + model[0].bias.data)
+    expected = ((dY @ model[2].weight.data) * 0.5 * (1 - h**2)) @ model[0].weight.data
+    np.testing.assert_allclose(dX, expected, rtol=1e-12)
+    with pytest.raises(pynn.GradcheckError):
+        pynn.gradcheck(model, X)
+
+
 def test_outputs_are_not_overwritten_by_the_next_step(rng):
     model = _nets(F32)["dense-relu"]()
     X1 = rng.standard_normal((5, 6)).astype(F32)

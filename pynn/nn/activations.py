@@ -42,6 +42,17 @@ class Activation(Module):
         return self.backend.activation_forward(X, self.activation, self.param)
 
 
+def is_plain_activation(module):
+    """True for an Activation that computes exactly its kernel: forward, backward and infer
+    are the base class's. Only such a layer may be fused into a Dense or BatchNorm kernel or
+    run by an execution plan; a subclass that overrides one of them (a custom derivative, say)
+    must run its own code."""
+    cls = type(module)
+    return isinstance(module, Activation) and all(
+        getattr(cls, name) is getattr(Activation, name)
+        for name in ("forward", "backward", "infer"))
+
+
 class Identity(Activation):
     """v -> v."""
 

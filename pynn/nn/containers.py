@@ -5,7 +5,7 @@ import functools
 import numpy as np
 
 from ..backend.base import activation_code, derivative_from_output
-from .activations import ELU, Activation, LeakyReLU, ReLU
+from .activations import ELU, Activation, LeakyReLU, ReLU, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from . import plan as _plan
@@ -114,7 +114,7 @@ class Sequential(Module):
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             kind = _DENSE_ACT if isinstance(layer, Dense) else (
                 _BN_ACT if isinstance(layer, BatchNorm) else _PLAIN)
-            if kind != _PLAIN and isinstance(nxt, Activation):
+            if kind != _PLAIN and is_plain_activation(nxt):
                 plan.append((kind, layer, nxt))
                 i += 2
             else:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend.base import IDENTITY, activation_code, as_kernel_array
-from .activations import Activation, Softmax
+from .activations import Softmax, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
@@ -87,7 +87,7 @@ class InferencePlan:
                 in_width = in_width or layer.num_features
                 width = layer.num_features
                 ops.append((_I_BN, layer.backend, layer, None, code, param, width))
-            elif isinstance(layer, Activation) and type(layer).forward is Activation.forward:
+            elif is_plain_activation(layer):
                 code, param = activation_code(layer.activation, layer.param)
                 ops.append((_I_ACT, layer.backend, None, None, code, param, width))
                 i += 1
@@ -140,7 +140,7 @@ def _epilogue(layers, i):
     """(activation code, param, next index) when layers[i] is an activation that can run in the
     epilogue of the op before it; (IDENTITY, 0.0, i) otherwise."""
     act = layers[i] if i < len(layers) else None
-    if isinstance(act, Activation) and type(act).forward is Activation.forward:
+    if is_plain_activation(act):
         from .containers import _fusable
 
         name, param = _fusable(act)

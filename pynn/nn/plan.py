@@ -20,7 +20,7 @@ from .. import _threads
 from .. import backend as _backends
 from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, as_kernel_array,
                             dropout_key, dropout_threshold)
-from .activations import Activation, Softmax
+from .activations import Softmax, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
@@ -60,7 +60,7 @@ def build(seq, X):
             steps.append(_with_act(_DENSE, layer, act))
         elif type(layer) is BatchNorm:
             steps.append(_with_act(_BN, layer, act))
-        elif isinstance(layer, Activation) and type(layer).forward is Activation.forward:
+        elif is_plain_activation(layer):
             steps.append(_Step(_ACT, layer, None, *activation_code(layer.activation, layer.param)))
         elif type(layer) is Softmax:
             steps.append(_Step(_SOFTMAX, layer, None, IDENTITY, 0.0))
