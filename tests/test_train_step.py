@@ -262,3 +262,44 @@ def test_a_trained_model_copies_and_pickles_into_an_independent_trainer():
         assert b.train_step(X, y, nn.CrossEntropyLoss(), opt_b) == _eager(
             c, X, y, nn.CrossEntropyLoss(), opt_c)
         _assert_same(b, c, opt_b, opt_c)
+
+
+def test_parameters_repacked_by_another_optimizer_are_followed():
+    # A second optimizer over the same parameters packs them into its own arena; the first
+    # re-packs them at its next step. The compiled step must follow them, not the old arrays.
+    X, y, _ = _data(F32, "ce")
+    a, b, opt_a, opt_b = _pair("recipe", F32, "adam")
+    for step in range(4):
+        if step == 2:  # an optimizer of the last layer alone packs it into an arena of its own
+            Adam(list(a[-1].parameters()))
+            Adam(list(b[-1].parameters()))
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+
+
+class _PlainSGD:
+    """An optimizer that is not pynn's: the compiled step must leave it to the eager lines."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad[...] = 0
+
+    def step(self):
+        for p in self.params:
+            p.data[...] -= self.lr * p.grad
+
+
+def test_a_foreign_optimizer_runs_the_eager_lines():
+    X, y, _ = _data(F64, "ce")
+    a, b, _, _ = _pair("dense-relu", F64, "sgd")
+    opt_a, opt_b = _PlainSGD(a.parameters(), 0.1), _PlainSGD(b.parameters(), 0.1)
+    for _ in range(3):
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.data, pb.data)

@@ -27,6 +27,7 @@ from ..backend import backend_for
 from ..backend.base import IDENTITY
 from ..backend.cython import CythonBackend
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ..optim.optimizer import Optimizer
 from .module import Module
 from .parameter import Parameter, ParameterArena
 from . import plan as _plan
@@ -40,6 +41,10 @@ _MAX_PROGRAMS = 4  # per plan: (loss, optimizer) pairs a model trains with in tu
 
 def train_step(seq, X, y, loss, optimizer):
     """``Sequential.train_step``: the compiled step when it applies, else the eager one."""
+    if isinstance(optimizer, Optimizer):
+        # An optimizer re-packs its parameters when another packed them since its last step:
+        # let it happen now, before the plan checks where the parameters live.
+        optimizer._check_arenas()
     last = seq._last_train_step  # a loop calls with the same loss, optimizer and batch shape
     if (last is not None and last[0] is loss and last[1] is optimizer
             and type(X) is np.ndarray and last[2].fits(X)
@@ -139,7 +144,8 @@ class TrainStep:
         self._step = _step
         self.plan = plan
         self.optimizer = optimizer
-        if not (type(loss) in _LOSS_KINDS and _default_loss(loss)):
+        if not (type(loss) in _LOSS_KINDS and _default_loss(loss)
+                and isinstance(optimizer, Optimizer)):
             raise _Unsupported
         backends = {s.be for s in plan.steps} | {loss.backend, backend_for(optimizer.backend_name)}
         if any(type(be) is not CythonBackend for be in backends):
