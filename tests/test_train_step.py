@@ -303,3 +303,15 @@ def test_a_foreign_optimizer_runs_the_eager_lines():
     assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.data, pb.data)
+
+
+def test_batchnorm_settings_changed_between_steps_are_followed():
+    X, y, _ = _data(F64, "ce")
+    a, b, opt_a, opt_b = _pair("recipe", F64, "adam")
+    for step in range(4):
+        if step == 2:
+            for m in (a, b):
+                m[1].eps, m[1].momentum, m[4].momentum = 1e-2, 0.5, 0.3
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)

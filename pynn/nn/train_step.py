@@ -161,7 +161,7 @@ class TrainStep:
                                      loops["sgd_momentum"]))
         prog = _step.StepProgram(plan.dtype == np.float32, len(plan.steps), 4, not own, loops)
         self.keep = []  # every scratch array the program points into
-        self.bn_layers = []  # (op index, layer)
+        self.bn_layers = []  # (op index, layer, the eps the program runs it with)
         for i, s in enumerate(plan.steps):
             self._add_op(prog, plan, i, s)
         self.G = np.empty((n, self.k_out), plan.dtype)
@@ -204,7 +204,7 @@ class TrainStep:
                         _addr(self._scratch(fwd, np.float64)), s.mean.ctypes.data,
                         s.invstd.ctypes.data, layer.running_mean.ctypes.data,
                         layer.running_var.ctypes.data)
-            self.bn_layers.append((i, layer))
+            self.bn_layers.append((i, layer, layer.eps))
         elif s.kind == _plan._ACT:
             dX = s.dX if i > 0 else None
             prog.add_op(_OP_ACT, s.code, s.param, n, m, m, s.nt, 0, 0, 0.0, X,
@@ -221,7 +221,7 @@ class TrainStep:
     def fits(self, seq, loss, optimizer):
         """Nothing the program recorded beyond the plan (which checks its own) has changed."""
         return (_default_loss(loss) and self.signature == _signature(seq, optimizer)
-                and all(layer.training for _, layer in self.bn_layers))
+                and all(layer.training and layer.eps == eps for _, layer, eps in self.bn_layers))
 
     def _target(self, y):
         """y when the program can read it as is (labels as intp), else None (eager step)."""
@@ -245,7 +245,7 @@ class TrainStep:
         if target is None or (self.loss_kind == 0 and not self._step.labels_in_range(
                 target, self.k_out)):
             return None  # the eager loss names what is wrong
-        for i, layer in self.bn_layers:
+        for i, layer, _ in self.bn_layers:
             layer.num_batches_tracked += 1
             momentum = layer.momentum
             self.momenta[i] = (1.0 / float(layer.num_batches_tracked) if momentum is None
