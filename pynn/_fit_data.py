@@ -1,12 +1,14 @@
-"""What ``Trainer.fit`` needs from its data beyond the arrays: class weights turned into row
-weights (scikit-learn's ``class_weight``: each row's sample weight times its class's weight),
-and the epoch's loss from its batches' (weighted) losses."""
+"""What ``Trainer.fit`` does around its batches: class weights turned into row weights
+(scikit-learn's ``class_weight``: each row's sample weight times its class's weight), the
+epoch's loss from its batches' (weighted) losses, and gradient clipping before each step."""
 import numbers
 
 import numpy as np
 
+from ._checks import check_real
 from .backend.base import row_weights
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
+from .nn.utils import clip_grad_norm_, clip_grad_value_
 
 
 def class_weight_table(class_weight, loss, width, y=None):
@@ -106,3 +108,24 @@ class LossTotal:
         if self.reduction == "sum" or self.weight == 0:
             return float(self.total)  # no weight seen: 0, or nan from a nan batch
         return float(self.total / self.weight)
+
+
+class GradientClipping:
+    """``fit``'s clip_grad_value / clip_grad_norm, applied to a model's gradients; false when
+    neither is set."""
+
+    def __init__(self, max_norm=None, max_value=None):
+        self.max_norm = None if max_norm is None else check_real("clip_grad_norm", max_norm,
+                                                                 low=0.0, low_open=True)
+        self.max_value = None if max_value is None else check_real("clip_grad_value", max_value,
+                                                                   low=0.0, low_open=True)
+
+    def __bool__(self):
+        return self.max_norm is not None or self.max_value is not None
+
+    def __call__(self, model):
+        params = list(model.parameters())
+        if self.max_value is not None:
+            clip_grad_value_(params, self.max_value)
+        if self.max_norm is not None:
+            clip_grad_norm_(params, self.max_norm)

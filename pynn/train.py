@@ -18,8 +18,8 @@ import numpy as np
 
 from . import io as _io
 from ._checks import check_int
-from ._fit_data import (LossTotal, check_training_reduction, class_weight_table,
-                        combined_row_weights)
+from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
+                        class_weight_table, combined_row_weights)
 from ._progress import _Progress
 from .backend.base import row_weights
 from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
@@ -221,7 +221,8 @@ class Trainer:
     # -- fit ---------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=None, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, resume_from=None,
-            scheduler=None, augment=None, sample_weight=None, class_weight=None):
+            scheduler=None, augment=None, sample_weight=None, class_weight=None,
+            clip_grad_norm=None, clip_grad_value=None):
         """Train for ``epochs`` epochs of shuffled mini-batches.
 
         Parameters
@@ -270,11 +271,20 @@ class Trainer:
             mixed by a soft target). With CrossEntropyLoss this is torch's class-weighted mean.
             As in Keras it applies to the training loss only, not ``val_loss``.
 
+        clip_grad_norm : float, optional
+            Before each optimizer step, scale the gradients of the trainable parameters to a
+            total 2-norm of at most this (``pynn.nn.utils.clip_grad_norm_``).
+        clip_grad_value : float, optional
+            Before each optimizer step, clamp every gradient element into
+            ``[-clip_grad_value, clip_grad_value]`` (``clip_grad_value_``); with both, values
+            are clamped first, then the norm is clipped.
+
         Returns
         -------
         History
         """
         epochs = check_int("epochs", epochs, 0)
+        clip = GradientClipping(clip_grad_norm, clip_grad_value)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
@@ -350,7 +360,7 @@ class Trainer:
             if resume is not None:
                 start = self._apply_resume(resume_from, resume)
             self._train_epochs(X, y, w, X_val, y_val, w_val, start, epochs, batch_size, shuffle,
-                               augment)
+                               augment, clip)
         except BaseException:
             self._progress.abort()
             self._end_callbacks(started, failing=True)
@@ -363,7 +373,7 @@ class Trainer:
         return self.history
 
     def _train_epochs(self, X, y, w, X_val, y_val, w_val, start, epochs, batch_size, shuffle,
-                      augment):
+                      augment, clip):
         """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
         bounds = batch_bounds(self._n_train, batch_size)
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
@@ -397,6 +407,8 @@ class Trainer:
                     nan_cb.terminate(epoch, b, value)
                     break
                 model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
+                if clip:
+                    clip(model)
                 opt.step()
                 n_b = hi - lo
                 for k, f in metric_items:
