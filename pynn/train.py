@@ -21,6 +21,7 @@ from ._checks import check_int
 from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
                         class_weight_table, combined_row_weights)
 from ._progress import _Progress
+from ._random import draw_seed
 from .backend.base import row_weights
 from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
                         ModelCheckpoint, TerminateOnNaN, restore, snapshot)
@@ -241,8 +242,9 @@ class Trainer:
             Takes precedence over ``validation_split``. Its sample weights weigh ``val_loss``.
         shuffle : bool, default True
         seed : int, optional
-            Seeds the split, the shuffling and augmentation. None draws one (recorded in
-            checkpoints, so a resumed run still continues exactly).
+            Seeds the split, the shuffling and augmentation. None draws one, from
+            ``pynn.manual_seed``'s stream when set (recorded in checkpoints, so a resumed run
+            still continues exactly).
         verbose : 0, 1 or 2
             0 silent, 1 a progress bar per epoch (a line per epoch when stdout is not a TTY),
             2 one line per epoch.
@@ -307,7 +309,7 @@ class Trainer:
             if seed is None:
                 seed = resume["extra"]["seed"]
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+            seed = draw_seed()
         self._seed = int(seed)
 
         X_val = y_val = w_val = None
