@@ -164,7 +164,7 @@ class Trainer:
     def _is_classification(self):
         return isinstance(self.loss, CrossEntropyLoss)
 
-    def _collect_callbacks(self, extra, scheduler):
+    def _collect_callbacks(self, extra, scheduler, scheduler_interval=None):
         cbs = []
         for cb in list(self.callbacks) + list(extra or []):
             if not isinstance(cb, Callback):
@@ -175,7 +175,7 @@ class Trainer:
                                     f"{type(cb).__name__}")
             cbs.append(cb)
         if scheduler is not None:
-            cbs.append(LRSchedulerCallback(scheduler))
+            cbs.append(LRSchedulerCallback(scheduler, interval=scheduler_interval))
         if self.terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
             cbs.append(TerminateOnNaN())
         cbs.sort(key=lambda c: c.order)  # stable: keeps the user's order within a rank
@@ -223,7 +223,7 @@ class Trainer:
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=None, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, resume_from=None,
             scheduler=None, augment=None, sample_weight=None, class_weight=None,
-            clip_grad_norm=None, clip_grad_value=None):
+            clip_grad_norm=None, clip_grad_value=None, scheduler_interval=None):
         """Train for ``epochs`` epochs of shuffled mini-batches.
 
         Parameters
@@ -256,7 +256,10 @@ class Trainer:
             and continues with the next epoch; the result equals an uninterrupted run.
         scheduler : lr schedule, optional
             Stepped once per epoch (ReduceLROnPlateau with ``val_loss``, or ``loss`` without
-            validation data).
+            validation data), or after every optimizer step (``OneCycleLR``, or any schedule
+            with ``scheduler_interval="batch"``).
+        scheduler_interval : "epoch", "batch" or None
+            When ``scheduler`` steps; None: per batch for ``OneCycleLR``, else per epoch.
         augment : callable or list of callables, optional
             Applied to each training batch (never to validation): ``f(X_batch) -> X_batch``,
             or ``f(X_batch, rng=...)`` to draw from the Trainer's generator (e.g.
@@ -343,7 +346,7 @@ class Trainer:
         names = ["loss", *self.metrics]
         self._log_keys = tuple(names + [f"val_{k}" for k in names] * self._has_validation
                                + ["lr", "seconds"])
-        self._active = self._collect_callbacks(callbacks, scheduler)
+        self._active = self._collect_callbacks(callbacks, scheduler, scheduler_interval)
         self._progress = _Progress(verbose, epochs)
         self.history = History()
         self.stop_training = False
@@ -379,8 +382,7 @@ class Trainer:
         """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
         bounds = batch_bounds(self._n_train, batch_size)
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
-        batch_cbs = [c for c in self._active
-                     if type(c).on_batch_end is not Callback.on_batch_end]
+        batch_cbs = [c for c in self._active if c.wants_batch_end()]
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
 
@@ -391,6 +393,7 @@ class Trainer:
             for cb in self._active:
                 cb.on_epoch_begin(epoch)
             model.train()
+            lr = float(opt.param_groups[0]["lr"])  # the epoch's first step's rate
             self._progress.epoch_begin(epoch, len(bounds))
             order = self._rng.permutation(self._n_train) if shuffle else None
             total = LossTotal(loss_fn)
@@ -432,7 +435,7 @@ class Trainer:
                 if not math.isfinite(val["loss"]) and nan_cb is not None:
                     nan_cb.terminate(epoch, None, val["loss"], where="validation")
                     break
-            logs["lr"] = float(opt.param_groups[0]["lr"])
+            logs["lr"] = lr
             logs["seconds"] = time.perf_counter() - t0
             self.history.append(epoch, logs)
             self._progress.epoch_end(logs)
