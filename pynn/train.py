@@ -531,6 +531,12 @@ class Trainer:
             raise ValueError("the evaluation data yielded no batches")
         return {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
 
+    def predict_proba(self, X, batch_size=1024):
+        """Class probabilities in eval mode: softmax rows (N, classes) for CrossEntropyLoss,
+        sigmoid (N, outputs) for BCEWithLogitsLoss (``loss.probabilities``); ValueError for
+        other losses. ``X`` as for ``predict``."""
+        return self.loss.probabilities(self.predict(X, batch_size=batch_size))
+
     def predict(self, X, batch_size=1024):
         """Model outputs (logits for classification losses) in eval mode. ``X`` may be a
         memmap: it is read and converted one batch at a time."""
