@@ -7,7 +7,7 @@ in range) and with its row weights.
 import numpy as np
 
 from .backend.base import row_weights
-from .data import as_array, batch_bounds
+from .data import as_array, batch_bounds, split_indices
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 
 
@@ -176,17 +176,61 @@ def array_source(targets, X, y, sample_weight, xname="X", yname="y", wname="samp
     return ArrayBatches(X, y, row_weights(wname, sample_weight, X.shape[0])), width
 
 
-def split_source(source, tr, va):
-    """The training and validation parts of an ArrayBatches, by row indices."""
-    w = source.w
+def source_for(targets, X, y, sample_weight, names=("X", "y", "sample_weight"), width=None):
+    """The batch source of ``X, y``: batches from an iterable when ``y`` is None and ``X`` is
+    no array, else arrays (in memory or a memmap); and the output width (None if unknown)."""
+    if y is None and not isinstance(X, np.ndarray):
+        if sample_weight is not None:
+            raise ValueError(f"{names[2]} cannot be given with batches from an iterable; "
+                             f"yield (X, y, sample_weight) batches instead")
+        return StreamBatches(X, targets, names[0]), width
+    return array_source(targets, X, y, sample_weight, *names, width=width)
+
+
+def fit_sources(targets, X, y, sample_weight, validation_split, validation_data, epochs):
+    """``fit``'s training source, its validation source from ``validation_data`` (None
+    without), and the model's output width."""
+    train, width = source_for(targets, X, y, sample_weight)
+    if isinstance(train, StreamBatches):
+        if validation_split is not None:
+            raise ValueError("validation_split needs arrays; with batches from an iterable "
+                             "pass validation_data")
+        if train.one_shot() and epochs > 1:
+            raise ValueError("X is a one-shot iterator (e.g. a generator), which can serve one "
+                             "epoch only; pass a callable returning a fresh iterator per epoch, "
+                             "or a re-iterable object")
+    if validation_data is None:
+        return train, None, width
+    if not isinstance(validation_data, (tuple, list)):
+        return train, StreamBatches(validation_data, targets, "validation_data"), width
+    if len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be a tuple (X_val, y_val) or "
+                         "(X_val, y_val, sample_weight_val), or batches")
+    val, width = array_source(targets, validation_data[0], validation_data[1],
+                              validation_data[2] if len(validation_data) == 3 else None,
+                              "X_val", "y_val", "sample_weight_val", width)
+    return train, val, width
+
+
+def holdout(train, validation_split, stratify, seed):
+    """(training part, validation part) of an array source: ``validation_split`` of the rows,
+    shuffled from ``seed`` and stratified by class if asked."""
+    if isinstance(validation_split, bool) or not isinstance(
+        validation_split, (int, float)
+    ) or not 0 < validation_split < 1:
+        raise ValueError(f"validation_split must be a number in (0, 1), got "
+                         f"{validation_split!r}")
+    if train.n < 2:
+        raise ValueError("validation_split needs at least 2 samples")
+    tr, va = split_indices(train.y, validation_split, stratify=stratify, seed=seed)
     parts = []
     for idx in (tr, va):
-        wp = None if w is None else w[idx]
-        if source.convert is None:
-            parts.append(ArrayBatches(source.X[idx], source.y[idx], wp))
+        w = None if train.w is None else train.w[idx]
+        if train.convert is None:
+            parts.append(ArrayBatches(train.X[idx], train.y[idx], w))
         else:
-            parts.append(ArrayBatches(source.X, source.y[idx], wp, rows=idx,
-                                      convert=source.convert))
+            parts.append(ArrayBatches(train.X, train.y[idx], w, rows=idx,
+                                      convert=train.convert))
     return parts
 
 

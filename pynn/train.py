@@ -20,13 +20,13 @@ from . import io as _io
 from ._checks import check_int
 from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
                         class_weight_table, combined_row_weights)
-from ._fit_sources import (ArrayBatches, StreamBatches, Targets, array_source, check_memmap,
-                           is_memmap, split_source)
+from ._fit_sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout,
+                           is_memmap, source_for)
 from ._progress import _Progress
 from ._random import draw_seed
 from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
                         ModelCheckpoint, TerminateOnNaN, restore, snapshot)
-from .data import as_array, augmentation_caller, batch_bounds, split_indices
+from .data import as_array, augmentation_caller, batch_bounds
 from .history import History
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .nn.module import Module
@@ -270,8 +270,8 @@ class Trainer:
         augment = [augmentation_caller(a) for a in augment]
 
         batch_bounds(1, batch_size)  # validates batch_size
-        train, val, width = self._sources(X, y, sample_weight, validation_split,
-                                          validation_data, epochs)
+        train, val, width = fit_sources(self._targets(), X, y, sample_weight,
+                                        validation_split, validation_data, epochs)
         table = class_weight_table(class_weight, self.loss, width,
                                    train.y if isinstance(train, ArrayBatches) else None)
 
@@ -284,7 +284,8 @@ class Trainer:
             seed = draw_seed()
         self._seed = int(seed)
         if val is None and validation_split is not None:
-            train, val = self._split(train, validation_split)
+            train, val = holdout(train, validation_split, self._is_classification(),
+                                 np.random.default_rng([self._seed, 1]))
 
         self._n_train = train.n
         self._rng = np.random.default_rng([self._seed, 0])
@@ -322,53 +323,6 @@ class Trainer:
         finally:
             self.model.eval()
         return self.history
-
-    def _sources(self, X, y, sample_weight, validation_split, validation_data, epochs):
-        """The training and validation batch sources of ``fit`` (validation None unless
-        ``validation_data`` is given), and the model's output width."""
-        targets = self._targets()
-        if y is None and not isinstance(X, np.ndarray):
-            if sample_weight is not None:
-                raise ValueError("sample_weight cannot be given with batches from an "
-                                 "iterable; yield (X, y, sample_weight) batches instead")
-            if validation_split is not None:
-                raise ValueError("validation_split needs arrays; with batches from an "
-                                 "iterable pass validation_data")
-            train = StreamBatches(X, targets)
-            if train.one_shot() and epochs > 1:
-                raise ValueError("X is a one-shot iterator (e.g. a generator), which can serve "
-                                 "one epoch only; pass a callable returning a fresh iterator "
-                                 "per epoch, or a re-iterable object")
-            width = None
-        else:
-            train, width = array_source(targets, X, y, sample_weight)
-        val = None
-        if validation_data is not None:
-            if isinstance(validation_data, (tuple, list)):
-                if len(validation_data) not in (2, 3):
-                    raise ValueError("validation_data must be a tuple (X_val, y_val) or "
-                                     "(X_val, y_val, sample_weight_val), or batches")
-                val, width = array_source(
-                    targets, validation_data[0], validation_data[1],
-                    validation_data[2] if len(validation_data) == 3 else None, "X_val",
-                    "y_val", "sample_weight_val", width)
-            else:
-                val = StreamBatches(validation_data, targets, "validation_data")
-        return train, val, width
-
-    def _split(self, train, validation_split):
-        """Hold out ``validation_split`` of an array source: shuffled from the seed and, for
-        CrossEntropyLoss, stratified."""
-        if isinstance(validation_split, bool) or not isinstance(
-            validation_split, (int, float)
-        ) or not 0 < validation_split < 1:
-            raise ValueError(f"validation_split must be a number in (0, 1), got "
-                             f"{validation_split!r}")
-        if train.n < 2:
-            raise ValueError("validation_split needs at least 2 samples")
-        tr, va = split_indices(train.y, validation_split, stratify=self._is_classification(),
-                               seed=np.random.default_rng([self._seed, 1]))
-        return split_source(train, tr, va)
 
     def _train_epochs(self, train, val, table, start, epochs, batch_size, shuffle, augment,
                       clip):
@@ -502,13 +456,7 @@ class Trainer:
         metrics see all outputs at once; over batches they are averaged weighted by batch size,
         as during training.
         """
-        if y is None and not isinstance(X, np.ndarray):
-            if sample_weight is not None:
-                raise ValueError("sample_weight cannot be given with batches from an "
-                                 "iterable; yield (X, y, sample_weight) batches instead")
-            source = StreamBatches(X, self._targets())
-        else:
-            source, _ = array_source(self._targets(), X, y, sample_weight)
+        source, _ = source_for(self._targets(), X, y, sample_weight)
         return self._evaluate_source(source, batch_size)
 
     def _evaluate_source(self, source, batch_size=1024):
