@@ -1,13 +1,14 @@
 """What ``Trainer.fit`` does around its batches: class weights turned into row weights
 (scikit-learn's ``class_weight``: each row's sample weight times its class's weight), the
-epoch's loss from its batches' (weighted) losses, and gradient clipping before each step."""
+epoch's loss from its batches' (weighted) losses, the metrics, and gradient clipping before
+each step."""
 import numbers
 
 import numpy as np
 
 from ._checks import check_real
 from .backend.base import row_weights
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
+from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .nn.utils import clip_grad_norm_, clip_grad_value_
 
 
@@ -129,3 +130,30 @@ class GradientClipping:
             clip_grad_value_(params, self.max_value)
         if self.max_norm is not None:
             clip_grad_norm_(params, self.max_norm)
+
+
+def _accuracy(loss):
+    if isinstance(loss, CrossEntropyLoss):
+        return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
+    if isinstance(loss, BCEWithLogitsLoss):
+        return lambda out, y: float(np.count_nonzero((out > 0) == (y > 0.5))) / y.size
+    raise ValueError(f"metric 'accuracy' needs a classification loss, got {type(loss).__name__}")
+
+
+def resolve_metrics(metrics, loss):
+    """{name: f(output, y) -> float} from the Trainer's ``metrics`` argument."""
+    if metrics == "auto":
+        metrics = [] if isinstance(loss, MSELoss) else ["accuracy"]
+    if metrics is None:
+        metrics = []
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
+    out = {}
+    for m in metrics:
+        if m in ("accuracy", "acc"):
+            out["accuracy"] = _accuracy(loss)
+        elif callable(m):
+            out[getattr(m, "__name__", f"metric{len(out)}")] = m
+        else:
+            raise ValueError(f"metrics: unknown metric {m!r} (use 'accuracy' or a callable)")
+    return out

@@ -602,7 +602,7 @@ def _encode_labels(y, meta, source):
 def cmd_evaluate(args, out=None):
     out = out or sys.stdout
     from .nn import CrossEntropyLoss
-    from .train import _accuracy
+    from ._fit_data import _accuracy
 
     model, meta = _load_model(args.model)
     X, y, source = _features_for(model, meta, args, need_target=True)

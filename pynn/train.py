@@ -19,7 +19,7 @@ import numpy as np
 from . import io as _io
 from ._checks import check_int
 from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
-                        class_weight_table, combined_row_weights)
+                        class_weight_table, combined_row_weights, resolve_metrics)
 from ._fit_sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout,
                            is_memmap, source_for)
 from ._progress import _Progress
@@ -28,17 +28,8 @@ from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,
                         ModelCheckpoint, TerminateOnNaN, restore, snapshot)
 from .data import as_array, augmentation_caller, batch_bounds
 from .history import History
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .nn.losses import CrossEntropyLoss
 from .nn.module import Module
-
-
-# ---------------------------------------------------------------------------- metrics
-def _accuracy(loss):
-    if isinstance(loss, CrossEntropyLoss):
-        return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
-    if isinstance(loss, BCEWithLogitsLoss):
-        return lambda out, y: float(np.count_nonzero((out > 0) == (y > 0.5))) / y.size
-    raise ValueError(f"metric 'accuracy' needs a classification loss, got {type(loss).__name__}")
 
 
 # ---------------------------------------------------------------------------- the Trainer
@@ -77,7 +68,7 @@ class Trainer:
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
-        self.metrics = self._resolve_metrics(metrics)
+        self.metrics = resolve_metrics(metrics, loss)
         self.callbacks = list(callbacks or [])
         self.terminate_on_nan = bool(terminate_on_nan)
         self.stop_training = False
@@ -92,33 +83,12 @@ class Trainer:
         self._active = []
 
     # -- set-up helpers -----------------------------------------------------------------
-    def _resolve_metrics(self, metrics):
-        if metrics == "auto":
-            metrics = [] if isinstance(self.loss, MSELoss) else ["accuracy"]
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, str) or callable(metrics):
-            metrics = [metrics]
-        out = {}
-        for m in metrics:
-            if m in ("accuracy", "acc"):
-                out["accuracy"] = _accuracy(self.loss)
-            elif callable(m):
-                out[getattr(m, "__name__", f"metric{len(out)}")] = m
-            else:
-                raise ValueError(f"metrics: unknown metric {m!r} (use 'accuracy' or a callable)")
-        return out
-
     @property
     def dtype(self):
         return np.dtype(getattr(self.model, "dtype", np.float32))
 
     def _targets(self):
         return Targets(self.model, self.loss, self.dtype)
-
-    def _prepare(self, X, y, xname="X", yname="y", width=None):
-        """Convert once to the model's dtype (labels to int), validate, return (X, y, width)."""
-        return self._targets().prepare(X, y, xname, yname, width)
 
     def _is_classification(self):
         return isinstance(self.loss, CrossEntropyLoss)
