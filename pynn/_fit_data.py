@@ -132,7 +132,8 @@ class GradientClipping:
             clip_grad_norm_(params, self.max_norm)
 
 
-def _accuracy(loss):
+def accuracy_for(loss):
+    """The accuracy metric f(output, y) of a classification loss."""
     if isinstance(loss, CrossEntropyLoss):
         return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
     if isinstance(loss, BCEWithLogitsLoss):
@@ -151,7 +152,7 @@ def resolve_metrics(metrics, loss):
     out = {}
     for m in metrics:
         if m in ("accuracy", "acc"):
-            out["accuracy"] = _accuracy(loss)
+            out["accuracy"] = accuracy_for(loss)
         elif callable(m):
             out[getattr(m, "__name__", f"metric{len(out)}")] = m
         else:

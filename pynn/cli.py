@@ -602,7 +602,7 @@ def _encode_labels(y, meta, source):
 def cmd_evaluate(args, out=None):
     out = out or sys.stdout
     from .nn import CrossEntropyLoss
-    from ._fit_data import _accuracy
+    from ._fit_data import accuracy_for
 
     model, meta = _load_model(args.model)
     X, y, source = _features_for(model, meta, args, need_target=True)
@@ -617,7 +617,7 @@ def cmd_evaluate(args, out=None):
                            f"outputs")
         loss = CrossEntropyLoss()
         result["loss"] = float(loss.forward(out_, yi))
-        result["accuracy"] = _accuracy(loss)(out_, yi)
+        result["accuracy"] = accuracy_for(loss)(out_, yi)
         print(f"{source}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
               f"({result['n']} samples)", file=out)
     else:
