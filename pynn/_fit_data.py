@@ -97,13 +97,17 @@ class LossTotal:
         """The loss of one batch (a float; ``loss.backward()`` then has its gradient)."""
         if w is None:  # custom losses without sample weights keep working
             value = self.loss.forward(out, y)
-            batch_weight = y.shape[0]
+            self.record(value, y.shape[0])
         else:
             value = self.loss.forward(out, y, sample_weight=w)
-            batch_weight = float(w.sum())
+            self.record(value, float(w.sum()))
+        return value
+
+    def record(self, value, batch_weight):
+        """Count a batch's loss computed elsewhere (the compiled step), of total weight
+        ``batch_weight`` (its row count without weights)."""
         self.total += value * batch_weight if self.reduction == "mean" else value
         self.weight += batch_weight
-        return value
 
     def value(self):
         if self.reduction == "sum" or self.weight == 0:

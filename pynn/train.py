@@ -33,6 +33,22 @@ from .nn.module import Module
 
 
 # ---------------------------------------------------------------------------- the Trainer
+def _compiled_step_finder(model):
+    """``(model, X, loss, optimizer) -> compiled step or None`` for the fit loop: only a
+    Sequential that compiles has one, and only one that zeroes what model.zero_grad zeroes."""
+    from .nn.containers import Sequential
+
+    if not isinstance(model, Sequential) or not model._compile:
+        return lambda *args: None
+    from .nn.train_step import program_for
+
+    def find(model, X, loss, optimizer):
+        program = program_for(model, X, loss, optimizer)
+        return None if program is None or program.zero_first else program
+
+    return find
+
+
 class Trainer:
     """Train ``model`` with ``loss`` and ``optimizer``; Keras-style ``fit``/``evaluate``/``predict``.
 
@@ -302,6 +318,8 @@ class Trainer:
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
         n_batches = train.n_batches(batch_size)
+        # clipping edits the gradients between backward and the update: the eager lines then
+        compiled = _compiled_step_finder(model) if not clip else (lambda *args: None)
 
         for epoch in range(start, epochs):
             if self.stop_training:
@@ -321,17 +339,32 @@ class Trainer:
                 wb = combined_row_weights(wb, table, loss_fn, yb)
                 for aug in augment:
                     Xb = aug(Xb, self._rng)
-                model.zero_grad()
-                out = model.forward(Xb)
-                value = total.add(out, yb, wb)
-                if not math.isfinite(value) and nan_cb is not None:
-                    nan_cb.terminate(epoch, b, value)
-                    complete = False
-                    break
-                model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
-                if clip:
-                    clip(model)
-                opt.step()
+                # The compiled step (one C call) when the model is a Sequential of pynn's
+                # layers whose trainable parameters are exactly the optimizer's (its zero_grad
+                # then is model.zero_grad), for the loss's plain mean. Else, or when it declines
+                # the batch, the same lines in Python.
+                program = None if wb is not None else compiled(model, Xb, loss_fn, opt)
+                value = None if program is None else program.run(
+                    Xb, yb, finite_only=nan_cb is not None)
+                if value is not None:
+                    out = program.output()
+                    total.record(value, yb.shape[0])
+                    if not math.isfinite(value) and nan_cb is not None:
+                        nan_cb.terminate(epoch, b, value)  # the update was skipped
+                        complete = False
+                        break
+                else:
+                    model.zero_grad()
+                    out = model.forward(Xb)
+                    value = total.add(out, yb, wb)
+                    if not math.isfinite(value) and nan_cb is not None:
+                        nan_cb.terminate(epoch, b, value)
+                        complete = False
+                        break
+                    model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
+                    if clip:
+                        clip(model)
+                    opt.step()
                 n_b = yb.shape[0]
                 for k, f in metric_items:
                     sums[k] += f(out, yb) * n_b
