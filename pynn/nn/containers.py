@@ -119,6 +119,14 @@ class Sequential(Module):
         self._plan, self._plan_key = plan, key
         return plan
 
+    def __getstate__(self):
+        # plans and compiled steps are caches of raw buffers and C programs: a copy or an
+        # unpickled model builds its own on first use
+        state = super().__getstate__()
+        state["_compiled"] = {}
+        state["_uncompilable"] = None
+        return state
+
     # -- running --------------------------------------------------------------------------
     def _compiled_for(self, X):
         """The plan for input ``X`` (built on first sight of its shape), or None to run eagerly."""
