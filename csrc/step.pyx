@@ -204,7 +204,7 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
     cdef int i
     cdef Op* o
     cdef real* X
-    cdef double loss
+    cdef double loss, denom
     for i in range(prog.n_ops):
         o = &prog.ops[i]
         X = X0 if o.X == NULL else <real*>o.X
@@ -219,16 +219,21 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
             act_forward_threads(o.act, <real>o.param, X, <real*>o.Y, o.n * o.k, o.nt)
     # loss and its gradient
     o = &prog.ops[prog.n_ops - 1]
+    # The plain mean, computed as the losses' Python side computes it from the cores'
+    # weighted sums (gradient scale 1 / denominator, then sum / denominator): bit-identical.
     if prog.loss_kind == LOSS_CE:
-        loss = softmax_ce_core(<real*>o.Y, <const Py_ssize_t*>target, <real*>prog.G,
-                               prog.n_out, prog.k_out, prog.loss_nt)
+        denom = <double>prog.n_out
+        loss = softmax_ce_core(<real*>o.Y, <const Py_ssize_t*>target, NULL, <real*>prog.G,
+                               NULL, prog.n_out, prog.k_out, 1.0 / denom, prog.loss_nt)
     elif prog.loss_kind == LOSS_MSE:
-        loss = mse_core(<real*>o.Y, <real*>target, <real*>prog.G, prog.n_out * prog.k_out,
-                        prog.loss_nt)
+        denom = <double>prog.n_out * <double>prog.k_out
+        loss = mse_core(<real*>o.Y, <real*>target, NULL, <real*>prog.G, NULL,
+                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
     else:
-        loss = bce_core(<real*>o.Y, <real*>target, <real*>prog.G, prog.n_out * prog.k_out,
-                        prog.loss_nt)
-    return loss
+        denom = <double>prog.n_out * <double>prog.k_out
+        loss = bce_core(<real*>o.Y, <real*>target, NULL, NULL, <real*>prog.G, NULL,
+                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+    return loss / denom
 
 
 cdef void _backward(StepProgram prog, real* X0) noexcept nogil:

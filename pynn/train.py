@@ -1,5 +1,5 @@
-"""The fit loop: ``Trainer.fit`` (Keras's convenience, a PyTorch loop underneath), its History
-and callbacks.
+"""The fit loop: ``Trainer.fit`` (Keras's convenience, a PyTorch loop underneath). Its
+``History`` (``pynn.history``) and callbacks (``pynn.callbacks``) are re-exported here.
 
 The loop per batch is the one you would write by hand::
 
@@ -11,7 +11,6 @@ epoch boundaries, so it costs nothing inside the hot loop.
 """
 import math
 import os
-import sys
 import time
 import warnings
 
@@ -19,491 +18,18 @@ import numpy as np
 
 from . import io as _io
 from ._checks import check_int
-from .data import as_array, augmentation_caller, batch_bounds, split_indices
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ._fit_data import (ClassWeights, GradientClipping, LossTotal, check_training_reduction,
+                        resolve_metrics)
+from ._fit_sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout,
+                           is_memmap, source_for)
+from ._progress import _Progress
+from ._random import draw_seed
+from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
+                        ModelCheckpoint, TerminateOnNaN, restore, snapshot)
+from .data import as_array, augmentation_caller, batch_bounds
+from .history import History
+from .nn.losses import CrossEntropyLoss
 from .nn.module import Module
-
-
-# ---------------------------------------------------------------------------- History
-class History:
-    """What ``fit`` recorded.
-
-    Attributes
-    ----------
-    history : dict of lists
-        One entry per epoch under "loss", each metric (e.g. "accuracy"), "val_loss" and
-        "val_<metric>" when there is validation data, "lr" (of the first param group, as used in
-        that epoch) and "seconds" (wall time of the epoch, validation included).
-    epoch : list of int
-        The epoch numbers recorded (0-based).
-    stop_reason : str or None
-        Why training stopped before ``epochs`` (early stopping, a non-finite loss).
-    """
-
-    def __init__(self, history=None, epoch=None):
-        self.history = {k: list(v) for k, v in (history or {}).items()}
-        self.epoch = list(epoch) if epoch is not None else list(
-            range(len(next(iter(self.history.values()), [])))
-        )
-        self.stop_reason = None
-
-    def append(self, epoch, logs):
-        self.epoch.append(int(epoch))
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(float(v))
-
-    def __len__(self):
-        return len(self.epoch)
-
-    def __repr__(self):
-        return f"History(epochs={len(self)}, keys={sorted(self.history)})"
-
-    def plot(self, path, title=None):
-        """Draw the learning curves to ``path`` (PNG): loss and accuracy, training vs
-        validation, with the learning rate on a second axis of the loss panel.
-
-        Needs matplotlib (``pip install 'pynn[plot]'``).
-        """
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise ImportError(
-                "History.plot needs matplotlib, an optional dependency: "
-                "pip install 'pynn[plot]' (or pip install matplotlib)"
-            ) from None
-        h = self.history
-        if not h.get("loss"):
-            raise ValueError("history is empty: nothing to plot")
-        metrics = [k for k in h if k not in ("loss", "lr", "seconds") and not k.startswith("val_")]
-        ncols = 1 + bool(metrics)
-        # Figure + Agg canvas, not pyplot: no global state, no GUI backend needed.
-        fig = Figure(figsize=(5.5 * ncols, 4), layout="constrained")
-        FigureCanvasAgg(fig)
-        epochs = np.arange(1, len(h["loss"]) + 1)
-        ax = fig.add_subplot(1, ncols, 1)
-        ax.plot(epochs, h["loss"], label="train loss", color="C0")
-        if "val_loss" in h:
-            ax.plot(epochs, h["val_loss"], label="validation loss", color="C1")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.set_yscale("log" if min(h["loss"]) > 0 else "linear")
-        handles, labels = ax.get_legend_handles_labels()
-        if h.get("lr"):
-            ax2 = ax.twinx()
-            ax2.plot(epochs, h["lr"], color="0.5", linestyle="--", label="learning rate")
-            ax2.set_ylabel("learning rate")
-            if min(h["lr"]) > 0 and max(h["lr"]) / min(h["lr"]) > 10:
-                ax2.set_yscale("log")
-            h2, l2 = ax2.get_legend_handles_labels()
-            handles, labels = handles + h2, labels + l2
-        ax.legend(handles, labels, loc="upper right")
-        ax.set_title("loss")
-        if metrics:
-            ax = fig.add_subplot(1, ncols, 2)
-            for i, m in enumerate(metrics):
-                ax.plot(epochs, h[m], label=f"train {m}", color=f"C{2 * i}")
-                if f"val_{m}" in h:
-                    ax.plot(epochs, h[f"val_{m}"], label=f"validation {m}", color=f"C{2 * i + 1}")
-            ax.set_xlabel("epoch")
-            ax.set_title(", ".join(metrics))
-            ax.legend(loc="lower right")
-        if title:
-            fig.suptitle(title)
-        fig.savefig(os.fspath(path), dpi=110)
-        return path
-
-
-# ---------------------------------------------------------------------------- callbacks
-class Callback:
-    """Base class. Hooks get the trainer as ``self.trainer``; set ``trainer.stop_training`` to
-    stop after the current epoch. ``state_dict``/``load_state_dict`` make a callback resumable
-    (the Trainer stores the state in its checkpoints)."""
-
-    # Order of on_epoch_end calls: schedules first, then the rest, checkpoints last, so a
-    # checkpoint captures the scheduler and early-stopping state of the epoch it ends.
-    order = 50
-    trainer = None
-
-    def on_train_begin(self, logs=None):
-        pass
-
-    def on_epoch_begin(self, epoch, logs=None):
-        pass
-
-    def on_batch_end(self, epoch, batch, logs=None):
-        pass
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-
-def _mode_for(monitor, mode):
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode == "auto":
-        return "max" if any(s in monitor for s in ("acc", "auc", "r2")) else "min"
-    return mode
-
-
-def _check_monitor(cb, logs_keys_expected, has_validation):
-    if cb.monitor.startswith("val_") and not has_validation:
-        raise ValueError(
-            f"{type(cb).__name__} monitors {cb.monitor!r} but fit has no validation data; pass "
-            f"validation_split or validation_data, or monitor='{cb.monitor[4:]}'"
-        )
-    if cb.monitor not in logs_keys_expected:
-        raise ValueError(f"{type(cb).__name__}: monitor {cb.monitor!r} is not recorded; "
-                         f"choose one of {sorted(logs_keys_expected)}")
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
-
-    Parameters
-    ----------
-    monitor : str, default "val_loss"
-    patience : int, default 10
-    min_delta : float, default 0
-    mode : "auto", "min" or "max"
-        "auto" maximizes accuracy-like names, minimizes the rest.
-    restore_best_weights : bool, default True
-        At the end of training, put back the weights (and BatchNorm statistics) of the best epoch.
-    """
-
-    def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="auto",
-                 restore_best_weights=True):
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
-        self.monitor = monitor
-        self.patience = int(patience)
-        self.min_delta = float(min_delta)
-        self.mode = _mode_for(monitor, mode)
-        self.restore_best_weights = bool(restore_best_weights)
-        self._reset()
-
-    def _reset(self):
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_epoch = None
-        self.wait = 0
-        self.stopped_epoch = None
-        self.best_weights = None
-
-    def on_train_begin(self, logs=None):
-        self._reset()
-        _check_monitor(self, self.trainer._log_keys, self.trainer._has_validation)
-
-    def _improved(self, value):
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = logs[self.monitor]
-        if math.isfinite(value) and self._improved(value):
-            self.best, self.best_epoch, self.wait = float(value), epoch, 0
-            if self.restore_best_weights:
-                self.best_weights = snapshot(self.trainer.model)
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            self.trainer.stop(
-                f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
-                f"{self.wait} epochs (best {self.best:.6g} at epoch {self.best_epoch + 1})"
-                if self.best_epoch is not None else
-                f"early stopping at epoch {epoch + 1}: {self.monitor} never improved"
-            )
-
-    def on_train_end(self, logs=None):
-        if self.restore_best_weights and self.best_weights is not None:
-            restore(self.trainer.model, self.best_weights)
-            self.trainer._log(f"restored the weights of epoch {self.best_epoch + 1} "
-                              f"({self.monitor} {self.best:.6g})")
-
-    def state_dict(self):
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
-
-    def load_state_dict(self, state):
-        self.best = state["best"]
-        self.best_epoch = state["best_epoch"]
-        self.wait = state["wait"]
-        self.stopped_epoch = state["stopped_epoch"]
-        self.best_weights = None if state["best_weights"] is None else list(state["best_weights"])
-
-
-class ModelCheckpoint(Callback):
-    """Write a checkpoint (model, optimizer, scheduler, RNG and callback state, history) at the
-    end of every epoch, or only when ``monitor`` improves with ``save_best_only``.
-
-    ``pynn.load(path)`` reads the model from it; ``fit(..., resume_from=path)`` continues the run.
-    Writes are atomic. ``path`` may contain ``{epoch}`` (1-based) and log keys, e.g.
-    ``"ckpt-{epoch:03d}.npz"``.
-    """
-
-    order = 100
-
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
-        self.path = os.fspath(path)
-        self.monitor = monitor
-        self.save_best_only = bool(save_best_only)
-        self.mode = _mode_for(monitor, mode)
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.last_path = None
-
-    def on_train_begin(self, logs=None):
-        if self.save_best_only:
-            _check_monitor(self, self.trainer._log_keys, self.trainer._has_validation)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.save_best_only:
-            value = logs[self.monitor]
-            better = value < self.best if self.mode == "min" else value > self.best
-            if not (math.isfinite(value) and better):
-                return
-            self.best = float(value)
-        path = self.path.format(epoch=epoch + 1, **logs)
-        self.trainer.save_checkpoint(path, epoch + 1)
-        self.last_path = path
-
-    def state_dict(self):
-        return {"best": self.best}
-
-    def load_state_dict(self, state):
-        self.best = state["best"]
-
-
-class LRSchedulerCallback(Callback):
-    """Step a ``pynn.optim`` schedule at the end of every epoch.
-
-    ``ReduceLROnPlateau`` is stepped with ``logs[monitor]``; other schedules with ``step()``.
-    ``fit(..., scheduler=s)`` and a schedule placed directly in ``callbacks`` are wrapped in one.
-    """
-
-    order = 0
-
-    def __init__(self, scheduler, monitor="val_loss"):
-        if not hasattr(scheduler, "step"):
-            raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
-        self.scheduler = scheduler
-        self.monitor = monitor
-        self.needs_metric = any(c.__name__ == "ReduceLROnPlateau" for c in type(scheduler).__mro__)
-
-    def on_train_begin(self, logs=None):
-        if self.needs_metric:
-            if self.monitor.startswith("val_") and not self.trainer._has_validation:
-                self.monitor = self.monitor[4:]  # plateau on the training loss then
-            _check_monitor(self, self.trainer._log_keys, self.trainer._has_validation)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.needs_metric:
-            self.scheduler.step(logs[self.monitor])
-        else:
-            self.scheduler.step()
-
-    def state_dict(self):
-        return {"scheduler": self.scheduler.state_dict()}
-
-    def load_state_dict(self, state):
-        self.scheduler.load_state_dict(state["scheduler"])
-
-
-class TerminateOnNaN(Callback):
-    """Stop at the first non-finite loss (training batch or validation), name the epoch and
-    batch, and put back the last weights known good: those of the start of that epoch, or of
-    the epoch before when the loss of the epoch's first batch, computed with the weights at its
-    start, is already non-finite.
-
-    On by default (``Trainer(..., terminate_on_nan=True)``). The check sits before the
-    optimizer step, so the non-finite gradient is never applied.
-    """
-
-    order = 10
-
-    def __init__(self):
-        self._good = None
-        self._previous = None  # the snapshot before _good, and its epoch
-
-    def on_train_begin(self, logs=None):
-        self._good = self._previous = None  # nothing from an earlier fit
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # One copy per epoch; per batch would double the memory traffic of small models. The
-        # previous one is kept: this one is known good only once a batch of this epoch gave a
-        # finite loss with it (its first batch runs on exactly these weights).
-        self._previous = (self._good, epoch - 1) if self._good is not None else None
-        self._good = snapshot(self.trainer.model)
-
-    def terminate(self, epoch, batch, value, where="training"):
-        good, kept = self._good, epoch
-        if batch == 0 and self._previous is not None:
-            good, kept = self._previous
-        if good is not None:
-            restore(self.trainer.model, good)
-        batch_txt = f", batch {batch + 1}" if batch is not None else ""
-        msg = (f"TerminateOnNaN: {where} loss is {value} at epoch {epoch + 1}{batch_txt}; "
-               f"stopped training and kept the weights from the end of epoch {kept} "
-               f"(try a smaller learning rate)")
-        self.trainer.stop(msg, nan=True)
-
-
-class CSVLogger(Callback):
-    """Append one row per epoch (epoch and every logged value) to a CSV file, flushed each epoch.
-
-    A resumed run appends to the existing file.
-    """
-
-    def __init__(self, path, separator=",", append=False):
-        self.path = os.fspath(path)
-        self.separator = separator
-        self.append = bool(append)
-        self._file = None
-        self._writer = None
-        self._keys = None
-
-    def on_train_begin(self, logs=None):
-        append = self.append or self.trainer._resuming
-        exists = append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
-        self._file = open(self.path, "a" if append else "w", newline="")
-        self._keys = None
-        if exists:
-            with open(self.path, newline="") as f:
-                first = f.readline().strip()
-            self._keys = first.split(self.separator)[1:] if first else None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._keys is None:
-            self._keys = list(logs)
-            self._file.write(self.separator.join(["epoch", *self._keys]) + "\n")
-        row = [str(epoch + 1)] + [repr(float(logs[k])) if k in logs else "" for k in self._keys]
-        self._file.write(self.separator.join(row) + "\n")
-        self._file.flush()
-
-    def on_train_end(self, logs=None):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-# ---------------------------------------------------------------------------- weights snapshots
-def snapshot(model):
-    """Copies of every parameter and buffer of ``model`` (its ``state_dict``, for ``restore``)."""
-    return model.state_dict()
-
-
-def restore(model, snap):
-    """Put back the values of a ``snapshot`` in place (views and arenas stay valid)."""
-    try:
-        model.load_state_dict(snap)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"snapshot does not match the model: {exc}") from None
-
-
-# ---------------------------------------------------------------------------- progress
-class _Progress:
-    """Per-epoch progress: a bar (tqdm when installed, else built in) for verbose=1 on a TTY,
-    one line per epoch for verbose=2 or when stdout is not a terminal, nothing for verbose=0."""
-
-    def __init__(self, verbose, epochs, file=None):
-        self.file = file or sys.stdout
-        self.verbose = verbose
-        self.epochs = epochs
-        isatty = getattr(self.file, "isatty", lambda: False)()
-        self.bar = verbose == 1 and isatty
-        self.tqdm = None
-        if self.bar:
-            try:
-                from tqdm.auto import tqdm
-
-                self.tqdm = tqdm
-            except ImportError:
-                pass
-        self._t = None
-        self._line_open = False  # the built-in bar has drawn a line without its newline
-
-    def epoch_begin(self, epoch, n_batches):
-        self.epoch, self.n_batches = epoch, n_batches
-        self._t0 = self._last = time.perf_counter()
-        if self.tqdm is not None:
-            self._t = self.tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{self.epochs}",
-                                unit="batch", leave=True, file=self.file, dynamic_ncols=True)
-
-    def batch_end(self, batch, logs):
-        if not self.bar:
-            return
-        if self._t is not None:
-            self._t.update(1)
-            if batch + 1 == self.n_batches or batch % 5 == 0:
-                self._t.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-            return
-        now = time.perf_counter()
-        if now - self._last < 0.1 and batch + 1 != self.n_batches:
-            return  # redraw at most 10 times a second
-        self._last = now
-        done = batch + 1
-        width = 24
-        filled = int(width * done / self.n_batches)
-        eta = (now - self._t0) / done * (self.n_batches - done)
-        bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
-        stats = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
-        self.file.write(f"\repoch {self.epoch + 1}/{self.epochs} [{bar}] {done}/{self.n_batches}"
-                        f" - ETA {eta:4.1f}s - {stats}\033[K")
-        self.file.flush()
-        self._line_open = True
-
-    def epoch_end(self, logs):
-        if self.verbose == 0:
-            return
-        if self._t is not None:
-            self._t.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "seconds"})
-            self._t.close()
-            self._t = None
-            return
-        line = f"epoch {self.epoch + 1}/{self.epochs} - {logs['seconds']:.2f}s - " + " - ".join(
-            f"{k} {v:.4g}" for k, v in logs.items() if k != "seconds"
-        )
-        if self.bar:
-            self.file.write("\r" + line + "\033[K\n")
-            self._line_open = False
-        else:
-            self.file.write(line + "\n")
-        self.file.flush()
-
-    def abort(self):
-        """End an epoch cut short by an error: close the bar, leave its line."""
-        if self._t is not None:
-            self._t.close()
-            self._t = None
-        elif self._line_open:
-            self.file.write("\n")
-            self.file.flush()
-            self._line_open = False
-
-    def message(self, text):
-        if self.verbose:
-            self.file.write(text + "\n")
-            self.file.flush()
-
-
-# ---------------------------------------------------------------------------- metrics
-def _accuracy(loss):
-    if isinstance(loss, CrossEntropyLoss):
-        return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
-    if isinstance(loss, BCEWithLogitsLoss):
-        return lambda out, y: float(np.count_nonzero((out > 0) == (y > 0.5))) / y.size
-    raise ValueError(f"metric 'accuracy' needs a classification loss, got {type(loss).__name__}")
 
 
 # ---------------------------------------------------------------------------- the Trainer
@@ -554,10 +80,11 @@ class Trainer:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
             raise TypeError(f"optimizer must be a pynn.optim optimizer, got "
                             f"{type(optimizer).__name__}")
+        check_training_reduction(loss)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
-        self.metrics = self._resolve_metrics(metrics)
+        self.metrics = resolve_metrics(metrics, loss)
         self.callbacks = list(callbacks or [])
         self.terminate_on_nan = bool(terminate_on_nan)
         self.stop_training = False
@@ -572,80 +99,17 @@ class Trainer:
         self._active = []
 
     # -- set-up helpers -----------------------------------------------------------------
-    def _resolve_metrics(self, metrics):
-        if metrics == "auto":
-            metrics = [] if isinstance(self.loss, MSELoss) else ["accuracy"]
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, str) or callable(metrics):
-            metrics = [metrics]
-        out = {}
-        for m in metrics:
-            if m in ("accuracy", "acc"):
-                out["accuracy"] = _accuracy(self.loss)
-            elif callable(m):
-                out[getattr(m, "__name__", f"metric{len(out)}")] = m
-            else:
-                raise ValueError(f"metrics: unknown metric {m!r} (use 'accuracy' or a callable)")
-        return out
-
     @property
     def dtype(self):
         return np.dtype(getattr(self.model, "dtype", np.float32))
 
-    def _output_width(self, X):
-        try:
-            return self.model.predict(X[:2]).shape[1] if hasattr(self.model, "predict") else \
-                self.model.forward(X[:2]).shape[1]
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"X does not fit the model: {exc}") from None
-
-    def _prepare(self, X, y, xname="X", yname="y", width=None):
-        """Convert once to the model's dtype (labels to int), validate, return (X, y, width)."""
-        X = as_array(xname, X, self.dtype, ndim=2)
-        if X.shape[0] == 0:
-            raise ValueError(f"{xname} is empty")
-        if y is None:
-            raise ValueError(f"{yname} is required")
-        try:
-            y_arr = np.asarray(y)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{yname} must be a numeric array: {exc}") from None
-        if y_arr.shape[:1] != X.shape[:1]:
-            raise ValueError(f"{xname} and {yname} must have the same length, got {X.shape[0]} "
-                             f"and {y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
-        if width is None:
-            width = self._output_width(X)
-        if isinstance(self.loss, CrossEntropyLoss):
-            y_arr = as_array(yname, y_arr)
-            if y_arr.ndim != 1:
-                raise ValueError(f"{yname} must be 1-D class labels for CrossEntropyLoss, got "
-                                 f"shape {y_arr.shape}")
-            if y_arr.dtype.kind in "fb":
-                if y_arr.dtype.kind == "f" and np.any(y_arr != np.round(y_arr)):
-                    raise ValueError(f"{yname} must hold integer class labels for "
-                                     f"CrossEntropyLoss, got non-integer values")
-            y_arr = y_arr.astype(np.int64)
-            lo, hi = int(y_arr.min()), int(y_arr.max())
-            if lo < 0 or hi >= width:
-                raise ValueError(f"{yname} must be class labels in [0, {width}) for a model with "
-                                 f"{width} outputs, got values in [{lo}, {hi}]")
-            return X, np.ascontiguousarray(y_arr), width
-        y_arr = as_array(yname, y_arr, self.dtype, ndim=(1, 2))
-        if y_arr.ndim == 1:
-            y_arr = y_arr.reshape(-1, 1)
-        if y_arr.shape[1] != width:
-            raise ValueError(f"{yname} must have shape ({X.shape[0]}, {width}) to match the "
-                             f"model's outputs, got {y_arr.shape}")
-        if isinstance(self.loss, BCEWithLogitsLoss) and (y_arr.min() < 0 or y_arr.max() > 1):
-            raise ValueError(f"{yname} must hold probabilities in [0, 1] for BCEWithLogitsLoss, "
-                             f"got values in [{y_arr.min()}, {y_arr.max()}]")
-        return X, np.ascontiguousarray(y_arr), width
+    def _targets(self):
+        return Targets(self.model, self.loss, self.dtype)
 
     def _is_classification(self):
         return isinstance(self.loss, CrossEntropyLoss)
 
-    def _collect_callbacks(self, extra, scheduler):
+    def _collect_callbacks(self, extra, scheduler, scheduler_interval=None):
         cbs = []
         for cb in list(self.callbacks) + list(extra or []):
             if not isinstance(cb, Callback):
@@ -656,7 +120,7 @@ class Trainer:
                                     f"{type(cb).__name__}")
             cbs.append(cb)
         if scheduler is not None:
-            cbs.append(LRSchedulerCallback(scheduler))
+            cbs.append(LRSchedulerCallback(scheduler, interval=scheduler_interval))
         if self.terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
             cbs.append(TerminateOnNaN())
         cbs.sort(key=lambda c: c.order)  # stable: keeps the user's order within a rank
@@ -701,16 +165,24 @@ class Trainer:
                             history=self.history.history, extra=extra)
 
     # -- fit ---------------------------------------------------------------------------
-    def fit(self, X, y, epochs=1, batch_size=32, validation_split=None, validation_data=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, validation_split=None, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, resume_from=None,
-            scheduler=None, augment=None):
+            scheduler=None, augment=None, sample_weight=None, class_weight=None,
+            clip_grad_norm=None, clip_grad_value=None, scheduler_interval=None):
         """Train for ``epochs`` epochs of shuffled mini-batches.
 
         Parameters
         ----------
-        X : array-like (N, features)
-            Converted once to the model's dtype; NaN/Inf are rejected.
-        y : array-like
+        X : array-like (N, features), numpy.memmap, or batches
+            Converted once to the model's dtype; NaN/Inf are rejected. A ``numpy.memmap`` is
+            never loaded whole: each batch's rows are gathered and converted as it is needed
+            (shuffling, ``validation_split`` and weights work as for arrays; ``y`` is read into
+            memory). For data that does not fit even so, pass the batches themselves, with
+            ``y`` None: a callable returning an iterator of ``(X_batch, y_batch)`` or
+            ``(X_batch, y_batch, sample_weight_batch)`` per epoch, or a re-iterable object
+            yielding them (a one-shot generator serves ``epochs=1`` only); they are used in the
+            order given (``shuffle`` and ``batch_size`` do not apply).
+        y : array-like, or None with batches
             Class labels (N,) for CrossEntropyLoss; (N, outputs) or (N,) targets otherwise.
         epochs : int
             Total epochs; with ``resume_from``, training continues up to this number.
@@ -718,12 +190,15 @@ class Trainer:
         validation_split : float in (0, 1), optional
             Hold out this fraction of ``X, y`` for validation: shuffled (from ``seed``) and,
             for CrossEntropyLoss, stratified by class.
-        validation_data : (X_val, y_val), optional
-            Takes precedence over ``validation_split``.
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), or batches
+            Takes precedence over ``validation_split``. Its sample weights weigh ``val_loss``.
+            ``X_val`` may be a memmap; batches (not a tuple or list: a callable or a
+            re-iterable object, as for ``X``) are evaluated one at a time.
         shuffle : bool, default True
         seed : int, optional
-            Seeds the split, the shuffling and augmentation. None draws one (recorded in
-            checkpoints, so a resumed run still continues exactly).
+            Seeds the split, the shuffling and augmentation. None draws one, from
+            ``pynn.manual_seed``'s stream when set (recorded in checkpoints, so a resumed run
+            still continues exactly).
         verbose : 0, 1 or 2
             0 silent, 1 a progress bar per epoch (a line per epoch when stdout is not a TTY),
             2 one line per epoch.
@@ -735,17 +210,40 @@ class Trainer:
             and continues with the next epoch; the result equals an uninterrupted run.
         scheduler : lr schedule, optional
             Stepped once per epoch (ReduceLROnPlateau with ``val_loss``, or ``loss`` without
-            validation data).
+            validation data), or after every optimizer step (``OneCycleLR``, or any schedule
+            with ``scheduler_interval="batch"``).
+        scheduler_interval : "epoch", "batch" or None
+            When ``scheduler`` steps; None: per batch for ``OneCycleLR``, else per epoch.
         augment : callable or list of callables, optional
             Applied to each training batch (never to validation): ``f(X_batch) -> X_batch``,
             or ``f(X_batch, rng=...)`` to draw from the Trainer's generator (e.g.
             ``pynn.data.GaussianNoise``).
+
+        sample_weight : array (N,), optional
+            Weighs each sample's loss: a batch's loss is the weighted mean (see
+            ``pynn.nn.losses``), the recorded epoch loss the weighted mean over the epoch.
+            ``validation_split`` splits the weights too, and they weigh ``val_loss``. Metrics
+            (accuracy) stay unweighted.
+        class_weight : dict, sequence or "balanced", optional
+            scikit-learn's: each training row's weight is multiplied by its class's weight
+            (CrossEntropyLoss: the label's; a one-output BCEWithLogitsLoss: classes 0 and 1,
+            mixed by a soft target). With CrossEntropyLoss this is torch's class-weighted mean.
+            As in Keras it applies to the training loss only, not ``val_loss``.
+
+        clip_grad_norm : float, optional
+            Before each optimizer step, scale the gradients of the trainable parameters to a
+            total 2-norm of at most this (``pynn.nn.utils.clip_grad_norm_``).
+        clip_grad_value : float, optional
+            Before each optimizer step, clamp every gradient element into
+            ``[-clip_grad_value, clip_grad_value]`` (``clip_grad_value_``); with both, values
+            are clamped first, then the norm is clipped.
 
         Returns
         -------
         History
         """
         epochs = check_int("epochs", epochs, 0)
+        clip = GradientClipping(clip_grad_norm, clip_grad_value)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
@@ -757,8 +255,11 @@ class Trainer:
             augment = [augment]
         augment = [augmentation_caller(a) for a in augment]
 
-        X, y, width = self._prepare(X, y)
-        batch_bounds(X.shape[0], batch_size)  # validates batch_size
+        batch_bounds(1, batch_size)  # validates batch_size
+        train, val, width = fit_sources(self._targets(), X, y, sample_weight,
+                                        validation_split, validation_data, epochs)
+        class_weights = ClassWeights(class_weight, self.loss, width,
+                                     train.y if isinstance(train, ArrayBatches) else None)
 
         resume = None
         if resume_from is not None:
@@ -766,34 +267,19 @@ class Trainer:
             if seed is None:
                 seed = resume["extra"]["seed"]
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+            seed = draw_seed()
         self._seed = int(seed)
+        if val is None and validation_split is not None:
+            train, val = holdout(train, validation_split, self._is_classification(),
+                                 np.random.default_rng([self._seed, 1]))
 
-        X_val = y_val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (X_val, y_val)")
-            X_val, y_val, _ = self._prepare(*validation_data, xname="X_val", yname="y_val",
-                                            width=width)
-        elif validation_split is not None:
-            if isinstance(validation_split, bool) or not isinstance(
-                validation_split, (int, float)
-            ) or not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be a number in (0, 1), got "
-                                 f"{validation_split!r}")
-            if X.shape[0] < 2:
-                raise ValueError("validation_split needs at least 2 samples")
-            tr, va = split_indices(y, validation_split, stratify=self._is_classification(),
-                                   seed=np.random.default_rng([self._seed, 1]))
-            X, X_val, y, y_val = X[tr], X[va], y[tr], y[va]
-
-        self._n_train = int(X.shape[0])
+        self._n_train = train.n
         self._rng = np.random.default_rng([self._seed, 0])
-        self._has_validation = X_val is not None
+        self._has_validation = val is not None
         names = ["loss", *self.metrics]
         self._log_keys = tuple(names + [f"val_{k}" for k in names] * self._has_validation
                                + ["lr", "seconds"])
-        self._active = self._collect_callbacks(callbacks, scheduler)
+        self._active = self._collect_callbacks(callbacks, scheduler, scheduler_interval)
         self._progress = _Progress(verbose, epochs)
         self.history = History()
         self.stop_training = False
@@ -811,7 +297,8 @@ class Trainer:
             start = 0
             if resume is not None:
                 start = self._apply_resume(resume_from, resume)
-            self._train_epochs(X, y, X_val, y_val, start, epochs, batch_size, shuffle, augment)
+            self._train_epochs(train, val, class_weights, start, epochs, batch_size, shuffle, augment,
+                               clip)
         except BaseException:
             self._progress.abort()
             self._end_callbacks(started, failing=True)
@@ -823,15 +310,16 @@ class Trainer:
             self.model.eval()
         return self.history
 
-    def _train_epochs(self, X, y, X_val, y_val, start, epochs, batch_size, shuffle, augment):
+    def _train_epochs(self, train, val, class_weights, start, epochs, batch_size, shuffle, augment,
+                      clip):
         """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
-        bounds = batch_bounds(self._n_train, batch_size)
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
-        batch_cbs = [c for c in self._active
-                     if type(c).on_batch_end is not Callback.on_batch_end]
+        batch_cbs = [c for c in self._active if c.wants_batch_end()]
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
-        compiled = _compiled_step_finder(model)
+        n_batches = train.n_batches(batch_size)
+        # clipping edits the gradients between backward and the update: the eager lines then
+        compiled = _compiled_step_finder(model) if not clip else (lambda *args: None)
 
         for epoch in range(start, epochs):
             if self.stop_training:
@@ -840,59 +328,68 @@ class Trainer:
             for cb in self._active:
                 cb.on_epoch_begin(epoch)
             model.train()
-            self._progress.epoch_begin(epoch, len(bounds))
-            order = self._rng.permutation(self._n_train) if shuffle else None
-            total = 0.0
+            lr = float(opt.param_groups[0]["lr"])  # the epoch's first step's rate
+            self._progress.epoch_begin(epoch, n_batches)
+            order = self._rng.permutation(train.n) if shuffle and train.n is not None else None
+            total = LossTotal(loss_fn)
             sums = dict.fromkeys(self.metrics, 0.0)
             seen = 0
-            for b, (lo, hi) in enumerate(bounds):
-                idx = slice(lo, hi) if order is None else order[lo:hi]
-                Xb, yb = X[idx], y[idx]
+            complete = True
+            for b, (Xb, yb, wb) in enumerate(train.batches(batch_size, order)):
+                wb = class_weights.rows(wb, yb, train.width)
                 for aug in augment:
                     Xb = aug(Xb, self._rng)
                 # The compiled step (one C call) when the model is a Sequential of pynn's
-                # layers whose trainable parameters are exactly the optimizer's: its
-                # zero_grad then is model.zero_grad. Else, or when it declines the batch,
-                # the same lines in Python.
-                program = compiled(model, Xb, loss_fn, opt)
+                # layers whose trainable parameters are exactly the optimizer's (its zero_grad
+                # then is model.zero_grad), for the loss's plain mean. Else, or when it declines
+                # the batch, the same lines in Python.
+                program = None if wb is not None else compiled(model, Xb, loss_fn, opt)
                 value = None if program is None else program.run(
                     Xb, yb, finite_only=nan_cb is not None)
                 if value is not None:
                     out = program.output()
+                    total.record(value, yb.shape[0])
                     if not math.isfinite(value) and nan_cb is not None:
                         nan_cb.terminate(epoch, b, value)  # the update was skipped
+                        complete = False
                         break
                 else:
                     model.zero_grad()
                     out = model.forward(Xb)
-                    value = loss_fn.forward(out, yb)
+                    value = total.add(out, yb, wb)
                     if not math.isfinite(value) and nan_cb is not None:
                         nan_cb.terminate(epoch, b, value)
+                        complete = False
                         break
                     model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
+                    if clip:
+                        clip(model)
                     opt.step()
-                n_b = hi - lo
-                total += value * n_b
+                n_b = yb.shape[0]
                 for k, f in metric_items:
                     sums[k] += f(out, yb) * n_b
                 seen += n_b
                 if batch_cbs or self._progress.bar:
-                    running = {"loss": total / seen, **{k: v / seen for k, v in sums.items()}}
+                    running = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
                     self._progress.batch_end(b, running)
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, b, running)
                 if self.stop_training:
+                    # a stream's length is unknown: stopping there leaves its epoch unfinished
+                    complete = train.n is not None and seen == train.n
                     break
-            if seen < self._n_train and self.stop_training:
+            if not complete:
                 break  # the epoch did not finish: record nothing for it
-            logs = {"loss": total / seen, **{k: v / seen for k, v in sums.items()}}
-            if X_val is not None:
-                val = self.evaluate(X_val, y_val, _checked=True)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-                if not math.isfinite(val["loss"]) and nan_cb is not None:
-                    nan_cb.terminate(epoch, None, val["loss"], where="validation")
+            if seen == 0:
+                raise ValueError(f"X yielded no batches in epoch {epoch + 1}")
+            logs = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
+            if val is not None:
+                val_logs = self._evaluate_source(val)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                if not math.isfinite(val_logs["loss"]) and nan_cb is not None:
+                    nan_cb.terminate(epoch, None, val_logs["loss"], where="validation")
                     break
-            logs["lr"] = float(opt.param_groups[0]["lr"])
+            logs["lr"] = lr
             logs["seconds"] = time.perf_counter() - t0
             self.history.append(epoch, logs)
             self._progress.epoch_end(logs)
@@ -953,18 +450,53 @@ class Trainer:
         return epoch
 
     # -- evaluate / predict ----------------------------------------------------------------
-    def evaluate(self, X, y, batch_size=1024, _checked=False):
-        """Loss and metrics of the model in eval mode on ``X, y``: a dict."""
-        if not _checked:
-            X, y, _ = self._prepare(X, y)
-        out = self.model.predict(X, batch_size=batch_size)
-        result = {"loss": float(self.loss.forward(out, y))}
-        for k, f in self.metrics.items():
-            result[k] = float(f(out, y))
-        return result
+    def evaluate(self, X, y=None, batch_size=1024, sample_weight=None):
+        """Loss (weighted by ``sample_weight`` when given) and metrics of the model in eval
+        mode: a dict.
+
+        ``X, y`` as for ``fit``: arrays, a memmap ``X`` (read a batch at a time), or ``X`` a
+        source of ``(X, y[, sample_weight])`` batches with ``y`` None. Over arrays in memory the
+        metrics see all outputs at once; over batches they are averaged weighted by batch size,
+        as during training.
+        """
+        source, _ = source_for(self._targets(), X, y, sample_weight)
+        return self._evaluate_source(source, batch_size)
+
+    def _evaluate_source(self, source, batch_size=1024):
+        total = LossTotal(self.loss)
+        whole = source.whole()
+        if whole is not None:
+            X, y, w = whole
+            out = self.model.predict(X, batch_size=batch_size)
+            total.add(out, y, w)
+            return {"loss": total.value(), **{k: float(f(out, y)) for k, f in self.metrics.items()}}
+        sums = dict.fromkeys(self.metrics, 0.0)
+        seen = 0
+        for Xb, yb, wb in source.batches(batch_size):
+            out = self.model.predict(Xb, batch_size=batch_size)
+            total.add(out, yb, wb)
+            for k, f in self.metrics.items():
+                sums[k] += f(out, yb) * yb.shape[0]
+            seen += yb.shape[0]
+        if seen == 0:
+            raise ValueError("the evaluation data yielded no batches")
+        return {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
+
+    def predict_proba(self, X, batch_size=1024):
+        """Class probabilities in eval mode: softmax rows (N, classes) for CrossEntropyLoss,
+        sigmoid (N, outputs) for BCEWithLogitsLoss (``loss.probabilities``); ValueError for
+        other losses. ``X`` as for ``predict``."""
+        return self.loss.probabilities(self.predict(X, batch_size=batch_size))
 
     def predict(self, X, batch_size=1024):
-        """Model outputs (logits for classification losses) in eval mode."""
+        """Model outputs (logits for classification losses) in eval mode. ``X`` may be a
+        memmap: it is read and converted one batch at a time."""
+        if is_memmap(X):
+            check_memmap("X", X)
+            return np.concatenate([
+                self.model.predict(as_array("X", X[lo:hi], self.dtype, ndim=2),
+                                   batch_size=batch_size)
+                for lo, hi in batch_bounds(X.shape[0], batch_size)])
         X = as_array("X", X, self.dtype, ndim=2)
         return self.model.predict(X, batch_size=batch_size)
 
