@@ -22,8 +22,7 @@ import time
 import numpy as np
 
 from .io import atomic_open
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+from .recipe import OPTIMIZERS, build_mlp, make_optimizer
 DATASETS = ("digits", "mnist5k")
 
 
@@ -285,17 +284,6 @@ def _load_data(args, need_target=True, target=None, has_header=True):
 
 
 # ---------------------------------------------------------------------------- train
-def _make_optimizer(name, params, lr):
-    from . import optim
-
-    cls = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
-           "adagrad": "Adagrad"}[name]
-    kwargs = {"lr": lr}
-    if name == "sgd":
-        kwargs["momentum"] = 0.9  # plain SGD on this recipe crawls; momentum is the lecture's fix
-    return getattr(optim, cls)(params, **kwargs)
-
-
 def _json_safe(obj):
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
@@ -320,7 +308,7 @@ def cmd_train(args, out=None):
     out = out or sys.stdout
     import pynn
     from .data import LabelEncoder, Standardizer, split_indices
-    from .nn import BatchNorm, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential
+    from .nn import CrossEntropyLoss, MSELoss, Sequential
     from .optim import ExponentialLR
     from .train import EarlyStopping, Trainer
 
@@ -368,18 +356,10 @@ def cmd_train(args, out=None):
         y_mean, y_scale = float(ys["fit"].mean()), float(ys["fit"].std() or 1.0)
         ys = {k: ((v - y_mean) / y_scale).astype(np.float32) for k, v in ys.items()}
 
-    layers, width = [], X.shape[1]
-    for i, h in enumerate(args.hidden):
-        layers += [Dense(width, h, init="he_normal", seed=args.seed * 1000 + i),
-                   BatchNorm(h), ReLU()]
-        if args.dropout > 0:
-            layers.append(Dropout(args.dropout, seed=args.seed * 1000 + i))
-        width = h
     n_out = len(classes) if task == "classification" else 1
-    layers.append(Dense(width, n_out, init="xavier_normal", seed=args.seed * 1000 + 999))
-    model = Sequential(*layers)
+    model = build_mlp(X.shape[1], args.hidden, n_out, dropout=args.dropout, seed=args.seed)
     loss = CrossEntropyLoss() if task == "classification" else MSELoss()
-    optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     scheduler = ExponentialLR(optimizer, gamma=args.lr_decay)
     trainer = Trainer(model, loss, optimizer)
     if args.verbose:
