@@ -1,5 +1,5 @@
 """The ``pynn`` command: ``pynn train``, ``pynn evaluate MODEL``, ``pynn predict MODEL``,
-``pynn bench`` (the speed comparison of ``pynn.bench``).
+``pynn bench`` (the speed comparison of ``pynn.bench``), ``pynn search`` (``pynn.search``).
 
 ``pynn train`` with no arguments runs the lecture's recipe on the bundled digits: standardize
 (fit on the training part only), two Dense-BatchNorm-ReLU blocks with He initialization, Adam
@@ -72,7 +72,7 @@ def _hidden(text):
 
 def build_parser():
     parser = _Parser(prog="pynn", description="Train, evaluate and apply pynn networks.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,bench}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,bench,search}",
                                 parser_class=_Parser)
 
     t = sub.add_parser("train", help="train the lecture's recipe (default: bundled digits)",
@@ -141,6 +141,14 @@ def build_parser():
                                    "fresh process (see bench/README.md). Quote figures with "
                                    "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset.")
     bench_arguments(b)
+
+    from .search.cli import add_arguments as search_arguments
+
+    s = sub.add_parser("search", help="grid or random search over lr, batch size, dropout, ...",
+                       description="Hyper-parameter search: train the recipe of pynn train per "
+                                   "trial, score each on one validation split, refit the best "
+                                   "on all the data.")
+    search_arguments(s)
     return parser
 
 
@@ -601,6 +609,13 @@ def cmd_bench(args, out=None):
     return run(args, file=out)
 
 
+# ---------------------------------------------------------------------------- search
+def cmd_search(args, out=None):
+    from .search.cli import run
+
+    return run(args, file=out)
+
+
 # ---------------------------------------------------------------------------- entry point
 def main(argv=None):
     """Run the ``pynn`` command; returns the exit status (0 ok, 1 error, 2 usage error)."""
@@ -615,7 +630,7 @@ def main(argv=None):
     from .io import ModelFileError
 
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-               "bench": cmd_bench}[args.command]
+               "bench": cmd_bench, "search": cmd_search}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

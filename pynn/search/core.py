@@ -65,10 +65,11 @@ class _Data:
         self.X, self.y, self.n_in = X, y, X.shape[1]
         fit_idx, val_idx = split_indices(y, val_fraction, stratify=stratify, seed=seed)
         self.n_fit, self.n_val = int(fit_idx.size), int(val_idx.size)
-        self.fit_X, self.fit_y, self.val_X, self.val_y, _ = self.prepare(fit_idx, val_idx)
+        self.fit_X, self.fit_y, self.val_X, self.val_y, *_ = self.prepare(fit_idx, val_idx)
 
     def prepare(self, fit_idx, val_idx=None):
-        """(X_fit, y_fit, X_val, y_val, scaler) with the scaler fit on the ``fit_idx`` rows."""
+        """(X_fit, y_fit, X_val, y_val, scaler, target_scale) with the scaler fit on the
+        ``fit_idx`` rows; target_scale is (mean, std) of a regression target, else None."""
         X_fit = self.X[fit_idx]
         scaler = None
         if self.standardize is not None:
@@ -77,15 +78,15 @@ class _Data:
         def transform(rows):
             Xp = self.X[rows].astype(np.float32)
             return scaler.transform(Xp) if scaler is not None else Xp
-        y = self.y
+        y, target_scale = self.y, None
         if self.task == "regression":
             # trained on a standardized target, so one lr range suits any target scale; R^2 is
             # the same in either scale
-            mean, std = y[fit_idx].mean(), y[fit_idx].std() or 1.0
-            y = ((y - mean) / std).astype(np.float32)
+            target_scale = (float(y[fit_idx].mean()), float(y[fit_idx].std()) or 1.0)
+            y = ((y - target_scale[0]) / target_scale[1]).astype(np.float32)
         fit = (transform(fit_idx), y[fit_idx])
         val = (None, None) if val_idx is None else (transform(val_idx), y[val_idx])
-        return (*fit, *val, scaler)
+        return (*fit, *val, scaler, target_scale)
 
 
 # ---------------------------------------------------------------------------- one trial
@@ -240,6 +241,7 @@ def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
         if get_num_threads() != before:
             set_num_threads(before)
     result = SearchResult(rows, knobs, method, metric, data.task, threads_per_trial, workers)
+    result.classes = None if data.encoder is None else data.encoder.classes_
     if refit:
         result.model = _refit(result.best_params, result.results[0]["best_epoch"], data, seed)
     return result
@@ -247,12 +249,19 @@ def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
 
 def _refit(params, epochs, data, seed):
     """The winner retrained on all the data for the epochs that scored best on validation,
-    with the scaler (fit on all the data) as its first layer, so it takes raw features."""
+    with the scaler (fit on all the data) as its first layer, so it takes raw features and, for
+    regression, predicts in the target's units."""
     from ..nn import Sequential
 
-    X, y, _, _, scaler = data.prepare(np.arange(data.X.shape[0]))
+    X, y, _, _, scaler, target_scale = data.prepare(np.arange(data.X.shape[0]))
     model, *_ = _train(params, X, y, None, None, data.n_in, data.n_out, data.task, epochs,
                        None, seed)
+    if target_scale is not None:
+        # fold the target's standardization into the output layer: predictions in y's units
+        mean, std = target_scale
+        out = model.layers[-1]
+        out.weight.data *= std
+        out.bias.data[...] = out.bias.data * std + mean
     full = Sequential(*([scaler] if scaler is not None else []), *model.layers)
     full.eval()
     return full

@@ -32,7 +32,10 @@ class SearchResult:
         What ``score`` is, on the validation part.
     best_params, best_score : the first row's
     model : Sequential or None
-        The winner refit on all the data (None with ``refit=False``).
+        The winner refit on all the data (None with ``refit=False``): raw features in; class
+        logits in the order of ``classes``, or the prediction in y's units.
+    classes : ndarray or None
+        The class labels (sorted), for classification.
     threads_per_trial, workers : int
         pynn threads in each trial and trials run at once.
     """
@@ -48,6 +51,7 @@ class SearchResult:
         self.threads_per_trial = threads_per_trial
         self.workers = workers
         self.model = None
+        self.classes = None
 
     @property
     def best_params(self):
