@@ -143,7 +143,7 @@ def _run_trial(index, params, data, epochs, patience, seed, threads):
     return {"trial": index, "params": params,
             "score": _score(model, data.val_X, data.val_y, data.task),
             "best_epoch": best_epoch, "epochs_run": len(history), "diverged": diverged,
-            "seconds": time.perf_counter() - start}
+            "threads": get_num_threads(), "seconds": time.perf_counter() - start}
 
 
 # ---------------------------------------------------------------------------- the search

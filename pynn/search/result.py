@@ -24,7 +24,8 @@ class SearchResult:
         One per trial, best score first (ties keep trial order): ``rank``, ``trial`` (its
         index in the order the trials were made), ``params`` (all six knobs), ``score``,
         ``best_epoch`` (the epoch the score comes from), ``epochs_run``, ``diverged`` (the
-        loss went non-finite and training stopped), ``seconds``.
+        loss went non-finite and training stopped), ``threads`` (pynn threads it ran with),
+        ``seconds``.
     knobs : list of str
         The knobs searched (the table's columns).
     method : "grid" or "random"
