@@ -79,6 +79,13 @@ def test_random_search_is_reproducible_for_a_seed(small_digits):
     # the trials are the draws of default_rng(seed), knob by knob, trial by trial
     assert [r[1] for r in _trials(a)] == sample_space(check_space(space), 4,
                                                        np.random.default_rng(3))
+    # sample_seed changes the draws alone: a trial drawn again scores the same
+    d = random_search(*small_digits, space, 4, seed=3, sample_seed=4, n_jobs=1, refit=False,
+                      **FAST)
+    assert [r[1] for r in _trials(d)] == [r[1] for r in _trials(c)]
+    again = grid_search(*small_digits, {k: [v] for k, v in _trials(d)[0][1].items()}, seed=3,
+                        n_jobs=1, refit=False, **FAST)
+    assert again.best_score == _trials(d)[0][2]
 
 
 def test_lr_is_drawn_log_uniformly():

@@ -283,7 +283,8 @@ _COMMON_DOC = """
         fit on the training part only.
     seed : int, default 0
         Seeds the split, every trial's initialization, shuffling and dropout (the same for
-        all trials, so they differ only in their knobs) and random search's draws.
+        all trials, so they differ only in their knobs) and, unless ``sample_seed`` is given,
+        random search's draws.
     n_jobs : int or None, default None
         Trials run at once through joblib (the ``search`` extra). 1 runs them here, in order,
         without joblib; -1 uses every core; None follows ``joblib.parallel_config`` (1
@@ -342,7 +343,7 @@ def grid_search(X, y, grid, *, epochs=30, patience=5, val_fraction=0.2, task="au
 
 
 def random_search(X, y, space, n_trials=16, *, epochs=30, patience=5, val_fraction=0.2,
-                  task="auto", standardize="feature", seed=0, n_jobs=None,
+                  task="auto", standardize="feature", seed=0, sample_seed=None, n_jobs=None,
                   threads_per_trial=None, refit=True, verbose=0):
     """Train the lecture's recipe at ``n_trials`` points drawn from ``space`` and rank them by
     their validation score.
@@ -357,15 +358,19 @@ def random_search(X, y, space, n_trials=16, *, epochs=30, patience=5, val_fracti
         ``Choice(options)`` or a plain list (each option equally likely), or a fixed value;
         any object with ``sample(rng) -> value`` works too. Knobs as for ``grid_search``; the
         others stay at ``pynn.search.DEFAULTS``. The draws come from
-        ``numpy.random.default_rng(seed)``, knob by knob in the space's order, trial by trial:
-        the same seed gives the same trials, whatever ``n_jobs``.
+        ``numpy.random.default_rng(sample_seed)``, knob by knob in the space's order, trial by
+        trial: the same seeds give the same trials, whatever ``n_jobs``.
     n_trials : int, default 16
+    sample_seed : int, optional
+        Seeds the draws alone (default: ``seed``), so two searches can draw different trials
+        on the same split with the same initial weights.
 {common}
     """
     _check_common(epochs, patience, val_fraction, seed, verbose)
     n_trials = check_int("n_trials", n_trials, 1)
     space = check_space(space)
-    candidates = sample_space(space, n_trials, np.random.default_rng(seed))
+    sample_seed = seed if sample_seed is None else check_int("sample_seed", sample_seed, 0)
+    candidates = sample_space(space, n_trials, np.random.default_rng(sample_seed))
     data = _Data(X, y, task, val_fraction, standardize, seed)
     return _search(candidates, list(space), "random", data, epochs=epochs, patience=patience,
                    seed=seed, n_jobs=n_jobs, threads_per_trial=threads_per_trial, refit=refit,
