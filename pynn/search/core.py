@@ -292,7 +292,9 @@ _COMMON_DOC = """
         spreads them over a cluster.
     threads_per_trial : int, optional
         pynn threads in each trial; default ``pynn.get_num_threads() // workers`` (at least 1),
-        so workers x threads never exceeds the cores.
+        so workers x threads never exceeds the cores. Scores are reproducible at the same
+        threads per trial, whatever ``n_jobs``: another thread count cuts the matrix products
+        differently, which changes their rounding.
     refit : bool, default True
         Retrain the best parameters on all of ``X, y`` for the epochs their trial used;
         ``result.model`` (the scaler as its first layer) takes raw features.
