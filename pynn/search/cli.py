@@ -107,7 +107,8 @@ def run(args, file=None):
         print(f"... {len(result) - 10} more trials in {report_path}", file=out)
     shown = ", ".join(f"{k}={_cell(v)}" for k, v in result.best_params.items())
     print(f"best validation {result.metric}: {result.best_score:.4f} ({shown}); "
-          f"{result.workers} trials at a time x {result.threads_per_trial} threads", file=out)
+          f"{result.workers} trial{'s' * (result.workers > 1)} at a time, "
+          f"{result.threads_per_trial} thread{'s' * (result.threads_per_trial > 1)} each", file=out)
     print(f"saved {model_path} (refit on all the data), {report_path}"
           + (f", {plot_path}" if plot_path else ""), file=out)
     return 0

@@ -64,7 +64,6 @@ class _Data:
             stratify = False
         self.X, self.y, self.n_in = X, y, X.shape[1]
         fit_idx, val_idx = split_indices(y, val_fraction, stratify=stratify, seed=seed)
-        self.n_fit, self.n_val = int(fit_idx.size), int(val_idx.size)
         self.fit_X, self.fit_y, self.val_X, self.val_y, *_ = self.prepare(fit_idx, val_idx)
 
     def prepare(self, fit_idx, val_idx=None):
@@ -75,6 +74,7 @@ class _Data:
         if self.standardize is not None:
             scaler = Standardizer(scale_floor=1.0 if self.standardize == "common" else 0.0)
             scaler.fit(X_fit.astype(np.float32))
+
         def transform(rows):
             Xp = self.X[rows].astype(np.float32)
             return scaler.transform(Xp) if scaler is not None else Xp
@@ -116,7 +116,7 @@ def _train(params, X, y, X_val, y_val, n_in, n_out, task, epochs, patience, seed
     best_epoch = len(history)
     if callbacks and callbacks[0].best_epoch is not None:
         best_epoch = callbacks[0].best_epoch + 1
-    return model, trainer, history, best_epoch, diverged
+    return model, history, best_epoch, diverged
 
 
 def _score(model, X, y, task):
@@ -137,7 +137,7 @@ def _run_trial(index, params, data, epochs, patience, seed, threads):
     if threads is not None and get_num_threads() != threads:
         set_num_threads(threads)
     start = time.perf_counter()
-    model, _, history, best_epoch, diverged = _train(
+    model, history, best_epoch, diverged = _train(
         params, data.fit_X, data.fit_y, data.val_X, data.val_y, data.n_in, data.n_out,
         data.task, epochs, patience, seed)
     return {"trial": index, "params": params,
