@@ -50,15 +50,17 @@ step "fresh venv without a compiler; install $(basename "$repaired")"
 "$PYTHON" -m venv "$WORK/venv"
 # Everything below sees only the venv's bin/ on PATH and CC/CXX set to false (the rest of the
 # environment stays: pip's index and proxy settings).
-clean_env=(env "PATH=$WORK/venv/bin" "CC=false" "CXX=false" "MPLBACKEND=Agg"
-           -u PYTHONPATH -u VIRTUAL_ENV)
-for cc in gcc cc c++ g++ clang x86_64-linux-gnu-gcc aarch64-linux-gnu-gcc; do
-    if "${clean_env[@]}" "$WORK/venv/bin/python" -c \
-        "import shutil, sys; sys.exit(shutil.which('$cc') is None)"; then
-        echo "error: a compiler ($cc) is reachable in the test environment" >&2; exit 1
-    fi
-done
-echo "no compiler on PATH (gcc, cc, c++, g++, clang: none found); CC=false CXX=false"
+clean_env=(env -u PYTHONPATH -u VIRTUAL_ENV "PATH=$WORK/venv/bin" "CC=false" "CXX=false"
+           "MPLBACKEND=Agg")
+"${clean_env[@]}" "$WORK/venv/bin/python" - <<'PY'
+import os, shutil, sys
+names = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc", "aarch64-linux-gnu-gcc")
+found = {name: shutil.which(name) for name in names if shutil.which(name)}
+if found:
+    sys.exit(f"error: a compiler is reachable in the test environment: {found}")
+print(f"no compiler on PATH={os.environ['PATH']} ({', '.join(names)}: none found); "
+      f"CC={os.environ['CC']} CXX={os.environ['CXX']}")
+PY
 "${clean_env[@]}" "$WORK/venv/bin/python" -m pip install -q --only-binary=:all: \
     "$repaired[test,search]"
 
