@@ -1,5 +1,5 @@
 """The ``pynn`` command: ``pynn train``, ``pynn evaluate MODEL``, ``pynn predict MODEL``,
-``pynn bench`` (the speed comparison of ``pynn.bench``).
+``pynn bench`` (the speed comparison of ``pynn.bench``), ``pynn search`` (``pynn.search``).
 
 ``pynn train`` with no arguments runs the lecture's recipe on the bundled digits: standardize
 (fit on the training part only), two Dense-BatchNorm-ReLU blocks with He initialization, Adam
@@ -22,8 +22,8 @@ import time
 import numpy as np
 
 from .io import atomic_open
+from .recipe import OPTIMIZERS, build_mlp, make_optimizer
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 SCHEDULES = ("exponential", "cosine", "onecycle", "constant")
 DATASETS = ("digits", "mnist5k")
 
@@ -74,7 +74,7 @@ def _hidden(text):
 
 def build_parser():
     parser = _Parser(prog="pynn", description="Train, evaluate and apply pynn networks.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,bench}",
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,bench,search}",
                                 parser_class=_Parser)
 
     t = sub.add_parser("train", help="train the lecture's recipe (default: bundled digits)",
@@ -154,6 +154,14 @@ def build_parser():
                                    "fresh process (see bench/README.md). Quote figures with "
                                    "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset.")
     bench_arguments(b)
+
+    from .search.cli import add_arguments as search_arguments
+
+    s = sub.add_parser("search", help="grid or random search over lr, batch size, dropout, ...",
+                       description="Hyper-parameter search: train the recipe of pynn train per "
+                                   "trial, score each on one validation split, refit the best "
+                                   "on all the data.")
+    search_arguments(s)
     return parser
 
 
@@ -297,17 +305,6 @@ def _load_data(args, need_target=True, target=None, has_header=True):
 
 
 # ---------------------------------------------------------------------------- train
-def _make_optimizer(name, params, lr):
-    from . import optim
-
-    cls = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
-           "adagrad": "Adagrad"}[name]
-    kwargs = {"lr": lr}
-    if name == "sgd":
-        kwargs["momentum"] = 0.9  # plain SGD on this recipe crawls; momentum is the lecture's fix
-    return getattr(optim, cls)(params, **kwargs)
-
-
 def _make_scheduler(args, optimizer, n_batches):
     """The --schedule (after a --warmup) over ``optimizer``, and its description."""
     from . import optim
@@ -361,8 +358,8 @@ def cmd_train(args, out=None):
     out = out or sys.stdout
     import pynn
     from .data import LabelEncoder, Standardizer, split_indices
-    from .nn import BatchNorm, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential
     from .data import batch_bounds
+    from .nn import CrossEntropyLoss, MSELoss, Sequential
     from .train import EarlyStopping, Trainer
 
     if args.target is not None and args.data is None:
@@ -409,18 +406,10 @@ def cmd_train(args, out=None):
         y_mean, y_scale = float(ys["fit"].mean()), float(ys["fit"].std() or 1.0)
         ys = {k: ((v - y_mean) / y_scale).astype(np.float32) for k, v in ys.items()}
 
-    layers, width = [], X.shape[1]
-    for i, h in enumerate(args.hidden):
-        layers += [Dense(width, h, init="he_normal", seed=args.seed * 1000 + i),
-                   BatchNorm(h), ReLU()]
-        if args.dropout > 0:
-            layers.append(Dropout(args.dropout, seed=args.seed * 1000 + i))
-        width = h
     n_out = len(classes) if task == "classification" else 1
-    layers.append(Dense(width, n_out, init="xavier_normal", seed=args.seed * 1000 + 999))
-    model = Sequential(*layers)
+    model = build_mlp(X.shape[1], args.hidden, n_out, dropout=args.dropout, seed=args.seed)
     loss = CrossEntropyLoss() if task == "classification" else MSELoss()
-    optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     scheduler, schedule_text = _make_scheduler(args, optimizer,
                                                len(batch_bounds(fit_idx.size, args.batch_size)))
     if args.class_weight != "none" and task != "classification":
@@ -671,6 +660,13 @@ def cmd_bench(args, out=None):
     return run(args, file=out)
 
 
+# ---------------------------------------------------------------------------- search
+def cmd_search(args, out=None):
+    from .search.cli import run
+
+    return run(args, file=out)
+
+
 # ---------------------------------------------------------------------------- entry point
 def main(argv=None):
     """Run the ``pynn`` command; returns the exit status (0 ok, 1 error, 2 usage error)."""
@@ -685,7 +681,7 @@ def main(argv=None):
     from .io import ModelFileError
 
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-               "bench": cmd_bench}[args.command]
+               "bench": cmd_bench, "search": cmd_search}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

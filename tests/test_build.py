@@ -64,11 +64,18 @@ def test_the_sdist_ships_every_header():
         assert any(fnmatch.fnmatch(name, p) for ps in patterns for p in ps), name
 
 
-def _preprocess(tmp_path, extra_args):
-    """PYNN_HAVE_TARGET_CLONES as the C compiler's preprocessor sees it."""
+def _compiler():
+    """Python's C compiler command; skips the test where there is none (an installed wheel
+    tested without a compiler: tools/build_wheel.sh)."""
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
     if not shutil.which(cc[0]):
         pytest.skip(f"no C compiler ({cc[0]})")
+    return cc
+
+
+def _preprocess(tmp_path, extra_args):
+    """PYNN_HAVE_TARGET_CLONES as the C compiler's preprocessor sees it."""
+    cc = _compiler()
     src = tmp_path / "probe.c"
     src.write_text(f'#include "{GUARD_HEADER}"\npynn_clones = PYNN_HAVE_TARGET_CLONES\n')
     r = subprocess.run([*cc, "-E", "-P", *extra_args, "-I", CSRC, str(src)],
@@ -90,8 +97,7 @@ def test_without_glibc_the_guard_turns_clones_off(tmp_path):
                          and platform.libc_ver()[0] == "glibc"),
                     reason="clones are built on x86-64 glibc Linux only")
 def test_with_glibc_and_gcc_the_guard_keeps_clones_on(tmp_path):
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
-    version = subprocess.run([*cc, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([*_compiler(), "--version"], capture_output=True, text=True).stdout
     if "clang" in version.lower():
         pytest.skip("clang builds the baseline only")
     assert _preprocess(tmp_path, []) == 1
