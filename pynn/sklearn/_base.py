@@ -1,0 +1,484 @@
+"""What MLPClassifier and MLPRegressor share: parameters, the network, and scikit-learn's fit
+semantics (epochs, tol and n_iter_no_change, learning-rate schedules, early stopping, L-BFGS)
+run on a pynn Sequential and pynn optimizers.
+
+The loop per mini-batch is pynn's compiled step::
+
+    model.zero_grad(); value, dY = loss(model.forward(Xb), yb, sample_weight)
+    model.backward(dY, input_grad=False); optimizer.step()
+
+The epoch loop is written here rather than through ``Trainer.fit`` because scikit-learn's MLP
+defines things per batch that a Trainer callback cannot reach: the L2 term is divided by each
+batch's (weighted) size, and the loss it records includes that term.
+"""
+import numbers
+import warnings
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import shuffle as _shuffle
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from .. import nn, optim
+from ..data import batch_bounds
+from ..train import restore, snapshot
+
+#: hidden activations: scikit-learn's four, then pynn's
+ACTIVATIONS = {
+    "identity": None, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "square": nn.Square, "step": nn.Step,
+}
+STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
+SOLVERS = ("lbfgs",) + STOCHASTIC_SOLVERS
+# scikit-learn's adaptive schedule stops once the rate would go below this
+_MIN_ADAPTIVE_LR = 1e-6
+
+
+class _BaseMLP(BaseEstimator):
+    """Base of the two estimators; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions(set(SOLVERS))],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"),
+                             Options(numbers.Real, {np.inf})],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_norm": ["boolean"],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "l1": [Interval(numbers.Real, 0, None, closed="left")],
+        "lr_scheduler": [callable, None],
+    }
+
+    # -------------------------------------------------------------------- fitted attributes
+    @property
+    def coefs_(self):
+        """Weight matrices as (fan_in, fan_out) arrays: views of the model's weights, so writing
+        into them changes the model (as writing into scikit-learn's does)."""
+        check_is_fitted(self)
+        return [layer.weight.data.T for layer in self._dense]
+
+    @coefs_.setter
+    def coefs_(self, values):
+        self._set_layer_values("coefs_", values, lambda layer: layer.weight.data.T)
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, views of the model's."""
+        check_is_fitted(self)
+        return [layer.bias.data for layer in self._dense]
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        self._set_layer_values("intercepts_", values, lambda layer: layer.bias.data)
+
+    def _set_layer_values(self, name, values, view):
+        check_is_fitted(self)
+        values = list(values)
+        if len(values) != len(self._dense):
+            raise ValueError(f"{name} must hold {len(self._dense)} arrays, got {len(values)}")
+        for i, (layer, value) in enumerate(zip(self._dense, values)):
+            target = view(layer)
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"{name}[{i}] must have shape {target.shape}, got "
+                                 f"{value.shape}")
+            target[...] = value
+
+    @property
+    def model_(self):
+        """The trained pynn ``Sequential`` (outputs logits for a classifier); ``pynn.save``
+        writes it like any other model."""
+        check_is_fitted(self)
+        return self._model
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_model")
+
+    # -------------------------------------------------------------------- the network
+    def _build(self, layer_units, dtype):
+        """A fresh Sequential with scikit-learn's initialization, drawn from
+        ``self._random_state`` in its order: per layer the (fan_in, fan_out) weights, then the
+        biases, uniform in +-sqrt(factor / (fan_in + fan_out)), factor 2 for logistic, else 6
+        (Glorot & Bengio 2010). The same random_state gives scikit-learn's initial weights."""
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        act = ACTIVATIONS[self.activation]
+        layers, dense = [], []
+        n_layers = len(layer_units) - 1
+        for i, (fan_in, fan_out) in enumerate(zip(layer_units[:-1], layer_units[1:])):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = self._random_state.uniform(-bound, bound, fan_out)
+            layer = nn.Dense(fan_in, fan_out, init="xavier_uniform", dtype=dtype)
+            layer.weight.data = coef.T.astype(dtype)
+            layer.bias.data = intercept.astype(dtype)
+            layers.append(layer)
+            dense.append(layer)
+            if i == n_layers - 1:
+                break  # the output layer gives logits; the loss applies the output function
+            if self.batch_norm:
+                layers.append(nn.BatchNorm(fan_out, dtype=dtype))
+            if act is not None:
+                layers.append(act())
+            if self.dropout > 0:
+                # drawn only with dropout, so the default stream matches scikit-learn's
+                seed = int(self._random_state.randint(np.iinfo(np.int32).max))
+                layers.append(nn.Dropout(self.dropout, seed=seed))
+        self._model = nn.Sequential(layers)
+        self._dense = dense
+        self._layer_units = list(layer_units)
+
+    def _penalized_params(self):
+        """(weights, the rest): alpha and l1 act on the weights only, as in scikit-learn."""
+        weights = [layer.weight for layer in self._dense]
+        ids = {id(w) for w in weights}
+        return weights, [p for p in self._model.parameters() if id(p) not in ids]
+
+    def _make_optimizer(self):
+        weights, rest = self._penalized_params()
+        lr = self.learning_rate_init
+        groups = [{"params": weights, "l1": self.l1}, {"params": rest, "l1": 0.0}]
+        betas = (self.beta_1, self.beta_2)
+        if self.solver == "sgd":
+            opt = optim.SGD(groups, lr=lr, momentum=self.momentum,
+                            nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        elif self.solver == "adam":
+            opt = optim.Adam(groups, lr=lr, betas=betas, eps=self.epsilon)
+        elif self.solver == "adamw":
+            opt = optim.AdamW(groups, lr=lr, betas=betas, eps=self.epsilon, weight_decay=0.0)
+        elif self.solver == "rmsprop":
+            opt = optim.RMSprop(groups, lr=lr, eps=self.epsilon)
+        else:
+            opt = optim.Adagrad(groups, lr=lr, eps=self.epsilon)
+        # The optimizer packed the weights first and contiguously: the L2 term's sum of
+        # squares is one dot product over this slice.
+        (arena,) = self._model.arenas.values()
+        start = weights[0].offset
+        stop = weights[-1].offset + weights[-1].size
+        assert stop - start == sum(w.size for w in weights)
+        self._weights_flat = arena.data[start:stop]
+        self._optimizer = opt
+        self._scheduler = self.lr_scheduler(opt) if self.lr_scheduler is not None else None
+
+    def _sum_squared_weights(self):
+        if self.solver in STOCHASTIC_SOLVERS:
+            return float(np.dot(self._weights_flat, self._weights_flat))
+        return float(sum(np.dot(w.data.ravel(), w.data.ravel())
+                         for w in self._penalized_params()[0]))
+
+    def _l1_norm(self):
+        return float(sum(np.abs(w.data).sum() for w in self._penalized_params()[0]))
+
+    # -------------------------------------------------------------------- fit
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self.hidden_layer_sizes
+        if not hasattr(hidden, "__iter__"):
+            hidden = [hidden]
+        hidden = list(hidden)
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        if self.dropout > 0 and self.solver == "lbfgs":
+            raise ValueError("dropout needs a stochastic solver (sgd, adam, rmsprop, adagrad, "
+                             "adamw): L-BFGS's line search needs a deterministic loss")
+        first_pass = not hasattr(self, "_model") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if not first_pass:
+            X = X.astype(self._model.dtype, copy=False)  # the network keeps its dtype
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        sample_weight = self._with_class_weight(y, sample_weight)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        self.n_outputs_ = y.shape[1]
+        layer_units = [X.shape[1]] + hidden + [self.n_outputs_]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, X.dtype)
+        elif layer_units != self._layer_units:
+            raise ValueError(
+                f"warm_start/partial_fit: the network has layer sizes {self._layer_units}; "
+                f"this call needs {layer_units} (hidden_layer_sizes, n_features or the number "
+                f"of outputs changed)"
+            )
+        target = self._loss_target(y, X.dtype)
+        if self.solver in STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, y, target, sample_weight, incremental)
+        else:
+            self._fit_lbfgs(X, target, sample_weight)
+        if not all(np.isfinite(p.data).all() for p in self._model.parameters()):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.")
+        return self
+
+    def _initialize(self, y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._out_activation()
+        self._loss = self._make_loss()
+        self._build(layer_units, dtype)
+        self._best_state = snapshot(self._model)
+        if hasattr(self, "_optimizer"):
+            del self._optimizer  # a new network: fit makes a new optimizer too
+        if self.solver in STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.validation_loss_curve_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.validation_loss_curve_ = None
+                self.best_validation_score_ = None
+
+    def _batch_loss(self, X, target, sample_weight):
+        """Forward and loss of one batch in training mode: (loss with the penalties, dY)."""
+        out = self._model.forward(X)
+        value, grad = self._loss(out, target, sample_weight)
+        weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+        if self.alpha and weight_sum > 0:
+            value += 0.5 * self.alpha * self._sum_squared_weights() / weight_sum
+        if self.l1:
+            value += self.l1 * self._l1_norm()
+        return value, grad, weight_sum
+
+    def _fit_stochastic(self, X, y, target, sample_weight, incremental):
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._make_optimizer()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        model, opt = self._model, self._optimizer
+        weight_group = opt.param_groups[0]
+        decay_key = "weight_decay"
+        X_val = y_val = target_val = sw_val = None
+        if self.early_stopping:
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            parts = [X, y, target] + ([sample_weight] if sample_weight is not None else [])
+            split = train_test_split(*parts, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, y, y_val, target, target_val = split[:6]
+            if sample_weight is not None:
+                sample_weight, sw_val = split[6:]
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            y_val = self._validation_labels(y_val)
+
+        n_samples = X.shape[0]
+        sample_idx = np.arange(n_samples, dtype=int)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        if self.batch_norm:
+            # BatchNorm cannot normalize a single sample: pynn merges a trailing one-sample
+            # batch into the one before
+            batches = [slice(lo, hi) for lo, hi in batch_bounds(n_samples, batch_size)]
+        else:
+            batches = list(gen_batches(n_samples, batch_size))
+
+        model.train()  # predict (validation scores) runs in eval mode regardless
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                accumulated_loss = 0.0
+                for batch in batches:
+                    idx = sample_idx[batch] if self.shuffle else batch
+                    sw = None if sample_weight is None else sample_weight[idx]
+                    model.zero_grad()
+                    value, grad, weight_sum = self._batch_loss(X[idx], target[idx], sw)
+                    model.backward(grad, input_grad=False)
+                    # scikit-learn divides the L2 term by each batch's (weighted) size
+                    decay = self.alpha / weight_sum if weight_sum > 0 else 0.0
+                    if weight_group[decay_key] != decay:
+                        weight_group[decay_key] = decay
+                    opt.step()
+                    accumulated_loss += value * (batch.stop - batch.start)
+                self.n_iter_ += 1
+                self.loss_ = accumulated_loss / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                self._update_no_improvement_count(X_val, y_val, target_val, sw_val)
+                self._end_epoch_lr()
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.early_stopping:
+                        msg = ("Validation score did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    if self._trigger_stopping(msg):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                        "optimization hasn't converged yet." % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        finally:
+            model.eval()
+        if self.early_stopping:
+            restore(model, self._best_state)
+
+    def _end_epoch_lr(self):
+        """scikit-learn's per-epoch rate for 'invscaling' (t_ counts samples), then a
+        user ``lr_scheduler``. scikit-learn's adam ignores ``learning_rate``; so does this."""
+        if self.solver != "adam" and self.learning_rate == "invscaling":
+            lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+            for group in self._optimizer.param_groups:
+                group["lr"] = lr
+        if self._scheduler is not None:
+            self._scheduler.step()
+
+    def _trigger_stopping(self, msg):
+        """True to stop; 'adaptive' instead divides the rate by 5 until it is below 1e-6."""
+        if self.solver == "adam" or self.learning_rate != "adaptive":
+            if self.verbose:
+                print(msg + " Stopping.")
+            return True
+        lr = self._optimizer.param_groups[0]["lr"]
+        if lr <= _MIN_ADAPTIVE_LR:
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr / 5.0
+        if self.verbose:
+            print(msg + " Setting learning rate to %f" % (lr / 5.0))
+        return False
+
+    def _update_no_improvement_count(self, X_val, y_val, target_val, sw_val):
+        if self.early_stopping:
+            out = self._model.predict(X_val)
+            self.validation_loss_curve_.append(self._loss(out, target_val, sw_val)[0])
+            score = self._score_logits(out, y_val, sw_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_state = snapshot(self._model)
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _fit_lbfgs(self, X, target, sample_weight):
+        """scipy's L-BFGS-B over the model's flat parameter arena, full batch."""
+        model = self._model
+        (arena,) = model.arenas.values()
+        weights = self._penalized_params()[0]
+        model.train()
+
+        def loss_and_grad(flat):
+            arena.data[...] = flat
+            model.zero_grad()
+            value, grad, weight_sum = self._batch_loss(X, target, sample_weight)
+            model.backward(grad, input_grad=False)
+            grad_flat = arena.grad.astype(np.float64)
+            if self.alpha and weight_sum > 0:
+                for w in weights:
+                    grad_flat[w.offset:w.offset + w.size] += \
+                        self.alpha / weight_sum * w.data.ravel()
+            if self.l1:
+                for w in weights:
+                    grad_flat[w.offset:w.offset + w.size] += self.l1 * np.sign(w.data.ravel())
+            return value, grad_flat
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
+        if iprint > 0:
+            options["iprint"] = iprint
+        try:
+            result = scipy.optimize.minimize(loss_and_grad, arena.data.astype(np.float64),
+                                             method="L-BFGS-B", jac=True, options=options)
+        finally:
+            model.eval()
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        arena.data[...] = result.x
+
+    # -------------------------------------------------------------------- public API
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 data trains a float32 network, anything else float64.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 "%s is not stochastic." % self.solver)
+        return True
+
+    def _forward_logits(self, X, check_input=True):
+        check_is_fitted(self)
+        if check_input:
+            X = self._validate_predict_input(X)
+        return self._model.predict(np.ascontiguousarray(X, dtype=self._model.dtype))
+
+    def _validate_predict_input(self, X):
+        return validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False  # dense arrays only: pynn's kernels are dense
+        return tags
