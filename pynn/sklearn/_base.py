@@ -159,39 +159,68 @@ class _BaseMLP(BaseEstimator):
         return weights, [p for p in self._model.parameters() if id(p) not in ids]
 
     def _make_optimizer(self):
+        """The solver's optimizer over one arena laid out weights first, so the weights (what
+        alpha and l1 act on) are one contiguous slice of the parameters and of the gradients."""
         weights, rest = self._penalized_params()
         lr = self.learning_rate_init
-        groups = [{"params": weights, "l1": self.l1}, {"params": rest, "l1": 0.0}]
         betas = (self.beta_1, self.beta_2)
+        if self.solver == "adamw":
+            # decoupled decay on the weights only: a group of their own (set per batch)
+            params = [{"params": weights}, {"params": rest, "weight_decay": 0.0}]
+        else:
+            params = weights + rest
         if self.solver == "sgd":
-            opt = optim.SGD(groups, lr=lr, momentum=self.momentum,
+            opt = optim.SGD(params, lr=lr, momentum=self.momentum,
                             nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         elif self.solver == "adam":
-            opt = optim.Adam(groups, lr=lr, betas=betas, eps=self.epsilon)
+            opt = optim.Adam(params, lr=lr, betas=betas, eps=self.epsilon)
         elif self.solver == "adamw":
-            opt = optim.AdamW(groups, lr=lr, betas=betas, eps=self.epsilon, weight_decay=0.0)
+            opt = optim.AdamW(params, lr=lr, betas=betas, eps=self.epsilon, weight_decay=0.0)
         elif self.solver == "rmsprop":
-            opt = optim.RMSprop(groups, lr=lr, eps=self.epsilon)
+            opt = optim.RMSprop(params, lr=lr, eps=self.epsilon)
         else:
-            opt = optim.Adagrad(groups, lr=lr, eps=self.epsilon)
-        # The optimizer packed the weights first and contiguously: the L2 term's sum of
-        # squares is one dot product over this slice.
+            opt = optim.Adagrad(params, lr=lr, eps=self.epsilon)
         (arena,) = self._model.arenas.values()
         start = weights[0].offset
         stop = weights[-1].offset + weights[-1].size
-        assert stop - start == sum(w.size for w in weights)
+        if stop - start != sum(w.size for w in weights):
+            raise RuntimeError("the optimizer did not pack the weights contiguously")
         self._weights_flat = arena.data[start:stop]
+        self._weight_grads_flat = arena.grad[start:stop]
         self._optimizer = opt
+        self._steps = 0  # optimizer steps taken (Adam's epsilon below)
         self._scheduler = self.lr_scheduler(opt) if self.lr_scheduler is not None else None
 
+    def _adam_epsilon(self):
+        """scikit-learn's Adam adds epsilon to sqrt(v) before the bias correction of v, torch's
+        (and pynn's) after it: ``eps / sqrt(1 - beta_2**t)`` in pynn's kernel is scikit-learn's
+        ``eps``, so both take the same steps. Constant once ``beta_2**t`` is below rounding."""
+        correction = 1.0 - self.beta_2 ** (self._steps + 1)
+        eps = self.epsilon / np.sqrt(correction) if correction < 1.0 else self.epsilon
+        self._optimizer.param_groups[0]["eps"] = eps
+
+    def _start_gradients(self, weight_sum):
+        """Zero the gradients, except the weights', which start at the penalties' gradient:
+        ``alpha / weight_sum * W`` (scikit-learn's L2 term divided by the batch's weighted size)
+        plus ``l1 * sign(W)``. backward then accumulates the data gradient on top, so the
+        penalties cost one pass over the weights and no extra optimizer work."""
+        self._model.zero_grad()
+        decay = self.alpha / weight_sum if weight_sum > 0 else 0.0
+        if self.solver == "adamw":
+            self._optimizer.param_groups[0]["weight_decay"] = decay  # decoupled instead
+            decay = 0.0
+        if decay:
+            np.multiply(self._weights_flat, self._weights_flat.dtype.type(decay),
+                        out=self._weight_grads_flat)
+        if self.l1:
+            self._weight_grads_flat += self._weights_flat.dtype.type(self.l1) * np.sign(
+                self._weights_flat)
+
     def _sum_squared_weights(self):
-        if self.solver in STOCHASTIC_SOLVERS:
-            return float(np.dot(self._weights_flat, self._weights_flat))
-        return float(sum(np.dot(w.data.ravel(), w.data.ravel())
-                         for w in self._penalized_params()[0]))
+        return float(np.dot(self._weights_flat, self._weights_flat))
 
     def _l1_norm(self):
-        return float(sum(np.abs(w.data).sum() for w in self._penalized_params()[0]))
+        return float(np.abs(self._weights_flat).sum())
 
     # -------------------------------------------------------------------- fit
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -259,16 +288,15 @@ class _BaseMLP(BaseEstimator):
                 self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
 
-    def _batch_loss(self, X, target, sample_weight):
+    def _batch_loss(self, X, target, sample_weight, weight_sum):
         """Forward and loss of one batch in training mode: (loss with the penalties, dY)."""
         out = self._model.forward(X)
         value, grad = self._loss(out, target, sample_weight)
-        weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         if self.alpha and weight_sum > 0:
             value += 0.5 * self.alpha * self._sum_squared_weights() / weight_sum
         if self.l1:
             value += self.l1 * self._l1_norm()
-        return value, grad, weight_sum
+        return value, grad
 
     def _fit_stochastic(self, X, y, target, sample_weight, incremental):
         if not incremental or not hasattr(self, "_optimizer"):
@@ -276,8 +304,6 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         model, opt = self._model, self._optimizer
-        weight_group = opt.param_groups[0]
-        decay_key = "weight_decay"
         X_val = y_val = target_val = sw_val = None
         if self.early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
@@ -308,6 +334,7 @@ class _BaseMLP(BaseEstimator):
         else:
             batches = list(gen_batches(n_samples, batch_size))
 
+        adam = self.solver == "adam"
         model.train()  # predict (validation scores) runs in eval mode regardless
         try:
             self.n_iter_ = 0
@@ -318,14 +345,14 @@ class _BaseMLP(BaseEstimator):
                 for batch in batches:
                     idx = sample_idx[batch] if self.shuffle else batch
                     sw = None if sample_weight is None else sample_weight[idx]
-                    model.zero_grad()
-                    value, grad, weight_sum = self._batch_loss(X[idx], target[idx], sw)
+                    weight_sum = batch.stop - batch.start if sw is None else float(sw.sum())
+                    self._start_gradients(weight_sum)
+                    value, grad = self._batch_loss(X[idx], target[idx], sw, weight_sum)
                     model.backward(grad, input_grad=False)
-                    # scikit-learn divides the L2 term by each batch's (weighted) size
-                    decay = self.alpha / weight_sum if weight_sum > 0 else 0.0
-                    if weight_group[decay_key] != decay:
-                        weight_group[decay_key] = decay
+                    if adam:
+                        self._adam_epsilon()
                     opt.step()
+                    self._steps += 1
                     accumulated_loss += value * (batch.stop - batch.start)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
@@ -413,24 +440,20 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, target, sample_weight):
         """scipy's L-BFGS-B over the model's flat parameter arena, full batch."""
         model = self._model
-        (arena,) = model.arenas.values()
-        weights = self._penalized_params()[0]
+        weights, rest = self._penalized_params()
+        # the arena laid out weights first, as for the stochastic solvers
+        arena = nn.ParameterArena(weights + rest)
+        self._weights_flat = arena.data[:sum(w.size for w in weights)]
+        self._weight_grads_flat = arena.grad[:self._weights_flat.size]
+        weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         model.train()
 
         def loss_and_grad(flat):
             arena.data[...] = flat
-            model.zero_grad()
-            value, grad, weight_sum = self._batch_loss(X, target, sample_weight)
+            self._start_gradients(weight_sum)
+            value, grad = self._batch_loss(X, target, sample_weight, weight_sum)
             model.backward(grad, input_grad=False)
-            grad_flat = arena.grad.astype(np.float64)
-            if self.alpha and weight_sum > 0:
-                for w in weights:
-                    grad_flat[w.offset:w.offset + w.size] += \
-                        self.alpha / weight_sum * w.data.ravel()
-            if self.l1:
-                for w in weights:
-                    grad_flat[w.offset:w.offset + w.size] += self.l1 * np.sign(w.data.ravel())
-            return value, grad_flat
+            return value, arena.grad.astype(np.float64)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
