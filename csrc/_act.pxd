@@ -194,12 +194,15 @@ cdef extern from *:
         }
     }
 
-    /* Softmax cross-entropy of rows [0, n) of z (k >= 1 columns, labels in [0, k)):
-     * returns sum_r (logsumexp(z_r) - z_r[label_r]) in double; unless g is NULL,
-     * g := (softmax(z) - onehot(label)) * inv_n, computed in double and rounded once. */
+    /* Softmax cross-entropy of rows [0, n) of z (k >= 1 columns, labels in [0, k)), each
+     * row's loss l_r = logsumexp(z_r) - z_r[label_r] weighted by w_r (w[r], or 1 when w is
+     * NULL): returns sum_r w_r l_r in double; unless g is NULL,
+     * g := (softmax(z) - onehot(label)) * w_r * scale, computed in double and rounded once;
+     * unless row_loss is NULL, row_loss[r] := w_r l_r. */
     PYNN_SIMD_CLONES PYNN_MAYBE_UNUSED
-    static double pynn_softmax_ce_rows_f(const float* z, const Py_ssize_t* labels, float* g,
-                                         Py_ssize_t n, Py_ssize_t k, double inv_n) {
+    static double pynn_softmax_ce_rows_f(const float* z, const Py_ssize_t* labels,
+                                         const double* w, float* g, float* row_loss,
+                                         Py_ssize_t n, Py_ssize_t k, double scale) {
         float mx[PYNN_SOFTMAX_BLOCK];
         float scratch[PYNN_SOFTMAX_BLOCK];  /* the exps when no gradient is wanted */
         double loss = 0.0;
@@ -217,7 +220,10 @@ cdef extern from *:
                         scratch[j] = pynn_exp_nonpos_f(zb[c + j] - m);
                     s += pynn_sum_f(scratch, len);
                 }
-                loss += log(s) - ((double)zb[labels[r0]] - m);
+                double l = log(s) - ((double)zb[labels[r0]] - m);
+                if (w != NULL) l *= w[r0];
+                if (row_loss != NULL) row_loss[r0] = (float)l;
+                loss += l;
                 continue;
             }
             float* eb = g != NULL ? g + r0 * k : scratch;
@@ -227,13 +233,16 @@ cdef extern from *:
                 float* er = eb + r * k;
                 Py_ssize_t lab = labels[r0 + r];
                 double s = pynn_sum_f(er, k);
-                loss += log(s) - ((double)zr[lab] - (double)mx[r]);
+                double wr = w != NULL ? w[r0 + r] : 1.0;
+                double l = wr * (log(s) - ((double)zr[lab] - (double)mx[r]));
+                if (row_loss != NULL) row_loss[r0 + r] = (float)l;
+                loss += l;
                 if (g != NULL) {
-                    double scale = inv_n / s;
+                    double gscale = wr * scale / s;
                     /* the label entry as -(sum of the other exps) / s: p - 1 would cancel
                      * when p is close to 1, s - e_lab does not (s is exact to 1e-16) */
-                    double glab = ((double)er[lab] - s) * scale;
-                    for (Py_ssize_t j = 0; j < k; j++) er[j] = (float)((double)er[j] * scale);
+                    double glab = ((double)er[lab] - s) * gscale;
+                    for (Py_ssize_t j = 0; j < k; j++) er[j] = (float)((double)er[j] * gscale);
                     er[lab] = (float)glab;
                 }
             }
@@ -295,8 +304,9 @@ cdef extern from *:
     void pynn_tanh_span_f(const float* x, float* y, idx_t n) noexcept nogil
     void pynn_elu_span_f(const float* x, float* y, idx_t n, float alpha) noexcept nogil
     void pynn_softmax_rows_f(const float* x, float* y, idx_t n, idx_t k) noexcept nogil
-    double pynn_softmax_ce_rows_f(const float* z, const idx_t* labels, float* g, idx_t n,
-                                  idx_t k, double inv_n) noexcept nogil
+    double pynn_softmax_ce_rows_f(const float* z, const idx_t* labels, const double* w,
+                                  float* g, float* row_loss, idx_t n, idx_t k,
+                                  double scale) noexcept nogil
 
 
 cdef enum:

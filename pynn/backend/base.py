@@ -356,39 +356,85 @@ class Backend(abc.ABC):
         return dX
 
     # ---------------------------------------------------------------- losses
-    def _loss_operands(self, Y, T, name_y):
+    # Every loss takes ``reduction`` ("mean", "sum", "none": torch's names) and per-row
+    # ``sample_weight``; the mean is the weighted mean sum_r w_r l_r / sum_r w_r (over the N*K
+    # elements, sum_r w_r sum_k l_rk / (K sum_r w_r), as scikit-learn's np.average does), which
+    # is torch's class-weighted mean when the weights are CrossEntropyLoss's class weights. A
+    # batch whose weights sum to zero has mean 0 and a zero gradient (torch returns nan there):
+    # a mini-batch of zero-weight samples teaches nothing, it does not stop training.
+    # "none" returns the weighted loss terms (N, K), or (N,) for cross-entropy; its gradient is
+    # that of their sum.
+    def _loss_operands(self, Y, T, name_y, reduction):
         Y = _float_array(name_y, Y)
         _ndim(name_y, Y, 2)
         T = _float_array("T", T, Y.dtype)
         _same_shape("T", T, Y.shape)
-        if Y.shape[0] == 0:
-            raise ValueError(f"{name_y} is an empty batch; a mean loss over no samples is undefined")
+        _check_reduction(reduction, Y.shape[0], name_y)
         return Y, T
 
-    def mse_loss(self, Y, T, grad_out=None, need_grad=True):
-        """loss = mean((Y - T)**2) over all N*K elements; grad = 2 (Y - T) / (N*K)."""
-        Y, T = self._loss_operands(Y, T, "Y")
+    def _finish_loss(self, total, W, denom, reduction, L):
+        """The loss value from the kernel's weighted sum ``total``."""
+        if reduction == "none":
+            return L
+        if reduction == "sum":
+            return total
+        if denom > 0:
+            return total / denom
+        # zero weights in total (0, or nan when a loss term was nan); no weights: an (N, 0)
+        # output, numpy's mean of nothing
+        return total if W is not None else float("nan")
+
+    def mse_loss(self, Y, T, grad_out=None, need_grad=True, *, sample_weight=None,
+                 reduction="mean"):
+        """l = (y - t)**2 per element, reduced over N*K (see the losses' note above);
+        grad = 2 (y - t) w_r / denominator."""
+        Y, T = self._loss_operands(Y, T, "Y", reduction)
+        W = row_weights("sample_weight", sample_weight, Y.shape[0])
         G = (_output("grad_out", grad_out, Y.shape, Y.dtype, [("Y", Y), ("T", T)])
              if need_grad else None)
-        return self._mse_loss(Y, T, G, _threads.threads_for(Y.size)), G
+        L = np.empty(Y.shape, Y.dtype) if reduction == "none" else None
+        denom = _denominator(W, Y.shape[0]) * Y.shape[1]
+        total = self._mse_loss(Y, T, W, G, L, _grad_scale(reduction, denom),
+                               _threads.threads_for(Y.size))
+        return self._finish_loss(total, W, denom, reduction, L), G
 
-    def bce_with_logits_loss(self, Z, T, grad_out=None, need_grad=True):
-        """loss = mean(max(z, 0) - z t + log1p(exp(-|z|))) over N*K; grad = (sigmoid(z) - t) / (N*K)."""
-        Z, T = self._loss_operands(Z, T, "Z")
+    def bce_with_logits_loss(self, Z, T, grad_out=None, need_grad=True, *, sample_weight=None,
+                             pos_weight=None, reduction="mean"):
+        """l = -(p t log sigmoid(z) + (1 - t) log(1 - sigmoid(z))) per element, computed as
+        max(z, 0) - z t + log1p(exp(-|z|)) when ``pos_weight`` (p, one per column, torch's) is
+        None; reduced over N*K; grad = (sigmoid(z) - t) w_r / denominator (p = 1)."""
+        Z, T = self._loss_operands(Z, T, "Z", reduction)
+        W = row_weights("sample_weight", sample_weight, Z.shape[0])
+        P = None if pos_weight is None else _weight_vector("pos_weight", pos_weight, Z.shape[1])
         G = (_output("grad_out", grad_out, Z.shape, Z.dtype, [("Z", Z), ("T", T)])
              if need_grad else None)
-        return self._bce_with_logits_loss(Z, T, G, _threads.threads_for(Z.size)), G
+        L = np.empty(Z.shape, Z.dtype) if reduction == "none" else None
+        denom = _denominator(W, Z.shape[0]) * Z.shape[1]
+        total = self._bce_with_logits_loss(Z, T, W, P, G, L, _grad_scale(reduction, denom),
+                                           _threads.threads_for(Z.size))
+        return self._finish_loss(total, W, denom, reduction, L), G
 
-    def softmax_cross_entropy_loss(self, Z, labels, grad_out=None, need_grad=True):
-        """loss = mean over rows of logsumexp(z) - z[label]; grad = (softmax(z) - onehot) / N."""
+    def softmax_cross_entropy_loss(self, Z, labels, grad_out=None, need_grad=True, *,
+                                   sample_weight=None, class_weight=None, reduction="mean"):
+        """l_r = logsumexp(z_r) - z_r[label_r] per row, weighted by sample_weight[r] *
+        class_weight[label_r] (torch's ``weight``: its mean divides by the sum of the weights
+        too); grad = (softmax(z) - onehot) w_r / denominator."""
         Z = _float_array("Z", Z)
         _ndim("Z", Z, 2)
-        if Z.shape[0] == 0:
-            raise ValueError("Z is an empty batch; a mean loss over no samples is undefined")
+        _check_reduction(reduction, Z.shape[0], "Z")
         labels = check_labels("labels", labels, Z.shape[0], Z.shape[1])
+        W = row_weights("sample_weight", sample_weight, Z.shape[0])
+        if class_weight is not None:
+            per_row = _weight_vector("class_weight", class_weight, Z.shape[1])[labels]
+            W = per_row if W is None else W * per_row
         G = (_output("grad_out", grad_out, Z.shape, Z.dtype, [("Z", Z), ("labels", labels)])
              if need_grad else None)
-        return self._softmax_cross_entropy_loss(Z, labels, G, _threads.threads_for(Z.size)), G
+        L = np.empty(Z.shape[0], Z.dtype) if reduction == "none" else None
+        denom = _denominator(W, Z.shape[0])
+        total = self._softmax_cross_entropy_loss(Z, labels, W, G, L,
+                                                 _grad_scale(reduction, denom),
+                                                 _threads.threads_for(Z.size))
+        return self._finish_loss(total, W, denom, reduction, L), G
 
     # ---------------------------------------------------------------- batch normalization
     def _bn_params(self, X, gamma, beta):
@@ -716,17 +762,21 @@ class Backend(abc.ABC):
         """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX
         may each be None (not computed); Y is None for the identity."""
 
+    # The loss loops return sum_r w_r l_r (W: float64 row weights, or None for all ones) and
+    # write G := scale * its gradient and L := the weighted terms, each unless None.
     @abc.abstractmethod
-    def _mse_loss(self, Y, T, G, n_threads):
-        """Return mean((Y - T)**2) as a float; G := its gradient unless G is None."""
+    def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
+        """Return sum w_r (Y - T)**2 as a float; G, L as above."""
 
     @abc.abstractmethod
-    def _bce_with_logits_loss(self, Z, T, G, n_threads):
-        """Return the mean binary cross-entropy of logits Z; G := its gradient unless None."""
+    def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
+        """Return the weighted sum of the binary cross-entropies of logits Z (P: float64
+        pos_weight per column, or None); G, L as above."""
 
     @abc.abstractmethod
-    def _softmax_cross_entropy_loss(self, Z, labels, G, n_threads):
-        """Return the mean softmax cross-entropy (labels: intp, in range); G := gradient."""
+    def _softmax_cross_entropy_loss(self, Z, labels, W, G, L, scale, n_threads):
+        """Return the weighted sum of the softmax cross-entropies (labels: intp, in range);
+        G, L (per row) as above."""
 
     @abc.abstractmethod
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
@@ -772,6 +822,53 @@ class Backend(abc.ABC):
                    weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
         """d = g + wd p + l1 sign(p); m, v, (vmax) updated;
         p := p decay - step_size m / (sqrt(vmax or v) / bc2_sqrt + eps)."""
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction):
+    """One of torch's reduction names, else ValueError naming ``reduction``."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
+
+
+def _check_reduction(reduction, n, name):
+    check_reduction(reduction)
+    if n == 0 and reduction == "mean":
+        raise ValueError(f"{name} is an empty batch; a mean loss over no samples is undefined")
+
+
+def _weight_vector(name, weight, size):
+    """Non-negative finite weights, shape (size,), as a C-contiguous float64 array."""
+    if isinstance(weight, (list, tuple)):
+        weight = np.asarray(weight)
+    if not isinstance(weight, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of weights, got {type(weight).__name__}")
+    if weight.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {weight.dtype}")
+    if weight.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},), got {weight.shape}")
+    weight = as_kernel_array(weight.astype(np.float64, copy=False))
+    if size and not (np.all(np.isfinite(weight)) and weight.min() >= 0):
+        raise ValueError(f"{name} must be finite and >= 0")
+    return weight
+
+
+def row_weights(name, sample_weight, n):
+    """Per-row weights as float64 (n,), or None when ``sample_weight`` is None."""
+    return None if sample_weight is None else _weight_vector(name, sample_weight, n)
+
+
+def _denominator(W, n):
+    return float(n) if W is None else float(W.sum())
+
+
+def _grad_scale(reduction, denom):
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / denom if denom > 0 else 0.0
 
 
 def check_labels(name, labels, n, num_classes):

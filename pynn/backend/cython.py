@@ -37,14 +37,14 @@ class CythonBackend(Backend):
     def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
         _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, param, n_threads)
 
-    def _mse_loss(self, Y, T, G, n_threads):
-        return _losses.mse_loss(Y, T, G, n_threads)
+    def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
+        return _losses.mse_loss(Y, T, W, G, L, scale, n_threads)
 
-    def _bce_with_logits_loss(self, Z, T, G, n_threads):
-        return _losses.bce_with_logits_loss(Z, T, G, n_threads)
+    def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
+        return _losses.bce_with_logits_loss(Z, T, W, P, G, L, scale, n_threads)
 
-    def _softmax_cross_entropy_loss(self, Z, labels, G, n_threads):
-        return _losses.softmax_cross_entropy_loss(Z, labels, G, n_threads)
+    def _softmax_cross_entropy_loss(self, Z, labels, W, G, L, scale, n_threads):
+        return _losses.softmax_cross_entropy_loss(Z, labels, W, G, L, scale, n_threads)
 
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
                                  eps, Y, mean, invstd, kind, param, n_threads):

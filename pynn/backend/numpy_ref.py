@@ -111,33 +111,52 @@ class NumpyBackend(Backend):
         if dX is not None:
             dX[...] = dZ @ W
 
-    def _mse_loss(self, Y, T, G, n_threads):
-        diff = Y.astype(np.float64) - T
+    def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
+        d = Y.astype(np.float64) - T
+        w = 1.0 if W is None else W[:, None]
         if G is not None:
-            G[...] = 2.0 * diff / Y.size
-        return float(np.mean(diff * diff))
+            G[...] = 2.0 * d * w * scale
+        terms = w * d * d
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
 
-    def _bce_with_logits_loss(self, Z, T, G, n_threads):
+    def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
         z = Z.astype(np.float64)
         t = T.astype(np.float64)
-        # max(z, 0) - z t + log(1 + exp(-|z|)): stable for any logit size
-        loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        w = 1.0 if W is None else W[:, None]
+        e = np.exp(-np.abs(z))
+        if P is None:
+            # max(z, 0) - z t + log(1 + exp(-|z|)): stable for any logit size
+            terms = np.maximum(z, 0) - z * t + np.log1p(e)
+        else:
+            # torch's pos_weight form: (1 - t) z + (1 + (p - 1) t) softplus(-z)
+            log_weight = 1.0 + (P - 1.0) * t
+            terms = (1.0 - t) * z + log_weight * (np.maximum(-z, 0) + np.log1p(e))
+        terms = w * terms
         if G is not None:
-            G[...] = (_sigmoid(z) - t) / Z.size
-        return float(np.mean(loss))
+            sig = _sigmoid(z)
+            d = sig - t if P is None else (1.0 - t) - log_weight * (1.0 - sig)
+            G[...] = d * w * scale
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
 
-    def _softmax_cross_entropy_loss(self, Z, labels, G, n_threads):
+    def _softmax_cross_entropy_loss(self, Z, labels, W, G, L, scale, n_threads):
         z = Z.astype(np.float64)
         n = z.shape[0]
+        w = np.ones(n) if W is None else W
         rows = np.arange(n)
         shifted = z - z.max(axis=1, keepdims=True)
         logsumexp = np.log(np.exp(shifted).sum(axis=1))
-        loss = np.mean(logsumexp - shifted[rows, labels])
+        terms = w * (logsumexp - shifted[rows, labels])
         if G is not None:
             p = np.exp(shifted - logsumexp[:, None])
             p[rows, labels] -= 1.0
-            G[...] = p / n
-        return float(loss)
+            G[...] = p * (w * scale)[:, None]
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
 
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
                                  eps, Y, mean, invstd, kind, param, n_threads):

@@ -1,13 +1,42 @@
-"""Losses: ``forward(output, target) -> float`` (mean over the batch), ``backward() -> d_output``."""
+"""Losses: ``forward(output, target, sample_weight=None)`` -> the reduced loss,
+``backward() -> d_output``.
+
+``reduction`` has torch's names: "mean" (default), "sum", or "none" (the weighted loss terms,
+(N, K) for the elementwise losses, (N,) for cross-entropy; ``backward`` then gives the
+gradient of their sum). ``sample_weight`` (N,) weighs each row; the mean is the weighted mean
+``sum_r w_r l_r / sum_r w_r`` (scikit-learn's ``np.average``), over the K outputs of a row as
+well for the elementwise losses. CrossEntropyLoss's class ``weight`` enters the same way
+(w_r = sample_weight[r] * weight[label_r]), which is exactly torch's class-weighted mean. A
+batch whose weights sum to zero has loss 0 and a zero gradient, where torch returns nan.
+"""
 import numpy as np
 
 from ..backend import backend_for
+from ..backend.base import check_reduction
+
+
+def _class_weights(name, weight):
+    """A copy of 1-D finite non-negative weights as float64 (None passes through)."""
+    if weight is None:
+        return None
+    try:
+        w = np.array(weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 1-D array of real numbers, got "
+                        f"{type(weight).__name__}") from None
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one weight per class), got shape {w.shape}")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0)):
+        raise ValueError(f"{name} must be finite and >= 0")
+    w.flags.writeable = False
+    return w
 
 
 class Loss:
     """Base of the losses. ``backend`` as for layers (None follows ``pynn.set_backend``)."""
 
-    def __init__(self, backend=None):
+    def __init__(self, *, reduction="mean", backend=None):
+        self.reduction = check_reduction(reduction)
         self.backend_name = backend
         self._grad = None
 
@@ -15,8 +44,8 @@ class Loss:
     def backend(self):
         return backend_for(self.backend_name)
 
-    def __call__(self, output, target):
-        return self.forward(output, target)
+    def __call__(self, output, target, sample_weight=None):
+        return self.forward(output, target, sample_weight=sample_weight)
 
     def backward(self):
         """Gradient of the last forward's loss with respect to its ``output``."""
@@ -24,8 +53,15 @@ class Loss:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self._grad
 
+    def _extra_repr(self):
+        return {}
+
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        args = dict(self._extra_repr())
+        if self.reduction != "mean":
+            args["reduction"] = self.reduction
+        inner = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        return f"{type(self).__name__}({inner})"
 
 
 def _float_target(loss, output, target):
@@ -40,26 +76,51 @@ def _float_target(loss, output, target):
 
 
 class MSELoss(Loss):
-    """Mean squared error, averaged over all N*K elements: ``mean((output - target)**2)``."""
+    """Squared error ``(output - target)**2``, reduced over all N*K elements (a weighted mean
+    with ``sample_weight``)."""
 
-    def forward(self, output, target):
+    def forward(self, output, target, sample_weight=None):
         _float_target(self, output, target)
-        loss, self._grad = self.backend.mse_loss(output, target)
+        loss, self._grad = self.backend.mse_loss(output, target, sample_weight=sample_weight,
+                                                 reduction=self.reduction)
         return loss
 
 
 class BCEWithLogitsLoss(Loss):
-    """Binary cross-entropy on logits (sigmoid fused in, stable for any logit), averaged over
-    all N*K elements. Targets are probabilities in [0, 1] of the output's dtype."""
+    """Binary cross-entropy on logits (sigmoid fused in, stable for any logit), reduced over
+    all N*K elements. Targets are probabilities in [0, 1] of the output's dtype.
 
-    def forward(self, output, target):
+    Parameters
+    ----------
+    pos_weight : array (K,), optional
+        torch's: the weight of the positive term of each output column,
+        ``-(p t log sigmoid(z) + (1 - t) log(1 - sigmoid(z)))``; ``n_negative / n_positive``
+        balances a rare positive class. The mean still divides by N*K, as torch's does.
+    """
+
+    def __init__(self, *, pos_weight=None, reduction="mean", backend=None):
+        super().__init__(reduction=reduction, backend=backend)
+        self.pos_weight = _class_weights("pos_weight", pos_weight)
+
+    def _extra_repr(self):
+        return {} if self.pos_weight is None else {"pos_weight": self.pos_weight.tolist()}
+
+    def forward(self, output, target, sample_weight=None):
         _float_target(self, output, target)
-        loss, self._grad = self.backend.bce_with_logits_loss(output, target)
+        loss, self._grad = self.backend.bce_with_logits_loss(
+            output, target, sample_weight=sample_weight, pos_weight=self.pos_weight,
+            reduction=self.reduction)
         return loss
 
 
 class CrossEntropyLoss(Loss):
-    """Softmax cross-entropy on logits with integer class labels, averaged over the N rows.
+    """Softmax cross-entropy on logits with integer class labels, reduced over the N rows.
+
+    Parameters
+    ----------
+    weight : array (C,), optional
+        torch's class weights: row r counts ``weight[label_r]`` times, and the mean divides by
+        the sum of the rows' weights (torch's class-weighted mean).
 
     Shape
     -----
@@ -67,6 +128,15 @@ class CrossEntropyLoss(Loss):
     - target: (N,) integers in [0, C)
     """
 
-    def forward(self, output, target):
-        loss, self._grad = self.backend.softmax_cross_entropy_loss(output, target)
+    def __init__(self, weight=None, *, reduction="mean", backend=None):
+        super().__init__(reduction=reduction, backend=backend)
+        self.weight = _class_weights("weight", weight)
+
+    def _extra_repr(self):
+        return {} if self.weight is None else {"weight": self.weight.tolist()}
+
+    def forward(self, output, target, sample_weight=None):
+        loss, self._grad = self.backend.softmax_cross_entropy_loss(
+            output, target, sample_weight=sample_weight, class_weight=self.weight,
+            reduction=self.reduction)
         return loss
