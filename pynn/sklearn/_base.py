@@ -391,11 +391,24 @@ class _BaseMLP(BaseEstimator):
         """scikit-learn's per-epoch rate for 'invscaling' (t_ counts samples), then a
         user ``lr_scheduler``. scikit-learn's adam ignores ``learning_rate``; so does this."""
         if self.solver != "adam" and self.learning_rate == "invscaling":
-            lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-            for group in self._optimizer.param_groups:
-                group["lr"] = lr
+            self._set_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
         if self._scheduler is not None:
             self._scheduler.step()
+
+    def _set_lr(self, lr):
+        """Change the rate as scikit-learn's SGD does: its velocity is kept in units of
+        parameter change (``v = momentum * v - lr * g``), torch's buffer in units of gradient
+        (``p -= lr * buf``), so the buffer is rescaled by old/new rate to carry the same
+        velocity over."""
+        old = self._optimizer.param_groups[0]["lr"]
+        if lr == old:
+            return
+        if self.solver == "sgd":
+            for state in self._optimizer.state.values():
+                if "momentum_buffer" in state:
+                    state["momentum_buffer"] *= old / lr
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr
 
     def _trigger_stopping(self, msg):
         """True to stop; 'adaptive' instead divides the rate by 5 until it is below 1e-6."""
@@ -408,8 +421,7 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        for group in self._optimizer.param_groups:
-            group["lr"] = lr / 5.0
+        self._set_lr(lr / 5.0)
         if self.verbose:
             print(msg + " Setting learning rate to %f" % (lr / 5.0))
         return False
