@@ -180,13 +180,6 @@ class _BaseMLP(BaseEstimator):
             opt = optim.RMSprop(params, lr=lr, eps=self.epsilon)
         else:
             opt = optim.Adagrad(params, lr=lr, eps=self.epsilon)
-        (arena,) = self._model.arenas.values()
-        start = weights[0].offset
-        stop = weights[-1].offset + weights[-1].size
-        if stop - start != sum(w.size for w in weights):
-            raise RuntimeError("the optimizer did not pack the weights contiguously")
-        self._weights_flat = arena.data[start:stop]
-        self._weight_grads_flat = arena.grad[start:stop]
         self._optimizer = opt
         self._steps = 0  # optimizer steps taken (Adam's epsilon below)
         self._scheduler = self.lr_scheduler(opt) if self.lr_scheduler is not None else None
@@ -198,6 +191,25 @@ class _BaseMLP(BaseEstimator):
         correction = 1.0 - self.beta_2 ** (self._steps + 1)
         eps = self.epsilon / np.sqrt(correction) if correction < 1.0 else self.epsilon
         self._optimizer.param_groups[0]["eps"] = eps
+
+    def _bind_weight_views(self):
+        """The weights' slice of the parameter and gradient arenas, where the penalties act.
+        Derived again for every fit: unpickling or a re-pack moves the arena."""
+        self._optimizer.zero_grad()  # re-packs first if the parameters moved
+        weights = self._penalized_params()[0]
+        (arena,) = self._model.arenas.values()
+        start = weights[0].offset
+        stop = weights[-1].offset + weights[-1].size
+        if stop - start != sum(w.size for w in weights):
+            raise RuntimeError("the optimizer did not pack the weights contiguously")
+        self._weights_flat = arena.data[start:stop]
+        self._weight_grads_flat = arena.grad[start:stop]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for view in ("_weights_flat", "_weight_grads_flat"):
+            state.pop(view, None)  # views into the arena: re-derived after loading
+        return state
 
     def _start_gradients(self, weight_sum):
         """Zero the gradients, except the weights', which start at the penalties' gradient:
@@ -301,6 +313,7 @@ class _BaseMLP(BaseEstimator):
     def _fit_stochastic(self, X, y, target, sample_weight, incremental):
         if not incremental or not hasattr(self, "_optimizer"):
             self._make_optimizer()
+        self._bind_weight_views()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         model, opt = self._model, self._optimizer
