@@ -8,6 +8,7 @@ interface; a plain NumPy reference backend computes the same results for testing
 # keep apart from it, and nothing depends on which library loaded libgomp first.
 from . import data, datasets, nn, optim
 from ._gradcheck import GradcheckError, gradcheck
+from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .backend import get_backend, set_backend
 from .io import ModelFileError, load, load_checkpoint, save, save_checkpoint
@@ -59,5 +60,5 @@ def show_config(file=None):
 
 
 __all__ = ["GradcheckError", "ModelFileError", "Trainer", "gradcheck", "data", "datasets", "nn", "optim", "get_backend", "get_num_threads", "load",
-           "load_checkpoint", "save", "save_checkpoint", "set_backend", "set_num_threads",
+           "load_checkpoint", "manual_seed", "save", "save_checkpoint", "set_backend", "set_num_threads",
            "show_config"]

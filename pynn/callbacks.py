@@ -28,6 +28,10 @@ class Callback:
     def on_batch_end(self, epoch, batch, logs=None):
         pass
 
+    def wants_batch_end(self):
+        """Whether ``fit`` must call ``on_batch_end`` (building the running logs per batch)."""
+        return type(self).on_batch_end is not Callback.on_batch_end
+
     def on_epoch_end(self, epoch, logs=None):
         pass
 
@@ -180,20 +184,37 @@ class ModelCheckpoint(Callback):
 
 
 class LRSchedulerCallback(Callback):
-    """Step a ``pynn.optim`` schedule at the end of every epoch.
+    """Step a ``pynn.optim`` schedule at the end of every epoch, or after every optimizer step
+    with ``interval="batch"``.
 
-    ``ReduceLROnPlateau`` is stepped with ``logs[monitor]``; other schedules with ``step()``.
+    ``ReduceLROnPlateau`` is stepped with ``logs[monitor]`` (per epoch only); other schedules
+    with ``step()``. ``interval`` None takes the schedule's ``default_interval`` ("batch" for
+    ``OneCycleLR``, whose ``total_steps`` count batches), else "epoch".
     ``fit(..., scheduler=s)`` and a schedule placed directly in ``callbacks`` are wrapped in one.
     """
 
     order = 0
 
-    def __init__(self, scheduler, monitor="val_loss"):
+    def __init__(self, scheduler, monitor="val_loss", interval=None):
         if not hasattr(scheduler, "step"):
             raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
         self.scheduler = scheduler
         self.monitor = monitor
         self.needs_metric = any(c.__name__ == "ReduceLROnPlateau" for c in type(scheduler).__mro__)
+        if interval is None:
+            interval = getattr(scheduler, "default_interval", "epoch")
+        if interval not in ("epoch", "batch"):
+            raise ValueError(f"interval must be 'epoch' or 'batch', got {interval!r}")
+        if interval == "batch" and self.needs_metric:
+            raise ValueError("ReduceLROnPlateau steps on a metric once per epoch; it cannot "
+                             "be stepped per batch")
+        self.interval = interval
+
+    def wants_batch_end(self):
+        return self.interval == "batch"
+
+    def on_batch_end(self, epoch, batch, logs=None):
+        self.scheduler.step()
 
     def on_train_begin(self, logs=None):
         if self.needs_metric:
@@ -202,6 +223,8 @@ class LRSchedulerCallback(Callback):
             _check_monitor(self, self.trainer._log_keys, self.trainer._has_validation)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.interval == "batch":
+            return
         if self.needs_metric:
             self.scheduler.step(logs[self.monitor])
         else:

@@ -3,13 +3,8 @@ import inspect
 
 import numpy as np
 
+from ._random import rng as _rng
 from .nn.module import Module, check_dtype_arg, check_input, config_int
-
-
-def _rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
 
 
 def as_array(name, a, dtype=None, ndim=None):

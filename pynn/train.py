@@ -18,7 +18,11 @@ import numpy as np
 
 from . import io as _io
 from ._checks import check_int
+from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
+                        class_weight_table, combined_row_weights)
 from ._progress import _Progress
+from ._random import draw_seed
+from .backend.base import row_weights
 from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
                         ModelCheckpoint, TerminateOnNaN, restore, snapshot)
 from .data import as_array, augmentation_caller, batch_bounds, split_indices
@@ -68,6 +72,7 @@ class Trainer:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
             raise TypeError(f"optimizer must be a pynn.optim optimizer, got "
                             f"{type(optimizer).__name__}")
+        check_training_reduction(loss)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
@@ -159,7 +164,7 @@ class Trainer:
     def _is_classification(self):
         return isinstance(self.loss, CrossEntropyLoss)
 
-    def _collect_callbacks(self, extra, scheduler):
+    def _collect_callbacks(self, extra, scheduler, scheduler_interval=None):
         cbs = []
         for cb in list(self.callbacks) + list(extra or []):
             if not isinstance(cb, Callback):
@@ -170,7 +175,7 @@ class Trainer:
                                     f"{type(cb).__name__}")
             cbs.append(cb)
         if scheduler is not None:
-            cbs.append(LRSchedulerCallback(scheduler))
+            cbs.append(LRSchedulerCallback(scheduler, interval=scheduler_interval))
         if self.terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
             cbs.append(TerminateOnNaN())
         cbs.sort(key=lambda c: c.order)  # stable: keeps the user's order within a rank
@@ -217,7 +222,8 @@ class Trainer:
     # -- fit ---------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=None, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, resume_from=None,
-            scheduler=None, augment=None):
+            scheduler=None, augment=None, sample_weight=None, class_weight=None,
+            clip_grad_norm=None, clip_grad_value=None, scheduler_interval=None):
         """Train for ``epochs`` epochs of shuffled mini-batches.
 
         Parameters
@@ -232,12 +238,13 @@ class Trainer:
         validation_split : float in (0, 1), optional
             Hold out this fraction of ``X, y`` for validation: shuffled (from ``seed``) and,
             for CrossEntropyLoss, stratified by class.
-        validation_data : (X_val, y_val), optional
-            Takes precedence over ``validation_split``.
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+            Takes precedence over ``validation_split``. Its sample weights weigh ``val_loss``.
         shuffle : bool, default True
         seed : int, optional
-            Seeds the split, the shuffling and augmentation. None draws one (recorded in
-            checkpoints, so a resumed run still continues exactly).
+            Seeds the split, the shuffling and augmentation. None draws one, from
+            ``pynn.manual_seed``'s stream when set (recorded in checkpoints, so a resumed run
+            still continues exactly).
         verbose : 0, 1 or 2
             0 silent, 1 a progress bar per epoch (a line per epoch when stdout is not a TTY),
             2 one line per epoch.
@@ -249,17 +256,40 @@ class Trainer:
             and continues with the next epoch; the result equals an uninterrupted run.
         scheduler : lr schedule, optional
             Stepped once per epoch (ReduceLROnPlateau with ``val_loss``, or ``loss`` without
-            validation data).
+            validation data), or after every optimizer step (``OneCycleLR``, or any schedule
+            with ``scheduler_interval="batch"``).
+        scheduler_interval : "epoch", "batch" or None
+            When ``scheduler`` steps; None: per batch for ``OneCycleLR``, else per epoch.
         augment : callable or list of callables, optional
             Applied to each training batch (never to validation): ``f(X_batch) -> X_batch``,
             or ``f(X_batch, rng=...)`` to draw from the Trainer's generator (e.g.
             ``pynn.data.GaussianNoise``).
+
+        sample_weight : array (N,), optional
+            Weighs each sample's loss: a batch's loss is the weighted mean (see
+            ``pynn.nn.losses``), the recorded epoch loss the weighted mean over the epoch.
+            ``validation_split`` splits the weights too, and they weigh ``val_loss``. Metrics
+            (accuracy) stay unweighted.
+        class_weight : dict, sequence or "balanced", optional
+            scikit-learn's: each training row's weight is multiplied by its class's weight
+            (CrossEntropyLoss: the label's; a one-output BCEWithLogitsLoss: classes 0 and 1,
+            mixed by a soft target). With CrossEntropyLoss this is torch's class-weighted mean.
+            As in Keras it applies to the training loss only, not ``val_loss``.
+
+        clip_grad_norm : float, optional
+            Before each optimizer step, scale the gradients of the trainable parameters to a
+            total 2-norm of at most this (``pynn.nn.utils.clip_grad_norm_``).
+        clip_grad_value : float, optional
+            Before each optimizer step, clamp every gradient element into
+            ``[-clip_grad_value, clip_grad_value]`` (``clip_grad_value_``); with both, values
+            are clamped first, then the norm is clipped.
 
         Returns
         -------
         History
         """
         epochs = check_int("epochs", epochs, 0)
+        clip = GradientClipping(clip_grad_norm, clip_grad_value)
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
@@ -273,6 +303,8 @@ class Trainer:
 
         X, y, width = self._prepare(X, y)
         batch_bounds(X.shape[0], batch_size)  # validates batch_size
+        w = row_weights("sample_weight", sample_weight, X.shape[0])
+        table = class_weight_table(class_weight, self.loss, width, y)
 
         resume = None
         if resume_from is not None:
@@ -280,15 +312,18 @@ class Trainer:
             if seed is None:
                 seed = resume["extra"]["seed"]
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+            seed = draw_seed()
         self._seed = int(seed)
 
-        X_val = y_val = None
+        X_val = y_val = w_val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (X_val, y_val)")
-            X_val, y_val, _ = self._prepare(*validation_data, xname="X_val", yname="y_val",
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (X_val, y_val) or "
+                                 "(X_val, y_val, sample_weight_val)")
+            X_val, y_val, _ = self._prepare(*validation_data[:2], xname="X_val", yname="y_val",
                                             width=width)
+            if len(validation_data) == 3:
+                w_val = row_weights("sample_weight_val", validation_data[2], X_val.shape[0])
         elif validation_split is not None:
             if isinstance(validation_split, bool) or not isinstance(
                 validation_split, (int, float)
@@ -300,6 +335,10 @@ class Trainer:
             tr, va = split_indices(y, validation_split, stratify=self._is_classification(),
                                    seed=np.random.default_rng([self._seed, 1]))
             X, X_val, y, y_val = X[tr], X[va], y[tr], y[va]
+            if w is not None:
+                w, w_val = w[tr], w[va]
+        # the class weights folded into the row weights once: the batches just slice them
+        w = combined_row_weights(w, table, self.loss, y)
 
         self._n_train = int(X.shape[0])
         self._rng = np.random.default_rng([self._seed, 0])
@@ -307,7 +346,7 @@ class Trainer:
         names = ["loss", *self.metrics]
         self._log_keys = tuple(names + [f"val_{k}" for k in names] * self._has_validation
                                + ["lr", "seconds"])
-        self._active = self._collect_callbacks(callbacks, scheduler)
+        self._active = self._collect_callbacks(callbacks, scheduler, scheduler_interval)
         self._progress = _Progress(verbose, epochs)
         self.history = History()
         self.stop_training = False
@@ -325,7 +364,8 @@ class Trainer:
             start = 0
             if resume is not None:
                 start = self._apply_resume(resume_from, resume)
-            self._train_epochs(X, y, X_val, y_val, start, epochs, batch_size, shuffle, augment)
+            self._train_epochs(X, y, w, X_val, y_val, w_val, start, epochs, batch_size, shuffle,
+                               augment, clip)
         except BaseException:
             self._progress.abort()
             self._end_callbacks(started, failing=True)
@@ -337,12 +377,12 @@ class Trainer:
             self.model.eval()
         return self.history
 
-    def _train_epochs(self, X, y, X_val, y_val, start, epochs, batch_size, shuffle, augment):
+    def _train_epochs(self, X, y, w, X_val, y_val, w_val, start, epochs, batch_size, shuffle,
+                      augment, clip):
         """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
         bounds = batch_bounds(self._n_train, batch_size)
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
-        batch_cbs = [c for c in self._active
-                     if type(c).on_batch_end is not Callback.on_batch_end]
+        batch_cbs = [c for c in self._active if c.wants_batch_end()]
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
 
@@ -353,31 +393,34 @@ class Trainer:
             for cb in self._active:
                 cb.on_epoch_begin(epoch)
             model.train()
+            lr = float(opt.param_groups[0]["lr"])  # the epoch's first step's rate
             self._progress.epoch_begin(epoch, len(bounds))
             order = self._rng.permutation(self._n_train) if shuffle else None
-            total = 0.0
+            total = LossTotal(loss_fn)
             sums = dict.fromkeys(self.metrics, 0.0)
             seen = 0
             for b, (lo, hi) in enumerate(bounds):
                 idx = slice(lo, hi) if order is None else order[lo:hi]
                 Xb, yb = X[idx], y[idx]
+                wb = None if w is None else w[idx]
                 for aug in augment:
                     Xb = aug(Xb, self._rng)
                 model.zero_grad()
                 out = model.forward(Xb)
-                value = loss_fn.forward(out, yb)
+                value = total.add(out, yb, wb)
                 if not math.isfinite(value) and nan_cb is not None:
                     nan_cb.terminate(epoch, b, value)
                     break
                 model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
+                if clip:
+                    clip(model)
                 opt.step()
                 n_b = hi - lo
-                total += value * n_b
                 for k, f in metric_items:
                     sums[k] += f(out, yb) * n_b
                 seen += n_b
                 if batch_cbs or self._progress.bar:
-                    running = {"loss": total / seen, **{k: v / seen for k, v in sums.items()}}
+                    running = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
                     self._progress.batch_end(b, running)
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, b, running)
@@ -385,14 +428,14 @@ class Trainer:
                     break
             if seen < self._n_train and self.stop_training:
                 break  # the epoch did not finish: record nothing for it
-            logs = {"loss": total / seen, **{k: v / seen for k, v in sums.items()}}
+            logs = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
             if X_val is not None:
-                val = self.evaluate(X_val, y_val, _checked=True)
+                val = self.evaluate(X_val, y_val, sample_weight=w_val, _checked=True)
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 if not math.isfinite(val["loss"]) and nan_cb is not None:
                     nan_cb.terminate(epoch, None, val["loss"], where="validation")
                     break
-            logs["lr"] = float(opt.param_groups[0]["lr"])
+            logs["lr"] = lr
             logs["seconds"] = time.perf_counter() - t0
             self.history.append(epoch, logs)
             self._progress.epoch_end(logs)
@@ -453,12 +496,16 @@ class Trainer:
         return epoch
 
     # -- evaluate / predict ----------------------------------------------------------------
-    def evaluate(self, X, y, batch_size=1024, _checked=False):
-        """Loss and metrics of the model in eval mode on ``X, y``: a dict."""
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None, _checked=False):
+        """Loss (weighted by ``sample_weight`` when given) and metrics of the model in eval
+        mode on ``X, y``: a dict."""
         if not _checked:
             X, y, _ = self._prepare(X, y)
+        w = row_weights("sample_weight", sample_weight, X.shape[0])
         out = self.model.predict(X, batch_size=batch_size)
-        result = {"loss": float(self.loss.forward(out, y))}
+        total = LossTotal(self.loss)
+        total.add(out, y, w)
+        result = {"loss": total.value()}
         for k, f in self.metrics.items():
             result[k] = float(f(out, y))
         return result

@@ -1,5 +1,5 @@
 """Layers, containers, losses and initializers."""
-from . import inference, init, plan
+from . import inference, init, plan, utils
 from .activations import ELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Square, Step, Tanh
 from .batchnorm import BatchNorm
 from .containers import ModuleList, Sequential
@@ -13,5 +13,5 @@ __all__ = [
     "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
     "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss", "Module", "ModuleList",
     "Parameter", "ParameterArena", "ReLU", "Sequential", "Sigmoid", "Softmax", "Square", "Step",
-    "Tanh", "inference", "init", "pack", "plan",
+    "Tanh", "inference", "init", "pack", "plan", "utils",
 ]

@@ -1,7 +1,6 @@
 """Inverted dropout with a counter-based mask."""
-import numpy as np
-
 from .._checks import check_int, check_real
+from .._random import draw_seed
 from .module import Module, check_input
 
 
@@ -16,7 +15,7 @@ class Dropout(Module):
     ----------
     p : float in [0, 1)
     seed : int, optional
-        None draws one from the OS.
+        None draws one: from ``pynn.manual_seed``'s stream when set, else from the OS.
 
     Shape
     -----
@@ -29,7 +28,7 @@ class Dropout(Module):
         self.p = check_real("p", p, 0.0, 1.0, high_open=True,
                             message="p must be in [0, 1), got {value}")
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+            seed = draw_seed()
         self.seed = check_int("seed", seed, 0)
         self.step = 0  # forward calls in training mode so far: each gets a fresh mask
         self._mask = None

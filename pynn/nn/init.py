@@ -1,15 +1,11 @@
 """Weight initialization. Each initializer returns a new (fan_out, fan_in) array.
 
-Seeded by a ``numpy.random.Generator`` (or an int seed); the defaults follow the lecture:
-He for the ReLU family, Xavier/Glorot otherwise.
+Seeded by a ``numpy.random.Generator`` (or an int seed; None follows ``pynn.manual_seed``);
+the defaults follow the lecture: He for the ReLU family, Xavier/Glorot otherwise.
 """
 import numpy as np
 
-
-def _rng(rng):
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
+from .._random import rng as _rng
 
 
 def _fans(shape):

@@ -5,12 +5,15 @@ param group with one fused backend call per step.
 """
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
-from .lr_scheduler import ExponentialLR, LRScheduler, ReduceLROnPlateau, StepLR
+from .lr_scheduler import (CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler, MultiStepLR,
+                           ReduceLROnPlateau, StepLR)
+from .lr_sequences import OneCycleLR, SequentialLR
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
 __all__ = [
-    "Adagrad", "Adam", "AdamW", "ExponentialLR", "LRScheduler", "Optimizer", "RMSprop",
-    "ReduceLROnPlateau", "SGD", "StepLR",
+    "Adagrad", "Adam", "AdamW", "CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR",
+    "MultiStepLR", "OneCycleLR", "Optimizer", "RMSprop", "ReduceLROnPlateau", "SGD",
+    "SequentialLR", "StepLR",
 ]

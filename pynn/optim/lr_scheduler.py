@@ -1,8 +1,13 @@
 """Learning-rate schedules with torch's semantics: they edit ``group["lr"]`` of an optimizer.
 
 Call ``scheduler.step()`` once per epoch, after ``optimizer.step()``
-(``ReduceLROnPlateau.step(metric)`` with the validation metric).
+(``ReduceLROnPlateau.step(metric)`` with the validation metric), or once per batch for
+schedules counted in batches (``OneCycleLR``, a warm-up over the first iterations). Each
+schedule computes the next rate from the current one as torch does (the "chainable" form), so
+the sequences equal torch's step for step; ``OneCycleLR`` and ``SequentialLR`` live in
+``pynn.optim.lr_sequences``.
 """
+import bisect
 import math
 
 import numpy as np
@@ -61,18 +66,41 @@ class LRScheduler(_ScheduleState):
                     )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._is_initial = False
+        self._initial_step()
+
+    def _initial_step(self):
+        """The construction step (torch's): sets epoch 0's rate (``_is_initial`` while it runs)."""
         self._step_count = 0
-        self.step()
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self):
         """The rates of epoch ``last_epoch`` from the current ones (torch's chainable form)."""
         raise NotImplementedError
 
+    def _get_closed_form_lr(self):
+        """The rates of epoch ``last_epoch`` from ``base_lrs`` alone (where torch has one)."""
+        raise NotImplementedError
+
     def step(self):
         """Advance one epoch and write the new rate into every group."""
         self._step_count += 1
-        self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        self._update_lr()
+
+    def _update_lr(self, epoch=None):
+        """Next epoch's rates (chainable form), or epoch ``epoch``'s (closed form, which
+        ``SequentialLR`` uses to start a schedule at its milestone)."""
+        if epoch is None:
+            self.last_epoch += 1
+            values = self.get_lr()
+        else:
+            self.last_epoch = epoch
+            values = self._get_closed_form_lr()
+        for group, lr in zip(self.optimizer.param_groups, values):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
@@ -100,6 +128,43 @@ class StepLR(LRScheduler):
             return [group["lr"] for group in groups]
         return [group["lr"] * self.gamma for group in groups]
 
+    def _get_closed_form_lr(self):
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply the rate by ``gamma`` at each milestone epoch (twice at a milestone listed
+    twice): lr = lr0 gamma^(milestones passed).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    milestones : iterable of int
+        Epochs at which the rate decays.
+    gamma : float, default 0.1
+    last_epoch : int, default -1
+    """
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        try:
+            milestones = list(milestones)
+        except TypeError:
+            raise TypeError(f"milestones must be an iterable of ints, got "
+                            f"{type(milestones).__name__}") from None
+        # a sorted list, not torch's Counter: state dicts stay plain JSON values
+        self.milestones = sorted(check_int("milestones", m, 0) for m in milestones)
+        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        times = self.milestones.count(self.last_epoch)
+        return [group["lr"] * self.gamma ** times if times else group["lr"]
+                for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self):
+        passed = bisect.bisect_right(self.milestones, self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
+
 
 class ExponentialLR(LRScheduler):
     """Multiply the rate by ``gamma`` every epoch: lr = lr0 gamma^epoch = lr0 e^(-k epoch) with
@@ -121,6 +186,91 @@ class ExponentialLR(LRScheduler):
         if self.last_epoch == 0:
             return [group["lr"] for group in groups]
         return [group["lr"] * self.gamma for group in groups]
+
+    def _get_closed_form_lr(self):
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """Scale the rate linearly from ``start_factor`` lr0 to ``end_factor`` lr0 over
+    ``total_iters`` steps, then keep it (torch's; the usual warm-up, stepped per epoch or
+    per batch).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    start_factor : float in (0, 1], default 1/3
+    end_factor : float in [0, 1], default 1
+    total_iters : int, default 5
+    last_epoch : int, default -1
+    """
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):
+        self.start_factor = check_real(
+            "start_factor", start_factor, 0.0, 1.0, low_open=True,
+            message="start_factor must be in (0, 1], got {value}")
+        self.end_factor = check_real("end_factor", end_factor, 0.0, 1.0,
+                                     message="end_factor must be in [0, 1], got {value}")
+        self.total_iters = check_int("total_iters", total_iters, 0)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [group["lr"] * self.start_factor for group in groups]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return [group["lr"] for group in groups]
+        ratio = 1.0 + (self.end_factor - self.start_factor) / (
+            self.total_iters * self.start_factor
+            + (self.last_epoch - 1) * (self.end_factor - self.start_factor))
+        return [group["lr"] * ratio for group in groups]
+
+    def _get_closed_form_lr(self):
+        done = min(self.total_iters, self.last_epoch)
+        factor = self.start_factor + (self.end_factor - self.start_factor) * done / max(
+            self.total_iters, 1)
+        return [base * factor for base in self.base_lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Anneal the rate along a cosine from lr0 to ``eta_min`` over ``T_max`` steps:
+    lr = eta_min + (lr0 - eta_min) (1 + cos(pi epoch / T_max)) / 2 (SGDR without restarts,
+    Loshchilov & Hutter, ICLR 2017), computed in torch's recursive form; past ``T_max`` it
+    rises again, as torch's does.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    T_max : int
+        Steps to the minimum (>= 1).
+    eta_min : float, default 0
+    last_epoch : int, default -1
+    """
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+        self.T_max = check_int("T_max", T_max, 1)
+        self.eta_min = check_real("eta_min", eta_min, low=0.0)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        groups = self.optimizer.param_groups
+        t, T, lo = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return [group["lr"] for group in groups]
+        if self._step_count == 1 and t > 0:
+            return [lo + (base - lo) * (1 + math.cos(t * math.pi / T)) / 2
+                    for base in self.base_lrs]
+        if (t - 1 - T) % (2 * T) == 0:
+            return [group["lr"] + (base - lo) * (1 - math.cos(math.pi / T)) / 2
+                    for base, group in zip(self.base_lrs, groups)]
+        return [(1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
+                * (group["lr"] - lo) + lo for group in groups]
+
+    def _get_closed_form_lr(self):
+        return [self.eta_min + (base - self.eta_min)
+                * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base in self.base_lrs]
 
 
 class ReduceLROnPlateau(_ScheduleState):
