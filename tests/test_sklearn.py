@@ -374,3 +374,46 @@ def test_saved_model_predicts_the_same(iris, tmp_path):
     pynn.save(est.model_, tmp_path / "m.npz")
     logits = pynn.load(tmp_path / "m.npz").predict(X.astype(np.float32))
     np.testing.assert_array_equal(est.classes_[logits.argmax(1)], est.predict(X.astype(np.float32)))
+
+
+def _initial_weights(random_state, units, factor=6.0):
+    """scikit-learn's initialization, as documented: per layer, uniform weights then biases in
+    +-sqrt(factor / (fan_in + fan_out)), drawn from RandomState(random_state) in that order."""
+    rs = np.random.RandomState(random_state)
+    coefs, intercepts = [], []
+    for fan_in, fan_out in zip(units[:-1], units[1:]):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        coefs.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
+        intercepts.append(rs.uniform(-bound, bound, fan_out))
+    return coefs, intercepts
+
+
+def test_initial_weights_are_sklearns_draw(iris):
+    X, y = iris
+    est = MLPClassifier(hidden_layer_sizes=(6,), random_state=5, learning_rate_init=1e-12,
+                        max_iter=1).fit(X, y)  # a step too small to move the weights
+    coefs, intercepts = _initial_weights(5, [4, 6, 3])
+    for got, want in zip(est.coefs_ + est.intercepts_, coefs + intercepts):
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+@pytest.mark.parametrize("clip", ["clip_grad_value", "clip_grad_norm"])
+def test_gradient_clipping_clips_the_step(iris, clip):
+    X, y = iris
+    lr = 0.1
+    params = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, batch_size=len(X),
+                  learning_rate_init=lr, random_state=0, shuffle=False, alpha=0.0)
+    plain = MLPClassifier(**params).partial_fit(X, y, classes=[0, 1, 2])  # one full-batch step
+    clipped = MLPClassifier(**params, **{clip: 0.05}).partial_fit(X, y, classes=[0, 1, 2])
+    coefs, intercepts = _initial_weights(0, [4, 6, 3])
+    start = coefs + intercepts
+    grads = [(w - p) / lr for p, w in zip(plain.coefs_ + plain.intercepts_, start)]
+    if clip == "clip_grad_value":
+        assert max(np.abs(g).max() for g in grads) > 0.05  # the clip binds
+        expected = [w - lr * np.clip(g, -0.05, 0.05) for w, g in zip(start, grads)]
+    else:
+        total = np.sqrt(sum((g ** 2).sum() for g in grads))
+        assert total > 0.05  # the clip binds
+        expected = [w - lr * g * 0.05 / (total + 1e-6) for w, g in zip(start, grads)]
+    for got, want in zip(clipped.coefs_ + clipped.intercepts_, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-10)

@@ -27,6 +27,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import nn, optim
 from ..data import batch_bounds
+from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from ..train import restore, snapshot
 
 #: hidden activations: scikit-learn's four, then pynn's
@@ -72,6 +73,8 @@ class _BaseMLP(BaseEstimator):
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "l1": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_scheduler": [callable, None],
+        "clip_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "clip_grad_value": [Interval(numbers.Real, 0, None, closed="neither"), None],
     }
 
     # -------------------------------------------------------------------- fitted attributes
@@ -348,6 +351,8 @@ class _BaseMLP(BaseEstimator):
             batches = list(gen_batches(n_samples, batch_size))
 
         adam = self.solver == "adam"
+        params = list(model.parameters())
+        clip_norm, clip_value = self.clip_grad_norm, self.clip_grad_value
         model.train()  # predict (validation scores) runs in eval mode regardless
         try:
             self.n_iter_ = 0
@@ -362,6 +367,10 @@ class _BaseMLP(BaseEstimator):
                     self._start_gradients(weight_sum)
                     value, grad = self._batch_loss(X[idx], target[idx], sw, weight_sum)
                     model.backward(grad, input_grad=False)
+                    if clip_norm is not None:
+                        clip_grad_norm_(params, clip_norm)
+                    if clip_value is not None:
+                        clip_grad_value_(params, clip_value)
                     if adam:
                         self._adam_epsilon()
                     opt.step()

@@ -41,6 +41,9 @@ _SHARED_DOC = """
         ``lr_scheduler(optimizer)`` returns a ``pynn.optim`` schedule, stepped once per epoch
         after scikit-learn's own ``learning_rate`` rule, e.g.
         ``functools.partial(pynn.optim.StepLR, step_size=30, gamma=0.5)``.
+    clip_grad_norm, clip_grad_value : float > 0, optional
+        Clip each mini-batch gradient (penalties included) before the step, as
+        ``pynn.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` do (stochastic solvers).
 
     Data types: float32 ``X`` trains a float32 network and predicts float32; float64 or
     integer ``X`` a float64 one (scikit-learn's rule). Later calls convert to the network's
@@ -91,7 +94,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 batch_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None, class_weight=None):
+                 batch_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None, clip_grad_norm=None,
+                 clip_grad_value=None, class_weight=None):
         _store_params(self, locals())
 
     # -- what differs from the regressor ------------------------------------------------
@@ -234,7 +238,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 batch_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None):
+                 batch_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None, clip_grad_norm=None,
+                 clip_grad_value=None):
         _store_params(self, locals())
 
     def _validate_input(self, X, y, incremental, reset):
