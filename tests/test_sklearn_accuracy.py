@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+import pynn
+
 pytest.importorskip("sklearn")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -14,6 +16,21 @@ accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
 
 
+@pytest.fixture
+def one_thread():
+    """Both estimators single-threaded: the scores do not depend on it, and on a machine
+    shared with other work two spinning thread pools (pynn's OpenMP team, numpy's OpenBLAS)
+    made these small fits 10-20x slower."""
+    from threadpoolctl import threadpool_limits
+
+    before = pynn.get_num_threads()
+    pynn.set_num_threads(1)
+    with threadpool_limits(1, user_api="blas"):
+        yield
+    pynn.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("name", accuracy.DATASETS)
 def test_scores_within_sklearns_seed_noise(name):
     # 5 splits; scikit-learn's spread over 5 random states on the first split

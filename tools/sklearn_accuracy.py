@@ -101,7 +101,15 @@ def main(argv=None):
                         help="random states for scikit-learn's spread (default 5)")
     parser.add_argument("--seed-splits", type=int, default=5,
                         help="on how many splits to measure the spread (default 5)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of both (pynn's and numpy's BLAS; default 1: the scores "
+                             "do not depend on it, and small fits run fastest on one)")
     args = parser.parse_args(argv)
+    import pynn
+    from threadpoolctl import threadpool_limits
+
+    pynn.set_num_threads(args.threads)
+    threadpool_limits(args.threads, user_api="blas")
     print(f"{'dataset':14} {'metric':8} {'scikit-learn':>16} {'pynn.sklearn':>16} "
           f"{'mean diff':>10} {'seed sd':>8} {'tolerance':>9}  within")
     ok = True
