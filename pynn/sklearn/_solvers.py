@@ -34,6 +34,22 @@ STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
 _MIN_ADAPTIVE_LR = 1e-6
 
 
+class SklearnAdam(optim.Adam):
+    """pynn's Adam with epsilon where scikit-learn's MLP puts it.
+
+    scikit-learn adds ``eps`` to ``sqrt(v)`` before the bias correction of ``v``; torch (and
+    pynn's kernel) after it. Passing ``eps / sqrt(1 - beta2**t)`` to the kernel at step ``t``
+    takes scikit-learn's steps exactly; the group keeps the ``eps`` it was given.
+    """
+
+    def _step_group(self, gi, group, gstate):
+        beta2 = group["betas"][1]
+        correction = 1.0 - beta2 ** (gstate["step"] + 1)  # the step about to be taken
+        if correction < 1.0:  # else beta2**t is below rounding: the two placements agree
+            group = {**group, "eps": group["eps"] / correction ** 0.5}
+        super()._step_group(gi, group, gstate)
+
+
 class _Solvers:
     """Mixin of ``_BaseMLP``: the optimizers, the epoch loop and L-BFGS. Uses the network
     (``_model``, ``_dense``) and the loss (``_loss``) that ``_BaseMLP`` builds."""
@@ -53,7 +69,7 @@ class _Solvers:
             opt = optim.SGD(params, lr=lr, momentum=self.momentum,
                             nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         elif self.solver == "adam":
-            opt = optim.Adam(params, lr=lr, betas=betas, eps=self.epsilon)
+            opt = SklearnAdam(params, lr=lr, betas=betas, eps=self.epsilon)
         elif self.solver == "adamw":
             opt = optim.AdamW(params, lr=lr, betas=betas, eps=self.epsilon, weight_decay=0.0)
         elif self.solver == "rmsprop":
@@ -61,16 +77,7 @@ class _Solvers:
         else:
             opt = optim.Adagrad(params, lr=lr, eps=self.epsilon)
         self._optimizer = opt
-        self._steps = 0  # optimizer steps taken (Adam's epsilon below)
         self._scheduler = self.lr_scheduler(opt) if self.lr_scheduler is not None else None
-
-    def _adam_epsilon(self):
-        """scikit-learn's Adam adds epsilon to sqrt(v) before the bias correction of v, torch's
-        (and pynn's) after it: ``eps / sqrt(1 - beta_2**t)`` in pynn's kernel is scikit-learn's
-        ``eps``, so both take the same steps. Constant once ``beta_2**t`` is below rounding."""
-        correction = 1.0 - self.beta_2 ** (self._steps + 1)
-        eps = self.epsilon / np.sqrt(correction) if correction < 1.0 else self.epsilon
-        self._optimizer.param_groups[0]["eps"] = eps
 
     def _bind_weight_views(self):
         """The weights' slice of the parameter and gradient arenas, where the penalties act.
@@ -156,7 +163,6 @@ class _Solvers:
         else:
             batches = list(gen_batches(n_samples, batch_size))
 
-        adam = self.solver == "adam"
         params = list(model.parameters())
         clip_norm, clip_value = self.clip_grad_norm, self.clip_grad_value
         model.train()  # predict (validation scores) runs in eval mode regardless
@@ -177,10 +183,7 @@ class _Solvers:
                         clip_grad_norm_(params, clip_norm)
                     if clip_value is not None:
                         clip_grad_value_(params, clip_value)
-                    if adam:
-                        self._adam_epsilon()
                     opt.step()
-                    self._steps += 1
                     accumulated_loss += value * (batch.stop - batch.start)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
