@@ -143,8 +143,7 @@ class _BaseMLP(_Solvers, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
-        for view in ("_weights_flat", "_weight_grads_flat"):
-            state.pop(view, None)  # views into the arena: re-derived after loading
+        state.pop("_weights_flat", None)  # a view into the arena: re-derived after loading
         return state
 
     def _fit(self, X, y, sample_weight=None, incremental=False):

@@ -42,8 +42,9 @@ _SHARED_DOC = """
         after scikit-learn's own ``learning_rate`` rule, e.g.
         ``functools.partial(pynn.optim.StepLR, step_size=30, gamma=0.5)``.
     clip_grad_norm, clip_grad_value : float > 0, optional
-        Clip each mini-batch gradient (penalties included) before the step, as
-        ``pynn.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` do (stochastic solvers).
+        Clip each mini-batch's loss gradient before the step, as
+        ``pynn.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` do (stochastic solvers); the
+        optimizer adds the penalties' gradients after, as torch's weight decay.
 
     Data types: float32 ``X`` trains a float32 network and predicts float32; float64 or
     integer ``X`` a float64 one (scikit-learn's rule). Later calls convert to the network's

@@ -27,28 +27,31 @@ class SklearnLoss:
         k = float(n_outputs)
         # (the pynn loss, gradient factor to scikit-learn's, value factor to scikit-learn's)
         if kind == "log_loss":
-            self._pynn, self._grad_scale, self._value_scale = CrossEntropyLoss(), 1.0, 1.0
+            self.pynn_loss, self._grad_scale, self._value_scale = CrossEntropyLoss(), 1.0, 1.0
         elif kind == "binary_log_loss":
             # scikit-learn sums the K columns' log-losses
-            self._pynn, self._grad_scale, self._value_scale = BCEWithLogitsLoss(), k, k
+            self.pynn_loss, self._grad_scale, self._value_scale = BCEWithLogitsLoss(), k, k
         elif kind == "squared_error":
             # scikit-learn records half the mean squared error, but its gradient is (p - y)
             # per output, that of half the sum over the K outputs
-            self._pynn, self._grad_scale, self._value_scale = MSELoss(), k / 2.0, 0.5
+            self.pynn_loss, self._grad_scale, self._value_scale = MSELoss(), k / 2.0, 0.5
         elif kind == "poisson":
-            self._pynn = None
+            self.pynn_loss, self._grad_scale, self._value_scale = None, 1.0, 1.0
         else:
             raise ValueError(f"kind must be 'log_loss', 'binary_log_loss', 'squared_error' or "
                              f"'poisson', got {kind!r}")
+        #: the pynn loss alone gives scikit-learn's value and gradient (no rescaling)
+        self.unscaled = (self.pynn_loss is not None and self._grad_scale == 1.0
+                         and self._value_scale == 1.0)
 
     def __call__(self, logits, target, sample_weight=None):
-        if self._pynn is None:
+        if self.pynn_loss is None:
             return _poisson(logits, target, sample_weight)
         if sample_weight is None:
-            value = self._pynn.forward(logits, target)
+            value = self.pynn_loss.forward(logits, target)
         else:
-            value = self._pynn.forward(logits, target, sample_weight=sample_weight)
-        grad = self._pynn.backward()
+            value = self.pynn_loss.forward(logits, target, sample_weight=sample_weight)
+        grad = self.pynn_loss.backward()
         if self._grad_scale != 1.0:
             grad *= grad.dtype.type(self._grad_scale)
         return float(value) * self._value_scale, grad

@@ -2,11 +2,14 @@
 n_iter_no_change, learning-rate schedules, early stopping, L-BFGS) on a pynn Sequential and pynn
 optimizers.
 
-The loop per mini-batch is pynn's compiled step::
+The loop per mini-batch is pynn's training step, ``model.train_step(Xb, yb, loss, optimizer)``
+(one compiled call) when the batch needs nothing between its parts, else its lines::
 
-    zero the gradients (the weights': the penalties' gradient, see _start_gradients)
-    value, dY = loss(model.forward(Xb), yb, sample_weight)
-    model.backward(dY, input_grad=False); optimizer.step()
+    model.zero_grad(); value, dY = loss(model.forward(Xb), yb, sample_weight)
+    model.backward(dY, input_grad=False); [clip the gradients]; optimizer.step()
+
+alpha's L2 term is the optimizer's weight decay on the weights group, so it runs inside the
+update kernel either way.
 
 The epoch loop is written here rather than through ``Trainer.fit`` because scikit-learn's MLP
 defines things per batch that a Trainer callback cannot reach: the L2 term is divided by each
@@ -55,33 +58,31 @@ class _Solvers:
     (``_model``, ``_dense``) and the loss (``_loss``) that ``_BaseMLP`` builds."""
 
     def _make_optimizer(self):
-        """The solver's optimizer over one arena laid out weights first, so the weights (what
-        alpha and l1 act on) are one contiguous slice of the parameters and of the gradients."""
+        """The solver's optimizer with two groups: the weights, where alpha (as the group's
+        weight_decay, set per batch: scikit-learn divides the L2 term by the batch's weighted
+        size) and l1 act, and the rest (intercepts, BatchNorm), which no penalty touches."""
         weights, rest = self._penalized_params()
         lr = self.learning_rate_init
         betas = (self.beta_1, self.beta_2)
-        if self.solver == "adamw":
-            # decoupled decay on the weights only: a group of their own (set per batch)
-            params = [{"params": weights}, {"params": rest, "weight_decay": 0.0}]
-        else:
-            params = weights + rest
+        groups = [{"params": weights, "weight_decay": 0.0, "l1": self.l1},
+                  {"params": rest, "weight_decay": 0.0, "l1": 0.0}]
         if self.solver == "sgd":
-            opt = optim.SGD(params, lr=lr, momentum=self.momentum,
+            opt = optim.SGD(groups, lr=lr, momentum=self.momentum,
                             nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         elif self.solver == "adam":
-            opt = SklearnAdam(params, lr=lr, betas=betas, eps=self.epsilon)
-        elif self.solver == "adamw":
-            opt = optim.AdamW(params, lr=lr, betas=betas, eps=self.epsilon, weight_decay=0.0)
+            opt = SklearnAdam(groups, lr=lr, betas=betas, eps=self.epsilon)
+        elif self.solver == "adamw":  # the weight decay decoupled
+            opt = optim.AdamW(groups, lr=lr, betas=betas, eps=self.epsilon)
         elif self.solver == "rmsprop":
-            opt = optim.RMSprop(params, lr=lr, eps=self.epsilon)
+            opt = optim.RMSprop(groups, lr=lr, eps=self.epsilon)
         else:
-            opt = optim.Adagrad(params, lr=lr, eps=self.epsilon)
+            opt = optim.Adagrad(groups, lr=lr, eps=self.epsilon)
         self._optimizer = opt
         self._scheduler = self.lr_scheduler(opt) if self.lr_scheduler is not None else None
 
     def _bind_weight_views(self):
-        """The weights' slice of the parameter and gradient arenas, where the penalties act.
-        Derived again for every fit: unpickling or a re-pack moves the arena."""
+        """The weights' slice of the parameter arena (the penalties' values read it). Derived
+        again for every fit: unpickling or a re-pack moves the arena."""
         self._optimizer.zero_grad()  # re-packs first if the parameters moved
         weights = self._penalized_params()[0]
         (arena,) = self._model.arenas.values()
@@ -90,24 +91,24 @@ class _Solvers:
         if stop - start != sum(w.size for w in weights):
             raise RuntimeError("the optimizer did not pack the weights contiguously")
         self._weights_flat = arena.data[start:stop]
-        self._weight_grads_flat = arena.grad[start:stop]
 
-    def _start_gradients(self, weight_sum):
-        """Zero the gradients, except the weights', which start at the penalties' gradient:
-        ``alpha / weight_sum * W`` (scikit-learn's L2 term divided by the batch's weighted size)
-        plus ``l1 * sign(W)``. backward then accumulates the data gradient on top, so the
-        penalties cost one pass over the weights and no extra optimizer work."""
-        self._model.zero_grad()
+    def _set_weight_decay(self, weight_sum):
+        """alpha / (the batch's weighted size) on the weights group; changed only when the
+        batch size changes (the last batch), so the optimizer re-checks its group rarely."""
         decay = self.alpha / weight_sum if weight_sum > 0 else 0.0
-        if self.solver == "adamw":
-            self._optimizer.param_groups[0]["weight_decay"] = decay  # decoupled instead
-            decay = 0.0
-        if decay:
-            np.multiply(self._weights_flat, self._weights_flat.dtype.type(decay),
-                        out=self._weight_grads_flat)
+        group = self._optimizer.param_groups[0]
+        if group["weight_decay"] != decay:
+            group["weight_decay"] = decay
+
+    def _penalty(self, weight_sum):
+        """The penalties' share of the loss scikit-learn records, from the weights before the
+        step: 0.5 * alpha * ||W||^2 / weight_sum (+ l1 * sum |W|)."""
+        value = 0.0
+        if self.alpha and weight_sum > 0:
+            value += 0.5 * self.alpha * self._sum_squared_weights() / weight_sum
         if self.l1:
-            self._weight_grads_flat += self._weights_flat.dtype.type(self.l1) * np.sign(
-                self._weights_flat)
+            value += self.l1 * self._l1_norm()
+        return value
 
     def _sum_squared_weights(self):
         return float(np.dot(self._weights_flat, self._weights_flat))
@@ -116,16 +117,6 @@ class _Solvers:
         return float(np.abs(self._weights_flat).sum())
 
     # -------------------------------------------------------------------- fit
-    def _batch_loss(self, X, target, sample_weight, weight_sum):
-        """Forward and loss of one batch in training mode: (loss with the penalties, dY)."""
-        out = self._model.forward(X)
-        value, grad = self._loss(out, target, sample_weight)
-        if self.alpha and weight_sum > 0:
-            value += 0.5 * self.alpha * self._sum_squared_weights() / weight_sum
-        if self.l1:
-            value += self.l1 * self._l1_norm()
-        return value, grad
-
     def _fit_stochastic(self, X, y, target, sample_weight, incremental):
         if not incremental or not hasattr(self, "_optimizer"):
             self._make_optimizer()
@@ -165,6 +156,13 @@ class _Solvers:
 
         params = list(model.parameters())
         clip_norm, clip_value = self.clip_grad_norm, self.clip_grad_value
+        # pynn's compiled step (zero_grad, forward, loss, backward, update in one C call, the
+        # same numbers) whenever the batch needs nothing between those: no sample weights, no
+        # clipping, a loss pynn's kernels compute unscaled (classification with one output
+        # column or with softmax); else the same lines in Python.
+        compiled = (callable(getattr(model, "train_step", None)) and sample_weight is None
+                    and clip_norm is None and clip_value is None and self._loss.unscaled)
+        pynn_loss = self._loss.pynn_loss
         model.train()  # predict (validation scores) runs in eval mode regardless
         try:
             self.n_iter_ = 0
@@ -176,14 +174,20 @@ class _Solvers:
                     idx = sample_idx[batch] if self.shuffle else batch
                     sw = None if sample_weight is None else sample_weight[idx]
                     weight_sum = batch.stop - batch.start if sw is None else float(sw.sum())
-                    self._start_gradients(weight_sum)
-                    value, grad = self._batch_loss(X[idx], target[idx], sw, weight_sum)
-                    model.backward(grad, input_grad=False)
-                    if clip_norm is not None:
-                        clip_grad_norm_(params, clip_norm)
-                    if clip_value is not None:
-                        clip_grad_value_(params, clip_value)
-                    opt.step()
+                    self._set_weight_decay(weight_sum)
+                    value = self._penalty(weight_sum)
+                    if compiled:
+                        value += float(model.train_step(X[idx], target[idx], pynn_loss, opt))
+                    else:
+                        model.zero_grad()
+                        data_loss, grad = self._loss(model.forward(X[idx]), target[idx], sw)
+                        model.backward(grad, input_grad=False)
+                        if clip_norm is not None:
+                            clip_grad_norm_(params, clip_norm)
+                        if clip_value is not None:
+                            clip_grad_value_(params, clip_value)
+                        opt.step()
+                        value += data_loss
                     accumulated_loss += value * (batch.stop - batch.start)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
@@ -286,17 +290,24 @@ class _Solvers:
         weights, rest = self._penalized_params()
         # the arena laid out weights first, as for the stochastic solvers
         arena = nn.ParameterArena(weights + rest)
-        self._weights_flat = arena.data[:sum(w.size for w in weights)]
-        self._weight_grads_flat = arena.grad[:self._weights_flat.size]
+        n_weights = sum(w.size for w in weights)
+        self._weights_flat = arena.data[:n_weights]
         weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         model.train()
 
         def loss_and_grad(flat):
             arena.data[...] = flat
-            self._start_gradients(weight_sum)
-            value, grad = self._batch_loss(X, target, sample_weight, weight_sum)
+            model.zero_grad()
+            value, grad = self._loss(model.forward(X), target, sample_weight)
             model.backward(grad, input_grad=False)
-            return value, arena.grad.astype(np.float64)
+            value += self._penalty(weight_sum)
+            grad = arena.grad.astype(np.float64)
+            weights = grad[:n_weights]  # the penalties' gradients, as scikit-learn's
+            if self.alpha and weight_sum > 0:
+                weights += self.alpha / weight_sum * self._weights_flat
+            if self.l1:
+                weights += self.l1 * np.sign(self._weights_flat)
+            return value, grad
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
