@@ -73,6 +73,14 @@ class Sequential(Module):
         self._default_inits()
         self.pack()
 
+    def __getstate__(self):
+        # the execution plans are caches (buffers, compiled steps holding kernel modules):
+        # a copy or an unpickled model builds its own on first use
+        state = super().__getstate__()
+        state["_compiled"] = {}
+        state["_uncompilable"] = None
+        return state
+
     # -- construction -------------------------------------------------------------------
     @property
     def layers(self):
