@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -27,6 +28,7 @@ KERNEL_MODULES = [
     "batchnorm",
     "dropout",
     "optim",
+    "step",
     "membench",
     "_info",
 ]
@@ -103,7 +105,10 @@ class BuildExt(build_ext):
 HEADERS = sorted(glob.glob("csrc/*.h"))
 
 extensions = [
-    Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"], depends=HEADERS)
+    # numpy's headers: pynn._kernels.step reads array data pointers through numpy's C API
+    Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"], depends=HEADERS,
+              include_dirs=[numpy.get_include()],
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     for name in KERNEL_MODULES
 ]
 

@@ -41,4 +41,21 @@ static pynn_set_threads_fn pynn_find_blas_threads(void *symbol) {
 #endif
 }
 
+/* The setter, looked up once per module that includes this header (each keeps its own copy:
+ * the header's statics are per translation unit), by pynn_blas_threads_init at import. */
+static pynn_set_threads_fn pynn_blas_threads_fn = 0;
+
+static void pynn_blas_threads_init(void *symbol) {
+    pynn_blas_threads_fn = pynn_find_blas_threads(symbol);
+}
+
+/* Whether every BLAS call can run single-threaded inside pynn's team. */
+static inline int pynn_blas_control(void) { return pynn_blas_threads_fn != 0; }
+
+/* The BLAS we call runs single-threaded (process-wide; see the top of this file). */
+static inline void pynn_blas_single(void) {
+    if (pynn_blas_threads_fn)
+        pynn_blas_threads_fn(1);
+}
+
 #endif

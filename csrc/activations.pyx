@@ -8,7 +8,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, expf
 
 from _types cimport floating, idx_t
-from _act cimport act_backward_span, act_forward_threads, chunk_size, pynn_softmax_rows_f
+from _act cimport act_backward_threads, act_forward_threads, pynn_softmax_rows_f
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 
@@ -27,22 +27,10 @@ def activation_backward(const floating[::1] dY, const floating[::1] X, const flo
                         floating[::1] dX, int kind, double param, int n_threads):
     """dX[i] := dY[i] * act'(X[i]) (from Y[i] where the math allows)"""
     cdef idx_t n = dY.shape[0]
-    cdef floating p = <floating>param
-    cdef idx_t c, lo, hi
-    cdef int t
     if n == 0:
         return
     with nogil:
-        if n_threads <= 1:
-            act_backward_span(kind, p, &dY[0], &X[0], &Y[0], &dX[0], n)
-        else:
-            c = chunk_size(n, n_threads)
-            for t in prange(n_threads, schedule="static", num_threads=n_threads):
-                lo = t * c
-                hi = min(lo + c, n)
-                if lo < hi:
-                    act_backward_span(kind, p, &dY[0] + lo, &X[0] + lo, &Y[0] + lo,
-                                      &dX[0] + lo, hi - lo)
+        act_backward_threads(kind, <floating>param, &dY[0], &X[0], &Y[0], &dX[0], n, n_threads)
 
 
 cdef inline void _softmax_row(const floating* x, floating* y, idx_t k) noexcept nogil:

@@ -65,33 +65,44 @@ cdef inline idx_t _n_chunks(idx_t n, idx_t chunk) noexcept nogil:
 
 
 # ------------------------------------------------------------------------------------ SGD
+cdef void _sgd_run(floating* pp, const floating* pg, floating* pb, idx_t n, double lr,
+                   double momentum, double dampening, double weight_decay, double l1,
+                   int mode, bint nesterov, int n_threads) noexcept nogil:
+    """The SGD update over n elements, chunked over the threads (pb NULL: no momentum)."""
+    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
+    cdef idx_t c, start, stop
+    for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        if floating is float:
+            pynn_sgd_f(pp + start, pg + start, pb + start if pb != NULL else NULL,
+                       stop - start, <float>lr, <float>momentum, <float>dampening,
+                       <float>weight_decay, <float>l1, l1 != 0, mode, nesterov)
+        else:
+            pynn_sgd_d(pp + start, pg + start, pb + start if pb != NULL else NULL,
+                       stop - start, lr, momentum, dampening, weight_decay, l1, l1 != 0,
+                       mode, nesterov)
+
+
+cdef inline int sgd_mode(bint use_momentum, bint first_step) noexcept nogil:
+    if not use_momentum:
+        return PYNN_SGD_PLAIN
+    return PYNN_SGD_FIRST if first_step else PYNN_SGD_MOMENTUM
+
+
 def sgd_step(floating[::1] param, const floating[::1] grad, floating[::1] momentum_buffer,
              double lr, double momentum, double dampening, double weight_decay, double l1,
              bint nesterov, bint first_step, int n_threads):
     """d = g + wd p + l1 sign(p); buf := d (first step) or momentum buf + (1 - dampening) d;
     d = d + momentum buf (nesterov) or buf; p := p - lr d. Empty momentum_buffer: no momentum."""
     cdef idx_t n = param.shape[0]
-    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
-    cdef idx_t c, start, stop
     cdef bint use_momentum = momentum_buffer.shape[0] == n and momentum != 0 and n > 0
-    cdef int mode = PYNN_SGD_PLAIN
-    if use_momentum:
-        mode = PYNN_SGD_FIRST if first_step else PYNN_SGD_MOMENTUM
     cdef floating* pp = &param[0] if n > 0 else NULL
     cdef const floating* pg = &grad[0] if n > 0 else NULL
     cdef floating* pb = &momentum_buffer[0] if use_momentum else NULL
     with nogil:
-        for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
-            start = c * chunk
-            stop = min(start + chunk, n)
-            if floating is float:
-                pynn_sgd_f(pp + start, pg + start, pb + start if use_momentum else NULL,
-                           stop - start, <float>lr, <float>momentum, <float>dampening,
-                           <float>weight_decay, <float>l1, l1 != 0, mode, nesterov)
-            else:
-                pynn_sgd_d(pp + start, pg + start, pb + start if use_momentum else NULL,
-                           stop - start, lr, momentum, dampening, weight_decay, l1, l1 != 0,
-                           mode, nesterov)
+        _sgd_run(pp, pg, pb, n, lr, momentum, dampening, weight_decay, l1,
+                 sgd_mode(use_momentum, first_step), nesterov, n_threads)
 
 
 # ------------------------------------------------------------------------------------ Adagrad
@@ -152,6 +163,28 @@ def rmsprop_step(floating[::1] param, const floating[::1] grad, floating[::1] sq
 
 
 # ------------------------------------------------------------------------------------ Adam(W)
+cdef void _adam_run(floating* pp, const floating* pg, floating* pm, floating* pv,
+                    floating* pvm, idx_t n, double beta1, double beta2, double eps,
+                    double weight_decay, double l1, double decay, double step_size,
+                    double bc2_sqrt, int n_threads) noexcept nogil:
+    """The Adam update over n elements, chunked over the threads (pvm NULL: no amsgrad)."""
+    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
+    cdef idx_t c, start, stop
+    cdef bint amsgrad = pvm != NULL
+    for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        if floating is float:
+            pynn_adam_f(pp + start, pg + start, pm + start, pv + start,
+                        pvm + start if amsgrad else NULL, stop - start, <float>beta1,
+                        <float>beta2, <float>eps, <float>weight_decay, <float>l1,
+                        <float>decay, <float>step_size, <float>bc2_sqrt, l1 != 0)
+        else:
+            pynn_adam_d(pp + start, pg + start, pm + start, pv + start,
+                        pvm + start if amsgrad else NULL, stop - start, beta1, beta2, eps,
+                        weight_decay, l1, decay, step_size, bc2_sqrt, l1 != 0)
+
+
 def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
               floating[::1] exp_avg_sq, floating[::1] max_exp_avg_sq, double beta1,
               double beta2, double eps, double weight_decay, double l1, double decay,
@@ -162,8 +195,6 @@ def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_a
     Adam passes decay = 1; AdamW passes wd = 0, decay = 1 - lr wd. Empty max_exp_avg_sq: no
     amsgrad."""
     cdef idx_t n = param.shape[0]
-    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
-    cdef idx_t c, start, stop
     cdef bint amsgrad = max_exp_avg_sq.shape[0] == n and n > 0
     cdef floating* pp = &param[0] if n > 0 else NULL
     cdef const floating* pg = &grad[0] if n > 0 else NULL
@@ -171,15 +202,47 @@ def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_a
     cdef floating* pv = &exp_avg_sq[0] if n > 0 else NULL
     cdef floating* pvm = &max_exp_avg_sq[0] if amsgrad else NULL
     with nogil:
-        for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
-            start = c * chunk
-            stop = min(start + chunk, n)
-            if floating is float:
-                pynn_adam_f(pp + start, pg + start, pm + start, pv + start,
-                            pvm + start if amsgrad else NULL, stop - start, <float>beta1,
-                            <float>beta2, <float>eps, <float>weight_decay, <float>l1,
-                            <float>decay, <float>step_size, <float>bc2_sqrt, l1 != 0)
-            else:
-                pynn_adam_d(pp + start, pg + start, pm + start, pv + start,
-                            pvm + start if amsgrad else NULL, stop - start, beta1, beta2, eps,
-                            weight_decay, l1, decay, step_size, bc2_sqrt, l1 != 0)
+        _adam_run(pp, pg, pm, pv, pvm, n, beta1, beta2, eps, weight_decay, l1, decay, step_size,
+                  bc2_sqrt, n_threads)
+
+
+# ----------------------------------------------------------------- for pynn._kernels.step
+# The whole-step program runs these very loops, compiled here with this module's flags (no FMA
+# contraction: see the top), so its updates are bit-identical to the kernels above. It gets
+# them as C function pointers; non-fused entry points give each dtype one address.
+cdef void _adam_f(float* pp, const float* pg, float* pm, float* pv, float* pvm, idx_t n,
+                  double beta1, double beta2, double eps, double weight_decay, double l1,
+                  double decay, double step_size, double bc2_sqrt, int n_threads) noexcept nogil:
+    _adam_run(pp, pg, pm, pv, pvm, n, beta1, beta2, eps, weight_decay, l1, decay, step_size,
+              bc2_sqrt, n_threads)
+
+
+cdef void _adam_d(double* pp, const double* pg, double* pm, double* pv, double* pvm, idx_t n,
+                  double beta1, double beta2, double eps, double weight_decay, double l1,
+                  double decay, double step_size, double bc2_sqrt,
+                  int n_threads) noexcept nogil:
+    _adam_run(pp, pg, pm, pv, pvm, n, beta1, beta2, eps, weight_decay, l1, decay, step_size,
+              bc2_sqrt, n_threads)
+
+
+cdef void _sgd_f(float* pp, const float* pg, float* pb, idx_t n, double lr, double momentum,
+                 double dampening, double weight_decay, double l1, int mode, bint nesterov,
+                 int n_threads) noexcept nogil:
+    _sgd_run(pp, pg, pb, n, lr, momentum, dampening, weight_decay, l1, mode, nesterov,
+             n_threads)
+
+
+cdef void _sgd_d(double* pp, const double* pg, double* pb, idx_t n, double lr, double momentum,
+                 double dampening, double weight_decay, double l1, int mode, bint nesterov,
+                 int n_threads) noexcept nogil:
+    _sgd_run(pp, pg, pb, n, lr, momentum, dampening, weight_decay, l1, mode, nesterov,
+             n_threads)
+
+
+def update_loops():
+    """{name: address} of the update loops above (for pynn._kernels.step only), and the SGD
+    modes by name."""
+    return {"adam_f": <size_t>&_adam_f, "adam_d": <size_t>&_adam_d,
+            "sgd_f": <size_t>&_sgd_f, "sgd_d": <size_t>&_sgd_d,
+            "sgd_plain": PYNN_SGD_PLAIN, "sgd_first": PYNN_SGD_FIRST,
+            "sgd_momentum": PYNN_SGD_MOMENTUM}

@@ -1,13 +1,14 @@
 """What ``Trainer.fit`` does around its batches: class weights turned into row weights
 (scikit-learn's ``class_weight``: each row's sample weight times its class's weight), the
-epoch's loss from its batches' (weighted) losses, and gradient clipping before each step."""
+epoch's loss from its batches' (weighted) losses, the metrics, and gradient clipping before
+each step."""
 import numbers
 
 import numpy as np
 
 from ._checks import check_real
 from .backend.base import row_weights
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
+from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .nn.utils import clip_grad_norm_, clip_grad_value_
 
 
@@ -96,13 +97,17 @@ class LossTotal:
         """The loss of one batch (a float; ``loss.backward()`` then has its gradient)."""
         if w is None:  # custom losses without sample weights keep working
             value = self.loss.forward(out, y)
-            batch_weight = y.shape[0]
+            self.record(value, y.shape[0])
         else:
             value = self.loss.forward(out, y, sample_weight=w)
-            batch_weight = float(w.sum())
+            self.record(value, float(w.sum()))
+        return value
+
+    def record(self, value, batch_weight):
+        """Count a batch's loss computed elsewhere (the compiled step), of total weight
+        ``batch_weight`` (its row count without weights)."""
         self.total += value * batch_weight if self.reduction == "mean" else value
         self.weight += batch_weight
-        return value
 
     def value(self):
         if self.reduction == "sum" or self.weight == 0:
@@ -129,3 +134,31 @@ class GradientClipping:
             clip_grad_value_(params, self.max_value)
         if self.max_norm is not None:
             clip_grad_norm_(params, self.max_norm)
+
+
+def accuracy_for(loss):
+    """The accuracy metric f(output, y) of a classification loss."""
+    if isinstance(loss, CrossEntropyLoss):
+        return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
+    if isinstance(loss, BCEWithLogitsLoss):
+        return lambda out, y: float(np.count_nonzero((out > 0) == (y > 0.5))) / y.size
+    raise ValueError(f"metric 'accuracy' needs a classification loss, got {type(loss).__name__}")
+
+
+def resolve_metrics(metrics, loss):
+    """{name: f(output, y) -> float} from the Trainer's ``metrics`` argument."""
+    if metrics == "auto":
+        metrics = [] if isinstance(loss, MSELoss) else ["accuracy"]
+    if metrics is None:
+        metrics = []
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = [metrics]
+    out = {}
+    for m in metrics:
+        if m in ("accuracy", "acc"):
+            out["accuracy"] = accuracy_for(loss)
+        elif callable(m):
+            out[getattr(m, "__name__", f"metric{len(out)}")] = m
+        else:
+            raise ValueError(f"metrics: unknown metric {m!r} (use 'accuracy' or a callable)")
+    return out

@@ -46,11 +46,17 @@ class _Progress:
             return  # redraw at most 10 times a second
         self._last = now
         done = batch + 1
+        stats = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
+        if self.n_batches is None:  # batches from an iterable: no length, no bar
+            self.file.write(f"\repoch {self.epoch + 1}/{self.epochs} - batch {done} - "
+                            f"{stats}\033[K")
+            self.file.flush()
+            self._line_open = True
+            return
         width = 24
         filled = int(width * done / self.n_batches)
         eta = (now - self._t0) / done * (self.n_batches - done)
         bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
-        stats = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
         self.file.write(f"\repoch {self.epoch + 1}/{self.epochs} [{bar}] {done}/{self.n_batches}"
                         f" - ETA {eta:4.1f}s - {stats}\033[K")
         self.file.flush()

@@ -24,6 +24,7 @@ import numpy as np
 from .io import atomic_open
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+SCHEDULES = ("exponential", "cosine", "onecycle", "constant")
 DATASETS = ("digits", "mnist5k")
 
 
@@ -96,6 +97,17 @@ def build_parser():
     t.add_argument("--lr", type=_positive_float, default=1e-3, help="initial learning rate")
     t.add_argument("--lr-decay", type=_positive_float, default=0.95,
                    help="lr multiplier per epoch (ExponentialLR; default 0.95)")
+    t.add_argument("--schedule", choices=SCHEDULES, default="exponential",
+                   help="lr schedule: exponential (--lr-decay per epoch; the default), cosine "
+                        "(CosineAnnealingLR to 0 over --epochs), onecycle (OneCycleLR per "
+                        "batch, peaking at --lr), constant")
+    t.add_argument("--warmup", type=_nonneg_int, default=0, metavar="EPOCHS",
+                   help="linear warm-up from lr/10 over this many epochs before the schedule "
+                        "(LinearLR + SequentialLR; not with onecycle; default 0)")
+    t.add_argument("--clip-grad-norm", type=_positive_float, default=None, metavar="MAX",
+                   help="clip the gradients' total 2-norm to MAX before each step")
+    t.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                   help="weigh classes by n / (classes * count) in the loss (classification)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
     t.add_argument("--dropout", type=_dropout, default=0.0,
                    help="dropout after each hidden block (default 0: off)")
@@ -296,6 +308,35 @@ def _make_optimizer(name, params, lr):
     return getattr(optim, cls)(params, **kwargs)
 
 
+def _make_scheduler(args, optimizer, n_batches):
+    """The --schedule (after a --warmup) over ``optimizer``, and its description."""
+    from . import optim
+
+    if args.schedule == "onecycle":
+        if args.warmup:
+            raise CLIError("--warmup does not combine with --schedule onecycle, which warms "
+                           "up itself")
+        return (optim.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                 steps_per_epoch=n_batches),
+                f"OneCycleLR(max_lr={args.lr}, per batch)")
+    decay_epochs = max(args.epochs - args.warmup, 1)
+    if args.schedule == "cosine":
+        schedule = optim.CosineAnnealingLR(optimizer, T_max=decay_epochs)
+        text = f"CosineAnnealingLR(T_max={decay_epochs})"
+    elif args.schedule == "exponential":
+        schedule = optim.ExponentialLR(optimizer, gamma=args.lr_decay)
+        text = f"ExponentialLR(gamma={args.lr_decay})"
+    else:
+        schedule, text = None, "constant lr"
+    if not args.warmup:
+        return schedule, text
+    warmup = optim.LinearLR(optimizer, start_factor=0.1, total_iters=args.warmup)
+    if schedule is None:
+        return warmup, f"LinearLR warm-up over {args.warmup} epochs"
+    return (optim.SequentialLR(optimizer, [warmup, schedule], milestones=[args.warmup]),
+            f"LinearLR warm-up over {args.warmup} epochs, then {text}")
+
+
 def _json_safe(obj):
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
@@ -321,7 +362,7 @@ def cmd_train(args, out=None):
     import pynn
     from .data import LabelEncoder, Standardizer, split_indices
     from .nn import BatchNorm, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential
-    from .optim import ExponentialLR
+    from .data import batch_bounds
     from .train import EarlyStopping, Trainer
 
     if args.target is not None and args.data is None:
@@ -380,7 +421,10 @@ def cmd_train(args, out=None):
     model = Sequential(*layers)
     loss = CrossEntropyLoss() if task == "classification" else MSELoss()
     optimizer = _make_optimizer(args.optimizer, model.parameters(), args.lr)
-    scheduler = ExponentialLR(optimizer, gamma=args.lr_decay)
+    scheduler, schedule_text = _make_scheduler(args, optimizer,
+                                               len(batch_bounds(fit_idx.size, args.batch_size)))
+    if args.class_weight != "none" and task != "classification":
+        raise CLIError("--class-weight needs a classification target")
     trainer = Trainer(model, loss, optimizer)
     if args.verbose:
         print(f"pynn train: {source}: {n} samples, {X.shape[1]} features, "
@@ -391,6 +435,8 @@ def cmd_train(args, out=None):
         Xs["fit"], ys["fit"], epochs=args.epochs, batch_size=args.batch_size,
         validation_data=(Xs["val"], ys["val"]), seed=args.seed, verbose=args.verbose,
         scheduler=scheduler, callbacks=[EarlyStopping("val_loss", patience=args.patience)],
+        clip_grad_norm=args.clip_grad_norm,
+        class_weight=None if args.class_weight == "none" else args.class_weight,
     )
     test = trainer.evaluate(Xs["test"], ys["test"])
 
@@ -424,7 +470,11 @@ def cmd_train(args, out=None):
                    "backend": pynn.get_backend().name, "recipe": (
                        f"Standardizer({scaling}) -> [Dense(He) -> BatchNorm -> ReLU"
                        + (" -> Dropout" if args.dropout > 0 else "") + f"] x {len(args.hidden)}"
-                       f" -> Dense; {args.optimizer} with ExponentialLR(gamma={args.lr_decay}); "
+                       f" -> Dense; {args.optimizer} with {schedule_text}"
+                       + (f", gradients clipped to norm {args.clip_grad_norm}"
+                          if args.clip_grad_norm else "")
+                       + (", balanced class weights" if args.class_weight == "balanced" else "")
+                       + "; "
                        f"EarlyStopping(val_loss, patience={args.patience}, restore best)")})
     _write_json(report_path, {
         "source": source, "task": task, "test_accuracy": test_accuracy, "test_loss": test_loss,
@@ -552,7 +602,7 @@ def _encode_labels(y, meta, source):
 def cmd_evaluate(args, out=None):
     out = out or sys.stdout
     from .nn import CrossEntropyLoss
-    from .train import _accuracy
+    from ._fit_data import accuracy_for
 
     model, meta = _load_model(args.model)
     X, y, source = _features_for(model, meta, args, need_target=True)
@@ -567,7 +617,7 @@ def cmd_evaluate(args, out=None):
                            f"outputs")
         loss = CrossEntropyLoss()
         result["loss"] = float(loss.forward(out_, yi))
-        result["accuracy"] = _accuracy(loss)(out_, yi)
+        result["accuracy"] = accuracy_for(loss)(out_, yi)
         print(f"{source}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
               f"({result['n']} samples)", file=out)
     else:

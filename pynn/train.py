@@ -19,28 +19,36 @@ import numpy as np
 from . import io as _io
 from ._checks import check_int
 from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
-                        class_weight_table, combined_row_weights)
+                        class_weight_table, combined_row_weights, resolve_metrics)
+from ._fit_sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout,
+                           is_memmap, source_for)
 from ._progress import _Progress
 from ._random import draw_seed
-from .backend.base import row_weights
 from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
                         ModelCheckpoint, TerminateOnNaN, restore, snapshot)
-from .data import as_array, augmentation_caller, batch_bounds, split_indices
+from .data import as_array, augmentation_caller, batch_bounds
 from .history import History
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .nn.losses import CrossEntropyLoss
 from .nn.module import Module
 
 
-# ---------------------------------------------------------------------------- metrics
-def _accuracy(loss):
-    if isinstance(loss, CrossEntropyLoss):
-        return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
-    if isinstance(loss, BCEWithLogitsLoss):
-        return lambda out, y: float(np.count_nonzero((out > 0) == (y > 0.5))) / y.size
-    raise ValueError(f"metric 'accuracy' needs a classification loss, got {type(loss).__name__}")
-
-
 # ---------------------------------------------------------------------------- the Trainer
+def _compiled_step_finder(model):
+    """``(model, X, loss, optimizer) -> compiled step or None`` for the fit loop: only a
+    Sequential that compiles has one, and only one that zeroes what model.zero_grad zeroes."""
+    from .nn.containers import Sequential
+
+    if not isinstance(model, Sequential) or not model._compile:
+        return lambda *args: None
+    from .nn.train_step import program_for
+
+    def find(model, X, loss, optimizer):
+        program = program_for(model, X, loss, optimizer)
+        return None if program is None or program.zero_first else program
+
+    return find
+
+
 class Trainer:
     """Train ``model`` with ``loss`` and ``optimizer``; Keras-style ``fit``/``evaluate``/``predict``.
 
@@ -76,7 +84,7 @@ class Trainer:
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
-        self.metrics = self._resolve_metrics(metrics)
+        self.metrics = resolve_metrics(metrics, loss)
         self.callbacks = list(callbacks or [])
         self.terminate_on_nan = bool(terminate_on_nan)
         self.stop_training = False
@@ -91,75 +99,12 @@ class Trainer:
         self._active = []
 
     # -- set-up helpers -----------------------------------------------------------------
-    def _resolve_metrics(self, metrics):
-        if metrics == "auto":
-            metrics = [] if isinstance(self.loss, MSELoss) else ["accuracy"]
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, str) or callable(metrics):
-            metrics = [metrics]
-        out = {}
-        for m in metrics:
-            if m in ("accuracy", "acc"):
-                out["accuracy"] = _accuracy(self.loss)
-            elif callable(m):
-                out[getattr(m, "__name__", f"metric{len(out)}")] = m
-            else:
-                raise ValueError(f"metrics: unknown metric {m!r} (use 'accuracy' or a callable)")
-        return out
-
     @property
     def dtype(self):
         return np.dtype(getattr(self.model, "dtype", np.float32))
 
-    def _output_width(self, X):
-        try:
-            return self.model.predict(X[:2]).shape[1] if hasattr(self.model, "predict") else \
-                self.model.forward(X[:2]).shape[1]
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"X does not fit the model: {exc}") from None
-
-    def _prepare(self, X, y, xname="X", yname="y", width=None):
-        """Convert once to the model's dtype (labels to int), validate, return (X, y, width)."""
-        X = as_array(xname, X, self.dtype, ndim=2)
-        if X.shape[0] == 0:
-            raise ValueError(f"{xname} is empty")
-        if y is None:
-            raise ValueError(f"{yname} is required")
-        try:
-            y_arr = np.asarray(y)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{yname} must be a numeric array: {exc}") from None
-        if y_arr.shape[:1] != X.shape[:1]:
-            raise ValueError(f"{xname} and {yname} must have the same length, got {X.shape[0]} "
-                             f"and {y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
-        if width is None:
-            width = self._output_width(X)
-        if isinstance(self.loss, CrossEntropyLoss):
-            y_arr = as_array(yname, y_arr)
-            if y_arr.ndim != 1:
-                raise ValueError(f"{yname} must be 1-D class labels for CrossEntropyLoss, got "
-                                 f"shape {y_arr.shape}")
-            if y_arr.dtype.kind in "fb":
-                if y_arr.dtype.kind == "f" and np.any(y_arr != np.round(y_arr)):
-                    raise ValueError(f"{yname} must hold integer class labels for "
-                                     f"CrossEntropyLoss, got non-integer values")
-            y_arr = y_arr.astype(np.int64)
-            lo, hi = int(y_arr.min()), int(y_arr.max())
-            if lo < 0 or hi >= width:
-                raise ValueError(f"{yname} must be class labels in [0, {width}) for a model with "
-                                 f"{width} outputs, got values in [{lo}, {hi}]")
-            return X, np.ascontiguousarray(y_arr), width
-        y_arr = as_array(yname, y_arr, self.dtype, ndim=(1, 2))
-        if y_arr.ndim == 1:
-            y_arr = y_arr.reshape(-1, 1)
-        if y_arr.shape[1] != width:
-            raise ValueError(f"{yname} must have shape ({X.shape[0]}, {width}) to match the "
-                             f"model's outputs, got {y_arr.shape}")
-        if isinstance(self.loss, BCEWithLogitsLoss) and (y_arr.min() < 0 or y_arr.max() > 1):
-            raise ValueError(f"{yname} must hold probabilities in [0, 1] for BCEWithLogitsLoss, "
-                             f"got values in [{y_arr.min()}, {y_arr.max()}]")
-        return X, np.ascontiguousarray(y_arr), width
+    def _targets(self):
+        return Targets(self.model, self.loss, self.dtype)
 
     def _is_classification(self):
         return isinstance(self.loss, CrossEntropyLoss)
@@ -220,7 +165,7 @@ class Trainer:
                             history=self.history.history, extra=extra)
 
     # -- fit ---------------------------------------------------------------------------
-    def fit(self, X, y, epochs=1, batch_size=32, validation_split=None, validation_data=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, validation_split=None, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, resume_from=None,
             scheduler=None, augment=None, sample_weight=None, class_weight=None,
             clip_grad_norm=None, clip_grad_value=None, scheduler_interval=None):
@@ -228,9 +173,16 @@ class Trainer:
 
         Parameters
         ----------
-        X : array-like (N, features)
-            Converted once to the model's dtype; NaN/Inf are rejected.
-        y : array-like
+        X : array-like (N, features), numpy.memmap, or batches
+            Converted once to the model's dtype; NaN/Inf are rejected. A ``numpy.memmap`` is
+            never loaded whole: each batch's rows are gathered and converted as it is needed
+            (shuffling, ``validation_split`` and weights work as for arrays; ``y`` is read into
+            memory). For data that does not fit even so, pass the batches themselves, with
+            ``y`` None: a callable returning an iterator of ``(X_batch, y_batch)`` or
+            ``(X_batch, y_batch, sample_weight_batch)`` per epoch, or a re-iterable object
+            yielding them (a one-shot generator serves ``epochs=1`` only); they are used in the
+            order given (``shuffle`` and ``batch_size`` do not apply).
+        y : array-like, or None with batches
             Class labels (N,) for CrossEntropyLoss; (N, outputs) or (N,) targets otherwise.
         epochs : int
             Total epochs; with ``resume_from``, training continues up to this number.
@@ -238,8 +190,10 @@ class Trainer:
         validation_split : float in (0, 1), optional
             Hold out this fraction of ``X, y`` for validation: shuffled (from ``seed``) and,
             for CrossEntropyLoss, stratified by class.
-        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), or batches
             Takes precedence over ``validation_split``. Its sample weights weigh ``val_loss``.
+            ``X_val`` may be a memmap; batches (not a tuple or list: a callable or a
+            re-iterable object, as for ``X``) are evaluated one at a time.
         shuffle : bool, default True
         seed : int, optional
             Seeds the split, the shuffling and augmentation. None draws one, from
@@ -301,10 +255,11 @@ class Trainer:
             augment = [augment]
         augment = [augmentation_caller(a) for a in augment]
 
-        X, y, width = self._prepare(X, y)
-        batch_bounds(X.shape[0], batch_size)  # validates batch_size
-        w = row_weights("sample_weight", sample_weight, X.shape[0])
-        table = class_weight_table(class_weight, self.loss, width, y)
+        batch_bounds(1, batch_size)  # validates batch_size
+        train, val, width = fit_sources(self._targets(), X, y, sample_weight,
+                                        validation_split, validation_data, epochs)
+        table = class_weight_table(class_weight, self.loss, width,
+                                   train.y if isinstance(train, ArrayBatches) else None)
 
         resume = None
         if resume_from is not None:
@@ -314,35 +269,13 @@ class Trainer:
         if seed is None:
             seed = draw_seed()
         self._seed = int(seed)
+        if val is None and validation_split is not None:
+            train, val = holdout(train, validation_split, self._is_classification(),
+                                 np.random.default_rng([self._seed, 1]))
 
-        X_val = y_val = w_val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (X_val, y_val) or "
-                                 "(X_val, y_val, sample_weight_val)")
-            X_val, y_val, _ = self._prepare(*validation_data[:2], xname="X_val", yname="y_val",
-                                            width=width)
-            if len(validation_data) == 3:
-                w_val = row_weights("sample_weight_val", validation_data[2], X_val.shape[0])
-        elif validation_split is not None:
-            if isinstance(validation_split, bool) or not isinstance(
-                validation_split, (int, float)
-            ) or not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be a number in (0, 1), got "
-                                 f"{validation_split!r}")
-            if X.shape[0] < 2:
-                raise ValueError("validation_split needs at least 2 samples")
-            tr, va = split_indices(y, validation_split, stratify=self._is_classification(),
-                                   seed=np.random.default_rng([self._seed, 1]))
-            X, X_val, y, y_val = X[tr], X[va], y[tr], y[va]
-            if w is not None:
-                w, w_val = w[tr], w[va]
-        # the class weights folded into the row weights once: the batches just slice them
-        w = combined_row_weights(w, table, self.loss, y)
-
-        self._n_train = int(X.shape[0])
+        self._n_train = train.n
         self._rng = np.random.default_rng([self._seed, 0])
-        self._has_validation = X_val is not None
+        self._has_validation = val is not None
         names = ["loss", *self.metrics]
         self._log_keys = tuple(names + [f"val_{k}" for k in names] * self._has_validation
                                + ["lr", "seconds"])
@@ -364,8 +297,8 @@ class Trainer:
             start = 0
             if resume is not None:
                 start = self._apply_resume(resume_from, resume)
-            self._train_epochs(X, y, w, X_val, y_val, w_val, start, epochs, batch_size, shuffle,
-                               augment, clip)
+            self._train_epochs(train, val, table, start, epochs, batch_size, shuffle, augment,
+                               clip)
         except BaseException:
             self._progress.abort()
             self._end_callbacks(started, failing=True)
@@ -377,14 +310,16 @@ class Trainer:
             self.model.eval()
         return self.history
 
-    def _train_epochs(self, X, y, w, X_val, y_val, w_val, start, epochs, batch_size, shuffle,
-                      augment, clip):
+    def _train_epochs(self, train, val, table, start, epochs, batch_size, shuffle, augment,
+                      clip):
         """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
-        bounds = batch_bounds(self._n_train, batch_size)
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
         batch_cbs = [c for c in self._active if c.wants_batch_end()]
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
+        n_batches = train.n_batches(batch_size)
+        # clipping edits the gradients between backward and the update: the eager lines then
+        compiled = _compiled_step_finder(model) if not clip else (lambda *args: None)
 
         for epoch in range(start, epochs):
             if self.stop_training:
@@ -394,28 +329,43 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             model.train()
             lr = float(opt.param_groups[0]["lr"])  # the epoch's first step's rate
-            self._progress.epoch_begin(epoch, len(bounds))
-            order = self._rng.permutation(self._n_train) if shuffle else None
+            self._progress.epoch_begin(epoch, n_batches)
+            order = self._rng.permutation(train.n) if shuffle and train.n is not None else None
             total = LossTotal(loss_fn)
             sums = dict.fromkeys(self.metrics, 0.0)
             seen = 0
-            for b, (lo, hi) in enumerate(bounds):
-                idx = slice(lo, hi) if order is None else order[lo:hi]
-                Xb, yb = X[idx], y[idx]
-                wb = None if w is None else w[idx]
+            complete = True
+            for b, (Xb, yb, wb) in enumerate(train.batches(batch_size, order)):
+                wb = combined_row_weights(wb, table, loss_fn, yb)
                 for aug in augment:
                     Xb = aug(Xb, self._rng)
-                model.zero_grad()
-                out = model.forward(Xb)
-                value = total.add(out, yb, wb)
-                if not math.isfinite(value) and nan_cb is not None:
-                    nan_cb.terminate(epoch, b, value)
-                    break
-                model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
-                if clip:
-                    clip(model)
-                opt.step()
-                n_b = hi - lo
+                # The compiled step (one C call) when the model is a Sequential of pynn's
+                # layers whose trainable parameters are exactly the optimizer's (its zero_grad
+                # then is model.zero_grad), for the loss's plain mean. Else, or when it declines
+                # the batch, the same lines in Python.
+                program = None if wb is not None else compiled(model, Xb, loss_fn, opt)
+                value = None if program is None else program.run(
+                    Xb, yb, finite_only=nan_cb is not None)
+                if value is not None:
+                    out = program.output()
+                    total.record(value, yb.shape[0])
+                    if not math.isfinite(value) and nan_cb is not None:
+                        nan_cb.terminate(epoch, b, value)  # the update was skipped
+                        complete = False
+                        break
+                else:
+                    model.zero_grad()
+                    out = model.forward(Xb)
+                    value = total.add(out, yb, wb)
+                    if not math.isfinite(value) and nan_cb is not None:
+                        nan_cb.terminate(epoch, b, value)
+                        complete = False
+                        break
+                    model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
+                    if clip:
+                        clip(model)
+                    opt.step()
+                n_b = yb.shape[0]
                 for k, f in metric_items:
                     sums[k] += f(out, yb) * n_b
                 seen += n_b
@@ -425,15 +375,19 @@ class Trainer:
                     for cb in batch_cbs:
                         cb.on_batch_end(epoch, b, running)
                 if self.stop_training:
+                    # a stream's length is unknown: stopping there leaves its epoch unfinished
+                    complete = train.n is not None and seen == train.n
                     break
-            if seen < self._n_train and self.stop_training:
+            if not complete:
                 break  # the epoch did not finish: record nothing for it
+            if seen == 0:
+                raise ValueError(f"X yielded no batches in epoch {epoch + 1}")
             logs = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
-            if X_val is not None:
-                val = self.evaluate(X_val, y_val, sample_weight=w_val, _checked=True)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-                if not math.isfinite(val["loss"]) and nan_cb is not None:
-                    nan_cb.terminate(epoch, None, val["loss"], where="validation")
+            if val is not None:
+                val_logs = self._evaluate_source(val)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                if not math.isfinite(val_logs["loss"]) and nan_cb is not None:
+                    nan_cb.terminate(epoch, None, val_logs["loss"], where="validation")
                     break
             logs["lr"] = lr
             logs["seconds"] = time.perf_counter() - t0
@@ -496,22 +450,53 @@ class Trainer:
         return epoch
 
     # -- evaluate / predict ----------------------------------------------------------------
-    def evaluate(self, X, y, batch_size=1024, sample_weight=None, _checked=False):
+    def evaluate(self, X, y=None, batch_size=1024, sample_weight=None):
         """Loss (weighted by ``sample_weight`` when given) and metrics of the model in eval
-        mode on ``X, y``: a dict."""
-        if not _checked:
-            X, y, _ = self._prepare(X, y)
-        w = row_weights("sample_weight", sample_weight, X.shape[0])
-        out = self.model.predict(X, batch_size=batch_size)
+        mode: a dict.
+
+        ``X, y`` as for ``fit``: arrays, a memmap ``X`` (read a batch at a time), or ``X`` a
+        source of ``(X, y[, sample_weight])`` batches with ``y`` None. Over arrays in memory the
+        metrics see all outputs at once; over batches they are averaged weighted by batch size,
+        as during training.
+        """
+        source, _ = source_for(self._targets(), X, y, sample_weight)
+        return self._evaluate_source(source, batch_size)
+
+    def _evaluate_source(self, source, batch_size=1024):
         total = LossTotal(self.loss)
-        total.add(out, y, w)
-        result = {"loss": total.value()}
-        for k, f in self.metrics.items():
-            result[k] = float(f(out, y))
-        return result
+        whole = source.whole()
+        if whole is not None:
+            X, y, w = whole
+            out = self.model.predict(X, batch_size=batch_size)
+            total.add(out, y, w)
+            return {"loss": total.value(), **{k: float(f(out, y)) for k, f in self.metrics.items()}}
+        sums = dict.fromkeys(self.metrics, 0.0)
+        seen = 0
+        for Xb, yb, wb in source.batches(batch_size):
+            out = self.model.predict(Xb, batch_size=batch_size)
+            total.add(out, yb, wb)
+            for k, f in self.metrics.items():
+                sums[k] += f(out, yb) * yb.shape[0]
+            seen += yb.shape[0]
+        if seen == 0:
+            raise ValueError("the evaluation data yielded no batches")
+        return {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
+
+    def predict_proba(self, X, batch_size=1024):
+        """Class probabilities in eval mode: softmax rows (N, classes) for CrossEntropyLoss,
+        sigmoid (N, outputs) for BCEWithLogitsLoss (``loss.probabilities``); ValueError for
+        other losses. ``X`` as for ``predict``."""
+        return self.loss.probabilities(self.predict(X, batch_size=batch_size))
 
     def predict(self, X, batch_size=1024):
-        """Model outputs (logits for classification losses) in eval mode."""
+        """Model outputs (logits for classification losses) in eval mode. ``X`` may be a
+        memmap: it is read and converted one batch at a time."""
+        if is_memmap(X):
+            check_memmap("X", X)
+            return np.concatenate([
+                self.model.predict(as_array("X", X[lo:hi], self.dtype, ndim=2),
+                                   batch_size=batch_size)
+                for lo, hi in batch_bounds(X.shape[0], batch_size)])
         X = as_array("X", X, self.dtype, ndim=2)
         return self.model.predict(X, batch_size=batch_size)
 

@@ -99,6 +99,9 @@ def test_train_regression_from_npz(tmp_path):
     (["evaluate", "missing.npz", "--dataset", "digits"], 1, "no such file"),
     (["predict", "m.npz", "--dataset", "digits"], 2, "--out"),
     (["frobnicate"], 2, "invalid choice"),
+    (["train", "--schedule", "onecycle", "--warmup", "2"], 1, "--warmup does not combine"),
+    (["train", "--schedule", "linear"], 2, "invalid choice"),
+    (["train", "--clip-grad-norm", "0"], 2, "--clip-grad-norm"),
 ])
 def test_argument_errors_are_one_line(argv, code, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -252,3 +255,31 @@ def test_a_model_trained_on_an_npz_takes_csv_columns_by_position(tmp_path):
     _write_rows(tmp_path / "x.csv", ["x2", "x0", "x1"],
                 [[f"{v:.17g}" for v in (r[2], r[0], r[1])] for r in X])
     assert _predict(model, tmp_path / "x.csv", tmp_path, "p2.csv") == expected
+
+
+def _train_report(tmp_path, *extra):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--hidden", "16", "--epochs", "6",
+                 "--patience", "100", "--out", str(out), "--verbose", "0", "--lr", "0.01",
+                 *extra]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
+def test_train_schedule_warmup_and_clipping(tmp_path):
+    rep = _train_report(tmp_path, "--schedule", "cosine", "--warmup", "2",
+                        "--clip-grad-norm", "1.0", "--class-weight", "balanced")
+    # warm-up 0.1 -> 1 over 2 epochs, then a cosine from the full rate over the other 4
+    expected = [0.001, 0.0055] + [0.005 * (1 + np.cos(np.pi * t / 4)) for t in range(4)]
+    np.testing.assert_allclose(rep["history"]["lr"], expected, rtol=1e-12)
+    recipe = rep["config"]["recipe"]
+    assert "LinearLR warm-up over 2 epochs, then CosineAnnealingLR(T_max=4)" in recipe
+    assert "clipped to norm 1.0" in recipe and "balanced class weights" in recipe
+    assert rep["test_accuracy"] > 0.8
+
+
+def test_train_onecycle(tmp_path):
+    rep = _train_report(tmp_path, "--schedule", "onecycle")
+    lrs = rep["history"]["lr"]
+    assert lrs[0] == pytest.approx(0.01 / 25)  # OneCycleLR starts at max_lr / div_factor
+    assert max(lrs) <= 0.01 and lrs[1] > lrs[0] and lrs[-1] < lrs[2]
+    assert "OneCycleLR(max_lr=0.01, per batch)" in rep["config"]["recipe"]

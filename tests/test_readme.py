@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+import pynn
+
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -19,8 +21,11 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")  # the tour draws learning curves
     monkeypatch.chdir(tmp_path)  # the tour writes curves.png and model.npz
     namespace = {}
-    for block in _python_blocks():
-        exec(compile(block, str(README), "exec"), namespace)
+    try:
+        for block in _python_blocks():
+            exec(compile(block, str(README), "exec"), namespace)
+    finally:
+        pynn.manual_seed(None)  # the tour seeds pynn globally; later tests expect it unseeded
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert (tmp_path / "model.npz").stat().st_size > 0
     assert namespace["trainer"].evaluate(

@@ -1,5 +1,7 @@
 """Containers: ``Sequential`` (layers in order, with fusion as its execution detail) and
 ``ModuleList`` (modules held for a custom module's own forward)."""
+import functools
+
 import numpy as np
 
 from ..backend.base import activation_code, derivative_from_output
@@ -203,6 +205,14 @@ class Sequential(Module):
                 dY = _backward(layer, dY, need)
         return dY
 
+    def train_step(self, X, y, loss, optimizer):
+        """One training step, the loss value: ``Module.train_step``'s four lines, compiled
+        into one call without the GIL when every layer, the loss and the optimizer are pynn's
+        (pynn.nn.train_step), bit-identical to them; else those lines run as written."""
+        if not self._compile:
+            return super().train_step(X, y, loss, optimizer)
+        return _train_step()(self, X, y, loss, optimizer)
+
     def predict(self, X, batch_size=1024):
         """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
         an inference program: BatchNorm folded into the Dense before it, activations fused,
@@ -316,6 +326,14 @@ class ModuleList(Module):
     @property
     def layers(self):
         return list(self._modules.values())
+
+
+@functools.cache
+def _train_step():
+    # imported on first use: it needs the compiled kernels, which importing pynn does not
+    from .train_step import train_step
+
+    return train_step
 
 
 def _fusable(act):

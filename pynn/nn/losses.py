@@ -53,6 +53,14 @@ class Loss:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self._grad
 
+    def probabilities(self, output):
+        """The probabilities a classification loss reads into ``output`` (the model's logits):
+        softmax rows for CrossEntropyLoss, elementwise sigmoid for BCEWithLogitsLoss; other
+        losses raise ValueError."""
+        raise ValueError(f"{type(self).__name__} is not a classification loss: its outputs "
+                         f"are not probabilities (predict_proba needs CrossEntropyLoss or "
+                         f"BCEWithLogitsLoss)")
+
     def _extra_repr(self):
         return {}
 
@@ -105,6 +113,10 @@ class BCEWithLogitsLoss(Loss):
     def _extra_repr(self):
         return {} if self.pos_weight is None else {"pos_weight": self.pos_weight.tolist()}
 
+    def probabilities(self, output):
+        """sigmoid(output): each output's probability of its positive class."""
+        return self.backend.activation_forward(output, "sigmoid")
+
     def forward(self, output, target, sample_weight=None):
         _float_target(self, output, target)
         loss, self._grad = self.backend.bce_with_logits_loss(
@@ -134,6 +146,10 @@ class CrossEntropyLoss(Loss):
 
     def _extra_repr(self):
         return {} if self.weight is None else {"weight": self.weight.tolist()}
+
+    def probabilities(self, output):
+        """softmax(output) along each row: the class probabilities (rows sum to 1)."""
+        return self.backend.softmax_forward(output)
 
     def forward(self, output, target, sample_weight=None):
         loss, self._grad = self.backend.softmax_cross_entropy_loss(

@@ -333,6 +333,17 @@ class Module:
     def backward(self, dY, input_grad=True):
         raise NotImplementedError(f"{type(self).__name__} must implement backward")
 
+    def train_step(self, X, y, loss, optimizer):
+        """One training step, returning the loss value: the PyTorch-style loop's four lines
+        (``optimizer.zero_grad()``; the loss of ``forward(X)`` against ``y``; ``backward`` with
+        no input gradient; ``optimizer.step()``). A ``Sequential`` of pynn's layers runs them
+        as one compiled call (pynn.nn.train_step) with the same results."""
+        optimizer.zero_grad()
+        value = loss.forward(self.forward(X), y)
+        self.backward(loss.backward(), input_grad=False)
+        optimizer.step()
+        return value
+
     def infer(self, X):
         """Eval-mode forward that changes nothing on the module (safe from several threads).
 

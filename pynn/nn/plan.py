@@ -127,6 +127,8 @@ class Plan:
         self.buffers = [(m, m.running_mean, m.running_var) for m in
                         (s.layer for s in steps if s.kind == _BN)]
         self.X = None
+        # compiled training steps on this plan, by (loss, optimizer): pynn.nn.train_step
+        self.train_steps = {}
 
     # -- validity -------------------------------------------------------------------------
     def fits(self, X):

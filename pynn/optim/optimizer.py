@@ -52,6 +52,8 @@ class Optimizer:
     state_keys = ()
     #: whether the per-parameter state holds a "step" entry (SGD's does not)
     has_step = True
+    #: set only inside ``_collect_step``: a compiled training step collecting the updates
+    _backend_override = None
 
     def __init__(self, params, defaults, backend=None):
         self.defaults = dict(defaults)
@@ -95,6 +97,8 @@ class Optimizer:
     # ------------------------------------------------------------------ public API
     @property
     def backend(self):
+        if self._backend_override is not None:
+            return self._backend_override
         return backend_for(self.backend_name)
 
     def add_param_group(self, param_group):
@@ -112,6 +116,11 @@ class Optimizer:
             Re-evaluates the model and returns the loss; called before the update.
         """
         loss = closure() if closure is not None else None
+        self._step_groups()
+        return loss
+
+    def _step_groups(self):
+        """The update of every group (``step`` without the closure)."""
         self._check_arenas()
         self._update_runs()
         for gi, group in enumerate(self.param_groups):
@@ -122,7 +131,16 @@ class Optimizer:
                 self._check_group(group)
                 self._checked_groups[gi] = (id(group), _hyper_values(group))
             self._step_group(gi, group, self._group_state[gi])
-        return loss
+
+    def _collect_step(self, collector):
+        """Do the bookkeeping of one ``step`` (counts, schedules' values, state buffers) with
+        the backend's loops replaced by ``collector``, a backend that records each loop call
+        instead of running it (pynn.nn.train_step runs them inside its compiled step)."""
+        self._backend_override = collector
+        try:
+            self._step_groups()
+        finally:
+            self._backend_override = None
 
     def zero_grad(self, set_to_none=True):
         """Zero every parameter's gradient: one memset per arena.

@@ -1,0 +1,193 @@
+# The fully-connected layer's loops, shared by pynn._kernels.dense (one kernel per call) and
+# pynn._kernels.step (a whole training step in one call): one copy of the tiling and epilogues,
+# so the two give bit-identical results. Arguments arrive checked; scratch comes from the caller.
+#
+# One thread pool. With n_threads > 1 and a product big enough to share, the work is split into
+# one tile per thread of pynn's OpenMP team (rows of Y and dX, rows of dW), and each thread calls
+# BLAS single-threaded on its tile, then runs the epilogue on the rows it just wrote while they
+# are in its cache. BLAS's own threads are never woken, so no second pool competes for the cores
+# (with two pools, whichever spins after its work starves the other; how long libgomp spins is set
+# when it loads, possibly by another library). Small products run whole on the calling thread.
+# When the BLAS offers no per-thread thread count (see _blas_threads.h), one BLAS call with BLAS's
+# own threads does the product.
+from cython.parallel cimport parallel, prange
+from libc.string cimport memcpy, memset
+
+from _types cimport floating, idx_t
+from _act cimport IDENTITY, act_backward_span, act_forward_span, act_forward_threads
+from _blas cimport gemm_rm
+
+
+cdef extern from "_blas_threads.h":
+    void pynn_blas_threads_init(void* symbol) noexcept nogil
+    bint pynn_blas_control() noexcept nogil
+    void pynn_blas_single() noexcept nogil
+
+
+cdef enum:
+    # Multiply-adds below which a product runs on one thread: splitting a 32x64x32 product
+    # costs a parallel-region wake-up (several us) for ~1 us of work.
+    DENSE_PARALLEL_MIN_MACS = 1 << 18
+    # Rows (or weight rows) per tile at least: thinner tiles run BLAS below its efficient size.
+    MIN_TILE = 16
+
+
+cdef inline int dense_team(idx_t macs, idx_t rows, int n_threads) noexcept nogil:
+    """Threads for a product of ``macs`` multiply-adds split over ``rows`` rows."""
+    cdef idx_t nt = n_threads
+    if not pynn_blas_control() or n_threads < 2 or macs < DENSE_PARALLEL_MIN_MACS:
+        return 1
+    if nt * MIN_TILE > rows:
+        nt = rows // MIN_TILE
+    return <int>nt if nt > 1 else 1
+
+
+cdef inline idx_t dense_tile(idx_t t, idx_t nt, idx_t rows) noexcept nogil:
+    """First row of tile t of nt over ``rows`` rows (tile t ends where t + 1 starts)."""
+    return (rows * t) // nt
+
+
+cdef inline void _forward_rows(const floating* X, const floating* W, const floating* b,
+                               floating* Y, idx_t lo, idx_t hi, idx_t k, idx_t m, int kind,
+                               floating p) noexcept nogil:
+    """Rows lo..hi of Y := act(X @ W.T + b), BLAS single-threaded in this thread."""
+    cdef idx_t i
+    cdef floating beta = 0
+    if hi <= lo:
+        return
+    if b != NULL and m > 0:
+        beta = 1  # the GEMM adds onto the bias rows: no separate bias pass
+        for i in range(lo, hi):
+            memcpy(Y + i * m, b, m * sizeof(floating))
+    pynn_blas_single()
+    # Y[lo:hi] = X[lo:hi] @ W.T + beta * Y[lo:hi]   (row-major: W enters transposed)
+    gemm_rm(False, True, <int>(hi - lo), <int>m, <int>k, 1, X + lo * k, <int>k, W, <int>k,
+            beta, Y + lo * m, <int>m)
+    if kind != IDENTITY:
+        act_forward_span(kind, p, Y + lo * m, Y + lo * m, (hi - lo) * m)
+
+
+cdef inline void dense_forward_core(const floating* X, const floating* W, const floating* b,
+                                    floating* y, idx_t n, idx_t k, idx_t m, int kind,
+                                    floating p, int n_threads) noexcept nogil:
+    """Y := act(X @ W.T + b); b may be NULL. Sizes checked against the BLAS int range."""
+    cdef idx_t t
+    cdef int nt = dense_team(n * m * k, n, n_threads)
+    if not pynn_blas_control():
+        # No per-thread BLAS control: one call, BLAS's threads; OpenMP only for the epilogue.
+        _forward_rows(X, W, b, y, 0, n, k, m, IDENTITY, p)
+        if kind != IDENTITY and n * m > 0:
+            act_forward_threads(kind, p, y, y, n * m, n_threads if n * m >= 1 << 20 else 1)
+    elif nt == 1:
+        _forward_rows(X, W, b, y, 0, n, k, m, kind, p)
+    else:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _forward_rows(X, W, b, y, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k, m,
+                          kind, p)
+
+
+cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floating* y,
+                          floating* dz, double* acc, idx_t lo, idx_t hi,
+                          idx_t m) noexcept nogil:
+    """Rows lo..hi: dz := dy * act'(y) (unless dz is NULL: identity, dz is dy itself) and
+    acc[j] += sum_i dz[i, j] in double (unless acc is NULL)."""
+    cdef idx_t i, j
+    cdef const floating* z
+    for i in range(lo, hi):
+        if dz != NULL:
+            act_backward_span(kind, p, dy + i * m, NULL, y + i * m, dz + i * m, m)
+            z = dz + i * m
+        else:
+            z = dy + i * m
+        if acc != NULL:
+            # the row is still in L1 from the line above: summing here keeps it one pass
+            for j in range(m):
+                acc[j] += z[j]
+
+
+cdef inline void _backward_tile(int t, int nt, const floating* z, const floating* X,
+                                const floating* W, floating* dW, floating* db,
+                                const double* acc, int n_acc, floating* dX, idx_t n, idx_t m,
+                                idx_t k, bint accumulate) noexcept nogil:
+    """Tile t of nt: db and dW for weight rows [m*t/nt, m*(t+1)/nt), dX for batch rows
+    [n*t/nt, n*(t+1)/nt); BLAS single-threaded in this thread. ``acc`` holds n_acc rows of
+    column partial sums of dZ, added in row order. ``accumulate``: dW and db add onto what they
+    hold (torch's semantics until zero_grad), else they are overwritten (a step that zeroes the
+    gradients first: the same values, without the memset)."""
+    cdef idx_t lo = dense_tile(t, nt, m), hi = dense_tile(t + 1, nt, m)
+    cdef idx_t j
+    cdef int u
+    cdef double s
+    if db != NULL:
+        for j in range(lo, hi):
+            s = 0
+            for u in range(n_acc):
+                s = s + acc[u * m + j]
+            db[j] = db[j] + <floating>s if accumulate else <floating>s
+    pynn_blas_single()
+    if dW != NULL and hi > lo:
+        # dW[lo:hi] (+)= dZ[:, lo:hi].T @ X
+        gemm_rm(True, False, <int>(hi - lo), <int>k, <int>n, 1, z + lo, <int>m, X, <int>k,
+                1 if accumulate else 0, dW + lo * k, <int>k)
+    if dX != NULL:
+        lo = dense_tile(t, nt, n)
+        hi = dense_tile(t + 1, nt, n)
+        if hi > lo:
+            # dX[lo:hi] = dZ[lo:hi] @ W
+            gemm_rm(False, False, <int>(hi - lo), <int>k, <int>m, 1, z + lo * m, <int>m, W,
+                    <int>k, 0, dX + lo * k, <int>k)
+
+
+cdef inline void dense_backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx,
+                                     int n_threads, int* nt, int* n_acc) noexcept nogil:
+    """The backward's threads (``nt``) and rows of bias partial sums (``n_acc``): the caller
+    allocates n_acc * m doubles for them, and n * m elements of dZ unless the identity."""
+    cdef idx_t macs = (n * m * k) * (has_dw + has_dx)
+    if pynn_blas_control():
+        nt[0] = dense_team(macs, min(n, m) if has_dw else n, n_threads)
+        n_acc[0] = nt[0]
+    else:
+        nt[0] = 1  # BLAS threads the products itself; OpenMP only for the big elementwise pass
+        n_acc[0] = n_threads if n * m >= 1 << 20 and n_threads > 1 else 1
+        if n_acc[0] > n:
+            n_acc[0] = <int>n if n > 0 else 1
+
+
+cdef inline void dense_backward_core(const floating* dy, const floating* X, const floating* W,
+                                     const floating* y, floating* dz, double* acc, floating* dW,
+                                     floating* db, floating* dX, idx_t n, idx_t m, idx_t k,
+                                     int kind, floating p, int nt, int n_acc,
+                                     bint accumulate) noexcept nogil:
+    """dZ = dY * act'(Y); db (+)= colsum(dZ); dW (+)= dZ.T @ X; dX := dZ @ W.
+
+    ``nt``/``n_acc`` from dense_backward_team. y and dz are NULL for the identity (dZ is dY,
+    no copy), else dz is n * m scratch; acc is n_acc * m doubles of scratch when db is given.
+    dW, db and dX may each be NULL (a frozen parameter, no bias, the first layer): that product
+    is skipped, not computed and dropped."""
+    cdef const floating* z = dy
+    cdef int t
+    if dz != NULL:
+        z = dz
+    if dW == NULL and db == NULL and dX == NULL:
+        return  # everything frozen and no dX wanted: not even dZ is needed
+    if acc != NULL:
+        memset(acc, 0, n_acc * m * sizeof(double))
+    if nt == 1:
+        if dz != NULL or acc != NULL:
+            if n_acc == 1:
+                _dz_rows(kind, p, dy, y, dz, acc, 0, n, m)
+            else:
+                for t in prange(n_acc, schedule="static", num_threads=n_acc):
+                    _dz_rows(kind, p, dy, y, dz, acc + t * m if acc != NULL else NULL,
+                             dense_tile(t, n_acc, n), dense_tile(t + 1, n_acc, n), m)
+        _backward_tile(0, 1, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)
+    else:
+        # One parallel region: dZ and its column sums by batch rows, then (after the loop's
+        # barrier: dW and dX read all of dZ) each thread's dW and dX tiles.
+        with parallel(num_threads=nt):
+            for t in prange(nt, schedule="static"):
+                if dz != NULL or acc != NULL:
+                    _dz_rows(kind, p, dy, y, dz, acc + t * m if acc != NULL else NULL,
+                             dense_tile(t, nt, n), dense_tile(t + 1, nt, n), m)
+            for t in prange(nt, schedule="static"):
+                _backward_tile(t, nt, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)

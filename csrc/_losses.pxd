@@ -1,0 +1,143 @@
+# The losses' loops (value and gradient in one pass), shared by pynn._kernels.losses (one kernel
+# per call) and pynn._kernels.step (a whole training step in one call): one copy, so the two
+# give bit-identical results. Arguments arrive checked and non-empty.
+#
+# Each core returns the *weighted sum* of the loss terms, sum_r w_r l_r (w_r = wp[r], or 1 when
+# wp is NULL), and writes gp := scale * its gradient and lp := the weighted terms, each unless
+# NULL; the caller picks scale (1 / the mean's denominator, or 1 for a sum) and divides the
+# value, so one loop serves every reduction and weighting.
+from cython.parallel cimport prange
+from libc.math cimport exp, log, log1p, fabs
+
+from _types cimport floating, idx_t
+from _act cimport pynn_softmax_ce_rows_f
+
+
+cdef inline double mse_core(const floating* yp, const floating* tp, const double* wp,
+                            floating* gp, floating* lp, idx_t size, idx_t k, double scale,
+                            int n_threads) noexcept nogil:
+    """sum w_r (y - t)**2 over the size = N k elements; G := 2 (y - t) w_r scale;
+    L := w_r (y - t)**2."""
+    cdef idx_t i
+    cdef double d, wr, s = 0.0
+    # Flat loops: rows may be short (K = 1) or few (N = 1); the flat index splits evenly either
+    # way. The plain mean keeps its own loops (no per-element weight lookup).
+    if wp == NULL and lp == NULL:
+        if gp != NULL:
+            for i in prange(size, schedule="static", num_threads=n_threads):
+                d = <double>yp[i] - <double>tp[i]
+                gp[i] = <floating>(2.0 * d * scale)
+                s += d * d
+        else:
+            for i in prange(size, schedule="static", num_threads=n_threads):
+                d = <double>yp[i] - <double>tp[i]
+                s += d * d
+        return s
+    for i in prange(size, schedule="static", num_threads=n_threads):
+        d = <double>yp[i] - <double>tp[i]
+        wr = wp[i // k] if wp != NULL else 1.0
+        if gp != NULL:
+            gp[i] = <floating>(2.0 * d * wr * scale)
+        if lp != NULL:
+            lp[i] = <floating>(wr * d * d)
+        s += wr * d * d
+    return s
+
+
+cdef inline double bce_core(const floating* zp, const floating* tp, const double* wp,
+                            const double* pp, floating* gp, floating* lp, idx_t size, idx_t k,
+                            double scale, int n_threads) noexcept nogil:
+    """sum w_r l(z, t), l = (1 - t) z + (1 + (p_c - 1) t) softplus(-z) with torch's pos_weight
+    p (per column c; pp NULL: l = max(z, 0) - z t + log1p(exp(-|z|))); G := dl/dz w_r scale;
+    L := w_r l."""
+    cdef idx_t i
+    cdef double z, t, e, sig, lw, l, wr, s = 0.0
+    for i in prange(size, schedule="static", num_threads=n_threads):
+        z = <double>zp[i]
+        t = <double>tp[i]
+        wr = wp[i // k] if wp != NULL else 1.0
+        # exp of a non-positive number only: no overflow for any logit, and the same e
+        # serves the log term and the sigmoid (one exp per element).
+        e = exp(-fabs(z))
+        if pp == NULL:
+            l = (z if z > 0.0 else 0.0) - z * t + log1p(e)
+        else:
+            # softplus(-z) = max(-z, 0) + log1p(exp(-|z|)), torch's stable form
+            lw = 1.0 + (pp[i % k] - 1.0) * t
+            l = (1.0 - t) * z + lw * ((-z if z < 0.0 else 0.0) + log1p(e))
+        s += wr * l
+        if lp != NULL:
+            lp[i] = <floating>(wr * l)
+        if gp != NULL:
+            sig = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+            if pp == NULL:
+                gp[i] = <floating>((sig - t) * wr * scale)
+            else:
+                # d/dz = (1 - t) - lw sigmoid(-z), and sigmoid(-z) = 1 - sigmoid(z)
+                gp[i] = <floating>(((1.0 - t) - lw * (1.0 - sig)) * wr * scale)
+    return s
+
+
+cdef inline double softmax_ce_core(const floating* zp, const Py_ssize_t* labels,
+                                   const double* wp, floating* gp, floating* lp, idx_t n,
+                                   idx_t k, double scale, int n_threads) noexcept nogil:
+    """sum_r w_r (logsumexp(z_r) - z_r[label_r]); G := (softmax(z) - onehot(label)) w_r scale;
+    L[r] := w_r l_r."""
+    cdef idx_t r, j, lab
+    cdef double m, e, sumexp, lse, inv, zl, l, wr, s = 0.0
+    cdef floating* grow
+    cdef const floating* zrow
+    cdef idx_t c, lo, hi
+    cdef int t
+    if floating is float:
+        # float32: vectorized exp of the max-shifted logits (pynn_softmax_ce_rows_f), one
+        # contiguous block of rows per thread
+        if n_threads <= 1:
+            s = pynn_softmax_ce_rows_f(zp, labels, wp, gp, lp, n, k, scale)
+        else:
+            c = (n + n_threads - 1) // n_threads
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                lo = t * c
+                hi = min(lo + c, n)
+                if lo < hi:
+                    s += pynn_softmax_ce_rows_f(zp + lo * k, labels + lo,
+                                                wp + lo if wp != NULL else NULL,
+                                                gp + lo * k if gp != NULL else NULL,
+                                                lp + lo if lp != NULL else NULL,
+                                                hi - lo, k, scale)
+    else:
+        # float64: libm exp (1e-12 accuracy); a loop over rows
+        for r in prange(n, schedule="static", num_threads=n_threads):
+            zrow = zp + r * k
+            lab = labels[r]
+            wr = wp[r] if wp != NULL else 1.0
+            m = <double>zrow[0]
+            for j in range(1, k):
+                if <double>zrow[j] > m:
+                    m = <double>zrow[j]
+            sumexp = 0.0
+            if gp != NULL:
+                grow = gp + r * k
+                # One exp per element: park exp(z - max) in G, rescale once the row sum
+                # is known.
+                for j in range(k):
+                    e = exp(<double>zrow[j] - m)
+                    sumexp = sumexp + e
+                    grow[j] = <floating>e
+                inv = wr * scale / sumexp
+                for j in range(k):
+                    grow[j] = <floating>(<double>grow[j] * inv)
+            else:
+                for j in range(k):
+                    sumexp = sumexp + exp(<double>zrow[j] - m)
+            lse = log(sumexp)
+            zl = <double>zrow[lab] - m
+            l = wr * (lse - zl)
+            s += l
+            if lp != NULL:
+                lp[r] = <floating>l
+            if gp != NULL:
+                # The label entry recomputed in double: p - 1 cancels when p is close to
+                # 1, so it must not start from the value parked above.
+                grow[lab] = <floating>((exp(zl - lse) - 1.0) * wr * scale)
+    return s

@@ -1,0 +1,312 @@
+"""pynn._kernels.step: a whole training step of a Sequential in one call without the GIL.
+
+forward, loss, backward and the optimizer update run back to back over buffers the Python side
+(pynn.nn.train_step) allocated once, through the very loops the per-call kernels use (the .pxd
+cores of dense, batchnorm, losses and activations; the optimizers' loops by address from
+pynn._kernels.optim, compiled there with that module's flags), so the results are bit-identical
+to the eager step. Python is entered once per step instead of ~10-30 times, and nothing is
+validated or allocated per step but the caller's batch and labels (checked by the caller).
+
+Each op records raw addresses: the Python side owns the arrays and keeps them alive while the
+program exists, and re-checks before every run that none has moved.
+"""
+cimport numpy as cnp
+from libc.math cimport NAN
+from libc.stdint cimport uintptr_t
+from libc.stdlib cimport calloc, free, realloc
+from scipy.linalg.cython_blas cimport sgemm
+
+from _types cimport idx_t
+from _act cimport IDENTITY, act_backward_threads, act_forward_threads
+from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_backward_team,
+                         bn_backward_zrows, bn_forward_scratch, bn_forward_train_core)
+from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
+                     pynn_blas_threads_init)
+from _losses cimport bce_core, mse_core, softmax_ce_core
+cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
+
+pynn_blas_threads_init(<void*>sgemm)
+cnp.import_array()
+
+# Op kinds, loss kinds and update kinds, mirrored by pynn/nn/train_step.py.
+cdef enum:
+    OP_DENSE = 0
+    OP_BN = 1
+    OP_ACT = 2
+    LOSS_CE = 0
+    LOSS_MSE = 1
+    LOSS_BCE = 2
+    UPD_ADAM = 0
+    UPD_SGD = 1
+    # phases of a run (a bit mask)
+    FORWARD = 1
+    BACKWARD = 2
+    UPDATE = 4
+
+ctypedef void (*adam_f_t)(float*, const float*, float*, float*, float*, idx_t, double, double,
+                          double, double, double, double, double, double, int) noexcept nogil
+ctypedef void (*adam_d_t)(double*, const double*, double*, double*, double*, idx_t, double,
+                          double, double, double, double, double, double, double,
+                          int) noexcept nogil
+ctypedef void (*sgd_f_t)(float*, const float*, float*, idx_t, double, double, double, double,
+                         double, int, bint, int) noexcept nogil
+ctypedef void (*sgd_d_t)(double*, const double*, double*, idx_t, double, double, double,
+                         double, double, int, bint, int) noexcept nogil
+
+
+cdef struct Op:
+    int kind, act, nt, bnt, n_acc
+    double param, eps
+    idx_t n, k, m              # rows, input width, output width
+    void* X                    # input (NULL: the batch handed to run())
+    void* Y
+    void* dX                   # NULL: no input gradient wanted
+    void* W                    # weight / gamma
+    void* b                    # bias / beta (NULL: none)
+    void* dW                   # NULL: frozen
+    void* db
+    void* dz                   # dense: dZ scratch (activation) / batchnorm: dZ rows scratch
+    double* acc                # dense: bias partial sums / batchnorm: backward scratch
+    double* fscratch           # batchnorm: forward scratch
+    double* mean
+    double* invstd
+    void* rm                   # batchnorm running statistics
+    void* rv
+
+
+cdef struct Update:
+    int kind, nt, mode
+    bint flag
+    idx_t size
+    void* p
+    void* g
+    void* s1
+    void* s2
+    void* s3
+    double a[8]                # the loop's scalars, filled by set_update() before each run
+
+
+cdef class StepProgram:
+    """The ops of one (model, loss, optimizer, input shape, dtype); see the module doc."""
+    cdef Op* ops
+    cdef int n_ops, cap_ops
+    cdef Update* upd
+    cdef int n_upd, cap_upd
+    cdef bint is_float, accumulate
+    cdef int loss_kind, loss_nt
+    cdef void* G
+    cdef idx_t n_out, k_out
+    cdef void* adam_fn
+    cdef void* sgd_fn
+
+    def __cinit__(self, bint is_float, int max_ops, int max_updates, bint accumulate,
+                  dict loops):
+        self.is_float = is_float
+        self.accumulate = accumulate
+        self.ops = <Op*>calloc(max_ops if max_ops > 0 else 1, sizeof(Op))
+        self.upd = <Update*>calloc(max_updates if max_updates > 0 else 1, sizeof(Update))
+        if self.ops == NULL or self.upd == NULL:
+            raise MemoryError()
+        self.cap_ops, self.cap_upd = max_ops, max(max_updates, 1)
+        suffix = "_f" if is_float else "_d"
+        self.adam_fn = <void*><uintptr_t>loops["adam" + suffix]
+        self.sgd_fn = <void*><uintptr_t>loops["sgd" + suffix]
+
+    def __dealloc__(self):
+        free(self.ops)
+        free(self.upd)
+
+    def add_op(self, int kind, int act, double param, idx_t n, idx_t k, idx_t m, int nt,
+               int bnt, int n_acc, double eps, uintptr_t X, uintptr_t Y, uintptr_t dX,
+               uintptr_t W, uintptr_t b, uintptr_t dW, uintptr_t db, uintptr_t dz,
+               uintptr_t acc, uintptr_t fscratch, uintptr_t mean, uintptr_t invstd,
+               uintptr_t rm, uintptr_t rv):
+        if self.n_ops >= self.cap_ops:
+            raise ValueError("more ops than the program was made for")
+        cdef Op* o = &self.ops[self.n_ops]
+        o.kind, o.act, o.param, o.n, o.k, o.m = kind, act, param, n, k, m
+        o.nt, o.bnt, o.n_acc, o.eps = nt, bnt, n_acc, eps
+        o.X, o.Y, o.dX = <void*>X, <void*>Y, <void*>dX
+        o.W, o.b, o.dW, o.db = <void*>W, <void*>b, <void*>dW, <void*>db
+        o.dz, o.acc, o.fscratch = <void*>dz, <double*>acc, <double*>fscratch
+        o.mean, o.invstd, o.rm, o.rv = <double*>mean, <double*>invstd, <void*>rm, <void*>rv
+        self.n_ops += 1
+
+    def set_loss(self, int kind, uintptr_t G, idx_t n, idx_t k, int nt):
+        self.loss_kind, self.G, self.n_out, self.k_out, self.loss_nt = kind, <void*>G, n, k, nt
+
+    def add_update(self, int kind, idx_t size, int nt, uintptr_t p, uintptr_t g, uintptr_t s1,
+                   uintptr_t s2, uintptr_t s3):
+        cdef Update* grown
+        if self.n_upd >= self.cap_upd:  # the optimizer's runs changed (a parameter was frozen)
+            grown = <Update*>realloc(self.upd, 2 * self.cap_upd * sizeof(Update))
+            if grown == NULL:
+                raise MemoryError()
+            self.upd, self.cap_upd = grown, 2 * self.cap_upd
+        cdef Update* u = &self.upd[self.n_upd]
+        u.kind, u.size, u.nt = kind, size, nt
+        u.p, u.g, u.s1, u.s2, u.s3 = <void*>p, <void*>g, <void*>s1, <void*>s2, <void*>s3
+        self.n_upd += 1
+
+    def clear_updates(self):
+        self.n_upd = 0
+
+    def set_update(self, int i, double a0, double a1, double a2, double a3, double a4,
+                   double a5, double a6, double a7, int mode, bint flag):
+        """Scalars of update i for the next run (Adam: beta1, beta2, eps, weight_decay, l1,
+        decay, step_size, bc2_sqrt; SGD: lr, momentum, dampening, weight_decay, l1 and the
+        mode and nesterov flag)."""
+        cdef Update* u = &self.upd[i]
+        u.a[0], u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7] = (
+            a0, a1, a2, a3, a4, a5, a6, a7)
+        u.mode, u.flag = mode, flag
+
+    def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, int phases):
+        """One step on the batch X against ``target`` (labels or targets), with BatchNorm op i
+        moving its running statistics by momenta[i]: the phases in the bit mask ``phases``
+        (FORWARD: forward and loss, BACKWARD, UPDATE: the optimizer's), in that order. Returns
+        the loss value (nan without FORWARD).
+
+        The caller has checked every array: X and target C-contiguous, of the program's shape
+        and dtype (labels: intp, in range: ``labels_in_range``), momenta float64."""
+        cdef double loss
+        cdef void* xp = cnp.PyArray_DATA(X)
+        cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
+        cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
+        with nogil:
+            if self.is_float:
+                loss = _run[float](self, <float*>xp, tp, mp, phases)
+            else:
+                loss = _run[double](self, <double*>xp, tp, mp, phases)
+        return loss
+
+
+ctypedef fused real:
+    float
+    double
+
+
+cdef double _run(StepProgram prog, real* X0, uintptr_t target, const double* momenta,
+                 int phases) noexcept nogil:
+    cdef double loss = NAN
+    if phases & FORWARD:
+        loss = _forward(prog, X0, target, momenta)
+    if phases & BACKWARD:
+        _backward(prog, X0)
+    if phases & UPDATE:
+        _update(prog, X0)
+    return loss
+
+
+cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
+                     const double* momenta) noexcept nogil:
+    """Every op's forward, then the loss and its gradient: the loss value."""
+    cdef int i
+    cdef Op* o
+    cdef real* X
+    cdef double loss, denom
+    for i in range(prog.n_ops):
+        o = &prog.ops[i]
+        X = X0 if o.X == NULL else <real*>o.X
+        if o.kind == OP_DENSE:
+            dense_forward_core(X, <real*>o.W, <real*>o.b, <real*>o.Y, o.n, o.k, o.m, o.act,
+                               <real>o.param, o.nt)
+        elif o.kind == OP_BN:
+            bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
+                                  momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
+                                  o.n, o.k, o.act, <real>o.param, o.nt)
+        else:
+            act_forward_threads(o.act, <real>o.param, X, <real*>o.Y, o.n * o.k, o.nt)
+    # loss and its gradient
+    o = &prog.ops[prog.n_ops - 1]
+    # The plain mean, computed as the losses' Python side computes it from the cores'
+    # weighted sums (gradient scale 1 / denominator, then sum / denominator): bit-identical.
+    if prog.loss_kind == LOSS_CE:
+        denom = <double>prog.n_out
+        loss = softmax_ce_core(<real*>o.Y, <const Py_ssize_t*>target, NULL, <real*>prog.G,
+                               NULL, prog.n_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+    elif prog.loss_kind == LOSS_MSE:
+        denom = <double>prog.n_out * <double>prog.k_out
+        loss = mse_core(<real*>o.Y, <real*>target, NULL, <real*>prog.G, NULL,
+                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+    else:
+        denom = <double>prog.n_out * <double>prog.k_out
+        loss = bce_core(<real*>o.Y, <real*>target, NULL, NULL, <real*>prog.G, NULL,
+                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+    return loss / denom
+
+
+cdef void _backward(StepProgram prog, real* X0) noexcept nogil:
+    """Every op's backward, from the loss gradient down, into the parameters' gradients."""
+    cdef int i
+    cdef Op* o
+    cdef real* X
+    cdef bint acc = prog.accumulate
+    cdef real* dY = <real*>prog.G
+    for i in range(prog.n_ops - 1, -1, -1):
+        o = &prog.ops[i]
+        X = X0 if o.X == NULL else <real*>o.X
+        if o.kind == OP_DENSE:
+            dense_backward_core(dY, X, <real*>o.W, <real*>o.Y if o.dz != NULL else NULL,
+                                <real*>o.dz, o.acc, <real*>o.dW, <real*>o.db, <real*>o.dX,
+                                o.n, o.m, o.k, o.act, <real>o.param, o.bnt, o.n_acc, acc)
+        elif o.kind == OP_BN:
+            bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
+                             o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
+                             <real*>o.dz, o.n, o.k, o.act, <real>o.param, o.nt, acc)
+        elif o.dX != NULL:
+            act_backward_threads(o.act, <real>o.param, dY, X, <real*>o.Y, <real*>o.dX,
+                                 o.n * o.k, o.nt)
+        if o.dX == NULL:
+            break  # the first op and no input gradient: nothing further down
+        dY = <real*>o.dX
+
+
+cdef void _update(StepProgram prog, real* tag) noexcept nogil:
+    """Every optimizer run's fused loop (``tag`` only selects the dtype)."""
+    cdef int i
+    cdef Update* u
+    for i in range(prog.n_upd):
+        u = &prog.upd[i]
+        if u.kind == UPD_ADAM:
+            if real is float:
+                (<adam_f_t>prog.adam_fn)(<float*>u.p, <float*>u.g, <float*>u.s1, <float*>u.s2,
+                                         <float*>u.s3, u.size, u.a[0], u.a[1], u.a[2], u.a[3],
+                                         u.a[4], u.a[5], u.a[6], u.a[7], u.nt)
+            else:
+                (<adam_d_t>prog.adam_fn)(<double*>u.p, <double*>u.g, <double*>u.s1,
+                                         <double*>u.s2, <double*>u.s3, u.size, u.a[0], u.a[1],
+                                         u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7], u.nt)
+        else:
+            if real is float:
+                (<sgd_f_t>prog.sgd_fn)(<float*>u.p, <float*>u.g, <float*>u.s1, u.size, u.a[0],
+                                       u.a[1], u.a[2], u.a[3], u.a[4], u.mode, u.flag, u.nt)
+            else:
+                (<sgd_d_t>prog.sgd_fn)(<double*>u.p, <double*>u.g, <double*>u.s1, u.size,
+                                       u.a[0], u.a[1], u.a[2], u.a[3], u.a[4], u.mode, u.flag,
+                                       u.nt)
+
+
+# ------------------------------------------------------------------ sizes for the Python side
+def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, int n_threads):
+    """(threads, rows of bias partial sums) of a dense backward: what its scratch must hold."""
+    cdef int nt, n_acc
+    dense_backward_team(n, m, k, has_dw, has_dx, n_threads, &nt, &n_acc)
+    return nt, n_acc
+
+
+def batchnorm_scratch(idx_t n, idx_t f, int n_threads):
+    """(forward doubles, backward doubles, backward dZ rows elements) of a batchnorm op."""
+    return (bn_forward_scratch(n, f), bn_backward_scratch(n, f),
+            bn_backward_team(n, n_threads) * bn_backward_zrows(f) * f)
+
+
+
+def labels_in_range(cnp.ndarray labels, idx_t k):
+    """Every entry of the C-contiguous intp array ``labels`` is in [0, k)."""
+    cdef const Py_ssize_t* lab = <const Py_ssize_t*>cnp.PyArray_DATA(labels)
+    cdef idx_t i
+    for i in range(cnp.PyArray_SIZE(labels)):
+        if lab[i] < 0 or lab[i] >= k:
+            return False
+    return True

@@ -1,0 +1,250 @@
+"""The compiled training step (``Sequential.train_step``, pynn.nn.train_step) against the four
+eager lines it replaces: identical numbers, bit for bit, for every layer, loss and optimizer it
+compiles; the eager lines for everything it does not; the right errors for bad input."""
+import copy
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import nn
+from pynn.nn.train_step import program_for
+from pynn.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from pynn.optim.lr_scheduler import StepLR
+
+F32, F64 = np.float32, np.float64
+
+NETS = {
+    "dense-relu": lambda d: nn.Sequential(
+        nn.Dense(12, 16, seed=1, dtype=d), nn.ReLU(), nn.Dense(16, 16, seed=2, dtype=d),
+        nn.ReLU(), nn.Dense(16, 5, seed=3, dtype=d)),
+    "recipe": lambda d: nn.Sequential(
+        nn.Dense(12, 16, seed=1, dtype=d), nn.BatchNorm(16, dtype=d), nn.ReLU(),
+        nn.Dense(16, 8, seed=2, dtype=d), nn.BatchNorm(8, momentum=None, dtype=d), nn.Tanh(),
+        nn.Dense(8, 5, seed=3, dtype=d)),
+    "unfusable": lambda d: nn.Sequential(
+        nn.Dense(12, 9, seed=1, dtype=d), nn.Square(), nn.BatchNorm(9, dtype=d),
+        nn.LeakyReLU(-0.3), nn.Dense(9, 7, bias=False, seed=2, dtype=d), nn.ELU(0.5),
+        nn.Dense(7, 5, seed=3, dtype=d), nn.Sigmoid()),
+    "batchnorm-first": lambda d: nn.Sequential(
+        nn.BatchNorm(12, dtype=d), nn.Dense(12, 5, seed=1, dtype=d)),
+}
+
+OPTIMIZERS = {
+    "adam": lambda p: Adam(p, lr=0.01),
+    "adam-amsgrad-l1-wd": lambda p: Adam(p, lr=0.01, amsgrad=True, l1=1e-3, weight_decay=1e-2),
+    "adamw": lambda p: AdamW(p, lr=0.01, weight_decay=0.1),
+    "sgd": lambda p: SGD(p, lr=0.05),
+    "sgd-nesterov": lambda p: SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "rmsprop": lambda p: RMSprop(p, lr=0.01, centered=True, momentum=0.5),
+    "adagrad": lambda p: Adagrad(p, lr=0.05),
+}
+
+
+def _data(dtype, loss_name, n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 12)).astype(dtype)
+    labels = rng.integers(0, 5, n)
+    if loss_name == "ce":
+        return X, labels, nn.CrossEntropyLoss
+    if loss_name == "mse":
+        return X, rng.standard_normal((n, 5)).astype(dtype), nn.MSELoss
+    return X, (rng.random((n, 5)) > 0.5).astype(dtype), nn.BCEWithLogitsLoss
+
+
+def _eager(model, X, y, loss, opt):
+    return nn.Module.train_step(model, X, y, loss, opt)
+
+
+def _assert_same(a, b, opt_a, opt_b):
+    """Every parameter, gradient, buffer and optimizer state entry equal, bit for bit."""
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(pa.data, pb.data, err_msg=name)
+        np.testing.assert_array_equal(pa.grad, pb.grad, err_msg=f"{name}.grad")
+    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers()):
+        np.testing.assert_array_equal(ba, bb, err_msg=name)
+    sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for key in sa[k]:
+            np.testing.assert_array_equal(sa[k][key], sb[k][key], err_msg=f"state {k} {key}")
+
+
+def _pair(net, dtype, opt_name):
+    a = NETS[net](dtype)
+    b = copy.deepcopy(a)
+    return a, b, OPTIMIZERS[opt_name](a.parameters()), OPTIMIZERS[opt_name](b.parameters())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("net", sorted(NETS))
+@pytest.mark.parametrize("loss_name", ["ce", "mse", "bce"])
+def test_compiled_step_is_the_eager_step_bit_for_bit(net, loss_name, dtype, n_threads):
+    pynn.set_num_threads(n_threads)
+    X, y, loss_cls = _data(dtype, loss_name)
+    a, b, opt_a, opt_b = _pair(net, dtype, "adam")
+    la, lb = loss_cls(), loss_cls()
+    for step in range(4):
+        va = a.train_step(X, y, la, opt_a)
+        vb = _eager(b, X, y, lb, opt_b)
+        assert va == vb, f"step {step}: {va} != {vb}"
+    assert program_for(a, X, la, opt_a) is not None, "the compiled step was not used"
+    _assert_same(a, b, opt_a, opt_b)
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_every_optimizer_updates_as_its_own_step(opt_name, dtype):
+    X, y, loss_cls = _data(dtype, "ce")
+    a, b, opt_a, opt_b = _pair("recipe", dtype, opt_name)
+    sched_a, sched_b = StepLR(opt_a, 2, gamma=0.5), StepLR(opt_b, 2, gamma=0.5)
+    for _ in range(5):  # the schedule changes lr between steps: the program follows it
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        sched_a.step()
+        sched_b.step()
+    _assert_same(a, b, opt_a, opt_b)
+
+
+def test_big_batches_split_over_threads_stay_identical():
+    # 512 x 256 products go to pynn's team in tiles: the program runs the same tiles
+    pynn.set_num_threads(2)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((512, 256)).astype(F32)
+    y = rng.integers(0, 10, 512)
+    a = nn.Sequential(nn.Dense(256, 256, seed=1), nn.BatchNorm(256), nn.ReLU(),
+                      nn.Dense(256, 10, seed=2))
+    b = copy.deepcopy(a)
+    opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
+    for _ in range(3):
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+
+
+def test_freezing_and_foreign_parameters_follow_zero_grad_semantics():
+    X, y, _ = _data(F32, "ce")
+    a, b, _, _ = _pair("recipe", F32, "adam")
+    extra_a, extra_b = nn.Dense(3, 3, seed=9), nn.Dense(3, 3, seed=9)
+    # the optimizers also hold a parameter the model's backward never writes
+    opt_a = Adam(list(a.parameters()) + list(extra_a.parameters()), lr=0.01)
+    opt_b = Adam(list(b.parameters()) + list(extra_b.parameters()), lr=0.01)
+    extra_a.weight.grad[...] = 1.0
+    extra_b.weight.grad[...] = 1.0
+    for step in range(6):
+        if step == 2:  # freeze a layer mid-training, then unfreeze it
+            a[0].requires_grad_(False)
+            b[0].requires_grad_(False)
+        if step == 4:
+            a[0].requires_grad_(True)
+            b[0].requires_grad_(True)
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    np.testing.assert_array_equal(extra_a.weight.data, extra_b.weight.data)
+
+
+def test_model_gradients_not_in_the_optimizer_keep_accumulating():
+    # zero_grad is the optimizer's: a model parameter it does not hold keeps its gradient
+    X, y, _ = _data(F64, "ce")
+    a, b, _, _ = _pair("dense-relu", F64, "adam")
+    opt_a = Adam(list(a.parameters())[2:], lr=0.01)
+    opt_b = Adam(list(b.parameters())[2:], lr=0.01)
+    for _ in range(3):
+        a.train_step(X, y, nn.CrossEntropyLoss(), opt_a)
+        _eager(b, X, y, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    assert np.abs(a[0].weight.grad).sum() > 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Dense(12, 8, seed=1), nn.ReLU(), nn.Dropout(0.3, seed=2),
+                          nn.Dense(8, 5, seed=3)),
+    lambda: nn.Sequential(nn.Dense(12, 8, seed=1), nn.Sequential(nn.ReLU(),
+                          nn.Dense(8, 5, seed=3))),
+], ids=["dropout", "nested"])
+def test_what_it_does_not_compile_runs_the_eager_lines(make):
+    X, y, _ = _data(F32, "ce")
+    a = make()
+    b = copy.deepcopy(a)
+    opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
+    for _ in range(3):
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
+    _assert_same(a, b, opt_a, opt_b)
+
+
+def test_numpy_backend_and_eval_mode_run_eagerly():
+    X, y, _ = _data(F32, "ce")
+    a, b, opt_a, opt_b = _pair("recipe", F32, "adam")
+    loss = nn.CrossEntropyLoss()
+    a.eval()  # BatchNorm with running statistics: the eager path's business
+    b.eval()
+    assert program_for(a, X, loss, opt_a) is None
+    assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, nn.CrossEntropyLoss(), opt_b)
+    a.train()
+    assert program_for(a, X, nn.CrossEntropyLoss(backend="numpy"), opt_a) is None
+    assert program_for(a, X, loss, opt_a) is not None
+
+
+@pytest.mark.parametrize("labels", [np.arange(48) % 5, (np.arange(48) % 5).astype(np.int32),
+                                    (np.arange(96) % 5)[::2]], ids=["intp", "int32", "strided"])
+def test_labels_of_any_integer_layout_give_the_same_step(labels):
+    X, _, _ = _data(F32, "ce")
+    a, b, opt_a, opt_b = _pair("dense-relu", F32, "adam")
+    assert a.train_step(X, labels, nn.CrossEntropyLoss(), opt_a) == _eager(
+        b, X, labels, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (lambda X, y: (X, np.where(np.arange(48) == 7, 5, y)), ValueError, "labels"),
+    (lambda X, y: (X, -y - 1), ValueError, "labels"),
+    (lambda X, y: (X, y.astype(np.float32)), TypeError, "labels"),
+    (lambda X, y: (X, y[:10]), ValueError, "labels"),
+    (lambda X, y: (X.astype(np.float64), y), TypeError, "float32"),
+    (lambda X, y: (X[:, :5], y), ValueError, "12"),
+])
+def test_bad_input_raises_the_eager_error_and_changes_nothing(bad, error, match):
+    X, y, _ = _data(F32, "ce")
+    model, _, opt, _ = _pair("recipe", F32, "adam")
+    model.train_step(X, y, nn.CrossEntropyLoss(), opt)  # the program exists now
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    Xb, yb = bad(X, y)
+    with pytest.raises(error, match=match):
+        model.train_step(Xb, yb, nn.CrossEntropyLoss(), opt)
+    for k, v in model.state_dict().items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_trainer_fit_takes_the_compiled_step_and_matches_the_eager_loop():
+    X, y, _ = _data(F32, "ce", n=200)
+    a, b, opt_a, opt_b = _pair("recipe", F32, "adam")
+    b._compile = False  # the same fit through the Python lines
+    ha = pynn.Trainer(a, nn.CrossEntropyLoss(), opt_a).fit(X, y, epochs=3, batch_size=32,
+                                                              seed=0, verbose=0)
+    hb = pynn.Trainer(b, nn.CrossEntropyLoss(), opt_b).fit(X, y, epochs=3, batch_size=32,
+                                                              seed=0, verbose=0)
+    assert ha.history["loss"] == hb.history["loss"]
+    assert ha.history["accuracy"] == hb.history["accuracy"]
+    _assert_same(a, b, opt_a, opt_b)
+    assert any(p.train_steps for p in a._compiled.values())
+
+
+def test_trainer_stops_on_nan_before_the_update():
+    X, y, _ = _data(F32, "ce", n=64)
+    X[40] = 3e38  # second batch of 32: finite input, the products overflow, the loss is NaN
+    a, b, opt_a, opt_b = _pair("dense-relu", F32, "adam")
+    b._compile = False
+    for m, opt in ((a, opt_a), (b, opt_b)):
+        trainer = pynn.Trainer(m, nn.CrossEntropyLoss(), opt,
+                               callbacks=[pynn.train.TerminateOnNaN()])
+        with pytest.warns(RuntimeWarning, match="TerminateOnNaN"):
+            history = trainer.fit(X, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+        assert "batch 2" in history.stop_reason
+    # the optimizers' state tells whether the NaN batch's update ran (the weights are restored)
+    _assert_same(a, b, opt_a, opt_b)
+    assert all(np.isfinite(p.data).all() for p in a.parameters())
