@@ -417,3 +417,22 @@ def test_gradient_clipping_clips_the_step(iris, clip):
         expected = [w - lr * g * 0.05 / (total + 1e-6) for w, g in zip(start, grads)]
     for got, want in zip(clipped.coefs_ + clipped.intercepts_, expected):
         np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-10)
+
+
+def test_unweighted_classification_batches_take_the_compiled_step(iris, monkeypatch):
+    from pynn.nn import train_step
+
+    runs = []
+    original = train_step.TrainStep.run
+    monkeypatch.setattr(train_step.TrainStep, "run",
+                        lambda self, *a, **k: runs.append(1) or original(self, *a, **k))
+    X, y = iris
+    X = X.astype(np.float32)
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, batch_size=50, random_state=0)
+    MLPClassifier(**params).fit(X, y)
+    assert len(runs) == 3 * 3  # every batch of every epoch: one compiled call
+    runs.clear()
+    MLPClassifier(**params).fit(X, y, sample_weight=np.ones(len(y)))  # weighted: eager lines
+    MLPClassifier(clip_grad_norm=1.0, **params).fit(X, y)
+    MLPRegressor(**params).fit(X, y.astype(float))  # scikit-learn's scaling of the squared error
+    assert runs == []
