@@ -436,3 +436,19 @@ def test_unweighted_classification_batches_take_the_compiled_step(iris, monkeypa
     MLPClassifier(clip_grad_norm=1.0, **params).fit(X, y)
     MLPRegressor(**params).fit(X, y.astype(float))  # scikit-learn's scaling of the squared error
     assert runs == []
+
+
+def test_random_state_not_pynns_global_seed_drives_the_estimator(iris):
+    """random_state is the estimator's only source of randomness (scikit-learn's contract):
+    fitting leaves pynn.manual_seed's stream where it was, and the stream does not change the
+    fit."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(6,), dropout=0.1, max_iter=3, random_state=0)
+    pynn.manual_seed(3)
+    expected = pynn.nn.Dense(4, 3).weight.data.copy()
+    pynn.manual_seed(3)
+    first = MLPClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(pynn.nn.Dense(4, 3).weight.data, expected)
+    pynn.manual_seed(4)
+    second = MLPClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(first.coefs_[0], second.coefs_[0])

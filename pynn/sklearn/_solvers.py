@@ -302,11 +302,11 @@ class _Solvers:
             model.backward(grad, input_grad=False)
             value += self._penalty(weight_sum)
             grad = arena.grad.astype(np.float64)
-            weights = grad[:n_weights]  # the penalties' gradients, as scikit-learn's
+            weight_grads = grad[:n_weights]  # plus the penalties' gradients, as scikit-learn's
             if self.alpha and weight_sum > 0:
-                weights += self.alpha / weight_sum * self._weights_flat
+                weight_grads += self.alpha / weight_sum * self._weights_flat
             if self.l1:
-                weights += self.l1 * np.sign(self._weights_flat)
+                weight_grads += self.l1 * np.sign(self._weights_flat)
             return value, grad
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
