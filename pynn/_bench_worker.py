@@ -172,25 +172,16 @@ def pynn_model(sizes, bn, dtype, seed=SEED):
     return nn.Sequential(*layers)
 
 
-def pynn_train_step(model, loss, optimizer):
+def pynn_train_step(model, loss, optimizer, eager=False):
     """pynn's training step, ``step(X, y) -> loss value``, and the name of the path it takes.
 
     Every pynn contender and case takes its step from here, so this is the one place to change
-    when pynn's fastest public training path changes. Today that is the PyTorch-style eager loop
-    of the README. A model that offers a compiled step as ``model.train_step(X, y, loss,
-    optimizer)`` (issue 8, item 1) is used through it, automatically; the path taken is recorded
-    in the results, so a table always says what it timed.
+    when pynn's fastest public training path changes: ``model.train_step`` (the compiled step),
+    or with ``eager`` the PyTorch-style loop of the README. The path taken is recorded in the
+    results, so a table always says what it timed.
     """
-    compiled = getattr(model, "train_step", None)
-    if callable(compiled):
-        import inspect
-
-        try:
-            inspect.signature(compiled).bind(None, None, loss, optimizer)
-        except (TypeError, ValueError):
-            compiled = None  # some other train_step: not the one this harness knows
-        if compiled is not None:
-            return (lambda X, y: compiled(X, y, loss, optimizer)), "model.train_step"
+    if not eager:
+        return (lambda X, y: model.train_step(X, y, loss, optimizer)), "model.train_step"
 
     def step(X, y):
         optimizer.zero_grad()
@@ -202,7 +193,7 @@ def pynn_train_step(model, loss, optimizer):
     return step, "eager (zero_grad, forward, loss, backward, step)"
 
 
-def _pynn_contender(spec, X, y, dtype, threads, backend, info, fit=True):
+def _pynn_contender(spec, X, y, dtype, threads, backend, info, fit=True, eager=False):
     import pynn
     from pynn import nn
 
@@ -218,7 +209,7 @@ def _pynn_contender(spec, X, y, dtype, threads, backend, info, fit=True):
     model = pynn_model(spec["sizes"], spec["bn"], dtype)
     loss = nn.CrossEntropyLoss()
     opt = pynn.optim.Adam(model.parameters(), lr=LR)
-    step, path = pynn_train_step(model, loss, opt)
+    step, path = pynn_train_step(model, loss, opt, eager=eager)
     info.update(pynn_file=pynn.__file__, pynn_version=pynn.__version__,
                 pynn_threads=pynn.get_num_threads(), pynn_backend=pynn.get_backend().name)
     if spec["kind"] == "step" or (spec["kind"] == "epoch" and not fit):
@@ -652,7 +643,7 @@ def _floor_contender(spec, dtype, threads, info):
 
 
 # ------------------------------------------------------------------------------ entry point
-CONTENDERS = ("pynn", "pynn-loop", "pynn-numpy", "numpy-loop", "torch", "sklearn",
+CONTENDERS = ("pynn", "pynn-eager", "pynn-loop", "pynn-numpy", "numpy-loop", "torch", "sklearn",
               "pynn-after-torch", "floor")
 
 
@@ -670,6 +661,8 @@ def run(job):
             X, y = make_data(spec, dtype)
             if contender in ("pynn", "pynn-after-torch"):
                 times = _pynn_contender(spec, X, y, dtype, threads, "cython", info)
+            elif contender == "pynn-eager":
+                times = _pynn_contender(spec, X, y, dtype, threads, "cython", info, eager=True)
             elif contender == "pynn-loop":
                 times = _pynn_contender(spec, X, y, dtype, threads, "cython", info, fit=False)
             elif contender == "pynn-numpy":

@@ -2,8 +2,10 @@
 
 Contenders (``--contenders``):
 
-- ``pynn``: pynn, Cython backend (the training step of the README's PyTorch-style loop; in the
-  epoch case ``Trainer.fit``);
+- ``pynn``: pynn, Cython backend (``model.train_step``, the compiled step; in the epoch case
+  ``Trainer.fit``);
+- ``pynn-eager``: the same step as the README's PyTorch-style loop (``zero_grad``, ``forward``,
+  loss, ``backward``, ``step``; step cases only);
 - ``pynn-loop``: the hand-written pynn loop over the same batches (epoch case only, next to
   ``Trainer.fit``);
 - ``pynn-numpy``: pynn on its NumPy reference backend;
@@ -48,6 +50,7 @@ CASE_NAMES = tuple(worker.CASES)
 
 DESCRIPTIONS = {
     "pynn": "pynn, Cython backend (epoch: Trainer.fit; sk-*: pynn.sklearn.MLPClassifier.fit)",
+    "pynn-eager": "pynn, the PyTorch-style loop (zero_grad, forward, loss, backward, step)",
     "pynn-loop": "pynn, hand-written loop over the same batches (epoch only)",
     "pynn-numpy": "pynn, NumPy reference backend",
     "numpy-loop": "hand-written NumPy loop (forward, softmax CE, backward, Adam)",
@@ -61,6 +64,7 @@ DESCRIPTIONS = {
 # Which case kinds each contender runs.
 APPLIES = {
     "pynn": {"step", "predict", "epoch", "fit"},
+    "pynn-eager": {"step"},
     "pynn-loop": {"epoch"},
     "pynn-numpy": {"step", "predict", "epoch"},
     "numpy-loop": {"step", "predict", "epoch"},
@@ -70,7 +74,7 @@ APPLIES = {
     "floor": {"step", "predict", "epoch", "fit"},
 }
 # Contenders that import pynn (they get the harness's pynn first on sys.path).
-USES_PYNN = {"pynn", "pynn-loop", "pynn-numpy", "pynn-after-torch"}
+USES_PYNN = {"pynn", "pynn-eager", "pynn-loop", "pynn-numpy", "pynn-after-torch"}
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT",
@@ -385,7 +389,7 @@ def _fmt(value, scale):
 def _notes(name, entry):
     info = entry.get("first_info") or {}
     notes = []
-    if "step_path" in info and name in ("pynn", "pynn-loop", "pynn-after-torch"):
+    if "step_path" in info and name in ("pynn", "pynn-eager", "pynn-loop", "pynn-after-torch"):
         notes.append("step: " + info["step_path"].split(" (")[0])
     if "epoch_via" in info and name != "pynn-numpy":
         notes.append(info["epoch_via"].split("(")[0])

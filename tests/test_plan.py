@@ -239,18 +239,3 @@ def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X, batch_size=0)
 
-
-def test_copies_and_pickles_leave_the_plans_behind(rng):
-    """Plans are caches (buffers the size of a batch, compiled steps): a deep copy or an
-    unpickled model starts without them, builds its own and computes the same."""
-    import copy
-    import pickle
-
-    model = nn.Sequential(nn.Dense(6, 5, seed=1), nn.ReLU(), nn.Dense(5, 3, seed=2))
-    X = rng.standard_normal((4, 6)).astype(np.float32)
-    expected = model.forward(X).copy()
-    assert model._compiled  # the forward built a plan
-    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert other._compiled == {} and other._uncompilable is None
-        np.testing.assert_array_equal(other.forward(X), expected)
-        assert other._compiled

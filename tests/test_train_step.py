@@ -248,3 +248,17 @@ def test_trainer_stops_on_nan_before_the_update():
     # the optimizers' state tells whether the NaN batch's update ran (the weights are restored)
     _assert_same(a, b, opt_a, opt_b)
     assert all(np.isfinite(p.data).all() for p in a.parameters())
+
+
+def test_a_trained_model_copies_and_pickles_into_an_independent_trainer():
+    import pickle
+
+    X, y, _ = _data(F32, "ce")
+    a, _, opt_a, _ = _pair("recipe", F32, "adam")
+    a.train_step(X, y, nn.CrossEntropyLoss(), opt_a)  # a has a plan and a compiled step now
+    for b in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        c = copy.deepcopy(b)  # the same weights, stepped by the eager lines below
+        opt_b, opt_c = Adam(b.parameters(), lr=0.01), Adam(c.parameters(), lr=0.01)
+        assert b.train_step(X, y, nn.CrossEntropyLoss(), opt_b) == _eager(
+            c, X, y, nn.CrossEntropyLoss(), opt_c)
+        _assert_same(b, c, opt_b, opt_c)

@@ -75,14 +75,6 @@ class Sequential(Module):
         self._default_inits()
         self.pack()
 
-    def __getstate__(self):
-        # the execution plans are caches (buffers, compiled steps holding kernel modules):
-        # a copy or an unpickled model builds its own on first use
-        state = super().__getstate__()
-        state["_compiled"] = {}
-        state["_uncompilable"] = None
-        return state
-
     # -- construction -------------------------------------------------------------------
     @property
     def layers(self):
@@ -126,6 +118,14 @@ class Sequential(Module):
                 i += 1
         self._plan, self._plan_key = plan, key
         return plan
+
+    def __getstate__(self):
+        # plans and compiled steps are caches of raw buffers and C programs: a copy or an
+        # unpickled model builds its own on first use
+        state = super().__getstate__()
+        state["_compiled"] = {}
+        state["_uncompilable"] = None
+        return state
 
     # -- running --------------------------------------------------------------------------
     def _compiled_for(self, X):

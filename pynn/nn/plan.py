@@ -24,6 +24,7 @@ from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
 from .module import Module, check_input
+from .parameter import ParameterArena
 
 # Step kinds of a plan.
 _DENSE, _BN, _ACT, _SOFTMAX, _DROPOUT = range(5)
@@ -123,6 +124,12 @@ class Plan:
         for s, w in zip(steps, widths):
             s.dX = np.empty((n, w), self.dtype)
         self.params = [(p, p._data, p._grad) for p in seq.parameters()]
+        self.generation = ParameterArena.generation
+        self.act_params = []  # (activation layer, the parameter the plan runs it with)
+        for s in steps:
+            act = s.act if s.act is not None else (s.layer if s.kind == _ACT else None)
+            if act is not None and act.param is not None:
+                self.act_params.append((act, s.param))
         self.registry_version = Module.registry_version
         self.buffers = [(m, m.running_mean, m.running_var) for m in
                         (s.layer for s in steps if s.kind == _BN)]
@@ -140,17 +147,19 @@ class Plan:
             return False
         if Module.registry_version != self.registry_version:
             return False  # some layer now holds other parameters or buffers
-        for (p, data, grad) in self.params:
-            if p._data is not data or p._grad is not grad:
-                return False
+        if ParameterArena.generation != self.generation:
+            # parameters move only when some arena packs: look, then remember it was fine
+            for (p, data, grad) in self.params:
+                if p._data is not data or p._grad is not grad:
+                    return False
+            self.generation = ParameterArena.generation
         for m, rm, rv in self.buffers:
             if m.running_mean is not rm or m.running_var is not rv:
                 return False
         if _backend_key(self.steps) != self.backend_key:
             return False
-        for s in self.steps:
-            act = s.act if s.act is not None else (s.layer if s.kind == _ACT else None)
-            if act is not None and act.param is not None and float(act.param) != s.param:
+        for act, param in self.act_params:
+            if float(act.param) != param:
                 return False  # a slope or alpha was changed after the plan was built
         return True
 
