@@ -238,4 +238,3 @@ def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):
         nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X[:, :2])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X, batch_size=0)
-
