@@ -157,8 +157,7 @@ def test_partial_fit_and_warm_start_equal_sklearn(iris):
 
     params.update(warm_start=True, max_iter=5)
     ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
-    for _ in range(3):
-        _fit_both  # the same calls on both
+    for _ in range(3):  # the same calls on both
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             ours.fit(X, y)

@@ -1,7 +1,6 @@
 """``MLPClassifier`` and ``MLPRegressor``: scikit-learn's parameters, defaults and fitted
 attributes, on pynn."""
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
@@ -162,9 +161,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(y)
 
     def _probabilities(self, logits):
-        if self.out_activation_ == "softmax":
-            return softmax(logits, axis=1)
-        return expit(logits)
+        """softmax (multiclass) or sigmoid (binary, multilabel) of the logits: pynn's loss
+        reads its output as that."""
+        return self._loss.pynn_loss.probabilities(logits)
 
     def _labels(self, logits):
         probs = self._probabilities(logits)
