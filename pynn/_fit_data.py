@@ -22,6 +22,9 @@ def class_weight_table(class_weight, loss, width, y=None):
     """
     if class_weight is None:
         return None
+    if isinstance(class_weight, str) and class_weight == "balanced" and y is None:
+        raise ValueError("class_weight='balanced' needs the labels up front; with batches "
+                         "from an iterable pass a dict {class: weight}")
     if isinstance(loss, CrossEntropyLoss):
         n_classes = width
     elif isinstance(loss, BCEWithLogitsLoss) and width == 1:
@@ -35,9 +38,6 @@ def class_weight_table(class_weight, loss, width, y=None):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be a dict, a sequence or 'balanced', got "
                              f"{class_weight!r}")
-        if y is None:
-            raise ValueError("class_weight='balanced' needs the labels up front; with batches "
-                             "from an iterable pass a dict {class: weight}")
         labels = y if isinstance(loss, CrossEntropyLoss) else (y.ravel() > 0.5)
         counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)
         present = counts > 0
@@ -57,6 +57,31 @@ def class_weight_table(class_weight, loss, width, y=None):
             table[int(key)] = float(value)
         return row_weights("class_weight", table, n_classes)
     return row_weights("class_weight", np.asarray(class_weight), n_classes)
+
+
+class ClassWeights:
+    """``fit``'s class_weight as per-class weights (``class_weight_table``), made as soon as
+    the model's output width is known: up front for arrays, at the first batch of an
+    iterable."""
+
+    def __init__(self, class_weight, loss, width=None, y=None):
+        self.class_weight, self.loss = class_weight, loss
+        self.table = None
+        if class_weight is None:
+            return
+        if width is not None:
+            self.table = class_weight_table(class_weight, loss, width, y)
+        elif isinstance(class_weight, str):
+            class_weight_table(class_weight, loss, width, y)  # refused now: "balanced" needs y
+
+    def rows(self, sample_weight, y, width):
+        """A batch's row weights: its sample weights (float64, or None) times its rows'
+        class weights; None when neither is given."""
+        if self.class_weight is None:
+            return sample_weight
+        if self.table is None:
+            self.table = class_weight_table(self.class_weight, self.loss, width)
+        return combined_row_weights(sample_weight, self.table, self.loss, y)
 
 
 def combined_row_weights(sample_weight, table, loss, y):

@@ -97,6 +97,8 @@ class ArrayBatches:
     one at a time by ``convert``; ``y`` and ``w`` are in memory, one entry per row of the part.
     """
 
+    width = None  # the model's output width: fit knows it up front for arrays
+
     def __init__(self, X, y, w, rows=None, convert=None):
         self.X, self.y, self.w, self.rows, self.convert = X, y, w, rows, convert
         self.n = int(y.shape[0])

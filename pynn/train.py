@@ -18,8 +18,8 @@ import numpy as np
 
 from . import io as _io
 from ._checks import check_int
-from ._fit_data import (GradientClipping, LossTotal, check_training_reduction,
-                        class_weight_table, combined_row_weights, resolve_metrics)
+from ._fit_data import (ClassWeights, GradientClipping, LossTotal, check_training_reduction,
+                        resolve_metrics)
 from ._fit_sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout,
                            is_memmap, source_for)
 from ._progress import _Progress
@@ -258,8 +258,8 @@ class Trainer:
         batch_bounds(1, batch_size)  # validates batch_size
         train, val, width = fit_sources(self._targets(), X, y, sample_weight,
                                         validation_split, validation_data, epochs)
-        table = class_weight_table(class_weight, self.loss, width,
-                                   train.y if isinstance(train, ArrayBatches) else None)
+        class_weights = ClassWeights(class_weight, self.loss, width,
+                                     train.y if isinstance(train, ArrayBatches) else None)
 
         resume = None
         if resume_from is not None:
@@ -297,7 +297,7 @@ class Trainer:
             start = 0
             if resume is not None:
                 start = self._apply_resume(resume_from, resume)
-            self._train_epochs(train, val, table, start, epochs, batch_size, shuffle, augment,
+            self._train_epochs(train, val, class_weights, start, epochs, batch_size, shuffle, augment,
                                clip)
         except BaseException:
             self._progress.abort()
@@ -310,7 +310,7 @@ class Trainer:
             self.model.eval()
         return self.history
 
-    def _train_epochs(self, train, val, table, start, epochs, batch_size, shuffle, augment,
+    def _train_epochs(self, train, val, class_weights, start, epochs, batch_size, shuffle, augment,
                       clip):
         """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
         nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
@@ -336,7 +336,7 @@ class Trainer:
             seen = 0
             complete = True
             for b, (Xb, yb, wb) in enumerate(train.batches(batch_size, order)):
-                wb = combined_row_weights(wb, table, loss_fn, yb)
+                wb = class_weights.rows(wb, yb, train.width)
                 for aug in augment:
                     Xb = aug(Xb, self._rng)
                 # The compiled step (one C call) when the model is a Sequential of pynn's

@@ -121,6 +121,17 @@ def test_batches_train_like_unshuffled_arrays(how):
                                rtol=1e-12)
 
 
+def test_class_weight_with_batches():
+    X, y = data(n=64)
+    cw = {0: 2.0, 2: 0.5}
+    a, b = trainer(), trainer()
+    h_a = a.fit(X, y, class_weight=cw, epochs=2, batch_size=16, shuffle=False, seed=0,
+                verbose=0)
+    h_b = b.fit(lambda: _batches(X, y, 16), class_weight=cw, epochs=2, seed=0, verbose=0)
+    np.testing.assert_array_equal(params(a), params(b))
+    assert h_a.history["loss"] == h_b.history["loss"]
+
+
 def test_one_shot_generator_serves_one_epoch():
     X, y = data()
     t = trainer()

@@ -52,6 +52,10 @@ class Sequential(Module):
     backend : "numpy", "cython" or None (follow ``pynn.set_backend``)
     """
 
+    #: (loss, optimizer, plan, compiled step) of the last train_step: a training loop calls
+    #: with the same three every step, so the next call checks just these (pynn.nn.train_step)
+    _last_train_step = None
+
     def __init__(self, *layers, backend=None):
         super().__init__()
         layers = _layer_list(layers)
@@ -125,6 +129,7 @@ class Sequential(Module):
         state = super().__getstate__()
         state["_compiled"] = {}
         state["_uncompilable"] = None
+        state["_last_train_step"] = None
         return state
 
     # -- running --------------------------------------------------------------------------

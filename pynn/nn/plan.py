@@ -17,6 +17,7 @@ them) and is rebuilt when they moved, when the thread count or a backend changed
 import numpy as np
 
 from .. import _threads
+from .. import backend as _backends
 from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, as_kernel_array,
                             dropout_key, dropout_threshold)
 from .activations import Activation, Softmax
@@ -266,9 +267,7 @@ class Plan:
 
 def _backend_key(steps):
     """What decides every step's backend: the global choice and each layer's own."""
-    from .. import backend
-
-    return backend._current, tuple(s.layer.backend_name for s in steps)
+    return _backends._current, tuple([s.layer.backend_name for s in steps])
 
 
 def _act_name(step):

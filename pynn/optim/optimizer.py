@@ -443,7 +443,7 @@ class Optimizer:
 
 # ---------------------------------------------------------------------- validation helpers
 def _hyper_values(group):
-    return tuple(v for k, v in group.items() if k != "params")
+    return tuple([v for k, v in group.items() if k != "params"])
 
 
 def check_hyper(group, key, label, low=0.0, high=None, high_open=False):
