@@ -40,6 +40,17 @@ CASES = {
                   calls=1, warmup=20, reps=3,
                   title="epoch: one epoch over 60,000 rows, medium net, batch 128, Adam: "
                         "time per epoch"),
+    # kind "fit": MLPClassifier(...).fit(X, y) for a fixed number of epochs, pynn.sklearn's
+    # against scikit-learn's with the same settings (sklearn_params); "per" is what one fit
+    # is divided by. The floor: a training step's products ("step"), an epoch's ("epoch").
+    "sk-digits": dict(kind="fit", data="digits", sizes=(64, 64, 32, 10), batch=32, epochs=10,
+                      per="step", calls=200, warmup=1, reps=3,
+                      title="sk-digits: MLPClassifier.fit, the bundled digits (1797 rows), "
+                            "64-32 hidden, batch 32, Adam, 10 epochs: time per training step"),
+    "sk-mnist": dict(kind="fit", data="random", n=60000, sizes=(784, 256, 128, 10), batch=128,
+                     epochs=2, per="epoch", calls=1, warmup=1, reps=2,
+                     title="sk-mnist: MLPClassifier.fit, 60,000x784, 256-128 hidden, batch "
+                           "128, Adam, 2 epochs: time per epoch"),
 }
 # --quick: the same structure at toy sizes, to check the harness end to end in seconds.
 QUICK = {
@@ -48,6 +59,8 @@ QUICK = {
     "wide": dict(sizes=(32, 64, 64, 4), batch=16, calls=3, warmup=1, reps=2),
     "predict": dict(sizes=(32, 16, 8, 4), n=300, batch=64, calls=1, warmup=1, reps=2),
     "epoch": dict(sizes=(32, 16, 8, 4), n=300, batch=32, calls=1, warmup=2, reps=2),
+    "sk-digits": dict(sizes=(64, 8, 8, 10), epochs=2, calls=5, reps=2),
+    "sk-mnist": dict(sizes=(32, 16, 8, 4), n=300, batch=32, epochs=1, reps=2),
 }
 # An epoch's warm-up is this many batches (a short fit), not whole epochs.
 
@@ -82,9 +95,17 @@ def batch_bounds(n, batch):
 
 
 def make_data(spec, dtype):
-    """The case's inputs, identical in every process: X (rows, features) in [0, 1), labels."""
+    """The case's inputs, identical in every process: X (rows, features) in [0, 1), labels;
+    for data="digits" the bundled digits (scikit-learn's copy of the same UCI rows, so the
+    scikit-learn contender need not import pynn), standardized."""
+    if spec.get("data") == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        std = X.std(0)
+        return ((X - X.mean(0)) / np.where(std > 0, std, 1)).astype(dtype), y
     rng = np.random.default_rng(SEED)
-    rows = spec["n"] if spec["kind"] in ("predict", "epoch") else spec["batch"]
+    rows = spec["n"] if spec["kind"] in ("predict", "epoch", "fit") else spec["batch"]
     X = rng.random((rows, spec["sizes"][0]), dtype=np.float32).astype(dtype, copy=False)
     y = rng.integers(0, spec["sizes"][-1], rows)
     return X, y
@@ -178,6 +199,13 @@ def _pynn_contender(spec, X, y, dtype, threads, backend, info, fit=True, eager=F
 
     pynn.set_backend(backend)
     pynn.set_num_threads(threads)
+    if spec["kind"] == "fit":
+        from pynn.sklearn import MLPClassifier
+
+        info.update(pynn_file=pynn.__file__, pynn_version=pynn.__version__,
+                    pynn_threads=pynn.get_num_threads(), pynn_backend=pynn.get_backend().name,
+                    epoch_via="pynn.sklearn.MLPClassifier.fit")
+        return _time_fits(MLPClassifier, spec, X, y, info)
     model = pynn_model(spec["sizes"], spec["bn"], dtype)
     loss = nn.CrossEntropyLoss()
     opt = pynn.optim.Adam(model.parameters(), lr=LR)
@@ -447,6 +475,43 @@ def _torch_contender(spec, X, y, dtype, threads, info):
 
 
 # ------------------------------------------------------------------------------ scikit-learn
+def sklearn_params(spec):
+    """The MLPClassifier settings of a "fit" case, the same for pynn.sklearn and scikit-learn:
+    exactly ``epochs`` epochs (no tolerance stop), shuffled, Adam, scikit-learn's alpha."""
+    return dict(hidden_layer_sizes=tuple(spec["sizes"][1:-1]), activation="relu",
+                solver="adam", alpha=1e-4, batch_size=spec["batch"], learning_rate_init=LR,
+                max_iter=spec["epochs"], shuffle=True, random_state=SEED, tol=0.0,
+                n_iter_no_change=np.inf)
+
+
+def _time_fits(estimator_class, spec, X, y, info):
+    """Seconds per step or per epoch (``spec["per"]``) of ``estimator_class(...).fit(X, y)``:
+    ``warmup`` one-epoch fits on a slice, then ``reps`` timed fits of a fresh estimator."""
+    import warnings
+
+    params = sklearn_params(spec)
+    if spec["per"] == "step":
+        per_fit = spec["epochs"] * len(range(0, X.shape[0], spec["batch"]))
+    else:
+        per_fit = spec["epochs"]
+    warm = min(X.shape[0], 10 * spec["batch"])
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: the epochs are fixed on purpose
+        for _ in range(spec["warmup"]):
+            estimator_class(**{**params, "max_iter": 1}).fit(X[:warm], y[:warm])
+        for _ in range(spec["reps"]):
+            est = estimator_class(**params)
+            t0 = time.perf_counter()
+            est.fit(X, y)
+            times.append((time.perf_counter() - t0) / per_fit)
+    info["fit_params"] = {k: (v if v != np.inf else "inf") for k, v in params.items()}
+    info["n_iter"] = int(est.n_iter_)
+    if est.n_iter_ != spec["epochs"]:
+        raise AssertionError(f"the fit ran {est.n_iter_} epochs, not {spec['epochs']}")
+    return times
+
+
 def _sklearn_contender(spec, X, y, dtype, threads, info):
     from threadpoolctl import threadpool_limits
 
@@ -455,6 +520,9 @@ def _sklearn_contender(spec, X, y, dtype, threads, info):
 
     threadpool_limits(threads)
     info["sklearn_version"] = sklearn.__version__
+    if spec["kind"] == "fit":
+        info["epoch_via"] = "sklearn.neural_network.MLPClassifier.fit"
+        return _time_fits(MLPClassifier, spec, X, y, info)
     info["note"] = "MLPClassifier has no BatchNorm: Dense-ReLU layers of the same widths"
     batch = spec["batch"]
     clf = MLPClassifier(hidden_layer_sizes=spec["sizes"][1:-1], activation="relu",
@@ -515,6 +583,8 @@ def _gemm_calls(spec, dtype, variant):
         return [(mm, acts[k], W[k], outs[k], False, True) for k in range(len(dims))]
 
     kind = spec["kind"]
+    if kind == "fit":
+        kind = "step" if spec["per"] == "step" else "epoch"
     if kind == "step":
         calls = step_products(spec["batch"])
     else:
@@ -561,6 +631,8 @@ def _floor_contender(spec, dtype, threads, info):
 
         # an epoch's "warmup" counts batches; here one call is a whole epoch of products
         warmup = spec["warmup"] if spec["kind"] == "step" else 1
+        if spec["kind"] == "fit" and spec["per"] == "step":
+            warmup = spec["calls"]
         variants[variant] = _time_reps(run, spec["calls"], warmup, spec["reps"])
     best = min(variants, key=lambda v: float(np.median(variants[v])))
     info["floor_variants"] = {v: t for v, t in variants.items()}
@@ -604,8 +676,9 @@ def run(job):
             else:
                 raise ValueError(f"unknown contender {contender!r}")
     except ImportError as exc:
-        if contender in ("torch", "pynn-after-torch", "sklearn") and exc.name in (
-                "torch", "sklearn"):
+        optional = contender in ("torch", "pynn-after-torch", "sklearn") or (
+            spec["kind"] == "fit" or spec.get("data") == "digits")  # pynn.sklearn, the digits
+        if optional and exc.name in ("torch", "sklearn"):
             return {"status": "skipped", "reason": f"{exc.name} is not importable ({exc})"}
         raise
     info["seconds_in_process"] = time.perf_counter() - started

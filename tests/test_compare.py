@@ -235,3 +235,22 @@ def test_compare_script_is_the_same_command(tmp_path):
     for option in ("--cases", "--contenders", "--rounds", "--reps", "--threads", "--out",
                    "--quick"):
         assert option in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ConvergenceWarning: fixed epochs
+@pytest.mark.parametrize("case", ["sk-digits", "sk-mnist"])
+def test_fit_cases_train_the_same_network_as_sklearn(case):
+    """The fit cases time the same training in both: from the same settings pynn.sklearn and
+    scikit-learn's MLPClassifier reach the same weights (float64) after the case's epochs."""
+    sk = pytest.importorskip("sklearn.neural_network")
+    from pynn.sklearn import MLPClassifier
+
+    spec = worker.case_spec(case, quick=True)
+    X, y = worker.make_data(spec, np.float64)
+    params = worker.sklearn_params(spec)
+    ours = MLPClassifier(**params).fit(X, y)
+    theirs = sk.MLPClassifier(**params).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == spec["epochs"]
+    for a, b in zip(ours.coefs_, theirs.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert worker.CASES[case]["kind"] == "fit" and "fit" in bench.APPLIES["sklearn"]

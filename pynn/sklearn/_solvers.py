@@ -1,0 +1,322 @@
+"""The training of the estimators: scikit-learn's MLP semantics (epochs, tol and
+n_iter_no_change, learning-rate schedules, early stopping, L-BFGS) on a pynn Sequential and pynn
+optimizers.
+
+The loop per mini-batch is pynn's training step, ``model.train_step(Xb, yb, loss, optimizer)``
+(one compiled call) when the batch needs nothing between its parts, else its lines::
+
+    model.zero_grad(); value, dY = loss(model.forward(Xb), yb, sample_weight)
+    model.backward(dY, input_grad=False); [clip the gradients]; optimizer.step()
+
+alpha's L2 term is the optimizer's weight decay on the weights group, so it runs inside the
+update kernel either way.
+
+The epoch loop is written here rather than through ``Trainer.fit`` because scikit-learn's MLP
+defines things per batch that a Trainer callback cannot reach: the L2 term is divided by each
+batch's (weighted) size, and the loss it records includes that term.
+"""
+import warnings
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import gen_batches
+from sklearn.utils import shuffle as _shuffle
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.optimize import _check_optimize_result
+
+from .. import nn, optim
+from ..data import batch_bounds
+from ..nn.utils import clip_grad_norm_, clip_grad_value_
+from ..train import restore, snapshot
+
+STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
+# scikit-learn's adaptive schedule stops once the rate would go below this
+_MIN_ADAPTIVE_LR = 1e-6
+
+
+class SklearnAdam(optim.Adam):
+    """pynn's Adam with epsilon where scikit-learn's MLP puts it.
+
+    scikit-learn adds ``eps`` to ``sqrt(v)`` before the bias correction of ``v``; torch (and
+    pynn's kernel) after it. Passing ``eps / sqrt(1 - beta2**t)`` to the kernel at step ``t``
+    takes scikit-learn's steps exactly; the group keeps the ``eps`` it was given.
+    """
+
+    def _step_group(self, gi, group, gstate):
+        beta2 = group["betas"][1]
+        correction = 1.0 - beta2 ** (gstate["step"] + 1)  # the step about to be taken
+        if correction < 1.0:  # else beta2**t is below rounding: the two placements agree
+            group = {**group, "eps": group["eps"] / correction ** 0.5}
+        super()._step_group(gi, group, gstate)
+
+
+class _Solvers:
+    """Mixin of ``_BaseMLP``: the optimizers, the epoch loop and L-BFGS. Uses the network
+    (``_model``, ``_dense``) and the loss (``_loss``) that ``_BaseMLP`` builds."""
+
+    def _make_optimizer(self):
+        """The solver's optimizer with two groups: the weights, where alpha (as the group's
+        weight_decay, set per batch: scikit-learn divides the L2 term by the batch's weighted
+        size) and l1 act, and the rest (intercepts, BatchNorm), which no penalty touches."""
+        weights, rest = self._penalized_params()
+        lr = self.learning_rate_init
+        betas = (self.beta_1, self.beta_2)
+        groups = [{"params": weights, "weight_decay": 0.0, "l1": self.l1},
+                  {"params": rest, "weight_decay": 0.0, "l1": 0.0}]
+        if self.solver == "sgd":
+            opt = optim.SGD(groups, lr=lr, momentum=self.momentum,
+                            nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        elif self.solver == "adam":
+            opt = SklearnAdam(groups, lr=lr, betas=betas, eps=self.epsilon)
+        elif self.solver == "adamw":  # the weight decay decoupled
+            opt = optim.AdamW(groups, lr=lr, betas=betas, eps=self.epsilon)
+        elif self.solver == "rmsprop":
+            opt = optim.RMSprop(groups, lr=lr, eps=self.epsilon)
+        else:
+            opt = optim.Adagrad(groups, lr=lr, eps=self.epsilon)
+        self._optimizer = opt
+        self._scheduler = self.lr_scheduler(opt) if self.lr_scheduler is not None else None
+
+    def _bind_weight_views(self):
+        """The weights' slice of the parameter arena (the penalties' values read it). Derived
+        again for every fit: unpickling or a re-pack moves the arena."""
+        self._optimizer.zero_grad()  # re-packs first if the parameters moved
+        weights = self._penalized_params()[0]
+        (arena,) = self._model.arenas.values()
+        start = weights[0].offset
+        stop = weights[-1].offset + weights[-1].size
+        if stop - start != sum(w.size for w in weights):
+            raise RuntimeError("the optimizer did not pack the weights contiguously")
+        self._weights_flat = arena.data[start:stop]
+
+    def _set_weight_decay(self, weight_sum):
+        """alpha / (the batch's weighted size) on the weights group; changed only when the
+        batch size changes (the last batch), so the optimizer re-checks its group rarely."""
+        decay = self.alpha / weight_sum if weight_sum > 0 else 0.0
+        group = self._optimizer.param_groups[0]
+        if group["weight_decay"] != decay:
+            group["weight_decay"] = decay
+
+    def _penalty(self, weight_sum):
+        """The penalties' share of the loss scikit-learn records, from the weights before the
+        step: 0.5 * alpha * ||W||^2 / weight_sum (+ l1 * sum |W|)."""
+        value = 0.0
+        if self.alpha and weight_sum > 0:
+            value += 0.5 * self.alpha * self._sum_squared_weights() / weight_sum
+        if self.l1:
+            value += self.l1 * self._l1_norm()
+        return value
+
+    def _sum_squared_weights(self):
+        return float(np.dot(self._weights_flat, self._weights_flat))
+
+    def _l1_norm(self):
+        return float(np.abs(self._weights_flat).sum())
+
+    # -------------------------------------------------------------------- fit
+    def _fit_stochastic(self, X, y, target, sample_weight, incremental):
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._make_optimizer()
+        self._bind_weight_views()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        model, opt = self._model, self._optimizer
+        X_val = y_val = target_val = sw_val = None
+        if self.early_stopping:
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            parts = [X, y, target] + ([sample_weight] if sample_weight is not None else [])
+            split = train_test_split(*parts, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, y, y_val, target, target_val = split[:6]
+            if sample_weight is not None:
+                sample_weight, sw_val = split[6:]
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            y_val = self._validation_labels(y_val)
+
+        n_samples = X.shape[0]
+        sample_idx = np.arange(n_samples, dtype=int)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        if self.batch_norm:
+            # BatchNorm cannot normalize a single sample: pynn merges a trailing one-sample
+            # batch into the one before
+            batches = [slice(lo, hi) for lo, hi in batch_bounds(n_samples, batch_size)]
+        else:
+            batches = list(gen_batches(n_samples, batch_size))
+
+        params = list(model.parameters())
+        clip_norm, clip_value = self.clip_grad_norm, self.clip_grad_value
+        # pynn's compiled step (zero_grad, forward, loss, backward, update in one C call, the
+        # same numbers) whenever the batch needs nothing between those: no sample weights, no
+        # clipping, a loss pynn's kernels compute unscaled (classification with one output
+        # column or with softmax); else the same lines in Python.
+        compiled = (callable(getattr(model, "train_step", None)) and sample_weight is None
+                    and clip_norm is None and clip_value is None and self._loss.unscaled)
+        pynn_loss = self._loss.pynn_loss
+        model.train()  # predict (validation scores) runs in eval mode regardless
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                accumulated_loss = 0.0
+                for batch in batches:
+                    idx = sample_idx[batch] if self.shuffle else batch
+                    sw = None if sample_weight is None else sample_weight[idx]
+                    weight_sum = batch.stop - batch.start if sw is None else float(sw.sum())
+                    self._set_weight_decay(weight_sum)
+                    value = self._penalty(weight_sum)
+                    if compiled:
+                        value += float(model.train_step(X[idx], target[idx], pynn_loss, opt))
+                    else:
+                        model.zero_grad()
+                        data_loss, grad = self._loss(model.forward(X[idx]), target[idx], sw)
+                        model.backward(grad, input_grad=False)
+                        if clip_norm is not None:
+                            clip_grad_norm_(params, clip_norm)
+                        if clip_value is not None:
+                            clip_grad_value_(params, clip_value)
+                        opt.step()
+                        value += data_loss
+                    accumulated_loss += value * (batch.stop - batch.start)
+                self.n_iter_ += 1
+                self.loss_ = accumulated_loss / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                self._update_no_improvement_count(X_val, y_val, target_val, sw_val)
+                self._end_epoch_lr()
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.early_stopping:
+                        msg = ("Validation score did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    if self._trigger_stopping(msg):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                        "optimization hasn't converged yet." % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        finally:
+            model.eval()
+        if self.early_stopping:
+            restore(model, self._best_state)
+
+    def _end_epoch_lr(self):
+        """scikit-learn's per-epoch rate for 'invscaling' (t_ counts samples), then a
+        user ``lr_scheduler``. scikit-learn's adam ignores ``learning_rate``; so does this."""
+        if self.solver != "adam" and self.learning_rate == "invscaling":
+            self._set_lr(float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+        if self._scheduler is not None:
+            self._scheduler.step()
+
+    def _set_lr(self, lr):
+        """Change the rate as scikit-learn's SGD does: its velocity is kept in units of
+        parameter change (``v = momentum * v - lr * g``), torch's buffer in units of gradient
+        (``p -= lr * buf``), so the buffer is rescaled by old/new rate to carry the same
+        velocity over."""
+        old = self._optimizer.param_groups[0]["lr"]
+        if lr == old:
+            return
+        if self.solver == "sgd":
+            for state in self._optimizer.state.values():
+                if "momentum_buffer" in state:
+                    state["momentum_buffer"] *= old / lr
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr
+
+    def _trigger_stopping(self, msg):
+        """True to stop; 'adaptive' instead divides the rate by 5 until it is below 1e-6."""
+        if self.solver == "adam" or self.learning_rate != "adaptive":
+            if self.verbose:
+                print(msg + " Stopping.")
+            return True
+        lr = self._optimizer.param_groups[0]["lr"]
+        if lr <= _MIN_ADAPTIVE_LR:
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self._set_lr(lr / 5.0)
+        if self.verbose:
+            print(msg + " Setting learning rate to %f" % (lr / 5.0))
+        return False
+
+    def _update_no_improvement_count(self, X_val, y_val, target_val, sw_val):
+        if self.early_stopping:
+            out = self._model.predict(X_val)
+            self.validation_loss_curve_.append(self._loss(out, target_val, sw_val)[0])
+            score = self._score_logits(out, y_val, sw_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_state = snapshot(self._model)
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _fit_lbfgs(self, X, target, sample_weight):
+        """scipy's L-BFGS-B over the model's flat parameter arena, full batch."""
+        model = self._model
+        weights, rest = self._penalized_params()
+        # the arena laid out weights first, as for the stochastic solvers
+        arena = nn.ParameterArena(weights + rest)
+        n_weights = sum(w.size for w in weights)
+        self._weights_flat = arena.data[:n_weights]
+        weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+        model.train()
+
+        def loss_and_grad(flat):
+            arena.data[...] = flat
+            model.zero_grad()
+            value, grad = self._loss(model.forward(X), target, sample_weight)
+            model.backward(grad, input_grad=False)
+            value += self._penalty(weight_sum)
+            grad = arena.grad.astype(np.float64)
+            weight_grads = grad[:n_weights]  # plus the penalties' gradients, as scikit-learn's
+            if self.alpha and weight_sum > 0:
+                weight_grads += self.alpha / weight_sum * self._weights_flat
+            if self.l1:
+                weight_grads += self.l1 * np.sign(self._weights_flat)
+            return value, grad
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                   **_get_additional_lbfgs_options_dict("iprint", iprint)}
+        try:
+            result = scipy.optimize.minimize(loss_and_grad, arena.data.astype(np.float64),
+                                             method="L-BFGS-B", jac=True, options=options)
+        finally:
+            model.eval()
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        arena.data[...] = result.x
