@@ -169,7 +169,8 @@ class TrainStep:
                       _threads.threads_for(n * self.k_out))
         self.momenta = np.zeros(max(len(plan.steps), 1), np.float64)
         self.prog = prog
-        self.layout = None  # the optimizer's arrays the program's updates point into
+        self.arrays = []  # the optimizer's arrays the program's updates point into
+        self.nonempty = []  # which of the optimizer's loop calls are in the program
 
     def _add_op(self, prog, plan, i, s):
         n = plan.shape[0]
@@ -280,15 +281,16 @@ class TrainStep:
         self.optimizer._collect_step(collector)
         calls = collector.calls
         prog = self.prog
-        # the arrays each loop runs on (identities: the optimizer caches its slices)
-        layout = [tuple(map(id, c[1:6])) for c in calls]
-        if layout != self.layout:  # first step, new state buffers, frozen parameters
+        # The optimizer caches its flat slices and makes all of them anew when its layout or
+        # state buffers change, so the parameter slices' identities tell whether the program's
+        # addresses still hold.
+        arrays = self.arrays
+        if len(calls) != len(arrays) or any(c[1] is not a[0] for c, a in zip(calls, arrays)):
             prog.clear_updates()
             for kind, p, g, s1, s2, s3, _, _, _, nt in calls:
                 if p.size:
                     prog.add_update(kind, p.size, nt, p.ctypes.data, g.ctypes.data, _addr(s1),
                                     _addr(s2), _addr(s3))
-            self.layout = layout
             self.arrays = [c[1:6] for c in calls]  # alive while the program points into them
             self.nonempty = [i for i, c in enumerate(calls) if c[1].size]
         for j, i in enumerate(self.nonempty):
@@ -307,8 +309,8 @@ def _default_loss(loss):
 def _signature(seq, optimizer):
     """What decides whether the program's gradients and updates still apply: which
     parameters are frozen, where the arenas are, which parameters the optimizer holds."""
-    return (Parameter.freeze_version, ParameterArena.generation,
-            tuple(len(g["params"]) for g in optimizer.param_groups))
+    # (adding a param group re-packs: the generation moves)
+    return Parameter.freeze_version, ParameterArena.generation, len(optimizer.param_groups)
 
 
 def _owns_gradients(seq, optimizer):
