@@ -247,10 +247,10 @@ class TrainStep:
                 target, self.k_out)):
             return None  # the eager loss names what is wrong
         for i, layer, _ in self.bn_layers:
-            layer.num_batches_tracked += 1
+            count = layer._buffers["num_batches_tracked"]
+            count += 1  # in place, as the layer's own forward does (without its attribute hooks)
             momentum = layer.momentum
-            self.momenta[i] = (1.0 / float(layer.num_batches_tracked) if momentum is None
-                               else momentum)
+            self.momenta[i] = 1.0 / float(count) if momentum is None else momentum
         if self.zero_first:
             self.optimizer.zero_grad()
         if finite_only:
