@@ -1,6 +1,4 @@
 """Adagrad (torch's semantics)."""
-import functools
-
 from .optimizer import Optimizer, check_hyper
 
 
@@ -56,8 +54,8 @@ class Adagrad(Optimizer):
     def _step_group(self, gi, group, gstate):
         self._init_group_state(gi)
         gstate["step"] += 1
-        self._for_slices(gi, ("sum",), functools.partial(
+        self._for_slices(gi, ("sum",),
             self.backend.adagrad_step, step=gstate["step"], lr=group["lr"],
             lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], l1=group["l1"],
             eps=group["eps"],
-        ))
+        )

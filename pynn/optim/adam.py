@@ -1,6 +1,4 @@
 """Adam and AdamW (torch's semantics, eps where torch puts it)."""
-import functools
-
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -73,11 +71,11 @@ class Adam(Optimizer):
             self._ensure_state(gi, max_key)
         gstate["step"] += 1
         beta1, beta2 = group["betas"]
-        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key), functools.partial(
+        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key),
             self.backend.adam_step, step=gstate["step"], lr=group["lr"], beta1=beta1,
             beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
-        ))
+        )
 
 
 class AdamW(Adam):

@@ -75,7 +75,7 @@ class Optimizer:
         self._buffers = {}
         self._layout = {}
         self._segments = []
-        self._checked_groups = {}  # group index -> (id, hyper-parameters) last checked
+        self._checked_groups = {}  # group index -> (the group, a copy of it) as last checked
         self._arena_generation = None
         self._slice_cache = {}  # (group index, state keys) -> flat slices, checked once
         for group in params:
@@ -125,11 +125,12 @@ class Optimizer:
         self._update_runs()
         for gi, group in enumerate(self.param_groups):
             # Hyper-parameters may be edited between steps (schedules do): checked again only
-            # when they changed, so an unchanged group costs one tuple comparison.
-            values = _hyper_values(group)
-            if self._checked_groups.get(gi) != (id(group), values):
+            # when they changed, so an unchanged group costs one dict comparison (a copy of
+            # the group as last checked; its "params" is the same list object).
+            checked = self._checked_groups.get(gi)
+            if checked is None or checked[0] is not group or checked[1] != group:
                 self._check_group(group)
-                self._checked_groups[gi] = (id(group), _hyper_values(group))
+                self._checked_groups[gi] = (group, dict(group))
             self._step_group(gi, group, self._group_state[gi])
 
     def _collect_step(self, collector):
@@ -372,8 +373,9 @@ class Optimizer:
                 None if k is None else self._buffer(dtype, k)[start:stop] for k in keys
             )
 
-    def _for_slices(self, gi, keys, kernel):
-        """Call ``kernel(*slices)`` for each trainable slice of group ``gi`` (see ``_slices``).
+    def _for_slices(self, gi, keys, kernel, **kwargs):
+        """Call ``kernel(*slices, **kwargs)`` for each trainable slice of group ``gi`` (see
+        ``_slices``).
 
         The slices are made once and kept until the layout changes (re-pack, freezing, a new
         state buffer); the backend checks them on their first use only (``_prechecked``).
@@ -382,11 +384,11 @@ class Optimizer:
         if cached is None:
             slices = list(self._slices(gi, *keys))
             for args in slices:
-                kernel(*args)
+                kernel(*args, **kwargs)
             self._slice_cache[(gi, keys)] = slices
             return
         for args in cached:
-            kernel(*args, _prechecked=True)
+            kernel(*args, _prechecked=True, **kwargs)
 
     # ------------------------------------------------------------------ state entries
     def _group_entries(self, gi, copy):
@@ -442,10 +444,6 @@ class Optimizer:
 
 
 # ---------------------------------------------------------------------- validation helpers
-def _hyper_values(group):
-    return tuple([v for k, v in group.items() if k != "params"])
-
-
 def check_hyper(group, key, label, low=0.0, high=None, high_open=False):
     """group[key] as a float in [low, high]; ValueError(f"Invalid {label}: {value}") otherwise,
     torch's wording (e.g. "Invalid learning rate: -1.0")."""

@@ -1,6 +1,4 @@
 """RMSprop (torch's semantics)."""
-import functools
-
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -69,7 +67,7 @@ class RMSprop(Optimizer):
             if key is not None:
                 self._ensure_state(gi, key)
         gstate["step"] += 1
-        self._for_slices(gi, ("square_avg", centered_key, momentum_key), functools.partial(
+        self._for_slices(gi, ("square_avg", centered_key, momentum_key),
             self.backend.rmsprop_step, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
             weight_decay=group["weight_decay"], l1=group["l1"], momentum=group["momentum"],
-        ))
+        )

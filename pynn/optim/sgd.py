@@ -1,6 +1,4 @@
 """Stochastic gradient descent with momentum (torch's SGD)."""
-import functools
-
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -63,8 +61,8 @@ class SGD(Optimizer):
             first = "momentum_buffer" not in gstate["keys"]
             self._ensure_state(gi, "momentum_buffer")
         key = "momentum_buffer" if momentum != 0 else None
-        self._for_slices(gi, (key,), functools.partial(
+        self._for_slices(gi, (key,),
             self.backend.sgd_step, lr=group["lr"], momentum=momentum,
             dampening=group["dampening"], weight_decay=group["weight_decay"], l1=group["l1"],
             nesterov=group["nesterov"], first_step=first,
-        ))
+        )
