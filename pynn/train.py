@@ -40,10 +40,10 @@ def _compiled_step_finder(model):
 
     if not isinstance(model, Sequential) or not model._compile:
         return lambda *args: None
-    from .nn.train_step import program_for
+    from .nn.train_step import cached_program
 
     def find(model, X, loss, optimizer):
-        program = program_for(model, X, loss, optimizer)
+        program = cached_program(model, X, loss, optimizer)
         return None if program is None or program.zero_first else program
 
     return find

@@ -41,24 +41,29 @@ _MAX_PROGRAMS = 4  # per plan: (loss, optimizer) pairs a model trains with in tu
 
 def train_step(seq, X, y, loss, optimizer):
     """``Sequential.train_step``: the compiled step when it applies, else the eager one."""
-    if isinstance(optimizer, Optimizer):
-        # An optimizer re-packs its parameters when another packed them since its last step:
-        # let it happen now, before the plan checks where the parameters live.
-        optimizer._check_arenas()
-    last = seq._last_train_step  # a loop calls with the same loss, optimizer and batch shape
-    if (last is not None and last[0] is loss and last[1] is optimizer
-            and type(X) is np.ndarray and last[2].fits(X)
-            and last[3].fits(seq, loss, optimizer)):
-        program = last[3]
-    else:
-        program = program_for(seq, X, loss, optimizer)
-        seq._last_train_step = (None if program is None
-                                else (loss, optimizer, program.plan, program))
+    program = cached_program(seq, X, loss, optimizer)
     if program is not None:
         value = program.run(X, y)
         if value is not None:
             return value
     return Module.train_step(seq, X, y, loss, optimizer)
+
+
+def cached_program(seq, X, loss, optimizer):
+    """``program_for``, checking the last call's answer first: a training loop calls with the
+    same loss, optimizer and batch shape step after step."""
+    if isinstance(optimizer, Optimizer):
+        # An optimizer re-packs its parameters when another packed them since its last step:
+        # let it happen now, before the plan checks where the parameters live.
+        optimizer._check_arenas()
+    last = seq._last_train_step
+    if (last is not None and last[0] is loss and last[1] is optimizer
+            and type(X) is np.ndarray and last[2].fits(X)
+            and last[3].fits(seq, loss, optimizer)):
+        return last[3]
+    program = program_for(seq, X, loss, optimizer)
+    seq._last_train_step = None if program is None else (loss, optimizer, program.plan, program)
+    return program
 
 
 def program_for(seq, X, loss, optimizer):
