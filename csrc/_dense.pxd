@@ -67,12 +67,39 @@ cdef inline void _forward_rows(const floating* X, const floating* W, const float
         act_forward_span(kind, p, Y + lo * m, Y + lo * m, (hi - lo) * m)
 
 
+cdef inline void _forward_cols(const floating* X, const floating* W, const floating* b,
+                               floating* Y, idx_t lo, idx_t hi, idx_t n, idx_t k, idx_t m,
+                               int kind, floating p) noexcept nogil:
+    """Columns lo..hi of Y := act(X @ W.T + b), every row; BLAS single-threaded in this
+    thread."""
+    cdef idx_t i
+    cdef floating beta = 0
+    if hi <= lo or n <= 0:
+        return
+    if b != NULL:
+        beta = 1
+        for i in range(n):
+            memcpy(Y + i * m + lo, b + lo, (hi - lo) * sizeof(floating))
+    pynn_blas_single()
+    # Y[:, lo:hi] = X @ W[lo:hi].T + beta * Y[:, lo:hi]
+    gemm_rm(False, True, <int>n, <int>(hi - lo), <int>k, 1, X, <int>k, W + lo * k, <int>k,
+            beta, Y + lo, <int>m)
+    if kind != IDENTITY:
+        for i in range(n):
+            act_forward_span(kind, p, Y + i * m + lo, Y + i * m + lo, hi - lo)
+
+
 cdef inline void dense_forward_core(const floating* X, const floating* W, const floating* b,
                                     floating* y, idx_t n, idx_t k, idx_t m, int kind,
                                     floating p, int n_threads) noexcept nogil:
-    """Y := act(X @ W.T + b); b may be NULL. Sizes checked against the BLAS int range."""
+    """Y := act(X @ W.T + b); b may be NULL. Sizes checked against the BLAS int range.
+
+    Tiles split the output by batch rows, or by output columns when the weight is the larger
+    operand (m > n): every thread packs the operand it shares with the others in full, so the
+    smaller one should be the shared one."""
     cdef idx_t t
-    cdef int nt = dense_team(n * m * k, n, n_threads)
+    cdef bint by_cols = m > n
+    cdef int nt = dense_team(n * m * k, m if by_cols else n, n_threads)
     if not pynn_blas_control():
         # No per-thread BLAS control: one call, BLAS's threads; OpenMP only for the epilogue.
         _forward_rows(X, W, b, y, 0, n, k, m, IDENTITY, p)
@@ -80,6 +107,10 @@ cdef inline void dense_forward_core(const floating* X, const floating* W, const 
             act_forward_threads(kind, p, y, y, n * m, n_threads if n * m >= 1 << 20 else 1)
     elif nt == 1:
         _forward_rows(X, W, b, y, 0, n, k, m, kind, p)
+    elif by_cols:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _forward_cols(X, W, b, y, dense_tile(t, nt, m), dense_tile(t + 1, nt, m), n, k, m,
+                          kind, p)
     else:
         for t in prange(nt, schedule="static", num_threads=nt):
             _forward_rows(X, W, b, y, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k, m,
@@ -110,7 +141,8 @@ cdef inline void _backward_tile(int t, int nt, const floating* z, const floating
                                 const double* acc, int n_acc, floating* dX, idx_t n, idx_t m,
                                 idx_t k, bint accumulate) noexcept nogil:
     """Tile t of nt: db and dW for weight rows [m*t/nt, m*(t+1)/nt), dX for batch rows
-    [n*t/nt, n*(t+1)/nt); BLAS single-threaded in this thread. ``acc`` holds n_acc rows of
+    [n*t/nt, n*(t+1)/nt) (or its columns [k*t/nt, k*(t+1)/nt) when k > n); BLAS
+    single-threaded in this thread. ``acc`` holds n_acc rows of
     column partial sums of dZ, added in row order. ``accumulate``: dW and db add onto what they
     hold (torch's semantics until zero_grad), else they are overwritten (a step that zeroes the
     gradients first: the same values, without the memset)."""
@@ -129,7 +161,15 @@ cdef inline void _backward_tile(int t, int nt, const floating* z, const floating
         # dW[lo:hi] (+)= dZ[:, lo:hi].T @ X
         gemm_rm(True, False, <int>(hi - lo), <int>k, <int>n, 1, z + lo, <int>m, X, <int>k,
                 1 if accumulate else 0, dW + lo * k, <int>k)
-    if dX != NULL:
+    if dX != NULL and k > n:
+        # by columns of dX when W (m x k) is larger than dZ (n x m): see dense_forward_core
+        lo = dense_tile(t, nt, k)
+        hi = dense_tile(t + 1, nt, k)
+        if hi > lo:
+            # dX[:, lo:hi] = dZ @ W[:, lo:hi]
+            gemm_rm(False, False, <int>n, <int>(hi - lo), <int>m, 1, z, <int>m, W + lo,
+                    <int>k, 0, dX + lo, <int>k)
+    elif dX != NULL:
         lo = dense_tile(t, nt, n)
         hi = dense_tile(t + 1, nt, n)
         if hi > lo:
@@ -143,8 +183,10 @@ cdef inline void dense_backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bin
     """The backward's threads (``nt``) and rows of bias partial sums (``n_acc``): the caller
     allocates n_acc * m doubles for them, and n * m elements of dZ unless the identity."""
     cdef idx_t macs = (n * m * k) * (has_dw + has_dx)
+    cdef idx_t dx_rows = k if k > n else n  # what _backward_tile splits dX by
     if pynn_blas_control():
-        nt[0] = dense_team(macs, min(n, m) if has_dw else n, n_threads)
+        nt[0] = dense_team(macs, (min(dx_rows, m) if has_dx else m) if has_dw else dx_rows,
+                           n_threads)
         n_acc[0] = nt[0]
     else:
         nt[0] = 1  # BLAS threads the products itself; OpenMP only for the big elementwise pass

@@ -7,9 +7,12 @@ from conftest import ODD_SHAPES, assert_close, numerical_grad, readonly
 FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # (N, K, M): batch, in_features, out_features. From ODD_SHAPES: (n, k) pairs with a prime out
 # size, plus K = 0 and M = 0, and one output above dense's own parallel threshold (2**20
-# elements: its elementwise passes stay serial below that, see csrc/dense.pyx).
+# elements: its elementwise passes stay serial below that, see csrc/dense.pyx). Products of
+# 2**18 multiply-adds or more are split over the threads (csrc/_dense.pxd): by batch rows
+# (1031, 3, 1021), by output columns in forward (131, 17, 263: M > N), by columns of dX in
+# backward too (37, 300, 41 and 64, 257, 300: K > N).
 SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
-    (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021),
+    (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021), (37, 300, 41), (64, 257, 300),
 ]
 
 
