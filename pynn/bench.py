@@ -34,7 +34,6 @@ over the floor's. Writes ``compare.json`` (every time, machine and library infor
 import argparse
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
@@ -44,6 +43,7 @@ import tempfile
 import time
 
 from . import _bench_worker as worker
+from ._cli_common import json_safe
 
 CONTENDERS = worker.CONTENDERS
 CASE_NAMES = tuple(worker.CASES)
@@ -629,7 +629,7 @@ def run(args, file=None):
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "compare.json")
     with open(json_path, "w") as f:
-        json.dump(_json_safe(results), f, indent=1, allow_nan=False)
+        json.dump(json_safe(results), f, indent=1, allow_nan=False)
         f.write("\n")
     out(f"wrote {json_path}")
     png_path = os.path.join(args.out, "compare.png")
@@ -643,16 +643,6 @@ def run(args, file=None):
     with open(txt_path, "w") as f:
         f.write("\n".join(out.lines) + "\n")
     return 1 if failed else 0
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def main(argv=None):

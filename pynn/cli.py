@@ -12,64 +12,24 @@ no traceback.
 import argparse
 import collections
 import csv
-import gzip
-import json
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
+from ._cli_common import (DATASETS, CLIError, _as_numeric_labels, _decide_task, _dropout,
+                          _fraction, _hidden, _is_csv, _is_float, _load_data, _nonneg_int,
+                          _open_text, _positive_float, _positive_int, _write_json)
 from .io import atomic_open
 from .recipe import OPTIMIZERS, build_mlp, make_optimizer
 
 SCHEDULES = ("exponential", "cosine", "onecycle", "constant")
-DATASETS = ("digits", "mnist5k")
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (no usage block) and exit status 2."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-# ---------------------------------------------------------------------------- argument types
-def _number_arg(convert, accept, expected):
-    """An argparse type: ``convert(text)``, kept when ``accept(value)``, else one clear error."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _number_arg(int, lambda v: v >= 1, "a positive integer")
-_nonneg_int = _number_arg(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_arg(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-_fraction = _number_arg(float, lambda v: 0 < v < 1, "a number in (0, 1)")
-_dropout = _number_arg(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-
-def _hidden(text):
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated layer widths like 256,128, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive layer widths like 256,128, got {text!r}")
-    return sizes
 
 
 def build_parser():
@@ -165,145 +125,6 @@ def build_parser():
     return parser
 
 
-# ---------------------------------------------------------------------------- data loading
-def _open_text(path):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")
-
-
-def read_table(path, target=None, need_target=True, has_header=True):
-    """Read a CSV (header row) or an .npz (arrays X, y).
-
-    ``has_header=False`` reads a CSV without a header row: every row is data, the columns are
-    named x0, x1, ... as an .npz's are.
-
-    Returns (X float64 (n, d), y raw labels or None, feature names, target name).
-    """
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file")
-    if path.endswith(".npz"):
-        return _read_npz(path, need_target)
-    if not path.endswith((".csv", ".csv.gz", ".txt")):
-        raise CLIError(f"{path}: expected a .csv or .npz file")
-    try:
-        with _open_text(path) as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
-        raise CLIError(f"{path}: cannot read CSV ({exc})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not has_header:
-        if not rows:
-            raise CLIError(f"{path}: no data rows")
-        if target is not None:
-            raise CLIError(f"{path}: --target {target!r} needs a header row naming the columns")
-        rows = [[f"x{j}" for j in range(len(rows[0]))], *rows]
-    if len(rows) < 2:
-        raise CLIError(f"{path}: expected a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    first = 2 if has_header else 1  # file line of the first data row, for error messages
-    for i, r in enumerate(rows[1:], start=first):
-        if len(r) != len(header):
-            raise CLIError(f"{path}: line {i} has {len(r)} fields, the "
-                           f"{'header' if has_header else 'first line'} has {len(header)}")
-    table = np.array(rows[1:], dtype=object)
-    t_idx = None
-    if target is not None:
-        if target not in header:
-            raise CLIError(f"{path}: --target column {target!r} not in the header "
-                           f"({', '.join(header[:8])}{', ...' if len(header) > 8 else ''})")
-        t_idx = header.index(target)
-    elif need_target:
-        t_idx = len(header) - 1
-    feat_idx = [j for j in range(len(header)) if j != t_idx]
-    if not feat_idx:
-        raise CLIError(f"{path}: no feature columns besides the target")
-    X = np.empty((table.shape[0], len(feat_idx)))
-    for k, j in enumerate(feat_idx):
-        try:
-            X[:, k] = [float(v) for v in table[:, j]]
-        except ValueError:
-            bad = next(i for i, v in enumerate(table[:, j]) if not _is_float(v))
-            raise CLIError(f"{path}: column {header[j]!r}, line {bad + first}: "
-                           f"{table[bad, j]!r} is not a number") from None
-    if not np.isfinite(X).all():
-        i, j = np.argwhere(~np.isfinite(X))[0]
-        raise CLIError(f"{path}: column {header[feat_idx[j]]!r}, line {i + first}: NaN or Inf")
-    y = None if t_idx is None else np.array([v.strip() for v in table[:, t_idx]])
-    return X, y, [header[j] for j in feat_idx], None if t_idx is None else header[t_idx]
-
-
-def _is_float(v):
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
-
-
-def _read_npz(path, need_target):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z.files or (need_target and "y" not in z.files):
-                raise CLIError(f"{path}: an .npz must hold arrays 'X' and 'y' "
-                               f"(found {', '.join(z.files) or 'none'})")
-            X = z["X"]
-            y = z["y"] if "y" in z.files else None
-    except CLIError:
-        raise
-    except Exception as exc:  # BadZipFile, pickled arrays (ValueError), truncated data
-        raise CLIError(f"{path}: cannot read .npz ({exc})") from None
-    if X.dtype.kind not in "biuf" or X.ndim != 2:
-        raise CLIError(f"{path}: X must be a 2-D numeric array, got {X.dtype} {X.shape}")
-    if y is not None and (y.ndim != 1 or y.shape[0] != X.shape[0]):
-        raise CLIError(f"{path}: y must be 1-D with one label per row of X, got {y.shape}")
-    X = X.astype(np.float64)
-    if not np.isfinite(X).all():
-        raise CLIError(f"{path}: X contains NaN or Inf")
-    return X, y, [f"x{j}" for j in range(X.shape[1])], "y"
-
-
-def _as_numeric_labels(y):
-    """Labels as numbers when they all parse as numbers (ints when integral), else strings."""
-    if y.dtype.kind in "biuf":
-        vals = y.astype(np.float64)
-    else:
-        try:
-            vals = np.array([float(v) for v in y])
-        except ValueError:
-            return y.astype(str), False
-    if not np.isfinite(vals).all():
-        raise CLIError("the target column contains NaN or Inf")
-    if np.all(vals == np.round(vals)):
-        return vals.astype(np.int64), True
-    return vals, True
-
-
-def _decide_task(y, task):
-    labels, numeric = _as_numeric_labels(y)
-    if task == "auto":
-        if not numeric or labels.dtype.kind in "iu" and np.unique(labels).size <= max(
-            2, min(100, labels.size // 5)
-        ):
-            task = "classification"
-        else:
-            task = "regression"
-    if task == "regression" and not numeric:
-        raise CLIError("--task regression needs a numeric target column")
-    return task, labels
-
-
-def _load_data(args, need_target=True, target=None, has_header=True):
-    from . import datasets
-
-    if getattr(args, "dataset", None) is not None or getattr(args, "data", None) is None:
-        name = getattr(args, "dataset", None) or "digits"
-        X, y = datasets.load(name, dtype=np.float64)
-        return X, y, [f"pixel{j}" for j in range(X.shape[1])], "label", name
-    X, y, features, target_name = read_table(args.data, target, need_target, has_header)
-    return X, y, features, target_name, os.path.basename(args.data)
-
-
 # ---------------------------------------------------------------------------- train
 def _make_scheduler(args, optimizer, n_batches):
     """The --schedule (after a --warmup) over ``optimizer``, and its description."""
@@ -332,26 +153,6 @@ def _make_scheduler(args, optimizer, n_batches):
         return warmup, f"LinearLR warm-up over {args.warmup} epochs"
     return (optim.SequentialLR(optimizer, [warmup, schedule], milestones=[args.warmup]),
             f"LinearLR warm-up over {args.warmup} epochs, then {text}")
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # strict JSON has no NaN/Inf
-    return obj
-
-
-def _write_json(path, payload):
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    with atomic_open(path, "w") as f:
-        json.dump(_json_safe(payload), f, indent=2, allow_nan=False)
-        f.write("\n")
 
 
 def cmd_train(args, out=None):
@@ -492,10 +293,6 @@ def _load_model(path):
     model, meta = load(path, return_metadata=True)
     model.eval()
     return model, meta
-
-
-def _is_csv(path):
-    return bool(path) and not path.endswith(".npz")
 
 
 def _features_for(model, meta, args, need_target):

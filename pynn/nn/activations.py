@@ -1,6 +1,7 @@
 """Activation layers. Each caches its input and output; derivatives come from the output where
 the math allows (ReLU, sigmoid, tanh), so a Dense before one can fuse it into its kernel."""
 from .._checks import check_real
+from ..backend.base import activation_code, derivative_from_output
 from .module import Module, check_input
 
 
@@ -40,6 +41,16 @@ class Activation(Module):
     def infer(self, X):
         X = check_input(self, X)
         return self.backend.activation_forward(X, self.activation, self.param)
+
+
+def fusable(act):
+    """(activation name, parameter) when the activation layer ``act`` can run in the epilogue
+    of the Dense or BatchNorm kernel before it, else (None, None): its derivative must be
+    computable from its output alone."""
+    a, p = act.activation, act.param
+    if derivative_from_output(*activation_code(a, p)):
+        return a, p
+    return None, None
 
 
 def is_plain_activation(module):

@@ -4,8 +4,7 @@ import functools
 
 import numpy as np
 
-from ..backend.base import activation_code, derivative_from_output
-from .activations import ELU, Activation, LeakyReLU, ReLU, is_plain_activation
+from .activations import ELU, Activation, LeakyReLU, ReLU, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from . import plan as _plan
@@ -161,7 +160,7 @@ class Sequential(Module):
         ctx = []
         for kind, layer, act in self._steps():
             if kind != _PLAIN:
-                a, p = _fusable(act)
+                a, p = fusable(act)
                 if a is not None:
                     if kind == _DENSE_ACT:
                         Y = layer._apply(X, a, p)
@@ -232,7 +231,7 @@ class Sequential(Module):
         """Eval-mode forward that writes nothing on the model: safe from several threads."""
         for kind, layer, act in self._steps():
             if kind != _PLAIN:
-                a, p = _fusable(act)
+                a, p = fusable(act)
                 if kind == _DENSE_ACT:
                     X = layer._apply(X, a, p)
                 else:
@@ -248,7 +247,7 @@ class Sequential(Module):
         """[(index, "Dense+relu"), ...]: the layer pairs that run as one kernel call."""
         out, i = [], 0
         for kind, layer, act in self._steps():
-            if kind != _PLAIN and _fusable(act)[0] is not None:
+            if kind != _PLAIN and fusable(act)[0] is not None:
                 out.append((i, f"{type(layer).__name__}+{act.activation}"))
             i += 1 if act is None else 2
         return out
@@ -339,15 +338,6 @@ def _train_step():
     from .train_step import train_step
 
     return train_step
-
-
-def _fusable(act):
-    """(activation name, parameter) when ``act`` can run in the epilogue before it, else
-    (None, None): its derivative must be computable from its output alone."""
-    a, p = act.activation, act.param
-    if derivative_from_output(*activation_code(a, p)):
-        return a, p
-    return None, None
 
 
 def _backward(layer, dY, input_grad):

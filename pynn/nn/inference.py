@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend.base import IDENTITY, activation_code, as_kernel_array
-from .activations import Softmax, is_plain_activation
+from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
@@ -141,9 +141,7 @@ def _epilogue(layers, i):
     epilogue of the op before it; (IDENTITY, 0.0, i) otherwise."""
     act = layers[i] if i < len(layers) else None
     if is_plain_activation(act):
-        from .containers import _fusable
-
-        name, param = _fusable(act)
+        name, param = fusable(act)
         if name is not None:
             return (*activation_code(name, param), i + 1)
     return IDENTITY, 0.0, i

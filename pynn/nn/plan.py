@@ -20,7 +20,7 @@ from .. import _threads
 from .. import backend as _backends
 from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, as_kernel_array,
                             dropout_key, dropout_threshold)
-from .activations import Softmax, is_plain_activation
+from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
@@ -81,9 +81,7 @@ def build(seq, X):
 def _with_act(kind, layer, act):
     if act is None:
         return _Step(kind, layer, None, IDENTITY, 0.0)
-    from .containers import _fusable
-
-    name, param = _fusable(act)
+    name, param = fusable(act)
     if name is None:
         return _Step(kind, layer, None, IDENTITY, 0.0)
     return _Step(kind, layer, act, *activation_code(name, param))

@@ -14,7 +14,7 @@ def _describe(space):
 
 def add_arguments(parser):
     """The ``pynn search`` options, on the subparser ``parser``."""
-    from ..cli import DATASETS, _fraction, _nonneg_int, _positive_int
+    from .._cli_common import DATASETS, _fraction, _nonneg_int, _positive_int
 
     parser.add_argument("--method", choices=("random", "grid"), default="random",
                         help="random (default): --trials draws from " + _describe(DEFAULT_SPACE)
@@ -52,7 +52,7 @@ def add_arguments(parser):
 
 def run(args, file=None):
     """Run ``pynn search``; returns the exit status."""
-    from ..cli import CLIError, _decide_task, _is_csv, _load_data, _write_json
+    from .._cli_common import CLIError, _decide_task, _is_csv, _load_data, _write_json
     from ..io import save
     from .core import grid_search, random_search
 
