@@ -51,6 +51,21 @@ def _hidden(text):
     return sizes
 
 
+def add_training_data_arguments(parser):
+    """--dataset / --data, --target, --task: where a training command's data comes from."""
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=DATASETS, default=None,
+                     help="a bundled dataset (default: digits)")
+    src.add_argument("--data", metavar="FILE",
+                     help="your data: a CSV with a header row, or an .npz with arrays X and y")
+    parser.add_argument("--target", metavar="COLUMN",
+                        help="label column of a CSV (default: the last column)")
+    parser.add_argument("--task", choices=("auto", "classification", "regression"),
+                        default="auto",
+                        help="default: classification for integer or text labels, else "
+                             "regression")
+
+
 # ---------------------------------------------------------------------------- data loading
 def _open_text(path):
     if path.endswith(".gz"):

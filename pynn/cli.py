@@ -20,7 +20,8 @@ import numpy as np
 
 from ._cli_common import (DATASETS, CLIError, _as_numeric_labels, _decide_task, _dropout,
                           _fraction, _hidden, _is_csv, _is_float, _load_data, _nonneg_int,
-                          _open_text, _positive_float, _positive_int, _write_json)
+                          _open_text, _positive_float, _positive_int, _write_json,
+                          add_training_data_arguments)
 from .io import atomic_open
 from .recipe import OPTIMIZERS, build_mlp, make_optimizer
 
@@ -40,15 +41,7 @@ def build_parser():
     t = sub.add_parser("train", help="train the lecture's recipe (default: bundled digits)",
                        description="Train an MLP: standardize, Dense-BatchNorm-ReLU blocks (He "
                                    "init), Adam with a decaying lr, early stopping.")
-    src = t.add_mutually_exclusive_group()
-    src.add_argument("--dataset", choices=DATASETS, default=None,
-                     help="a bundled dataset (default: digits)")
-    src.add_argument("--data", metavar="FILE",
-                     help="your data: a CSV with a header row, or an .npz with arrays X and y")
-    t.add_argument("--target", metavar="COLUMN",
-                   help="label column of a CSV (default: the last column)")
-    t.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                   help="default: classification for integer or text labels, else regression")
+    add_training_data_arguments(t)
     t.add_argument("--hidden", type=_hidden, default=[256, 128], metavar="W1,W2,...",
                    help="hidden layer widths (default: 256,128)")
     t.add_argument("--epochs", type=_positive_int, default=100,

@@ -318,7 +318,8 @@ class Trainer:
         model, loss_fn, opt = self.model, self.loss, self.optimizer
         metric_items = list(self.metrics.items())
         n_batches = train.n_batches(batch_size)
-        # clipping edits the gradients between backward and the update: the eager lines then
+        # clipping edits the gradients between backward and the update: such a fit runs the
+        # eager lines
         compiled = _compiled_step_finder(model) if not clip else (lambda *args: None)
 
         for epoch in range(start, epochs):

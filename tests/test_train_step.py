@@ -56,6 +56,13 @@ def _eager(model, X, y, loss, opt):
     return nn.Module.train_step(model, X, y, loss, opt)
 
 
+def _step_both(a, b, X, y, opt_a, opt_b):
+    """One cross-entropy step of ``a`` by train_step and of ``b`` by the eager lines: the same
+    loss value, bit for bit."""
+    assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
+        b, X, y, nn.CrossEntropyLoss(), opt_b)
+
+
 def _assert_same(a, b, opt_a, opt_b):
     """Every parameter, gradient, buffer and optimizer state entry equal, bit for bit."""
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
@@ -100,8 +107,7 @@ def test_every_optimizer_updates_as_its_own_step(opt_name, dtype):
     a, b, opt_a, opt_b = _pair("recipe", dtype, opt_name)
     sched_a, sched_b = StepLR(opt_a, 2, gamma=0.5), StepLR(opt_b, 2, gamma=0.5)
     for _ in range(5):  # the schedule changes lr between steps: the program follows it
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
         sched_a.step()
         sched_b.step()
     _assert_same(a, b, opt_a, opt_b)
@@ -118,8 +124,7 @@ def test_big_batches_split_over_threads_stay_identical():
     b = copy.deepcopy(a)
     opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
     for _ in range(3):
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -139,8 +144,7 @@ def test_freezing_and_foreign_parameters_follow_zero_grad_semantics():
         if step == 4:
             a[0].requires_grad_(True)
             b[0].requires_grad_(True)
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
     _assert_same(a, b, opt_a, opt_b)
     np.testing.assert_array_equal(extra_a.weight.data, extra_b.weight.data)
 
@@ -170,8 +174,7 @@ def test_what_it_does_not_compile_runs_the_eager_lines(make):
     b = copy.deepcopy(a)
     opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
     for _ in range(3):
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
     assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
     _assert_same(a, b, opt_a, opt_b)
 
@@ -194,8 +197,7 @@ def test_numpy_backend_and_eval_mode_run_eagerly():
 def test_labels_of_any_integer_layout_give_the_same_step(labels):
     X, _, _ = _data(F32, "ce")
     a, b, opt_a, opt_b = _pair("dense-relu", F32, "adam")
-    assert a.train_step(X, labels, nn.CrossEntropyLoss(), opt_a) == _eager(
-        b, X, labels, nn.CrossEntropyLoss(), opt_b)
+    _step_both(a, b, X, labels, opt_a, opt_b)
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -259,8 +261,7 @@ def test_a_trained_model_copies_and_pickles_into_an_independent_trainer():
     for b in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
         c = copy.deepcopy(b)  # the same weights, stepped by the eager lines below
         opt_b, opt_c = Adam(b.parameters(), lr=0.01), Adam(c.parameters(), lr=0.01)
-        assert b.train_step(X, y, nn.CrossEntropyLoss(), opt_b) == _eager(
-            c, X, y, nn.CrossEntropyLoss(), opt_c)
+        _step_both(b, c, X, y, opt_b, opt_c)
         _assert_same(b, c, opt_b, opt_c)
 
 
@@ -273,8 +274,7 @@ def test_parameters_repacked_by_another_optimizer_are_followed():
         if step == 2:  # an optimizer of the last layer alone packs it into an arena of its own
             Adam(list(a[-1].parameters()))
             Adam(list(b[-1].parameters()))
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -298,8 +298,7 @@ def test_a_foreign_optimizer_runs_the_eager_lines():
     a, b, _, _ = _pair("dense-relu", F64, "sgd")
     opt_a, opt_b = _PlainSGD(a.parameters(), 0.1), _PlainSGD(b.parameters(), 0.1)
     for _ in range(3):
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
     assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.data, pb.data)
@@ -312,6 +311,5 @@ def test_batchnorm_settings_changed_between_steps_are_followed():
         if step == 2:
             for m in (a, b):
                 m[1].eps, m[1].momentum, m[4].momentum = 1e-2, 0.5, 0.3
-        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == _eager(
-            b, X, y, nn.CrossEntropyLoss(), opt_b)
+        _step_both(a, b, X, y, opt_a, opt_b)
     _assert_same(a, b, opt_a, opt_b)

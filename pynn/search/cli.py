@@ -14,7 +14,7 @@ def _describe(space):
 
 def add_arguments(parser):
     """The ``pynn search`` options, on the subparser ``parser``."""
-    from .._cli_common import DATASETS, _fraction, _nonneg_int, _positive_int
+    from .._cli_common import _fraction, _nonneg_int, _positive_int, add_training_data_arguments
 
     parser.add_argument("--method", choices=("random", "grid"), default="random",
                         help="random (default): --trials draws from " + _describe(DEFAULT_SPACE)
@@ -22,17 +22,7 @@ def add_arguments(parser):
                         + f" ({math.prod(map(len, DEFAULT_GRID.values()))} trials)")
     parser.add_argument("--trials", type=_positive_int, default=16,
                         help="random search trials (default 16)")
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--dataset", choices=DATASETS, default=None,
-                     help="a bundled dataset (default: digits)")
-    src.add_argument("--data", metavar="FILE",
-                     help="your data: a CSV with a header row, or an .npz with arrays X and y")
-    parser.add_argument("--target", metavar="COLUMN",
-                        help="label column of a CSV (default: the last column)")
-    parser.add_argument("--task", choices=("auto", "classification", "regression"),
-                        default="auto",
-                        help="default: classification for integer or text labels, else "
-                             "regression")
+    add_training_data_arguments(parser)
     parser.add_argument("--epochs", type=_positive_int, default=30,
                         help="maximum epochs per trial (default 30)")
     parser.add_argument("--patience", type=_nonneg_int, default=5,
