@@ -5,7 +5,8 @@ import numpy as np
 
 from ._checks import check_int, check_real
 from ._random import rng as _rng
-from .nn.module import Module, check_dtype_arg, check_input, config_int
+from .nn._layer_checks import check_dtype_arg, check_input, config_int
+from .nn.module import Module
 
 
 def as_array(name, a, dtype=None, ndim=None):

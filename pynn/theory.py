@@ -18,7 +18,7 @@ import numpy as np
 
 from .data import as_array
 from .nn import Dense, Sequential, Square, Step
-from .nn.module import check_dtype_arg
+from .nn._layer_checks import check_dtype_arg
 
 FORMS = ("dnf", "cnf")
 

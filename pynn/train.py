@@ -33,22 +33,6 @@ from .nn.module import Module
 
 
 # ---------------------------------------------------------------------------- the Trainer
-def _compiled_step_finder(model):
-    """``(model, X, loss, optimizer) -> compiled step or None`` for the fit loop: only a
-    Sequential that compiles has one, and only one that zeroes what model.zero_grad zeroes."""
-    from .nn.containers import Sequential
-
-    if not isinstance(model, Sequential) or not model._compile:
-        return lambda *args: None
-    from .nn.train_step import cached_program
-
-    def find(model, X, loss, optimizer):
-        program = cached_program(model, X, loss, optimizer)
-        return None if program is None or program.zero_first else program
-
-    return find
-
-
 class Trainer:
     """Train ``model`` with ``loss`` and ``optimizer``; Keras-style ``fit``/``evaluate``/``predict``.
 
@@ -320,7 +304,9 @@ class Trainer:
         n_batches = train.n_batches(batch_size)
         # clipping edits the gradients between backward and the update: such a fit runs the
         # eager lines
-        compiled = _compiled_step_finder(model) if not clip else (lambda *args: None)
+        from .nn.train_step import fit_step_finder  # needs the compiled kernels: at fit time
+
+        compiled = fit_step_finder(model) if not clip else (lambda *args: None)
 
         for epoch in range(start, epochs):
             if self.stop_training:

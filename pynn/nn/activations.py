@@ -2,7 +2,8 @@
 the math allows (ReLU, sigmoid, tanh), so a Dense before one can fuse it into its kernel."""
 from .._checks import check_real
 from ..backend.base import activation_code, derivative_from_output
-from .module import Module, check_input
+from ._layer_checks import check_input
+from .module import Module
 
 
 class Activation(Module):

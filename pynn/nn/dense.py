@@ -3,7 +3,8 @@ import numpy as np
 
 from .._checks import MAX_FEATURES, check_int
 from . import init as _init
-from .module import Module, check_dtype_arg, check_input, config_int
+from ._layer_checks import check_dtype_arg, check_input, config_int
+from .module import Module
 from .parameter import Parameter
 
 

@@ -1,7 +1,8 @@
 """Inverted dropout with a counter-based mask."""
 from .._checks import check_int, check_real
 from .._random import draw_seed
-from .module import Module, check_input
+from ._layer_checks import check_input
+from .module import Module
 
 
 class Dropout(Module):

@@ -24,7 +24,8 @@ from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
-from .module import Module, check_input
+from ._layer_checks import check_input
+from .module import Module
 from .parameter import ParameterArena
 
 # Step kinds of a plan.

@@ -66,6 +66,22 @@ def cached_program(seq, X, loss, optimizer):
     return program
 
 
+def fit_step_finder(model):
+    """``(model, X, loss, optimizer) -> compiled step or None`` for a fit loop that zeroes the
+    gradients with ``model.zero_grad()``: only a Sequential that compiles has one, and only a
+    step whose zero_grad zeroes exactly what model.zero_grad zeroes."""
+    from .containers import Sequential
+
+    if not isinstance(model, Sequential) or not model._compile:
+        return lambda *args: None
+
+    def find(model, X, loss, optimizer):
+        program = cached_program(model, X, loss, optimizer)
+        return None if program is None or program.zero_first else program
+
+    return find
+
+
 def program_for(seq, X, loss, optimizer):
     """The compiled step of ``seq`` for batches like X with this loss and optimizer, or None
     when the eager lines must run (see the module doc)."""
