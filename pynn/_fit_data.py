@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from ._checks import check_real
-from .backend.base import row_weights
+from .backend._arrays import row_weights
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .nn.utils import clip_grad_norm_, clip_grad_value_
 

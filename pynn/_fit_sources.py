@@ -6,7 +6,7 @@ in range) and with its row weights.
 """
 import numpy as np
 
-from .backend.base import row_weights
+from .backend._arrays import row_weights
 from .data import as_array, batch_bounds, split_indices
 from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 

@@ -7,7 +7,8 @@ into the output. See ``InferencePlan``.
 import numpy as np
 
 from .. import _threads
-from ..backend.base import IDENTITY, activation_code, as_kernel_array
+from ..backend._arrays import as_kernel_array
+from ..backend.base import IDENTITY, activation_code
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense

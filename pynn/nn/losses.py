@@ -12,7 +12,7 @@ batch whose weights sum to zero has loss 0 and a zero gradient, where torch retu
 import numpy as np
 
 from ..backend import backend_for
-from ..backend.base import check_reduction
+from ..backend._arrays import check_reduction
 
 
 def _class_weights(name, weight):

@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import _threads
 from .. import backend as _backends
-from ..backend.base import (FLOAT_DTYPES, IDENTITY, activation_code, as_kernel_array,
-                            dropout_key, dropout_threshold)
+from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
+from ..backend.base import IDENTITY, activation_code, dropout_key, dropout_threshold
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
