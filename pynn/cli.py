@@ -22,7 +22,7 @@ from ._cli_common import (DATASETS, CLIError, _as_numeric_labels, _decide_task, 
                           _fraction, _hidden, _is_csv, _is_float, _load_data, _nonneg_int,
                           _open_text, _positive_float, _positive_int, _write_json,
                           add_training_data_arguments)
-from .io import atomic_open
+from ._atomic import atomic_open
 from .recipe import OPTIMIZERS, build_mlp, make_optimizer
 
 SCHEDULES = ("exponential", "cosine", "onecycle", "constant")
