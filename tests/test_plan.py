@@ -259,3 +259,20 @@ def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):
         nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X[:, :2])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         nn.Sequential(nn.Dense(3, 2, dtype=F64)).predict(X, batch_size=0)
+
+
+def test_plan_follows_a_layer_pinned_to_another_backend(rng):
+    X = rng.standard_normal((9, 6))
+    model = _nets(F64)["dense-relu"]()
+    model.forward(X)
+    plan = model._compiled_for(X)
+    assert plan is not None and plan.fits(X)
+    model[2].backend_name = "numpy"  # one layer pinned: the plan's kernels no longer apply
+    assert not plan.fits(X)
+    eager = _nets(F64)["dense-relu"]().set_backend("numpy")
+    np.testing.assert_allclose(model.forward(X), eager.forward(X), rtol=1e-12)
+    model[2].backend_name = None  # back as it was: the same plan serves again
+    rebuilt = model._compiled_for(X)
+    assert rebuilt.fits(X)
+    model[2].backend_name = None  # assigned, but nothing changed
+    assert rebuilt.fits(X)

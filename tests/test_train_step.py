@@ -313,3 +313,42 @@ def test_batchnorm_settings_changed_between_steps_are_followed():
                 m[1].eps, m[1].momentum, m[4].momentum = 1e-2, 0.5, 0.3
         _step_both(a, b, X, y, opt_a, opt_b)
     _assert_same(a, b, opt_a, opt_b)
+
+
+# Between a program's steps the optimizer only advances its step counts and hands over each
+# group's scalars (Optimizer._quick_step) until something else changes; each edit below must
+# send it through the whole bookkeeping again.
+GROUP_EDITS = {
+    "sgd-momentum-on": (lambda p: SGD(p, lr=0.05), lambda g: g.update(momentum=0.9)),
+    "sgd-nesterov-on": (lambda p: SGD(p, lr=0.05, momentum=0.5),
+                        lambda g: g.update(nesterov=True)),
+    "adam-amsgrad-on": (lambda p: Adam(p, lr=0.01), lambda g: g.update(amsgrad=True)),
+    "adam-betas": (lambda p: Adam(p, lr=0.01), lambda g: g.update(betas=(0.5, 0.9))),
+    "adamw-decay": (lambda p: AdamW(p, lr=0.01), lambda g: g.update(weight_decay=0.5)),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(GROUP_EDITS))
+def test_quick_steps_follow_group_edits_and_loaded_state(edit):
+    make, change = GROUP_EDITS[edit]
+    X, y, _ = _data(F64, "ce")
+    a = NETS["dense-relu"](F64)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = make(a.parameters()), make(b.parameters())
+    loss_a, loss_b = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    quick = []
+    real = opt_a._quick_step
+    opt_a._quick_step = lambda version: quick.append(real(version)) or quick[-1]
+    for step in range(8):
+        if step == 3:
+            for opt in (opt_a, opt_b):
+                change(opt.param_groups[0])
+        if step == 5:  # a state loaded between steps, from a copy taken now
+            saved = copy.deepcopy(opt_b.state_dict())
+            for opt in (opt_a, opt_b):
+                opt.load_state_dict(saved)
+        assert a.train_step(X, y, loss_a, opt_a) == _eager(b, X, y, loss_b, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    taken = [h is not None for h in quick]
+    # steps 0, 3 and 5 need the whole bookkeeping; the rest were quick
+    assert taken == [False, True, True, False, True, False, True, True]

@@ -15,6 +15,7 @@ buffers) sharing memory with another of its arguments: that raises ValueError na
 so in their docstrings (activations, dropout), where ``out`` may be its input exactly, in place.
 """
 import abc
+import math
 
 import numpy as np
 
@@ -117,6 +118,20 @@ def fused_activation_code(activation, param, into):
             "derivative needs the pre-activation; apply it as a separate layer"
         )
     return kind, param
+
+
+def adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, decoupled_weight_decay):
+    """The Adam loop's scalar arguments at step ``step`` (from 1), after the arrays: beta1,
+    beta2, eps, the coupled weight decay, l1, the decoupled decay factor, the step size
+    lr / (1 - beta1^t) and sqrt(1 - beta2^t). The bias corrections are computed here, once
+    per call, in double; a compiled training step computes its loops' scalars with this too."""
+    step_size = lr / (1.0 - beta1 ** step)
+    bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
+    if decoupled_weight_decay:
+        decay, coupled = 1.0 - lr * weight_decay, 0.0
+    else:
+        decay, coupled = 1.0, weight_decay
+    return beta1, beta2, eps, coupled, l1, decay, step_size, bc2_sqrt
 
 
 class Backend(abc.ABC):
@@ -590,8 +605,8 @@ class Backend(abc.ABC):
         d += l1 sign(p); m = m + (1 - beta1)(d - m); v = beta2 v + (1 - beta2) d^2;
         vmax = max(vmax, v) if ``max_exp_avg_sq`` is given (amsgrad) else v;
         p -= lr / (1 - beta1^t) * m / (sqrt(vmax) / sqrt(1 - beta2^t) + eps).
-        Bias corrections are computed here, once, in double. ``_prechecked``: as for
-        ``sgd_step``."""
+        Bias corrections once per call, in double (``adam_loop_scalars``). ``_prechecked``:
+        as for ``sgd_step``."""
         if not _prechecked:
             step = check_int("step", step, 1, _MAX_STEP)
             lr = check_real("lr", lr, 0.0)
@@ -607,14 +622,9 @@ class Backend(abc.ABC):
             )
             if exp_avg is None or exp_avg_sq is None:
                 raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
-        step_size = lr / (1.0 - beta1 ** step)
-        bc2_sqrt = float(np.sqrt(1.0 - beta2 ** step))
-        if decoupled_weight_decay:
-            decay, coupled = 1.0 - lr * weight_decay, 0.0
-        else:
-            decay, coupled = 1.0, weight_decay
-        self._adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
-                        coupled, l1, decay, step_size, bc2_sqrt,
+        self._adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                        *adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1,
+                                           decoupled_weight_decay),
                         _threads.threads_for(param.size))
         return param
 

@@ -35,6 +35,8 @@ class Module:
     #: bumped whenever any module registers, replaces or removes a parameter, buffer or child,
     #: so compiled plans can tell in one compare that no layer changed what it holds
     registry_version = 0
+    #: bumped whenever any module's ``backend_name`` is assigned (plans re-check their backends)
+    backend_version = 0
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
@@ -76,6 +78,8 @@ class Module:
                                 "(a numpy.ndarray or None is required)")
             buffers[name] = value
         else:
+            if name == "backend_name":
+                Module.backend_version += 1
             object.__setattr__(self, name, value)
 
     def _forget(self, name):

@@ -98,6 +98,7 @@ class Plan:
         self.dtype = np.dtype(dtype)
         self.n_threads = _threads.get_num_threads()
         self.backend_key = _backend_key(steps)
+        self.backend_version = Module.backend_version
         n, width = shape
         for i, s in enumerate(steps):
             layer = s.layer
@@ -156,8 +157,11 @@ class Plan:
         for m, rm, rv in self.buffers:
             if m.running_mean is not rm or m.running_var is not rv:
                 return False
-        if _backend_key(self.steps) != self.backend_key:
-            return False
+        if (Module.backend_version != self.backend_version
+                or _backends._current != self.backend_key[0]):
+            if _backend_key(self.steps) != self.backend_key:
+                return False
+            self.backend_version = Module.backend_version  # assigned, but the same names
         for act, param in self.act_params:
             if float(act.param) != param:
                 return False  # a slope or alpha was changed after the plan was built

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend import backend_for
-from ..backend.base import IDENTITY
+from ..backend.base import IDENTITY, adam_loop_scalars
 from ..backend.cython import CythonBackend
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..optim.optimizer import Optimizer
@@ -131,11 +131,24 @@ class _Collector(CythonBackend):
     def _sgd_step(self, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, l1,
                   nesterov, first_step, n_threads):
         buf = momentum_buffer if momentum != 0 and param.size > 0 else None
-        plain, first, ongoing = self._sgd_modes
-        mode = plain if buf is None else (first if first_step else ongoing)
         self.calls.append((_UPD_SGD, param, grad, buf, None, None,
-                           (lr, momentum, dampening, weight_decay, l1, 0.0, 0.0, 0.0),
-                           mode, bool(nesterov), n_threads))
+                           *self._sgd_args(buf is not None, lr, momentum, dampening,
+                                           weight_decay, l1, nesterov, first_step),
+                           n_threads))
+
+    def _sgd_args(self, buffered, lr, momentum, dampening, weight_decay, l1, nesterov,
+                  first_step):
+        plain, first, ongoing = self._sgd_modes
+        mode = (first if first_step else ongoing) if buffered else plain
+        return ((lr, momentum, dampening, weight_decay, l1, 0.0, 0.0, 0.0), mode,
+                bool(nesterov))
+
+    def quick_args(self, call, hypers):
+        """A recorded update call's scalars, mode and flag at the keyword arguments
+        ``hypers`` of its backend method (``Optimizer._quick_step``)."""
+        if call[0] == _UPD_ADAM:
+            return adam_loop_scalars(**hypers), 0, False
+        return self._sgd_args(call[3] is not None, **hypers)
 
     def _adagrad_step(self, *args):
         self.after.append((self._real._adagrad_step, args))
@@ -192,6 +205,7 @@ class TrainStep:
         self.prog = prog
         self.arrays = []  # the optimizer's arrays the program's updates point into
         self.nonempty = []  # which of the optimizer's loop calls are in the program
+        self.layout_version = None  # the optimizer's layout the program's updates are for
 
     def _add_op(self, prog, plan, i, s):
         n = plan.shape[0]
@@ -242,8 +256,12 @@ class TrainStep:
     # -- validity -----------------------------------------------------------------------------
     def fits(self, seq, loss, optimizer):
         """Nothing the program recorded beyond the plan (which checks its own) has changed."""
-        return (_default_loss(loss) and self.signature == _signature(seq, optimizer)
-                and all(layer.training and layer.eps == eps for _, layer, eps in self.bn_layers))
+        if not (_default_loss(loss) and self.signature == _signature(seq, optimizer)):
+            return False
+        for _, layer, eps in self.bn_layers:
+            if not layer.training or layer.eps != eps:
+                return False
+        return True
 
     def _target(self, y):
         """y when the program can read it as is (labels as intp), else None (eager step)."""
@@ -296,6 +314,13 @@ class TrainStep:
     def _collect_updates(self):
         """The optimizer's bookkeeping for one step, its Adam/SGD loops loaded into the
         program; returns the other loops, to run after it."""
+        hypers = self.optimizer._quick_step(self.layout_version)
+        if hypers is not None:  # the same loops on the same arrays: only the scalars move
+            calls, quick_args = self.collector.calls, self.collector.quick_args
+            for j, i in enumerate(self.nonempty):
+                scalars, mode, flag = quick_args(calls[i], hypers[i])
+                self.prog.set_update(j, *scalars, mode, flag)
+            return ()
         collector = self.collector
         collector.calls.clear()
         collector.after.clear()
@@ -317,6 +342,7 @@ class TrainStep:
         for j, i in enumerate(self.nonempty):
             c = calls[i]
             prog.set_update(j, *c[6], c[7], c[8])
+        self.layout_version = self.optimizer._steady_version
         return collector.after
 
 

@@ -53,7 +53,6 @@ class Adagrad(Optimizer):
 
     def _step_group(self, gi, group, gstate):
         self._init_group_state(gi)
-        gstate["step"] += 1
         self._for_slices(gi, ("sum",),
             self.backend.adagrad_step, step=gstate["step"], lr=group["lr"],
             lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], l1=group["l1"],

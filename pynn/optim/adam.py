@@ -63,19 +63,22 @@ class Adam(Optimizer):
         check_flag(group, "amsgrad")
         check_flag(group, "decoupled_weight_decay")
 
+    _quick = True
+
     def _step_group(self, gi, group, gstate):
         self._ensure_state(gi, "exp_avg")
         self._ensure_state(gi, "exp_avg_sq")
         max_key = "max_exp_avg_sq" if group["amsgrad"] else None
         if max_key:
             self._ensure_state(gi, max_key)
-        gstate["step"] += 1
+        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key), self.backend.adam_step,
+                         **self._loop_hypers(group, gstate))
+
+    def _loop_hypers(self, group, gstate):
         beta1, beta2 = group["betas"]
-        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key),
-            self.backend.adam_step, step=gstate["step"], lr=group["lr"], beta1=beta1,
-            beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-        )
+        return dict(step=gstate["step"], lr=group["lr"], beta1=beta1, beta2=beta2,
+                    eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
+                    decoupled_weight_decay=group["decoupled_weight_decay"])
 
 
 class AdamW(Adam):

@@ -78,6 +78,8 @@ class Optimizer:
         self._checked_groups = {}  # group index -> (the group, a copy of it) as last checked
         self._arena_generation = None
         self._slice_cache = {}  # (group index, state keys) -> flat slices, checked once
+        self._layout_version = 0  # moves whenever the slices above are dropped
+        self._steady_version = None  # the layout version the last completed step left
         for group in params:
             self._add_group(group)
         self._pack()
@@ -92,6 +94,16 @@ class Optimizer:
         """State a group has before its first step (Adagrad's accumulator); none by default."""
 
     def _step_group(self, gi, group, gstate):
+        """Update group ``gi`` (its step count already advanced, when ``has_step``)."""
+        raise NotImplementedError
+
+    #: whether ``_loop_hypers`` gives the keyword arguments of a group's backend update call
+    #: (Adam's and SGD's do: their ``_quick_step`` exists)
+    _quick = False
+
+    def _loop_hypers(self, group, gstate):
+        """The keyword arguments (hyper-parameters, step) of ``group``'s backend update call
+        at this step (subclasses with ``_quick``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ public API
@@ -121,17 +133,53 @@ class Optimizer:
 
     def _step_groups(self):
         """The update of every group (``step`` without the closure)."""
+        self._steady_version = None
         self._check_arenas()
         self._update_runs()
         for gi, group in enumerate(self.param_groups):
-            # Hyper-parameters may be edited between steps (schedules do): checked again only
-            # when they changed, so an unchanged group costs one dict comparison (a copy of
-            # the group as last checked; its "params" is the same list object).
-            checked = self._checked_groups.get(gi)
-            if checked is None or checked[0] is not group or checked[1] != group:
+            if not self._unchanged(gi, group):
                 self._check_group(group)
                 self._checked_groups[gi] = (group, dict(group))
-            self._step_group(gi, group, self._group_state[gi])
+            gstate = self._group_state[gi]
+            if self.has_step:
+                gstate["step"] += 1
+            self._step_group(gi, group, gstate)
+        self._steady_version = self._layout_version
+
+    def _unchanged(self, gi, group):
+        """Group ``gi`` is as it was last checked. Hyper-parameters may be edited between
+        steps (schedules do): they are checked again only when they changed, so an unchanged
+        group costs one dict comparison (with a copy of the group as last checked; its
+        "params" is the same list object)."""
+        checked = self._checked_groups.get(gi)
+        return checked is not None and checked[0] is group and checked[1] == group
+
+    def _quick_step(self, version):
+        """One step's bookkeeping when the last step left the layout at ``version`` and no
+        group was edited since: each group's step count advanced and, per update call (one
+        per trainable slice of each group, in order, as ``_for_slices`` makes them), the
+        keyword arguments of the backend method it calls (``_loop_hypers``); its arrays are
+        those of the last step's call. None, with nothing changed, when the step needs
+        all of ``_step_groups`` (a re-pack, a parameter frozen, a group edited, state to
+        create). A compiled training step (pynn.nn.train_step) holds the update loops and
+        takes only these arguments per step."""
+        if (not self._quick or version != self._steady_version
+                or version != self._layout_version
+                or self._arena_generation != ParameterArena.generation
+                or self._runs_version != Parameter.freeze_version):
+            return None
+        checked = self._checked_groups
+        for gi, group in enumerate(self.param_groups):
+            last = checked.get(gi)  # (as in _unchanged: this runs every step)
+            if last is None or last[0] is not group or last[1] != group:
+                return None
+        hypers = []
+        has_step, loop_hypers = self.has_step, self._loop_hypers
+        for group, gstate, runs in zip(self.param_groups, self._group_state, self._runs):
+            if has_step:
+                gstate["step"] += 1
+            hypers += [loop_hypers(group, gstate)] * len(runs)
+        return hypers
 
     def _collect_step(self, collector):
         """Do the bookkeeping of one ``step`` (counts, schedules' values, state buffers) with
@@ -272,7 +320,7 @@ class Optimizer:
         self._arenas, self._layout = {}, {}
         self._segments = [[] for _ in self.param_groups]
         self._runs_version = None
-        self._slice_cache = {}
+        self._drop_slices()
         for dtype, items in by_dtype.items():
             params = [p for _, p in items]
             starts = [k for k in range(len(items)) if k == 0 or items[k][0] != items[k - 1][0]]
@@ -320,7 +368,7 @@ class Optimizer:
                     runs.append(last)
             self._runs.append([tuple(r) for r in runs])
         self._runs_version = Parameter.freeze_version
-        self._slice_cache = {}
+        self._drop_slices()
 
     def _check_arenas(self):
         if self._arena_generation == ParameterArena.generation:
@@ -348,13 +396,17 @@ class Optimizer:
         if buf is None:
             buf = bufs[key] = aligned_empty(self._arenas[dtype].data.size, dtype)
             buf.fill(0)
-            self._slice_cache = {}
+            self._drop_slices()
         return buf
 
     def _view(self, p, key):
         dtype, off, shape = self._layout[p]
         n = int(np.prod(shape))
         return self._buffer(dtype, key)[off:off + n].reshape(shape)
+
+    def _drop_slices(self):
+        self._slice_cache = {}
+        self._layout_version += 1
 
     def _ensure_state(self, gi, key, fill=0.0):
         """Initialize buffer ``key`` over group ``gi`` (once) with ``fill``."""

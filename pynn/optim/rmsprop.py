@@ -66,7 +66,6 @@ class RMSprop(Optimizer):
         for key in (momentum_key, centered_key):
             if key is not None:
                 self._ensure_state(gi, key)
-        gstate["step"] += 1
         self._for_slices(gi, ("square_avg", centered_key, momentum_key),
             self.backend.rmsprop_step, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
             weight_decay=group["weight_decay"], l1=group["l1"], momentum=group["momentum"],

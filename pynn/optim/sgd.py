@@ -54,15 +54,18 @@ class SGD(Optimizer):
         if check_flag(group, "nesterov") and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
+    _quick = True
+
     def _step_group(self, gi, group, gstate):
+        hypers = self._loop_hypers(group, gstate)  # first_step: before the buffer is made
+        key = "momentum_buffer" if group["momentum"] != 0 else None
+        if key:
+            self._ensure_state(gi, key)
+        self._for_slices(gi, (key,), self.backend.sgd_step, **hypers)
+
+    def _loop_hypers(self, group, gstate):
         momentum = group["momentum"]
-        first = False
-        if momentum != 0:
-            first = "momentum_buffer" not in gstate["keys"]
-            self._ensure_state(gi, "momentum_buffer")
-        key = "momentum_buffer" if momentum != 0 else None
-        self._for_slices(gi, (key,),
-            self.backend.sgd_step, lr=group["lr"], momentum=momentum,
-            dampening=group["dampening"], weight_decay=group["weight_decay"], l1=group["l1"],
-            nesterov=group["nesterov"], first_step=first,
-        )
+        return dict(lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                    weight_decay=group["weight_decay"], l1=group["l1"],
+                    nesterov=group["nesterov"],
+                    first_step=momentum != 0 and "momentum_buffer" not in gstate["keys"])

@@ -108,6 +108,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
+            if (y.ndim == 1 and len(self.classes_) > 1
+                    and self._label_binarizer.y_type_ in ("binary", "multiclass")):
+                return X, _one_hot(y, self.classes_)
         else:
             classes = unique_labels(y)
             if self.warm_start:
@@ -286,3 +289,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X, y``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _one_hot(y, classes):
+    """What ``LabelBinarizer.transform(y)`` gives, as bools, for 1-D labels it was just fitted
+    on (so every label is one of ``classes``, sorted, at least two): one column for two
+    classes, else one per class. Its own checks are what makes it slow, and they passed in its fit."""
+    codes = np.searchsorted(classes, y)
+    if len(classes) == 2:
+        return (codes == 1).reshape(-1, 1)
+    out = np.zeros((len(y), len(classes)), bool)
+    out[np.arange(len(y)), codes] = True
+    return out

@@ -23,7 +23,6 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
-from sklearn.utils import shuffle as _shuffle
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 
@@ -37,6 +36,24 @@ STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
 _MIN_ADAPTIVE_LR = 1e-6
 
 
+# the rows of the batches gathered at once (one fancy index per block, not per batch)
+_BLOCK_BYTES = 1 << 20
+
+
+def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
+    """The epoch's batches in blocks of consecutive ones: per block, its batches as slices
+    into the block's rows of X, target and sample_weight (None), gathered in ``order`` when
+    ``shuffled`` (views when not). A block holds about _BLOCK_BYTES of X, at least a batch."""
+    widest = max(b.stop - b.start for b in batches)
+    per_block = max(1, _BLOCK_BYTES // max(1, widest * X[:1].nbytes))
+    for k in range(0, len(batches), per_block):
+        block = batches[k:k + per_block]
+        start, stop = block[0].start, block[-1].stop
+        rows = order[start:stop] if shuffled else slice(start, stop)
+        yield ([slice(b.start - start, b.stop - start) for b in block], X[rows], target[rows],
+               None if sample_weight is None else sample_weight[rows])
+
+
 class SklearnAdam(optim.Adam):
     """pynn's Adam with epsilon where scikit-learn's MLP puts it.
 
@@ -45,12 +62,12 @@ class SklearnAdam(optim.Adam):
     takes scikit-learn's steps exactly; the group keeps the ``eps`` it was given.
     """
 
-    def _step_group(self, gi, group, gstate):
-        beta2 = group["betas"][1]
-        correction = 1.0 - beta2 ** (gstate["step"] + 1)  # the step about to be taken
+    def _loop_hypers(self, group, gstate):
+        hypers = super()._loop_hypers(group, gstate)
+        correction = 1.0 - hypers["beta2"] ** hypers["step"]
         if correction < 1.0:  # else beta2**t is below rounding: the two placements agree
-            group = {**group, "eps": group["eps"] / correction ** 0.5}
-        super()._step_group(gi, group, gstate)
+            hypers["eps"] /= correction ** 0.5
+        return hypers
 
 
 class _Solvers:
@@ -168,27 +185,31 @@ class _Solvers:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                    # what sklearn.utils.shuffle does (the same draws), without its checks
+                    sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                 accumulated_loss = 0.0
-                for batch in batches:
-                    idx = sample_idx[batch] if self.shuffle else batch
-                    sw = None if sample_weight is None else sample_weight[idx]
-                    weight_sum = batch.stop - batch.start if sw is None else float(sw.sum())
-                    self._set_weight_decay(weight_sum)
-                    value = self._penalty(weight_sum)
-                    if compiled:
-                        value += float(model.train_step(X[idx], target[idx], pynn_loss, opt))
-                    else:
-                        model.zero_grad()
-                        data_loss, grad = self._loss(model.forward(X[idx]), target[idx], sw)
-                        model.backward(grad, input_grad=False)
-                        if clip_norm is not None:
-                            clip_grad_norm_(params, clip_norm)
-                        if clip_value is not None:
-                            clip_grad_value_(params, clip_value)
-                        opt.step()
-                        value += data_loss
-                    accumulated_loss += value * (batch.stop - batch.start)
+                for block, Xb, tb, swb in _gathered_blocks(batches, sample_idx, self.shuffle,
+                                                           X, target, sample_weight):
+                    for batch in block:
+                        Xi, ti = Xb[batch], tb[batch]
+                        sw = None if swb is None else swb[batch]
+                        n_rows = batch.stop - batch.start
+                        weight_sum = n_rows if sw is None else float(sw.sum())
+                        self._set_weight_decay(weight_sum)
+                        value = self._penalty(weight_sum)
+                        if compiled:
+                            value += float(model.train_step(Xi, ti, pynn_loss, opt))
+                        else:
+                            model.zero_grad()
+                            data_loss, grad = self._loss(model.forward(Xi), ti, sw)
+                            model.backward(grad, input_grad=False)
+                            if clip_norm is not None:
+                                clip_grad_norm_(params, clip_norm)
+                            if clip_value is not None:
+                                clip_grad_value_(params, clip_value)
+                            opt.step()
+                            value += data_loss
+                        accumulated_loss += value * n_rows
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples
                 self.t_ += n_samples
