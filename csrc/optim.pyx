@@ -15,7 +15,9 @@ the same code path whatever the thread count: chunk boundaries are fixed multipl
 CHUNK_BYTES from the buffer's start, so which elements fall in a vector loop's peeled head or
 scalar remainder does not depend on the thread count either (and with no FMA contraction the
 scalar and vector forms round alike anyway): results are bit-identical for 1 and 2 threads.
-(A dynamic schedule measured slower here: 235k-element Adam 80 us vs 68 us warm.)
+(A dynamic schedule measured slower here: 235k-element Adam 80 us vs 68 us warm.) One thread
+walks the same chunks in a plain loop: a parallel region of one thread still pays libgomp's
+barrier wake-ups (two futex calls, ~0.6 us), more than a small model's whole update.
 
 The per-chunk loops are C, in _optim_simd.h (cloned for AVX-512/AVX2 and dispatched by CPU
 feature at load time, one unswitched loop per flag combination); see that file for why.
@@ -65,23 +67,32 @@ cdef inline idx_t _n_chunks(idx_t n, idx_t chunk) noexcept nogil:
 
 
 # ------------------------------------------------------------------------------------ SGD
+cdef inline void _sgd_chunk(idx_t c, floating* pp, const floating* pg, floating* pb, idx_t n,
+                            double lr, double momentum, double dampening, double weight_decay,
+                            double l1, int mode, bint nesterov) noexcept nogil:
+    cdef idx_t start = c * (CHUNK_BYTES // sizeof(floating))
+    cdef idx_t stop = min(start + CHUNK_BYTES // sizeof(floating), n)
+    if floating is float:
+        pynn_sgd_f(pp + start, pg + start, pb + start if pb != NULL else NULL, stop - start,
+                   <float>lr, <float>momentum, <float>dampening, <float>weight_decay,
+                   <float>l1, l1 != 0, mode, nesterov)
+    else:
+        pynn_sgd_d(pp + start, pg + start, pb + start if pb != NULL else NULL, stop - start,
+                   lr, momentum, dampening, weight_decay, l1, l1 != 0, mode, nesterov)
+
+
 cdef void _sgd_run(floating* pp, const floating* pg, floating* pb, idx_t n, double lr,
                    double momentum, double dampening, double weight_decay, double l1,
                    int mode, bint nesterov, int n_threads) noexcept nogil:
     """The SGD update over n elements, chunked over the threads (pb NULL: no momentum)."""
-    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
-    cdef idx_t c, start, stop
-    for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
-        start = c * chunk
-        stop = min(start + chunk, n)
-        if floating is float:
-            pynn_sgd_f(pp + start, pg + start, pb + start if pb != NULL else NULL,
-                       stop - start, <float>lr, <float>momentum, <float>dampening,
-                       <float>weight_decay, <float>l1, l1 != 0, mode, nesterov)
-        else:
-            pynn_sgd_d(pp + start, pg + start, pb + start if pb != NULL else NULL,
-                       stop - start, lr, momentum, dampening, weight_decay, l1, l1 != 0,
-                       mode, nesterov)
+    cdef idx_t c, n_chunks = _n_chunks(n, CHUNK_BYTES // sizeof(floating))
+    if n_threads <= 1:  # the same chunks, without a parallel region's synchronization
+        for c in range(n_chunks):
+            _sgd_chunk(c, pp, pg, pb, n, lr, momentum, dampening, weight_decay, l1, mode,
+                       nesterov)
+        return
+    for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+        _sgd_chunk(c, pp, pg, pb, n, lr, momentum, dampening, weight_decay, l1, mode, nesterov)
 
 
 cdef inline int sgd_mode(bint use_momentum, bint first_step) noexcept nogil:
@@ -106,28 +117,56 @@ def sgd_step(floating[::1] param, const floating[::1] grad, floating[::1] moment
 
 
 # ------------------------------------------------------------------------------------ Adagrad
+cdef inline void _adagrad_chunk(idx_t c, floating* pp, const floating* pg, floating* ps,
+                                idx_t n, double clr, double weight_decay, double l1,
+                                double eps) noexcept nogil:
+    cdef idx_t start = c * (CHUNK_BYTES // sizeof(floating))
+    cdef idx_t stop = min(start + CHUNK_BYTES // sizeof(floating), n)
+    if floating is float:
+        pynn_adagrad_f(pp + start, pg + start, ps + start, stop - start, <float>clr,
+                       <float>weight_decay, <float>l1, <float>eps, l1 != 0)
+    else:
+        pynn_adagrad_d(pp + start, pg + start, ps + start, stop - start, clr, weight_decay,
+                       l1, eps, l1 != 0)
+
+
 def adagrad_step(floating[::1] param, const floating[::1] grad, floating[::1] state_sum,
                  double clr, double weight_decay, double l1, double eps, int n_threads):
     """d = g + wd p + l1 sign(p); sum := sum + d^2; p := p - clr d / (sqrt(sum) + eps)."""
     cdef idx_t n = param.shape[0]
-    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
-    cdef idx_t c, start, stop
+    cdef idx_t c, n_chunks = _n_chunks(n, CHUNK_BYTES // sizeof(floating))
     cdef floating* pp = &param[0] if n > 0 else NULL
     cdef const floating* pg = &grad[0] if n > 0 else NULL
     cdef floating* ps = &state_sum[0] if n > 0 else NULL
     with nogil:
-        for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
-            start = c * chunk
-            stop = min(start + chunk, n)
-            if floating is float:
-                pynn_adagrad_f(pp + start, pg + start, ps + start, stop - start, <float>clr,
-                               <float>weight_decay, <float>l1, <float>eps, l1 != 0)
-            else:
-                pynn_adagrad_d(pp + start, pg + start, ps + start, stop - start, clr,
-                               weight_decay, l1, eps, l1 != 0)
+        if n_threads <= 1:  # the same chunks, without a parallel region's synchronization
+            for c in range(n_chunks):
+                _adagrad_chunk(c, pp, pg, ps, n, clr, weight_decay, l1, eps)
+        else:
+            for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+                _adagrad_chunk(c, pp, pg, ps, n, clr, weight_decay, l1, eps)
 
 
 # ------------------------------------------------------------------------------------ RMSprop
+cdef inline void _rmsprop_chunk(idx_t c, floating* pp, const floating* pg, floating* psq,
+                                floating* pga, floating* pb, idx_t n, double lr, double alpha,
+                                double eps, double weight_decay, double l1,
+                                double momentum) noexcept nogil:
+    cdef idx_t start = c * (CHUNK_BYTES // sizeof(floating))
+    cdef idx_t stop = min(start + CHUNK_BYTES // sizeof(floating), n)
+    cdef bint centered = pga != NULL
+    cdef bint use_momentum = pb != NULL
+    if floating is float:
+        pynn_rmsprop_f(pp + start, pg + start, psq + start, pga + start if centered else NULL,
+                       pb + start if use_momentum else NULL, stop - start, <float>lr,
+                       <float>alpha, <float>eps, <float>weight_decay, <float>l1,
+                       <float>momentum, l1 != 0, centered, use_momentum)
+    else:
+        pynn_rmsprop_d(pp + start, pg + start, psq + start, pga + start if centered else NULL,
+                       pb + start if use_momentum else NULL, stop - start, lr, alpha, eps,
+                       weight_decay, l1, momentum, l1 != 0, centered, use_momentum)
+
+
 def rmsprop_step(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
                  floating[::1] grad_avg, floating[::1] momentum_buffer, double lr, double alpha,
                  double eps, double weight_decay, double l1, double momentum, int n_threads):
@@ -136,8 +175,7 @@ def rmsprop_step(floating[::1] param, const floating[::1] grad, floating[::1] sq
     momentum: buf := momentum buf + d / avg, p := p - lr buf; else p := p - lr d / avg.
     An empty grad_avg means not centered, an empty momentum_buffer means no momentum."""
     cdef idx_t n = param.shape[0]
-    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
-    cdef idx_t c, start, stop
+    cdef idx_t c, n_chunks = _n_chunks(n, CHUNK_BYTES // sizeof(floating))
     cdef bint centered = grad_avg.shape[0] == n and n > 0
     cdef bint use_momentum = momentum_buffer.shape[0] == n and momentum > 0 and n > 0
     cdef floating* pp = &param[0] if n > 0 else NULL
@@ -146,43 +184,48 @@ def rmsprop_step(floating[::1] param, const floating[::1] grad, floating[::1] sq
     cdef floating* pga = &grad_avg[0] if centered else NULL
     cdef floating* pb = &momentum_buffer[0] if use_momentum else NULL
     with nogil:
-        for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
-            start = c * chunk
-            stop = min(start + chunk, n)
-            if floating is float:
-                pynn_rmsprop_f(pp + start, pg + start, psq + start,
-                               pga + start if centered else NULL,
-                               pb + start if use_momentum else NULL, stop - start, <float>lr,
-                               <float>alpha, <float>eps, <float>weight_decay, <float>l1,
-                               <float>momentum, l1 != 0, centered, use_momentum)
-            else:
-                pynn_rmsprop_d(pp + start, pg + start, psq + start,
-                               pga + start if centered else NULL,
-                               pb + start if use_momentum else NULL, stop - start, lr, alpha,
-                               eps, weight_decay, l1, momentum, l1 != 0, centered, use_momentum)
+        if n_threads <= 1:  # the same chunks, without a parallel region's synchronization
+            for c in range(n_chunks):
+                _rmsprop_chunk(c, pp, pg, psq, pga, pb, n, lr, alpha, eps, weight_decay, l1,
+                               momentum)
+        else:
+            for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+                _rmsprop_chunk(c, pp, pg, psq, pga, pb, n, lr, alpha, eps, weight_decay, l1,
+                               momentum)
 
 
 # ------------------------------------------------------------------------------------ Adam(W)
+cdef inline void _adam_chunk(idx_t c, floating* pp, const floating* pg, floating* pm,
+                             floating* pv, floating* pvm, idx_t n, double beta1, double beta2,
+                             double eps, double weight_decay, double l1, double decay,
+                             double step_size, double bc2_sqrt) noexcept nogil:
+    cdef idx_t start = c * (CHUNK_BYTES // sizeof(floating))
+    cdef idx_t stop = min(start + CHUNK_BYTES // sizeof(floating), n)
+    if floating is float:
+        pynn_adam_f(pp + start, pg + start, pm + start, pv + start,
+                    pvm + start if pvm != NULL else NULL, stop - start, <float>beta1,
+                    <float>beta2, <float>eps, <float>weight_decay, <float>l1, <float>decay,
+                    <float>step_size, <float>bc2_sqrt, l1 != 0)
+    else:
+        pynn_adam_d(pp + start, pg + start, pm + start, pv + start,
+                    pvm + start if pvm != NULL else NULL, stop - start, beta1, beta2, eps,
+                    weight_decay, l1, decay, step_size, bc2_sqrt, l1 != 0)
+
+
 cdef void _adam_run(floating* pp, const floating* pg, floating* pm, floating* pv,
                     floating* pvm, idx_t n, double beta1, double beta2, double eps,
                     double weight_decay, double l1, double decay, double step_size,
                     double bc2_sqrt, int n_threads) noexcept nogil:
     """The Adam update over n elements, chunked over the threads (pvm NULL: no amsgrad)."""
-    cdef idx_t chunk = CHUNK_BYTES // sizeof(floating)
-    cdef idx_t c, start, stop
-    cdef bint amsgrad = pvm != NULL
-    for c in prange(_n_chunks(n, chunk), schedule="static", num_threads=n_threads):
-        start = c * chunk
-        stop = min(start + chunk, n)
-        if floating is float:
-            pynn_adam_f(pp + start, pg + start, pm + start, pv + start,
-                        pvm + start if amsgrad else NULL, stop - start, <float>beta1,
-                        <float>beta2, <float>eps, <float>weight_decay, <float>l1,
-                        <float>decay, <float>step_size, <float>bc2_sqrt, l1 != 0)
-        else:
-            pynn_adam_d(pp + start, pg + start, pm + start, pv + start,
-                        pvm + start if amsgrad else NULL, stop - start, beta1, beta2, eps,
-                        weight_decay, l1, decay, step_size, bc2_sqrt, l1 != 0)
+    cdef idx_t c, n_chunks = _n_chunks(n, CHUNK_BYTES // sizeof(floating))
+    if n_threads <= 1:  # the same chunks, without a parallel region's synchronization
+        for c in range(n_chunks):
+            _adam_chunk(c, pp, pg, pm, pv, pvm, n, beta1, beta2, eps, weight_decay, l1, decay,
+                        step_size, bc2_sqrt)
+        return
+    for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+        _adam_chunk(c, pp, pg, pm, pv, pvm, n, beta1, beta2, eps, weight_decay, l1, decay,
+                    step_size, bc2_sqrt)
 
 
 def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,

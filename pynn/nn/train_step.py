@@ -143,12 +143,12 @@ class _Collector(CythonBackend):
         return ((lr, momentum, dampening, weight_decay, l1, 0.0, 0.0, 0.0), mode,
                 bool(nesterov))
 
-    def quick_args(self, call, hypers):
-        """A recorded update call's scalars, mode and flag at the keyword arguments
-        ``hypers`` of its backend method (``Optimizer._quick_step``)."""
+    def quick_args(self, call, args):
+        """A recorded update call's scalars, mode and flag at the ``_loop_args`` ``args`` of
+        its optimizer (``Optimizer._quick_step``)."""
         if call[0] == _UPD_ADAM:
-            return adam_loop_scalars(**hypers), 0, False
-        return self._sgd_args(call[3] is not None, **hypers)
+            return adam_loop_scalars(*args), 0, False
+        return self._sgd_args(call[3] is not None, *args)
 
     def _adagrad_step(self, *args):
         self.after.append((self._real._adagrad_step, args))
@@ -314,11 +314,11 @@ class TrainStep:
     def _collect_updates(self):
         """The optimizer's bookkeeping for one step, its Adam/SGD loops loaded into the
         program; returns the other loops, to run after it."""
-        hypers = self.optimizer._quick_step(self.layout_version)
-        if hypers is not None:  # the same loops on the same arrays: only the scalars move
+        args = self.optimizer._quick_step(self.layout_version)
+        if args is not None:  # the same loops on the same arrays: only the scalars move
             calls, quick_args = self.collector.calls, self.collector.quick_args
             for j, i in enumerate(self.nonempty):
-                scalars, mode, flag = quick_args(calls[i], hypers[i])
+                scalars, mode, flag = quick_args(calls[i], args[i])
                 self.prog.set_update(j, *scalars, mode, flag)
             return ()
         collector = self.collector

@@ -97,14 +97,17 @@ class Optimizer:
         """Update group ``gi`` (its step count already advanced, when ``has_step``)."""
         raise NotImplementedError
 
-    #: whether ``_loop_hypers`` gives the keyword arguments of a group's backend update call
-    #: (Adam's and SGD's do: their ``_quick_step`` exists)
-    _quick = False
+    #: the keyword parameters of the backend update method a group calls, in the order of
+    #: ``_loop_args`` (Adam's and SGD's name theirs: they have a ``_quick_step``)
+    _loop_arg_names = None
 
-    def _loop_hypers(self, group, gstate):
-        """The keyword arguments (hyper-parameters, step) of ``group``'s backend update call
-        at this step (subclasses with ``_quick``)."""
+    def _loop_args(self, group, gstate):
+        """The values of ``_loop_arg_names`` (hyper-parameters, step) for ``group``'s backend
+        update call at this step."""
         raise NotImplementedError
+
+    def _loop_kwargs(self, group, gstate):
+        return dict(zip(self._loop_arg_names, self._loop_args(group, gstate)))
 
     # ------------------------------------------------------------------ public API
     @property
@@ -158,12 +161,12 @@ class Optimizer:
         """One step's bookkeeping when the last step left the layout at ``version`` and no
         group was edited since: each group's step count advanced and, per update call (one
         per trainable slice of each group, in order, as ``_for_slices`` makes them), the
-        keyword arguments of the backend method it calls (``_loop_hypers``); its arrays are
-        those of the last step's call. None, with nothing changed, when the step needs
-        all of ``_step_groups`` (a re-pack, a parameter frozen, a group edited, state to
-        create). A compiled training step (pynn.nn.train_step) holds the update loops and
-        takes only these arguments per step."""
-        if (not self._quick or version != self._steady_version
+        ``_loop_args`` of the backend method it calls; its arrays are those of the last
+        step's call. None, with nothing changed, when the step needs all of
+        ``_step_groups`` (a re-pack, a parameter frozen, a group edited, state to create).
+        A compiled training step (pynn.nn.train_step) holds the update loops and takes only
+        these arguments per step."""
+        if (self._loop_arg_names is None or version != self._steady_version
                 or version != self._layout_version
                 or self._arena_generation != ParameterArena.generation
                 or self._runs_version != Parameter.freeze_version):
@@ -173,13 +176,15 @@ class Optimizer:
             last = checked.get(gi)  # (as in _unchanged: this runs every step)
             if last is None or last[0] is not group or last[1] != group:
                 return None
-        hypers = []
-        has_step, loop_hypers = self.has_step, self._loop_hypers
+        args = []
+        has_step, loop_args = self.has_step, self._loop_args
         for group, gstate, runs in zip(self.param_groups, self._group_state, self._runs):
             if has_step:
                 gstate["step"] += 1
-            hypers += [loop_hypers(group, gstate)] * len(runs)
-        return hypers
+            group_args = loop_args(group, gstate)
+            for _ in runs:
+                args.append(group_args)
+        return args
 
     def _collect_step(self, collector):
         """Do the bookkeeping of one ``step`` (counts, schedules' values, state buffers) with

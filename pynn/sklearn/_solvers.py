@@ -28,6 +28,7 @@ from sklearn.utils.optimize import _check_optimize_result
 
 from .. import nn, optim
 from ..data import batch_bounds
+from ..nn.train_step import cached_program
 from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from ..train import restore, snapshot
 
@@ -62,12 +63,7 @@ class SklearnAdam(optim.Adam):
     takes scikit-learn's steps exactly; the group keeps the ``eps`` it was given.
     """
 
-    def _loop_hypers(self, group, gstate):
-        hypers = super()._loop_hypers(group, gstate)
-        correction = 1.0 - hypers["beta2"] ** hypers["step"]
-        if correction < 1.0:  # else beta2**t is below rounding: the two placements agree
-            hypers["eps"] /= correction ** 0.5
-        return hypers
+    _eps_before_correction = True
 
 
 class _Solvers:
@@ -128,7 +124,7 @@ class _Solvers:
         return value
 
     def _sum_squared_weights(self):
-        return float(np.dot(self._weights_flat, self._weights_flat))
+        return float(self._weights_flat.dot(self._weights_flat))
 
     def _l1_norm(self):
         return float(np.abs(self._weights_flat).sum())
@@ -177,7 +173,7 @@ class _Solvers:
         # same numbers) whenever the batch needs nothing between those: no sample weights, no
         # clipping, a loss pynn's kernels compute unscaled (classification with one output
         # column or with softmax); else the same lines in Python.
-        compiled = (callable(getattr(model, "train_step", None)) and sample_weight is None
+        compiled = (isinstance(model, nn.Sequential) and sample_weight is None
                     and clip_norm is None and clip_value is None and self._loss.unscaled)
         pynn_loss = self._loss.pynn_loss
         model.train()  # predict (validation scores) runs in eval mode regardless
@@ -188,6 +184,7 @@ class _Solvers:
                     # what sklearn.utils.shuffle does (the same draws), without its checks
                     sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                 accumulated_loss = 0.0
+                program = None  # looked up again each epoch: scoring and schedules ran
                 for block, Xb, tb, swb in _gathered_blocks(batches, sample_idx, self.shuffle,
                                                            X, target, sample_weight):
                     for batch in block:
@@ -198,7 +195,15 @@ class _Solvers:
                         self._set_weight_decay(weight_sum)
                         value = self._penalty(weight_sum)
                         if compiled:
-                            value += float(model.train_step(Xi, ti, pynn_loss, opt))
+                            # the step compiled for this batch shape serves every batch of
+                            # the shape: between them only this loop touches the model
+                            if (program is None or program.n != n_rows
+                                    or not Xi.flags.c_contiguous):
+                                program = cached_program(model, Xi, pynn_loss, opt)
+                            step_value = None if program is None else program.run(Xi, ti)
+                            if step_value is None:  # declined: the eager lines
+                                step_value = nn.Module.train_step(model, Xi, ti, pynn_loss, opt)
+                            value += float(step_value)
                         else:
                             model.zero_grad()
                             data_loss, grad = self._loss(model.forward(Xi), ti, sw)
