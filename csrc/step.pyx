@@ -11,7 +11,7 @@ Each op records raw addresses: the Python side owns the arrays and keeps them al
 program exists, and re-checks before every run that none has moved.
 """
 cimport numpy as cnp
-from libc.math cimport NAN
+from libc.math cimport NAN, pow, sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from scipy.linalg.cython_blas cimport sgemm
@@ -85,6 +85,8 @@ cdef struct Update:
     void* s2
     void* s3
     double a[8]                # the loop's scalars, filled by set_update() before each run
+    double lr, eps             # Adam: what set_step() derives the step's scalars from
+    bint eps_before
 
 
 cdef class StepProgram:
@@ -161,6 +163,23 @@ cdef class StepProgram:
         u.a[0], u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7] = (
             a0, a1, a2, a3, a4, a5, a6, a7)
         u.mode, u.flag = mode, flag
+
+    def set_adam(self, int i, double lr, double eps, bint eps_before):
+        """Adam update i's learning rate, eps and eps placement (``adam_loop_scalars``), for
+        ``set_step``; its other scalars stay as set_update() left them."""
+        cdef Update* u = &self.upd[i]
+        u.lr, u.eps, u.eps_before = lr, eps, eps_before
+
+    def set_step(self, int i, double t):
+        """Adam update i at step t: the three scalars that move with the step, computed as
+        ``pynn.backend.base.adam_loop_scalars`` computes them (the same operations in double,
+        so the same bits): eps (placed before the correction), lr / (1 - beta1^t) and
+        sqrt(1 - beta2^t)."""
+        cdef Update* u = &self.upd[i]
+        cdef double correction2 = 1.0 - pow(u.a[1], t)
+        u.a[6] = u.lr / (1.0 - pow(u.a[0], t))
+        u.a[7] = sqrt(correction2)
+        u.a[2] = u.eps / pow(correction2, 0.5) if u.eps_before and correction2 < 1.0 else u.eps
 
     def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, int phases):
         """One step on the batch X against ``target`` (labels or targets), with BatchNorm op i

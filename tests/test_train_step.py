@@ -352,3 +352,29 @@ def test_quick_steps_follow_group_edits_and_loaded_state(edit):
     taken = [h is not None for h in quick]
     # steps 0, 3 and 5 need the whole bookkeeping; the rest were quick
     assert taken == [False, True, True, False, True, False, True, True]
+
+
+class _EpsBeforeAdam(Adam):
+    _eps_before_correction = True  # scikit-learn's placement (pynn.sklearn's SklearnAdam)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: Adam(p, lr=0.01, betas=(0.8, 0.95), eps=1e-3),
+    lambda p: AdamW(p, lr=0.01, betas=(0.5, 0.9), eps=1e-4, weight_decay=0.3),
+    lambda p: _EpsBeforeAdam(p, lr=0.01, betas=(0.7, 0.99), eps=1e-2),
+], ids=["adam", "adamw", "eps-before-correction"])
+def test_step_scalars_computed_in_the_program_are_pythons(make):
+    # After the first step the program derives each step's bias corrections (and eps placed
+    # before them) in C from the step count: the same bits as adam_loop_scalars in Python,
+    # step after step while the corrections still move (large eps: they weigh in).
+    X, y, _ = _data(F64, "ce")
+    a = NETS["dense-relu"](F64)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = make(a.parameters()), make(b.parameters())
+    loss_a, loss_b = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    for step in range(25):
+        if step == 12:
+            for opt in (opt_a, opt_b):
+                opt.param_groups[0]["lr"] = 0.003  # one step through Python, then C again
+        assert a.train_step(X, y, loss_a, opt_a) == _eager(b, X, y, loss_b, opt_b), step
+    _assert_same(a, b, opt_a, opt_b)

@@ -120,13 +120,20 @@ def fused_activation_code(activation, param, into):
     return kind, param
 
 
-def adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, decoupled_weight_decay):
+def adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, decoupled_weight_decay,
+                      eps_before_correction=False):
     """The Adam loop's scalar arguments at step ``step`` (from 1), after the arrays: beta1,
     beta2, eps, the coupled weight decay, l1, the decoupled decay factor, the step size
-    lr / (1 - beta1^t) and sqrt(1 - beta2^t). The bias corrections are computed here, once
-    per call, in double; a compiled training step computes its loops' scalars with this too."""
+    lr / (1 - beta1^t) and sqrt(1 - beta2^t). The bias corrections are computed once per call,
+    in double. ``eps_before_correction``: eps is added to sqrt(v) before v's bias correction
+    (the Adam paper's faster form, scikit-learn's) instead of after it (torch's), which is eps /
+    sqrt(1 - beta2^t) after it. A compiled training step computes the three scalars that move
+    with the step the same way in C (``StepProgram.set_step``; tests hold the two equal)."""
+    correction2 = 1.0 - beta2 ** step
     step_size = lr / (1.0 - beta1 ** step)
-    bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
+    bc2_sqrt = math.sqrt(correction2)
+    if eps_before_correction and correction2 < 1.0:  # (else the two placements agree)
+        eps = eps / correction2 ** 0.5
     if decoupled_weight_decay:
         decay, coupled = 1.0 - lr * weight_decay, 0.0
     else:
@@ -599,14 +606,15 @@ class Backend(abc.ABC):
 
     def adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr,
                   beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0,
-                  decoupled_weight_decay=False, _prechecked=False):
+                  decoupled_weight_decay=False, eps_before_correction=False,
+                  _prechecked=False):
         """Adam / AdamW (torch's eps placement), in place. ``step`` t counts from 1:
         AdamW first decays p *= 1 - lr wd (and d = g), Adam uses d = g + wd p; then
         d += l1 sign(p); m = m + (1 - beta1)(d - m); v = beta2 v + (1 - beta2) d^2;
         vmax = max(vmax, v) if ``max_exp_avg_sq`` is given (amsgrad) else v;
         p -= lr / (1 - beta1^t) * m / (sqrt(vmax) / sqrt(1 - beta2^t) + eps).
-        Bias corrections once per call, in double (``adam_loop_scalars``). ``_prechecked``:
-        as for ``sgd_step``."""
+        Bias corrections once per call, in double (``adam_loop_scalars``, which also says what
+        ``eps_before_correction`` does). ``_prechecked``: as for ``sgd_step``."""
         if not _prechecked:
             step = check_int("step", step, 1, _MAX_STEP)
             lr = check_real("lr", lr, 0.0)
@@ -624,7 +632,7 @@ class Backend(abc.ABC):
                 raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
         self._adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
                         *adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1,
-                                           decoupled_weight_decay),
+                                           decoupled_weight_decay, eps_before_correction),
                         _threads.threads_for(param.size))
         return param
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend import backend_for
-from ..backend.base import IDENTITY, adam_loop_scalars
+from ..backend.base import IDENTITY
 from ..backend.cython import CythonBackend
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..optim.optimizer import Optimizer
@@ -114,41 +114,41 @@ class _Unsupported(Exception):
 
 class _Collector(CythonBackend):
     """A backend whose optimizer loops are recorded, not run (see ``Optimizer._collect_step``):
-    Adam's and SGD's go into the C program, any other runs after it, in order."""
+    Adam's and SGD's go into the C program, any other runs after it, in order.
+
+    A call is (kind, param, grad, state 1..3, scalars, mode, flag, threads, quick): ``quick``
+    is what the program needs on a step whose only change is the step count (see
+    ``TrainStep._collect_updates``): Adam's (lr, eps, eps placement) for ``set_step``, SGD's
+    steady scalars, mode and flag (a quick step is never SGD's first)."""
 
     def __init__(self, sgd_modes):
         self.calls = []
         self.after = []
         self._sgd_modes = sgd_modes
         self._real = backend_for("cython")
+        self._adam_hypers = None
+
+    def adam_step(self, *arrays, **hypers):
+        # the hyper-parameters before the loop's scalars are derived from them
+        self._adam_hypers = (hypers["lr"], hypers.get("eps", 1e-8),
+                             hypers.get("eps_before_correction", False))
+        return super().adam_step(*arrays, **hypers)
 
     def _adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
                    weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
         self.calls.append((_UPD_ADAM, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
                            (beta1, beta2, eps, weight_decay, l1, decay, step_size, bc2_sqrt),
-                           0, False, n_threads))
+                           0, False, n_threads, self._adam_hypers))
 
     def _sgd_step(self, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, l1,
                   nesterov, first_step, n_threads):
         buf = momentum_buffer if momentum != 0 and param.size > 0 else None
-        self.calls.append((_UPD_SGD, param, grad, buf, None, None,
-                           *self._sgd_args(buf is not None, lr, momentum, dampening,
-                                           weight_decay, l1, nesterov, first_step),
-                           n_threads))
-
-    def _sgd_args(self, buffered, lr, momentum, dampening, weight_decay, l1, nesterov,
-                  first_step):
         plain, first, ongoing = self._sgd_modes
-        mode = (first if first_step else ongoing) if buffered else plain
-        return ((lr, momentum, dampening, weight_decay, l1, 0.0, 0.0, 0.0), mode,
-                bool(nesterov))
-
-    def quick_args(self, call, args):
-        """A recorded update call's scalars, mode and flag at the ``_loop_args`` ``args`` of
-        its optimizer (``Optimizer._quick_step``)."""
-        if call[0] == _UPD_ADAM:
-            return adam_loop_scalars(*args), 0, False
-        return self._sgd_args(call[3] is not None, *args)
+        scalars = (lr, momentum, dampening, weight_decay, l1, 0.0, 0.0, 0.0)
+        steady = ongoing if buf is not None else plain
+        self.calls.append((_UPD_SGD, param, grad, buf, None, None, scalars,
+                           first if buf is not None and first_step else steady,
+                           bool(nesterov), n_threads, (*scalars, steady, bool(nesterov))))
 
     def _adagrad_step(self, *args):
         self.after.append((self._real._adagrad_step, args))
@@ -206,6 +206,7 @@ class TrainStep:
         self.arrays = []  # the optimizer's arrays the program's updates point into
         self.nonempty = []  # which of the optimizer's loop calls are in the program
         self.layout_version = None  # the optimizer's layout the program's updates are for
+        self.quick = []  # per update: (index, its call, SGD's steady arguments or None: Adam)
 
     def _add_op(self, prog, plan, i, s):
         n = plan.shape[0]
@@ -314,12 +315,14 @@ class TrainStep:
     def _collect_updates(self):
         """The optimizer's bookkeeping for one step, its Adam/SGD loops loaded into the
         program; returns the other loops, to run after it."""
-        args = self.optimizer._quick_step(self.layout_version)
-        if args is not None:  # the same loops on the same arrays: only the scalars move
-            calls, quick_args = self.collector.calls, self.collector.quick_args
-            for j, i in enumerate(self.nonempty):
-                scalars, mode, flag = quick_args(calls[i], args[i])
-                self.prog.set_update(j, *scalars, mode, flag)
+        steps = self.optimizer._quick_step(self.layout_version)
+        if steps is not None:  # the same loops on the same arrays: only the step moved
+            prog = self.prog
+            for j, i, sgd in self.quick:
+                if sgd is None:
+                    prog.set_step(j, steps[i])
+                else:
+                    prog.set_update(j, *sgd)
             return ()
         collector = self.collector
         collector.calls.clear()
@@ -333,15 +336,19 @@ class TrainStep:
         arrays = self.arrays
         if len(calls) != len(arrays) or any(c[1] is not a[0] for c, a in zip(calls, arrays)):
             prog.clear_updates()
-            for kind, p, g, s1, s2, s3, _, _, _, nt in calls:
+            for kind, p, g, s1, s2, s3, _, _, _, nt, _ in calls:
                 if p.size:
                     prog.add_update(kind, p.size, nt, p.ctypes.data, g.ctypes.data, _addr(s1),
                                     _addr(s2), _addr(s3))
             self.arrays = [c[1:6] for c in calls]  # alive while the program points into them
             self.nonempty = [i for i, c in enumerate(calls) if c[1].size]
+        self.quick = []
         for j, i in enumerate(self.nonempty):
             c = calls[i]
             prog.set_update(j, *c[6], c[7], c[8])
+            if c[0] == _UPD_ADAM:
+                prog.set_adam(j, *c[10])
+            self.quick.append((j, i, None if c[0] == _UPD_ADAM else c[10]))
         self.layout_version = self.optimizer._steady_version
         return collector.after
 

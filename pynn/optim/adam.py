@@ -63,8 +63,10 @@ class Adam(Optimizer):
         check_flag(group, "amsgrad")
         check_flag(group, "decoupled_weight_decay")
 
-    _loop_arg_names = ("step", "lr", "beta1", "beta2", "eps", "weight_decay", "l1",
-                       "decoupled_weight_decay")  # backend.adam_step's (and adam_loop_scalars')
+    _quick = True
+    #: eps added to sqrt(v) before v's bias correction instead of after it (see
+    #: ``adam_loop_scalars``); a subclass sets it (pynn.sklearn's, scikit-learn's placement)
+    _eps_before_correction = False
 
     def _step_group(self, gi, group, gstate):
         self._ensure_state(gi, "exp_avg")
@@ -72,24 +74,13 @@ class Adam(Optimizer):
         max_key = "max_exp_avg_sq" if group["amsgrad"] else None
         if max_key:
             self._ensure_state(gi, max_key)
-        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key), self.backend.adam_step,
-                         **self._loop_kwargs(group, gstate))
-
-    #: eps added to sqrt(v) before v's bias correction (the paper's "more efficient" order,
-    #: scikit-learn's) instead of after it (torch's): the kernel then takes eps / sqrt(1 -
-    #: beta2**t). A subclass sets it (pynn.sklearn's).
-    _eps_before_correction = False
-
-    def _loop_args(self, group, gstate):
-        step = gstate["step"]
         beta1, beta2 = group["betas"]
-        eps = group["eps"]
-        if self._eps_before_correction:
-            correction = 1.0 - beta2 ** step
-            if correction < 1.0:  # else beta2**t is below rounding: the two orders agree
-                eps = eps / correction ** 0.5
-        return (step, group["lr"], beta1, beta2, eps, group["weight_decay"], group["l1"],
-                group["decoupled_weight_decay"])
+        self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key),
+            self.backend.adam_step, step=gstate["step"], lr=group["lr"], beta1=beta1,
+            beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            eps_before_correction=self._eps_before_correction,
+        )
 
 
 class AdamW(Adam):

@@ -97,17 +97,9 @@ class Optimizer:
         """Update group ``gi`` (its step count already advanced, when ``has_step``)."""
         raise NotImplementedError
 
-    #: the keyword parameters of the backend update method a group calls, in the order of
-    #: ``_loop_args`` (Adam's and SGD's name theirs: they have a ``_quick_step``)
-    _loop_arg_names = None
-
-    def _loop_args(self, group, gstate):
-        """The values of ``_loop_arg_names`` (hyper-parameters, step) for ``group``'s backend
-        update call at this step."""
-        raise NotImplementedError
-
-    def _loop_kwargs(self, group, gstate):
-        return dict(zip(self._loop_arg_names, self._loop_args(group, gstate)))
+    #: whether a compiled training step may take ``_quick_step`` (it knows the optimizer's
+    #: loops: Adam's and SGD's)
+    _quick = False
 
     # ------------------------------------------------------------------ public API
     @property
@@ -159,14 +151,14 @@ class Optimizer:
 
     def _quick_step(self, version):
         """One step's bookkeeping when the last step left the layout at ``version`` and no
-        group was edited since: each group's step count advanced and, per update call (one
-        per trainable slice of each group, in order, as ``_for_slices`` makes them), the
-        ``_loop_args`` of the backend method it calls; its arrays are those of the last
-        step's call. None, with nothing changed, when the step needs all of
-        ``_step_groups`` (a re-pack, a parameter frozen, a group edited, state to create).
-        A compiled training step (pynn.nn.train_step) holds the update loops and takes only
-        these arguments per step."""
-        if (self._loop_arg_names is None or version != self._steady_version
+        group was edited since: each group's step count advanced, and per update call (one per
+        trainable slice of each group, in order, as ``_for_slices`` makes them) the step it
+        takes. Its arrays and hyper-parameters are those of the last step's call, its
+        step-dependent scalars follow from the step (first_step is False: that step made the
+        buffers). None, with nothing changed, when the step needs all of ``_step_groups`` (a
+        re-pack, a parameter frozen, a group edited, state to create). A compiled training
+        step (pynn.nn.train_step) holds the update loops and takes only this per step."""
+        if (not self._quick or version != self._steady_version
                 or version != self._layout_version
                 or self._arena_generation != ParameterArena.generation
                 or self._runs_version != Parameter.freeze_version):
@@ -176,15 +168,14 @@ class Optimizer:
             last = checked.get(gi)  # (as in _unchanged: this runs every step)
             if last is None or last[0] is not group or last[1] != group:
                 return None
-        args = []
-        has_step, loop_args = self.has_step, self._loop_args
-        for group, gstate, runs in zip(self.param_groups, self._group_state, self._runs):
+        steps = []
+        has_step = self.has_step
+        for gstate, runs in zip(self._group_state, self._runs):
             if has_step:
                 gstate["step"] += 1
-            group_args = loop_args(group, gstate)
             for _ in runs:
-                args.append(group_args)
-        return args
+                steps.append(gstate["step"])
+        return steps
 
     def _collect_step(self, collector):
         """Do the bookkeeping of one ``step`` (counts, schedules' values, state buffers) with

@@ -54,18 +54,17 @@ class SGD(Optimizer):
         if check_flag(group, "nesterov") and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    _loop_arg_names = ("lr", "momentum", "dampening", "weight_decay", "l1", "nesterov",
-                       "first_step")  # backend.sgd_step's
+    _quick = True
 
     def _step_group(self, gi, group, gstate):
-        kwargs = self._loop_kwargs(group, gstate)  # first_step: before the buffer is made
-        key = "momentum_buffer" if group["momentum"] != 0 else None
-        if key:
-            self._ensure_state(gi, key)
-        self._for_slices(gi, (key,), self.backend.sgd_step, **kwargs)
-
-    def _loop_args(self, group, gstate):
         momentum = group["momentum"]
-        return (group["lr"], momentum, group["dampening"], group["weight_decay"], group["l1"],
-                group["nesterov"],
-                momentum != 0 and "momentum_buffer" not in gstate["keys"])
+        first = False
+        if momentum != 0:
+            first = "momentum_buffer" not in gstate["keys"]
+            self._ensure_state(gi, "momentum_buffer")
+        key = "momentum_buffer" if momentum != 0 else None
+        self._for_slices(gi, (key,),
+            self.backend.sgd_step, lr=group["lr"], momentum=momentum,
+            dampening=group["dampening"], weight_decay=group["weight_decay"], l1=group["l1"],
+            nesterov=group["nesterov"], first_step=first,
+        )

@@ -56,11 +56,10 @@ def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
 
 
 class SklearnAdam(optim.Adam):
-    """pynn's Adam with epsilon where scikit-learn's MLP puts it.
-
-    scikit-learn adds ``eps`` to ``sqrt(v)`` before the bias correction of ``v``; torch (and
-    pynn's kernel) after it. Passing ``eps / sqrt(1 - beta2**t)`` to the kernel at step ``t``
-    takes scikit-learn's steps exactly; the group keeps the ``eps`` it was given.
+    """pynn's Adam with epsilon where scikit-learn's MLP puts it: added to ``sqrt(v)`` before
+    the bias correction of ``v`` (torch's Adam, pynn's default, adds it after). The kernel then
+    takes ``eps / sqrt(1 - beta2**t)`` at step ``t`` (``adam_loop_scalars``): scikit-learn's
+    steps exactly; the group keeps the ``eps`` it was given.
     """
 
     _eps_before_correction = True
