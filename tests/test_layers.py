@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import pynn
 from pynn import nn
 from pynn.backend import set_backend
 
@@ -334,3 +335,13 @@ def test_wrapping_a_used_dense_never_redraws_its_weights(rng):
     before = used.weight.data.copy()
     nn.Sequential(used, nn.ReLU())
     np.testing.assert_array_equal(used.weight.data, before)
+
+
+def test_zeros_initializer_draws_nothing():
+    pynn.manual_seed(5)
+    expected = pynn.nn.init.get_initializer("he_normal")((3, 2))
+    pynn.manual_seed(5)
+    layer = nn.Dense(2, 3, init="zeros", dtype=F64)
+    assert layer.weight.data.dtype == F64 and not layer.weight.data.any()
+    # the global stream was not advanced by the zeros
+    np.testing.assert_array_equal(pynn.nn.init.get_initializer("he_normal")((3, 2)), expected)

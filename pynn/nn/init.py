@@ -48,6 +48,13 @@ def he_uniform(shape, rng=None, dtype=np.float32):
     return _rng(rng).uniform(-bound, bound, shape).astype(dtype)
 
 
+def zeros(shape, rng=None, dtype=np.float32):
+    """All zeros (Keras's "zeros", torch's ``nn.init.zeros_``): for weights that are set
+    right after (pynn.sklearn sets scikit-learn's draw), or a layer that must start silent."""
+    _fans(shape)
+    return np.zeros(shape, dtype)
+
+
 INITIALIZERS = {
     "scaled_normal": scaled_normal,
     "normal": scaled_normal,
@@ -59,6 +66,7 @@ INITIALIZERS = {
     "he_uniform": he_uniform,
     "kaiming_normal": he_normal,
     "kaiming_uniform": he_uniform,
+    "zeros": zeros,
 }
 
 

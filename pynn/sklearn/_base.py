@@ -116,9 +116,9 @@ class _BaseMLP(_Solvers, BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
             intercept = self._random_state.uniform(-bound, bound, fan_out)
-            # an explicit seed: the draw is overwritten, and must not advance the stream of
-            # pynn.manual_seed (the estimator's randomness is scikit-learn's random_state)
-            layer = nn.Dense(fan_in, fan_out, init="xavier_uniform", seed=0, dtype=dtype)
+            # zeros, overwritten at once: no draw from pynn.manual_seed's stream (the
+            # estimator's randomness is scikit-learn's random_state)
+            layer = nn.Dense(fan_in, fan_out, init="zeros", dtype=dtype)
             layer.weight.data = coef.T.astype(dtype)
             layer.bias.data = intercept.astype(dtype)
             layers.append(layer)

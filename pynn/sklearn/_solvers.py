@@ -51,7 +51,8 @@ def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
         block = batches[k:k + per_block]
         start, stop = block[0].start, block[-1].stop
         rows = order[start:stop] if shuffled else slice(start, stop)
-        yield ([slice(b.start - start, b.stop - start) for b in block], X[rows], target[rows],
+        Xb = np.take(X, rows, axis=0) if shuffled else X[rows]  # (take: the faster gather)
+        yield ([slice(b.start - start, b.stop - start) for b in block], Xb, target[rows],
                None if sample_weight is None else sample_weight[rows])
 
 
