@@ -1,6 +1,8 @@
 """Parameters and the parameter arena: one contiguous buffer per dtype for a model's values and
 another for its gradients, so one fused kernel call can update (or an Allreduce average) them all.
 """
+import math
+
 import numpy as np
 
 # Arena buffers (and optimizer state laid out like them) start on a cache line.
@@ -177,7 +179,7 @@ class ParameterArena:
                 values, grads, shape = _initial, None, _initial.shape
             else:
                 values, grads, shape = p._data, p._grad, p.shape
-            n = int(np.prod(shape))
+            n = math.prod(shape)
             data_view = self.data[start:start + n].reshape(shape)
             grad_view = self.grad[start:start + n].reshape(shape)
             data_view[...] = values

@@ -397,7 +397,7 @@ class Optimizer:
 
     def _view(self, p, key):
         dtype, off, shape = self._layout[p]
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         return self._buffer(dtype, key)[off:off + n].reshape(shape)
 
     def _drop_slices(self):
