@@ -378,3 +378,21 @@ def test_step_scalars_computed_in_the_program_are_pythons(make):
                 opt.param_groups[0]["lr"] = 0.003  # one step through Python, then C again
         assert a.train_step(X, y, loss_a, opt_a) == _eager(b, X, y, loss_b, opt_b), step
     _assert_same(a, b, opt_a, opt_b)
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "sgd-nesterov"])
+def test_programs_of_two_batch_shapes_follow_an_edit_seen_by_the_other(opt_name):
+    # An epoch's full batches and its short last batch have a program each, sharing the
+    # optimizer. A rate changed while one of them runs must reach the other one too, though
+    # by then the optimizer has already checked the edited group (for the first program).
+    X, y, _ = _data(F64, "ce", n=40)
+    a, b, opt_a, opt_b = _pair("dense-relu", F64, opt_name)
+    loss_a, loss_b = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    sched_a, sched_b = StepLR(opt_a, 1, gamma=0.5), StepLR(opt_b, 1, gamma=0.5)
+    for epoch in range(4):
+        for lo, hi in ((0, 16), (16, 32), (32, 40)):
+            assert a.train_step(X[lo:hi], y[lo:hi], loss_a, opt_a) == _eager(
+                b, X[lo:hi], y[lo:hi], loss_b, opt_b), (epoch, lo)
+        sched_a.step()
+        sched_b.step()
+    _assert_same(a, b, opt_a, opt_b)

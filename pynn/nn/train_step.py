@@ -130,7 +130,7 @@ class _Collector(CythonBackend):
 
     def adam_step(self, *arrays, **hypers):
         # the hyper-parameters before the loop's scalars are derived from them
-        self._adam_hypers = (hypers["lr"], hypers.get("eps", 1e-8),
+        self._adam_hypers = (hypers["lr"], hypers["eps"],
                              hypers.get("eps_before_correction", False))
         return super().adam_step(*arrays, **hypers)
 
@@ -205,7 +205,7 @@ class TrainStep:
         self.prog = prog
         self.arrays = []  # the optimizer's arrays the program's updates point into
         self.nonempty = []  # which of the optimizer's loop calls are in the program
-        self.layout_version = None  # the optimizer's layout the program's updates are for
+        self.optimizer_version = None  # the optimizer's _version the updates were loaded at
         self.quick = []  # per update: (index, its call, SGD's steady arguments or None: Adam)
 
     def _add_op(self, prog, plan, i, s):
@@ -315,7 +315,7 @@ class TrainStep:
     def _collect_updates(self):
         """The optimizer's bookkeeping for one step, its Adam/SGD loops loaded into the
         program; returns the other loops, to run after it."""
-        steps = self.optimizer._quick_step(self.layout_version)
+        steps = self.optimizer._quick_step(self.optimizer_version)
         if steps is not None:  # the same loops on the same arrays: only the step moved
             prog = self.prog
             for j, i, sgd in self.quick:
@@ -349,7 +349,7 @@ class TrainStep:
             if c[0] == _UPD_ADAM:
                 prog.set_adam(j, *c[10])
             self.quick.append((j, i, None if c[0] == _UPD_ADAM else c[10]))
-        self.layout_version = self.optimizer._steady_version
+        self.optimizer_version = self.optimizer._steady_version
         return collector.after
 
 

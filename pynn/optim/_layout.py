@@ -1,8 +1,8 @@
 """Where an optimizer's parameters and state live (a mixin of ``Optimizer``; see the layout part
 of pynn.optim.optimizer's doc): one ParameterArena per dtype in group order, each group on a
 cache line; state buffers laid out like the arena; per group the slices a step updates, frozen
-parameters left out, made once and kept until the layout changes (``_layout_version`` moves
-whenever they are dropped)."""
+parameters left out, made once and kept until the layout changes (``Optimizer._version``
+moves whenever they are dropped)."""
 import math
 
 from ..nn.parameter import ALIGN_BYTES, Parameter, ParameterArena, aligned_empty
@@ -106,7 +106,7 @@ class FlatLayout:
 
     def _drop_slices(self):
         self._slice_cache = {}
-        self._layout_version += 1
+        self._version += 1
 
     def _ensure_state(self, gi, key, fill=0.0):
         """Initialize buffer ``key`` over group ``gi`` (once) with ``fill``."""

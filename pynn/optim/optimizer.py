@@ -79,8 +79,12 @@ class Optimizer(FlatLayout):
         self._checked_groups = {}  # group index -> (the group, a copy of it) as last checked
         self._arena_generation = None
         self._slice_cache = {}  # (group index, state keys) -> flat slices, checked once
-        self._layout_version = 0  # moves whenever the slices above are dropped
-        self._steady_version = None  # the layout version the last completed step left
+        # Moves whenever what a step's loop calls are made of changes: the slices above are
+        # dropped (a re-pack, a parameter frozen, a state buffer made) or a group's
+        # hyper-parameters are checked again (edited). A compiled step that loaded the calls at
+        # one version may replay them while the version holds (``_quick_step``).
+        self._version = 0
+        self._steady_version = None  # the version the last completed step left
         for group in params:
             self._add_group(group)
         self._pack()
@@ -136,11 +140,12 @@ class Optimizer(FlatLayout):
             if not self._unchanged(gi, group):
                 self._check_group(group)
                 self._checked_groups[gi] = (group, dict(group))
+                self._version += 1
             gstate = self._group_state[gi]
             if self.has_step:
                 gstate["step"] += 1
             self._step_group(gi, group, gstate)
-        self._steady_version = self._layout_version
+        self._steady_version = self._version
 
     def _unchanged(self, gi, group):
         """Group ``gi`` is as it was last checked. Hyper-parameters may be edited between
@@ -151,16 +156,17 @@ class Optimizer(FlatLayout):
         return checked is not None and checked[0] is group and checked[1] == group
 
     def _quick_step(self, version):
-        """One step's bookkeeping when the last step left the layout at ``version`` and no
-        group was edited since: each group's step count advanced, and per update call (one per
-        trainable slice of each group, in order, as ``_for_slices`` makes them) the step it
-        takes. Its arrays and hyper-parameters are those of the last step's call, its
-        step-dependent scalars follow from the step (first_step is False: that step made the
-        buffers). None, with nothing changed, when the step needs all of ``_step_groups`` (a
-        re-pack, a parameter frozen, a group edited, state to create). A compiled training
-        step (pynn.nn.train_step) holds the update loops and takes only this per step."""
-        if (not self._quick or version != self._steady_version
-                or version != self._layout_version
+        """One step's bookkeeping when the last step left the optimizer at ``version`` (see
+        ``_version``), the one a compiled step loaded its update calls at, and no group was
+        edited since: each group's step count advanced, and per update call (one per trainable
+        slice of each group, in order, as ``_for_slices`` makes them) the step it takes. Its
+        arrays and hyper-parameters are those the calls were loaded with, its step-dependent
+        scalars follow from the step (first_step is False: that step made the buffers). None,
+        with nothing changed, when the step needs all of ``_step_groups`` (a re-pack, a
+        parameter frozen, a group edited, state to create, calls loaded at another version). A
+        compiled training step (pynn.nn.train_step) holds the update loops and takes only this
+        per step."""
+        if (not self._quick or version != self._steady_version or version != self._version
                 or self._arena_generation != ParameterArena.generation
                 or self._runs_version != Parameter.freeze_version):
             return None
