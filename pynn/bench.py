@@ -456,7 +456,8 @@ def plot(results, path):
     cases = [c for c in results["cases"].values()
              if any("median" in e for e in c["contenders"].values())]
     heights = [0.9 + 0.32 * sum("median" in e for e in c["contenders"].values()) for c in cases]
-    fig, axes = plt.subplots(len(cases), 1, figsize=(8, sum(heights) + 0.6), squeeze=False,
+    fig_height = sum(heights) + 0.6
+    fig, axes = plt.subplots(len(cases), 1, figsize=(8, fig_height), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for ax, case in zip(axes[:, 0], cases):
         entries = [(n, e) for n, e in case["contenders"].items() if "median" in e and
@@ -479,7 +480,7 @@ def plot(results, path):
     quick = " -- QUICK: toy sizes" if results["options"]["quick"] else ""
     fig.suptitle(f"pynn bench: {meta['cpu_model']}, {results['options']['threads']} threads, "
                  f"{results['options']['dtype']} (median, min-max){quick}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig_height))  # the top 0.35 in: the suptitle
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
