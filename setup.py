@@ -21,7 +21,6 @@ from setuptools.command.build_ext import build_ext
 
 # One row per compiled module: pynn._kernels.<name> is built from csrc/<name>.pyx.
 KERNEL_MODULES = [
-
     "activations",
     "dense",
     "losses",
@@ -30,6 +29,7 @@ KERNEL_MODULES = [
     "optim",
     "step",
     "membench",
+    "checks",
     "_info",
 ]
 

@@ -3,7 +3,9 @@ import inspect
 
 import numpy as np
 
+from . import _threads
 from ._checks import check_int, check_real
+from ._kernels import checks as _checks
 from ._random import rng as _rng
 from .nn._layer_checks import check_dtype_arg, check_input, config_int
 from .nn.module import Module
@@ -26,13 +28,21 @@ def as_array(name, a, dtype=None, ndim=None):
     if dtype is not None:
         with np.errstate(over="ignore"):
             arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and arr.size and not _all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}"
             f"{'; or a value too large for ' + np.dtype(dtype).name if dtype is not None else ''})"
         )
     return arr
+
+
+def _all_finite(arr):
+    """``np.isfinite(arr).all()``; a large float32/float64 array in one threaded pass without
+    the temporary (pynn._kernels.checks: a fit checks its whole input every call)."""
+    if arr.size >= 1 << 16 and arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous:
+        return _checks.all_finite(arr.reshape(-1), _threads.threads_for(arr.size))
+    return bool(np.isfinite(arr).all())
 
 
 def _check_fraction(name, value):

@@ -162,3 +162,33 @@ def test_as_array_names_the_argument():
         as_array("X", [1e300], np.float32)
     with pytest.raises(ValueError, match="y must be numeric"):
         as_array("y", ["a", "b"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_all_finite_kernel_agrees_with_numpy(dtype, n_threads):
+    # the threaded bit test behind as_array's check of large inputs, against np.isfinite
+    from pynn._kernels.checks import all_finite
+
+    rng = np.random.default_rng(7)
+    info = np.finfo(dtype)
+    for n in (0, 1, 65535, 65536, 65537, 200_003):
+        x = (rng.standard_normal(n) * 1e3).astype(dtype)
+        if n:
+            x[rng.integers(n)] = info.max  # the largest finite value is finite
+            x[rng.integers(n)] = info.tiny / 4  # so is a subnormal
+        assert all_finite(x, n_threads) is True
+        for bad in (np.nan, np.inf, -np.inf):
+            for where in {0, n // 2, n - 1} if n else ():
+                y = x.copy()
+                y[where] = bad
+                assert all_finite(y, n_threads) is False, (n, bad, where)
+                assert all_finite(y, n_threads) == bool(np.isfinite(y).all())
+
+
+def test_as_array_finds_a_nan_deep_in_a_large_input():
+    X = np.zeros((300, 400), np.float32)
+    X[299, 399] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at index \(299, 399\)"):
+        as_array("X", X, np.float32)
+    assert as_array("X", np.zeros((300, 400)), np.float32).dtype == np.float32
