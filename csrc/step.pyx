@@ -172,8 +172,8 @@ cdef class StepProgram:
 
     def set_step(self, int i, double t):
         """Adam update i at step t: the three scalars that move with the step, computed as
-        ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in double,
-        so the same bits): eps (placed before the correction), lr / (1 - beta1^t) and
+        ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in
+        double, so the same bits): eps (placed before the correction), lr / (1 - beta1^t) and
         sqrt(1 - beta2^t)."""
         cdef Update* u = &self.upd[i]
         cdef double correction2 = 1.0 - pow(u.a[1], t)

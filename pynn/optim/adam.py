@@ -40,6 +40,10 @@ class Adam(Optimizer):
     """
 
     state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _quick = True  # a compiled step may take _quick_step (it knows these loops)
+    #: eps added to sqrt(v) before v's bias correction instead of after it (see
+    #: ``adam_loop_scalars``); a subclass sets it (pynn.sklearn's, scikit-learn's placement)
+    _eps_before_correction = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, decoupled_weight_decay=False, l1=0.0, backend=None):
@@ -62,11 +66,6 @@ class Adam(Optimizer):
         check_hyper(group, "l1", "l1 value")
         check_flag(group, "amsgrad")
         check_flag(group, "decoupled_weight_decay")
-
-    _quick = True
-    #: eps added to sqrt(v) before v's bias correction instead of after it (see
-    #: ``adam_loop_scalars``); a subclass sets it (pynn.sklearn's, scikit-learn's placement)
-    _eps_before_correction = False
 
     def _step_group(self, gi, group, gstate):
         self._ensure_state(gi, "exp_avg")

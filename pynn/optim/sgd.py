@@ -38,6 +38,7 @@ class SGD(Optimizer):
 
     state_keys = ("momentum_buffer",)
     has_step = False
+    _quick = True  # a compiled step may take _quick_step (it knows these loops)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, l1=0.0, backend=None):
@@ -53,8 +54,6 @@ class SGD(Optimizer):
         check_hyper(group, "l1", "l1 value")
         if check_flag(group, "nesterov") and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-
-    _quick = True
 
     def _step_group(self, gi, group, gstate):
         momentum = group["momentum"]

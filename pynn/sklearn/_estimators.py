@@ -294,7 +294,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 def _one_hot(y, classes):
     """What ``LabelBinarizer.transform(y)`` gives, as bools, for 1-D labels it was just fitted
     on (so every label is one of ``classes``, sorted, at least two): one column for two
-    classes, else one per class. Its own checks are what makes it slow, and they passed in its fit."""
+    classes, else one per class. Its own checks are what makes it slow, and they passed in its
+    fit."""
     codes = np.searchsorted(classes, y)
     if len(classes) == 2:
         return (codes == 1).reshape(-1, 1)
