@@ -5,7 +5,6 @@ import numpy as np
 
 from . import _threads
 from ._checks import check_int, check_real
-from ._kernels import checks as _checks
 from ._random import rng as _rng
 from .nn._layer_checks import check_dtype_arg, check_input, config_int
 from .nn.module import Module
@@ -41,7 +40,10 @@ def _all_finite(arr):
     """``np.isfinite(arr).all()``; a large float32/float64 array in one threaded pass without
     the temporary (pynn._kernels.checks: a fit checks its whole input every call)."""
     if arr.size >= 1 << 16 and arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous:
-        return _checks.all_finite(arr.reshape(-1), _threads.threads_for(arr.size))
+        # imported here, like every kernel: `import pynn` works before the kernels are built
+        from ._kernels.checks import all_finite
+
+        return all_finite(arr.reshape(-1), _threads.threads_for(arr.size))
     return bool(np.isfinite(arr).all())
 
 
