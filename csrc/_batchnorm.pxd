@@ -8,6 +8,39 @@ from libc.math cimport sqrt
 from _types cimport floating, idx_t
 from _act cimport IDENTITY, act_backward_span, act_forward_span
 
+cdef extern from "_bn_simd.h" nogil:
+    # Rows of a block; cloned per CPU feature, see the header.
+    void pynn_bn_colsum_f(const float* x, idx_t rows, idx_t f, double* acc) noexcept
+    void pynn_bn_colsum_d(const double* x, idx_t rows, idx_t f, double* acc) noexcept
+    void pynn_bn_colsqdev_f(const float* x, idx_t rows, idx_t f, const double* mean,
+                            double* acc) noexcept
+    void pynn_bn_colsqdev_d(const double* x, idx_t rows, idx_t f, const double* mean,
+                            double* acc) noexcept
+    void pynn_bn_normalize_f(const float* x, float* y, idx_t rows, idx_t f, const double* mean,
+                             const double* invstd, const float* gamma,
+                             const float* beta) noexcept
+    void pynn_bn_normalize_d(const double* x, double* y, idx_t rows, idx_t f,
+                             const double* mean, const double* invstd, const double* gamma,
+                             const double* beta) noexcept
+    void pynn_bn_gradsums_f(const float* dz, const float* x, idx_t rows, idx_t f,
+                            const double* mean, const double* invstd, double* s1,
+                            double* s2) noexcept
+    void pynn_bn_gradsums_d(const double* dz, const double* x, idx_t rows, idx_t f,
+                            const double* mean, const double* invstd, double* s1,
+                            double* s2) noexcept
+    void pynn_bn_dx_inplace_f(float* dx, const float* x, idx_t rows, idx_t f,
+                              const double* mean, const double* invstd, const double* coef,
+                              const double* s1, const double* s2, double n) noexcept
+    void pynn_bn_dx_inplace_d(double* dx, const double* x, idx_t rows, idx_t f,
+                              const double* mean, const double* invstd, const double* coef,
+                              const double* s1, const double* s2, double n) noexcept
+    void pynn_bn_dx_f(const float* dy, float* dx, const float* x, idx_t rows, idx_t f,
+                      const double* mean, const double* invstd, const double* coef,
+                      const double* s1, const double* s2, double n) noexcept
+    void pynn_bn_dx_d(const double* dy, double* dx, const double* x, idx_t rows, idx_t f,
+                      const double* mean, const double* invstd, const double* coef,
+                      const double* s1, const double* s2, double n) noexcept
+
 
 cdef enum:
     # Rows per statistics block. Fixed (not one block per thread) so that the order of every
@@ -50,20 +83,46 @@ cdef inline void _normalize(const floating* x, floating* y, const double* mp, co
     """y := act((x - mean) invstd gamma + beta), in blocks of _act_rows(f) rows: each block is
     normalized, then (unless identity) activated in place while still in cache."""
     cdef idx_t rows = _act_rows(f)
-    cdef idx_t k, r, j, lo, hi
-    cdef const floating* xr
-    cdef floating* yr
-    for k in prange(_ceil_div(n, rows), schedule="static", num_threads=n_threads):
-        lo = k * rows
-        hi = _block_end(k, rows, n)
-        for r in range(lo, hi):
-            xr = x + r * f
-            yr = y + r * f
-            for j in range(f):
-                yr[j] = <floating>((<double>xr[j] - mp[j]) * ip[j] * <double>g[j]
-                                   + <double>bt[j])
-        if kind != IDENTITY:
-            act_forward_span(kind, p, y + lo * f, y + lo * f, (hi - lo) * f)
+    cdef idx_t k, nk = _ceil_div(n, rows)
+    if n_threads <= 1:  # the same blocks, without a one-thread region's futex calls
+        for k in range(nk):
+            _normalize_block(x, y, mp, ip, g, bt, k * rows, _block_end(k, rows, n), f, kind, p)
+        return
+    for k in prange(nk, schedule="static", num_threads=n_threads):
+        _normalize_block(x, y, mp, ip, g, bt, k * rows, _block_end(k, rows, n), f, kind, p)
+
+
+cdef inline void _normalize_block(const floating* x, floating* y, const double* mp,
+                                  const double* ip, const floating* g, const floating* bt,
+                                  idx_t lo, idx_t hi, idx_t f, int kind,
+                                  floating p) noexcept nogil:
+    if floating is float:
+        pynn_bn_normalize_f(x + lo * f, y + lo * f, hi - lo, f, mp, ip, g, bt)
+    else:
+        pynn_bn_normalize_d(x + lo * f, y + lo * f, hi - lo, f, mp, ip, g, bt)
+    if kind != IDENTITY:
+        act_forward_span(kind, p, y + lo * f, y + lo * f, (hi - lo) * f)
+
+
+cdef inline void _stat_block(const floating* xp, const double* mp, double* scratch, idx_t b,
+                             idx_t n, idx_t f) noexcept nogil:
+    """Block b's partial column sums into its scratch row: of x (mp NULL) or of (x - mp)^2."""
+    cdef double* acc = scratch + b * f
+    cdef idx_t j
+    cdef idx_t lo = b * STAT_ROWS
+    cdef idx_t rows = _block_end(b, STAT_ROWS, n) - lo
+    for j in range(f):
+        acc[j] = 0.0
+    if floating is float:
+        if mp == NULL:
+            pynn_bn_colsum_f(xp + lo * f, rows, f, acc)
+        else:
+            pynn_bn_colsqdev_f(xp + lo * f, rows, f, mp, acc)
+    else:
+        if mp == NULL:
+            pynn_bn_colsum_d(xp + lo * f, rows, f, acc)
+        else:
+            pynn_bn_colsqdev_d(xp + lo * f, rows, f, mp, acc)
 
 
 cdef inline idx_t bn_forward_scratch(idx_t n, idx_t f) noexcept nogil:
@@ -79,32 +138,25 @@ cdef inline void bn_forward_train_core(const floating* xp, const floating* g, co
     """mean = X.mean(0); var = X.var(0); Y := act((X - mean) / sqrt(var + eps) * gamma + beta);
     the running statistics move by ``momentum`` (torch's convention)."""
     cdef idx_t nb = _ceil_div(n, STAT_ROWS)
-    cdef idx_t b, r, j
-    cdef double d, var
-    cdef double* acc
-    cdef const floating* xr
+    cdef idx_t b, j
+    cdef double var
     # Pass 1: column sums -> mean.
-    for b in prange(nb, schedule="static", num_threads=n_threads):
-        acc = scratch + b * f
-        for j in range(f):
-            acc[j] = 0.0
-        for r in range(b * STAT_ROWS, _block_end(b, STAT_ROWS, n)):
-            xr = xp + r * f
-            for j in range(f):
-                acc[j] = acc[j] + <double>xr[j]
+    if n_threads <= 1:  # the same blocks, without a one-thread region's futex calls
+        for b in range(nb):
+            _stat_block(xp, NULL, scratch, b, n, f)
+    else:
+        for b in prange(nb, schedule="static", num_threads=n_threads):
+            _stat_block(xp, NULL, scratch, b, n, f)
     for j in range(f):
         mp[j] = _sum_blocks(scratch, nb, f, j) / <double>n
     # Pass 2: sum of squared deviations from the mean (two-pass: no cancellation of
     # E[x^2] - E[x]^2 when |mean| >> std).
-    for b in prange(nb, schedule="static", num_threads=n_threads):
-        acc = scratch + b * f
-        for j in range(f):
-            acc[j] = 0.0
-        for r in range(b * STAT_ROWS, _block_end(b, STAT_ROWS, n)):
-            xr = xp + r * f
-            for j in range(f):
-                d = <double>xr[j] - mp[j]
-                acc[j] = acc[j] + d * d
+    if n_threads <= 1:
+        for b in range(nb):
+            _stat_block(xp, mp, scratch, b, n, f)
+    else:
+        for b in prange(nb, schedule="static", num_threads=n_threads):
+            _stat_block(xp, mp, scratch, b, n, f)
     for j in range(f):
         var = _sum_blocks(scratch, nb, f, j) / <double>n
         ip[j] = 1.0 / sqrt(var + eps)
@@ -124,10 +176,8 @@ cdef inline void _block_sums(int kind, floating p, const floating* dy, const flo
 
     dz = dy * act'(y), recomputed ``zrows`` rows at a time into the L1-sized scratch zb; y NULL
     means the identity: dz is dy itself and zb is not used."""
-    cdef idx_t r0, r1, r, j
-    cdef const floating* zr
-    cdef const floating* xr
-    cdef double dz
+    cdef idx_t r0, r1, j
+    cdef const floating* z
     for j in range(f):
         acc1[j] = 0.0
         acc2[j] = 0.0
@@ -136,13 +186,11 @@ cdef inline void _block_sums(int kind, floating p, const floating* dy, const flo
         r1 = min(r0 + zrows, hi)
         if y != NULL:
             act_backward_span(kind, p, dy + r0 * f, NULL, y + r0 * f, zb, (r1 - r0) * f)
-        for r in range(r0, r1):
-            zr = zb + (r - r0) * f if y != NULL else dy + r * f
-            xr = x + r * f
-            for j in range(f):
-                dz = <double>zr[j]
-                acc1[j] = acc1[j] + dz
-                acc2[j] = acc2[j] + dz * ((<double>xr[j] - mp[j]) * ip[j])
+        z = zb if y != NULL else dy + r0 * f
+        if floating is float:
+            pynn_bn_gradsums_f(z, x + r0 * f, r1 - r0, f, mp, ip, acc1, acc2)
+        else:
+            pynn_bn_gradsums_d(z, x + r0 * f, r1 - r0, f, mp, ip, acc1, acc2)
         r0 = r1
 
 
@@ -153,27 +201,29 @@ cdef inline void _dx_rows(int kind, floating p, const floating* dy, const floati
     """Rows lo..hi: dx := coef (N dz - s1 - xhat s2). With an activation (y not NULL) dz is
     first written into dx's own rows and rewritten in place; each element is read before it
     is written."""
-    cdef idx_t r, j
-    cdef const floating* xr
-    cdef const floating* dyr
-    cdef floating* dxr
-    cdef double xhat
     if y != NULL:
         act_backward_span(kind, p, dy + lo * f, NULL, y + lo * f, dx + lo * f, (hi - lo) * f)
-        for r in range(lo, hi):
-            xr = x + r * f
-            dxr = dx + r * f
-            for j in range(f):
-                xhat = (<double>xr[j] - mp[j]) * ip[j]
-                dxr[j] = <floating>(coef[j] * (dn * <double>dxr[j] - s1[j] - xhat * s2[j]))
+        if floating is float:
+            pynn_bn_dx_inplace_f(dx + lo * f, x + lo * f, hi - lo, f, mp, ip, coef, s1, s2, dn)
+        else:
+            pynn_bn_dx_inplace_d(dx + lo * f, x + lo * f, hi - lo, f, mp, ip, coef, s1, s2, dn)
+    elif floating is float:
+        pynn_bn_dx_f(dy + lo * f, dx + lo * f, x + lo * f, hi - lo, f, mp, ip, coef, s1, s2, dn)
     else:
-        for r in range(lo, hi):
-            xr = x + r * f
-            dyr = dy + r * f
-            dxr = dx + r * f
-            for j in range(f):
-                xhat = (<double>xr[j] - mp[j]) * ip[j]
-                dxr[j] = <floating>(coef[j] * (dn * <double>dyr[j] - s1[j] - xhat * s2[j]))
+        pynn_bn_dx_d(dy + lo * f, dx + lo * f, x + lo * f, hi - lo, f, mp, ip, coef, s1, s2, dn)
+
+
+cdef inline void _thread_sums(int t, idx_t bpt, idx_t nb, int kind, floating p,
+                              const floating* dyp, const floating* yp, const floating* xp,
+                              const double* mp, const double* ip, floating* zbuf, idx_t zrows,
+                              double* scratch, idx_t n, idx_t f) noexcept nogil:
+    """Thread t's statistics blocks (bpt of them) of the backward's sums pass."""
+    cdef idx_t b
+    for b in range(t * bpt, min(t * bpt + bpt, nb)):
+        _block_sums(kind, p, dyp, yp, xp, mp, ip,
+                    zbuf + t * zrows * f if zbuf != NULL else NULL, zrows,
+                    scratch + 2 * b * f, scratch + 2 * b * f + f,
+                    b * STAT_ROWS, _block_end(b, STAT_ROWS, n), f)
 
 
 cdef inline int bn_backward_team(idx_t n, int n_threads) noexcept nogil:
@@ -217,12 +267,11 @@ cdef inline void bn_backward_core(const floating* dyp, const floating* yp, const
     cdef int t
     # The sums pass: threads take whole statistics blocks (bpt each), so each thread's dZ
     # scratch is indexed by the prange variable, never by omp_get_thread_num().
-    for t in prange(nt, schedule="static", num_threads=nt):
-        for b in range(t * bpt, min(t * bpt + bpt, nb)):
-            _block_sums(kind, p, dyp, yp, xp, mp, ip,
-                        zbuf + t * zrows * f if zbuf != NULL else NULL, zrows,
-                        scratch + 2 * b * f, scratch + 2 * b * f + f,
-                        b * STAT_ROWS, _block_end(b, STAT_ROWS, n), f)
+    if nt <= 1:  # the same blocks, without a one-thread region's futex calls
+        _thread_sums(0, bpt, nb, kind, p, dyp, yp, xp, mp, ip, zbuf, zrows, scratch, n, f)
+    else:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _thread_sums(t, bpt, nb, kind, p, dyp, yp, xp, mp, ip, zbuf, zrows, scratch, n, f)
     # Reduce the partials into block 0's rows (read before written: block 0 comes first).
     for j in range(f):
         scratch[j] = _sum_blocks(scratch, nb, 2 * f, j)
@@ -234,7 +283,13 @@ cdef inline void bn_backward_core(const floating* dyp, const floating* yp, const
             dgp[j] = (<floating>(<double>dgp[j] + scratch[f + j]) if accumulate
                       else <floating>scratch[f + j])
         coef[j] = <double>gamma[j] * ip[j] / dn
-    for k in prange(_ceil_div(n, arows), schedule="static", num_threads=n_threads):
-        lo = k * arows
-        hi = _block_end(k, arows, n)
-        _dx_rows(kind, p, dyp, yp, xp, mp, ip, coef, scratch, scratch + f, dn, dxp, lo, hi, f)
+    if n_threads <= 1:
+        for k in range(_ceil_div(n, arows)):
+            _dx_rows(kind, p, dyp, yp, xp, mp, ip, coef, scratch, scratch + f, dn, dxp,
+                     k * arows, _block_end(k, arows, n), f)
+    else:
+        for k in prange(_ceil_div(n, arows), schedule="static", num_threads=n_threads):
+            lo = k * arows
+            hi = _block_end(k, arows, n)
+            _dx_rows(kind, p, dyp, yp, xp, mp, ip, coef, scratch, scratch + f, dn, dxp, lo, hi,
+                     f)

@@ -1,6 +1,6 @@
 /* The one place pynn decides whether hot loops are cloned per CPU feature (GCC target_clones).
- * Included by csrc/_optim_simd.h and by the C block of csrc/_act.pxd; tests/test_build.py checks
- * that no other file spells target_clones.
+ * Included by csrc/_optim_simd.h, csrc/_bn_simd.h and the C block of csrc/_act.pxd;
+ * tests/test_build.py checks that no other file spells target_clones.
  *
  * A cloned function is called through an ifunc: the dynamic loader runs a resolver once, at load
  * time, which picks the AVX-512, AVX2 or baseline clone for this CPU. ifunc is a glibc feature:

@@ -1,0 +1,130 @@
+/* Batch normalization's per-element loops for csrc/_batchnorm.pxd: rows of a (rows x f) block,
+ * the column statistics and the normalization in double.
+ *
+ * Why C and not Cython loops (as for _optim_simd.h): setup.py builds portable objects (-O3, no
+ * -march), so a plain loop gets SSE2 only, two doubles per instruction; on x86-64 glibc Linux
+ * with GCC each function below is cloned for AVX-512 and AVX2 and the clone is picked once, at
+ * load time (_simd_clone.h). restrict: the outputs never overlap the inputs (the in-place dX
+ * pass has its own function), which drops the run-time overlap checks and scalar fallbacks.
+ *
+ * Results do not depend on the clone: no fused multiply-add (fp-contract off for these
+ * functions: only the AVX clones could fuse, which would round differently), and +, -, *, /
+ * are correctly rounded in vector and scalar form alike; each element takes the operations of
+ * the scalar loops these replaced, in the same order. The blocking of the sums (which rows go
+ * into which partial) stays with the caller, so the thread count does not change them either.
+ */
+#ifndef PYNN_BN_SIMD_H
+#define PYNN_BN_SIMD_H
+
+#include "_simd_clone.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define PYNN_BN_LOOP __attribute__((optimize("fp-contract=off"))) PYNN_TARGET_CLONES
+#else
+#define PYNN_BN_LOOP
+#endif
+
+/* acc[j] += x[r, j] over rows r */
+#define PYNN_BN_COLSUM(NAME, T)                                                               \
+    static PYNN_BN_LOOP void NAME(const T* restrict x, Py_ssize_t rows, Py_ssize_t f,          \
+                                  double* restrict acc) {                                     \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T* restrict xr = x + r * f;                                                 \
+            for (Py_ssize_t j = 0; j < f; j++) acc[j] = acc[j] + (double)xr[j];               \
+        }                                                                                     \
+    }
+
+/* acc[j] += (x[r, j] - mean[j])^2 over rows r */
+#define PYNN_BN_COLSQDEV(NAME, T)                                                             \
+    static PYNN_BN_LOOP void NAME(const T* restrict x, Py_ssize_t rows, Py_ssize_t f,          \
+                                  const double* restrict mean, double* restrict acc) {        \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T* restrict xr = x + r * f;                                                 \
+            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+                double d = (double)xr[j] - mean[j];                                           \
+                acc[j] = acc[j] + d * d;                                                      \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+/* y[r, j] = (x[r, j] - mean[j]) invstd[j] gamma[j] + beta[j] */
+#define PYNN_BN_NORMALIZE(NAME, T)                                                            \
+    static PYNN_BN_LOOP void NAME(const T* restrict x, T* restrict y, Py_ssize_t rows,         \
+                                  Py_ssize_t f, const double* restrict mean,                  \
+                                  const double* restrict invstd, const T* restrict gamma,     \
+                                  const T* restrict beta) {                                   \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T* restrict xr = x + r * f;                                                 \
+            T* restrict yr = y + r * f;                                                       \
+            for (Py_ssize_t j = 0; j < f; j++)                                                \
+                yr[j] = (T)(((double)xr[j] - mean[j]) * invstd[j] * (double)gamma[j]          \
+                            + (double)beta[j]);                                               \
+        }                                                                                     \
+    }
+
+/* s1[j] += dz[r, j] and s2[j] += dz[r, j] xhat[r, j], xhat = (x - mean) invstd */
+#define PYNN_BN_GRADSUMS(NAME, T)                                                             \
+    static PYNN_BN_LOOP void NAME(const T* restrict dz, const T* restrict x, Py_ssize_t rows,   \
+                                  Py_ssize_t f, const double* restrict mean,                  \
+                                  const double* restrict invstd, double* restrict s1,         \
+                                  double* restrict s2) {                                      \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T* restrict zr = dz + r * f;                                                \
+            const T* restrict xr = x + r * f;                                                 \
+            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+                double d = (double)zr[j];                                                     \
+                s1[j] = s1[j] + d;                                                            \
+                s2[j] = s2[j] + d * (((double)xr[j] - mean[j]) * invstd[j]);                  \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+/* dx[r, j] = coef[j] (n dz[r, j] - s1[j] - xhat[r, j] s2[j]), dz read from dx itself (the
+ * activation's derivative was written there) or, in the second form, from dy */
+#define PYNN_BN_DX_INPLACE(NAME, T)                                                           \
+    static PYNN_BN_LOOP void NAME(T* restrict dx, const T* restrict x, Py_ssize_t rows,        \
+                                  Py_ssize_t f, const double* restrict mean,                  \
+                                  const double* restrict invstd, const double* restrict coef, \
+                                  const double* restrict s1, const double* restrict s2,       \
+                                  double n) {                                                 \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T* restrict xr = x + r * f;                                                 \
+            T* restrict dxr = dx + r * f;                                                     \
+            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+                double xhat = ((double)xr[j] - mean[j]) * invstd[j];                          \
+                dxr[j] = (T)(coef[j] * (n * (double)dxr[j] - s1[j] - xhat * s2[j]));          \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+#define PYNN_BN_DX(NAME, T)                                                                   \
+    static PYNN_BN_LOOP void NAME(const T* restrict dy, T* restrict dx, const T* restrict x,   \
+                                  Py_ssize_t rows, Py_ssize_t f, const double* restrict mean, \
+                                  const double* restrict invstd, const double* restrict coef, \
+                                  const double* restrict s1, const double* restrict s2,       \
+                                  double n) {                                                 \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+            const T* restrict xr = x + r * f;                                                 \
+            const T* restrict dyr = dy + r * f;                                               \
+            T* restrict dxr = dx + r * f;                                                     \
+            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+                double xhat = ((double)xr[j] - mean[j]) * invstd[j];                          \
+                dxr[j] = (T)(coef[j] * (n * (double)dyr[j] - s1[j] - xhat * s2[j]));          \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+PYNN_BN_COLSUM(pynn_bn_colsum_f, float)
+PYNN_BN_COLSUM(pynn_bn_colsum_d, double)
+PYNN_BN_COLSQDEV(pynn_bn_colsqdev_f, float)
+PYNN_BN_COLSQDEV(pynn_bn_colsqdev_d, double)
+PYNN_BN_NORMALIZE(pynn_bn_normalize_f, float)
+PYNN_BN_NORMALIZE(pynn_bn_normalize_d, double)
+PYNN_BN_GRADSUMS(pynn_bn_gradsums_f, float)
+PYNN_BN_GRADSUMS(pynn_bn_gradsums_d, double)
+PYNN_BN_DX_INPLACE(pynn_bn_dx_inplace_f, float)
+PYNN_BN_DX_INPLACE(pynn_bn_dx_inplace_d, double)
+PYNN_BN_DX(pynn_bn_dx_f, float)
+PYNN_BN_DX(pynn_bn_dx_d, double)
+
+#endif /* PYNN_BN_SIMD_H */
