@@ -125,6 +125,18 @@ cdef inline void _stat_block(const floating* xp, const double* mp, double* scrat
             pynn_bn_colsqdev_d(xp + lo * f, rows, f, mp, acc)
 
 
+cdef inline void _stat_pass(const floating* xp, const double* mp, double* scratch, idx_t nb,
+                            idx_t n, idx_t f, int n_threads) noexcept nogil:
+    """Every block's partial sums (``_stat_block``), the blocks shared out over the threads."""
+    cdef idx_t b
+    if n_threads <= 1:  # the same blocks, without a one-thread region's futex calls
+        for b in range(nb):
+            _stat_block(xp, mp, scratch, b, n, f)
+    else:
+        for b in prange(nb, schedule="static", num_threads=n_threads):
+            _stat_block(xp, mp, scratch, b, n, f)
+
+
 cdef inline idx_t bn_forward_scratch(idx_t n, idx_t f) noexcept nogil:
     """Doubles of scratch the training forward needs: one row of partial sums per block."""
     return _ceil_div(n, STAT_ROWS) * f
@@ -138,25 +150,15 @@ cdef inline void bn_forward_train_core(const floating* xp, const floating* g, co
     """mean = X.mean(0); var = X.var(0); Y := act((X - mean) / sqrt(var + eps) * gamma + beta);
     the running statistics move by ``momentum`` (torch's convention)."""
     cdef idx_t nb = _ceil_div(n, STAT_ROWS)
-    cdef idx_t b, j
+    cdef idx_t j
     cdef double var
     # Pass 1: column sums -> mean.
-    if n_threads <= 1:  # the same blocks, without a one-thread region's futex calls
-        for b in range(nb):
-            _stat_block(xp, NULL, scratch, b, n, f)
-    else:
-        for b in prange(nb, schedule="static", num_threads=n_threads):
-            _stat_block(xp, NULL, scratch, b, n, f)
+    _stat_pass(xp, NULL, scratch, nb, n, f, n_threads)
     for j in range(f):
         mp[j] = _sum_blocks(scratch, nb, f, j) / <double>n
     # Pass 2: sum of squared deviations from the mean (two-pass: no cancellation of
     # E[x^2] - E[x]^2 when |mean| >> std).
-    if n_threads <= 1:
-        for b in range(nb):
-            _stat_block(xp, mp, scratch, b, n, f)
-    else:
-        for b in prange(nb, schedule="static", num_threads=n_threads):
-            _stat_block(xp, mp, scratch, b, n, f)
+    _stat_pass(xp, mp, scratch, nb, n, f, n_threads)
     for j in range(f):
         var = _sum_blocks(scratch, nb, f, j) / <double>n
         ip[j] = 1.0 / sqrt(var + eps)

@@ -170,10 +170,8 @@ class Optimizer(FlatLayout):
                 or self._arena_generation != ParameterArena.generation
                 or self._runs_version != Parameter.freeze_version):
             return None
-        checked = self._checked_groups
         for gi, group in enumerate(self.param_groups):
-            last = checked.get(gi)  # (as in _unchanged: this runs every step)
-            if last is None or last[0] is not group or last[1] != group:
+            if not self._unchanged(gi, group):
                 return None
         steps = []
         has_step = self.has_step
