@@ -24,54 +24,114 @@
 #define PYNN_BN_LOOP
 #endif
 
+/* Every loop below runs over `rows` rows of `w` columns of a row-major array whose rows are
+ * `ld` elements apart: a thread's column tile (w < ld) or whole rows (w == ld). The per-column
+ * arrays (mean, acc, ...) start at the tile's first column. */
+
+/* Columns per register block of the sums: 32 doubles are 4 AVX-512 (8 AVX2) registers per
+ * accumulator. The sums walk a block's rows with the block's accumulators held in registers
+ * instead of loading and storing acc[j] for every element; each column still adds its rows in
+ * row order, so the bits are those of the plain row loop. */
+#define PYNN_BN_CB 32
+
 /* acc[j] += x[r, j] over rows r */
 #define PYNN_BN_COLSUM(NAME, T)                                                               \
-    static PYNN_BN_LOOP void NAME(const T* restrict x, Py_ssize_t rows, Py_ssize_t f,          \
-                                  double* restrict acc) {                                     \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict xr = x + r * f;                                                 \
-            for (Py_ssize_t j = 0; j < f; j++) acc[j] = acc[j] + (double)xr[j];               \
+    static PYNN_BN_LOOP void NAME(const T* restrict x, Py_ssize_t rows, Py_ssize_t w,          \
+                                  Py_ssize_t ld, double* restrict acc) {                      \
+        Py_ssize_t j0 = 0;                                                                    \
+        for (; j0 + PYNN_BN_CB <= w; j0 += PYNN_BN_CB) {                                      \
+            double a[PYNN_BN_CB];                                                             \
+            for (int c = 0; c < PYNN_BN_CB; c++) a[c] = acc[j0 + c];                          \
+            for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+                const T* restrict xr = x + r * ld + j0;                                       \
+                for (int c = 0; c < PYNN_BN_CB; c++) a[c] = a[c] + (double)xr[c];             \
+            }                                                                                 \
+            for (int c = 0; c < PYNN_BN_CB; c++) acc[j0 + c] = a[c];                          \
+        }                                                                                     \
+        for (Py_ssize_t r = 0; r < rows && j0 < w; r++) {                                     \
+            const T* restrict xr = x + r * ld;                                                \
+            for (Py_ssize_t j = j0; j < w; j++) acc[j] = acc[j] + (double)xr[j];              \
         }                                                                                     \
     }
 
 /* acc[j] += (x[r, j] - mean[j])^2 over rows r */
 #define PYNN_BN_COLSQDEV(NAME, T)                                                             \
-    static PYNN_BN_LOOP void NAME(const T* restrict x, Py_ssize_t rows, Py_ssize_t f,          \
-                                  const double* restrict mean, double* restrict acc) {        \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict xr = x + r * f;                                                 \
-            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+    static PYNN_BN_LOOP void NAME(const T* restrict x, Py_ssize_t rows, Py_ssize_t w,          \
+                                  Py_ssize_t ld, const double* restrict mean,                 \
+                                  double* restrict acc) {                                     \
+        Py_ssize_t j0 = 0;                                                                    \
+        for (; j0 + PYNN_BN_CB <= w; j0 += PYNN_BN_CB) {                                      \
+            double a[PYNN_BN_CB], m[PYNN_BN_CB];                                              \
+            for (int c = 0; c < PYNN_BN_CB; c++) {                                            \
+                a[c] = acc[j0 + c];                                                           \
+                m[c] = mean[j0 + c];                                                          \
+            }                                                                                 \
+            for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+                const T* restrict xr = x + r * ld + j0;                                       \
+                for (int c = 0; c < PYNN_BN_CB; c++) {                                        \
+                    double d = (double)xr[c] - m[c];                                          \
+                    a[c] = a[c] + d * d;                                                      \
+                }                                                                             \
+            }                                                                                 \
+            for (int c = 0; c < PYNN_BN_CB; c++) acc[j0 + c] = a[c];                          \
+        }                                                                                     \
+        for (Py_ssize_t r = 0; r < rows && j0 < w; r++) {                                     \
+            const T* restrict xr = x + r * ld;                                                \
+            for (Py_ssize_t j = j0; j < w; j++) {                                             \
                 double d = (double)xr[j] - mean[j];                                           \
                 acc[j] = acc[j] + d * d;                                                      \
             }                                                                                 \
         }                                                                                     \
     }
 
-/* y[r, j] = (x[r, j] - mean[j]) invstd[j] gamma[j] + beta[j] */
+/* y[r, j] = (x[r, j] - mean[j]) invstd[j] gamma[j] + beta[j], with gamma and beta already in
+ * double (the caller's per-column copies): each element converts in and out once, and takes
+ * the reference's operations in its order */
 #define PYNN_BN_NORMALIZE(NAME, T)                                                            \
     static PYNN_BN_LOOP void NAME(const T* restrict x, T* restrict y, Py_ssize_t rows,         \
-                                  Py_ssize_t f, const double* restrict mean,                  \
-                                  const double* restrict invstd, const T* restrict gamma,     \
-                                  const T* restrict beta) {                                   \
+                                  Py_ssize_t w, Py_ssize_t ld, const double* restrict mean,   \
+                                  const double* restrict invstd,                              \
+                                  const double* restrict gamma,                               \
+                                  const double* restrict beta) {                              \
         for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict xr = x + r * f;                                                 \
-            T* restrict yr = y + r * f;                                                       \
-            for (Py_ssize_t j = 0; j < f; j++)                                                \
-                yr[j] = (T)(((double)xr[j] - mean[j]) * invstd[j] * (double)gamma[j]          \
-                            + (double)beta[j]);                                               \
+            const T* restrict xr = x + r * ld;                                                \
+            T* restrict yr = y + r * ld;                                                      \
+            for (Py_ssize_t j = 0; j < w; j++)                                                \
+                yr[j] = (T)(((double)xr[j] - mean[j]) * invstd[j] * gamma[j] + beta[j]);      \
         }                                                                                     \
     }
 
 /* s1[j] += dz[r, j] and s2[j] += dz[r, j] xhat[r, j], xhat = (x - mean) invstd */
 #define PYNN_BN_GRADSUMS(NAME, T)                                                             \
     static PYNN_BN_LOOP void NAME(const T* restrict dz, const T* restrict x, Py_ssize_t rows,   \
-                                  Py_ssize_t f, const double* restrict mean,                  \
+                                  Py_ssize_t w, Py_ssize_t ld, const double* restrict mean,   \
                                   const double* restrict invstd, double* restrict s1,         \
                                   double* restrict s2) {                                      \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict zr = dz + r * f;                                                \
-            const T* restrict xr = x + r * f;                                                 \
-            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+        Py_ssize_t j0 = 0;                                                                    \
+        for (; j0 + PYNN_BN_CB <= w; j0 += PYNN_BN_CB) {                                      \
+            double a1[PYNN_BN_CB], a2[PYNN_BN_CB];                                            \
+            for (int c = 0; c < PYNN_BN_CB; c++) {                                            \
+                a1[c] = s1[j0 + c];                                                           \
+                a2[c] = s2[j0 + c];                                                           \
+            }                                                                                 \
+            for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+                const T* restrict zr = dz + r * ld + j0;                                      \
+                const T* restrict xr = x + r * ld + j0;                                       \
+                for (int c = 0; c < PYNN_BN_CB; c++) {                                        \
+                    double d = (double)zr[c];                                                 \
+                    a1[c] = a1[c] + d;                                                        \
+                    a2[c] = a2[c] + d * (((double)xr[c] - mean[j0 + c]) * invstd[j0 + c]);    \
+                }                                                                             \
+            }                                                                                 \
+            for (int c = 0; c < PYNN_BN_CB; c++) {                                            \
+                s1[j0 + c] = a1[c];                                                           \
+                s2[j0 + c] = a2[c];                                                           \
+            }                                                                                 \
+        }                                                                                     \
+        for (Py_ssize_t r = 0; r < rows && j0 < w; r++) {                                     \
+            const T* restrict zr = dz + r * ld;                                               \
+            const T* restrict xr = x + r * ld;                                                \
+            for (Py_ssize_t j = j0; j < w; j++) {                                             \
                 double d = (double)zr[j];                                                     \
                 s1[j] = s1[j] + d;                                                            \
                 s2[j] = s2[j] + d * (((double)xr[j] - mean[j]) * invstd[j]);                  \
@@ -83,14 +143,14 @@
  * activation's derivative was written there) or, in the second form, from dy */
 #define PYNN_BN_DX_INPLACE(NAME, T)                                                           \
     static PYNN_BN_LOOP void NAME(T* restrict dx, const T* restrict x, Py_ssize_t rows,        \
-                                  Py_ssize_t f, const double* restrict mean,                  \
+                                  Py_ssize_t w, Py_ssize_t ld, const double* restrict mean,   \
                                   const double* restrict invstd, const double* restrict coef, \
                                   const double* restrict s1, const double* restrict s2,       \
                                   double n) {                                                 \
         for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict xr = x + r * f;                                                 \
-            T* restrict dxr = dx + r * f;                                                     \
-            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+            const T* restrict xr = x + r * ld;                                                \
+            T* restrict dxr = dx + r * ld;                                                    \
+            for (Py_ssize_t j = 0; j < w; j++) {                                              \
                 double xhat = ((double)xr[j] - mean[j]) * invstd[j];                          \
                 dxr[j] = (T)(coef[j] * (n * (double)dxr[j] - s1[j] - xhat * s2[j]));          \
             }                                                                                 \
@@ -99,15 +159,16 @@
 
 #define PYNN_BN_DX(NAME, T)                                                                   \
     static PYNN_BN_LOOP void NAME(const T* restrict dy, T* restrict dx, const T* restrict x,   \
-                                  Py_ssize_t rows, Py_ssize_t f, const double* restrict mean, \
+                                  Py_ssize_t rows, Py_ssize_t w, Py_ssize_t ld,               \
+                                  const double* restrict mean,                                \
                                   const double* restrict invstd, const double* restrict coef, \
                                   const double* restrict s1, const double* restrict s2,       \
                                   double n) {                                                 \
         for (Py_ssize_t r = 0; r < rows; r++) {                                               \
-            const T* restrict xr = x + r * f;                                                 \
-            const T* restrict dyr = dy + r * f;                                               \
-            T* restrict dxr = dx + r * f;                                                     \
-            for (Py_ssize_t j = 0; j < f; j++) {                                              \
+            const T* restrict xr = x + r * ld;                                                \
+            const T* restrict dyr = dy + r * ld;                                              \
+            T* restrict dxr = dx + r * ld;                                                    \
+            for (Py_ssize_t j = 0; j < w; j++) {                                              \
                 double xhat = ((double)xr[j] - mean[j]) * invstd[j];                          \
                 dxr[j] = (T)(coef[j] * (n * (double)dyr[j] - s1[j] - xhat * s2[j]));          \
             }                                                                                 \

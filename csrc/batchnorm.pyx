@@ -1,34 +1,32 @@
 """pynn._kernels.batchnorm: batch normalization over the rows of a row-major (N, F) array,
 optionally fused with an activation (the Dense -> BatchNorm -> ReLU recipe in one pass).
 
-Statistics are per column but the data is row-major, so no loop ever walks down a column (a
-stride of F elements per step defeats the cache and the vectorizer). Instead the rows are cut
-into blocks of STAT_ROWS rows; each block accumulates per-column partial sums in its own row of
-a (blocks, F) double scratch, with the inner loop running over F contiguous columns; the
-partials are added afterwards in block order. The blocks are fixed by N alone and threads take
-whole blocks, so every sum is added in the same order for any thread count: results are
-bit-identical for 1 and 2 threads. Everything is accumulated and computed in double and rounded
-once on store. The per-element loops over a block's rows are C (_bn_simd.h), cloned for
-AVX-512 and AVX2 without fused multiply-add, so they vectorize wider than the portable build's
-SSE2 and still give the same bits on every CPU (bench/test_bench_batchnorm.py times the
-kernels; in the medium recipe's training step on this machine's AVX-512, timed op by op, the
-four BatchNorm passes went from ~69 to ~36 us on two threads).
+Statistics are per column but the data is row-major, so no loop ever walks down one column
+alone (a stride of F elements per step defeats the cache and the vectorizer). Instead the rows
+are cut into blocks of STAT_ROWS rows; each block accumulates per-column partial sums in its own
+row of a (blocks, F) double scratch, 32 columns at a time held in registers while the block's
+rows stream past; the partials are added afterwards in block order. Threads take column tiles
+(whole 64-byte lines of columns): a column's statistics, normalization and gradient are one
+thread's work from the first pass to the last, so a training pass is one parallel region with
+no barrier and no thread reads what another wrote, and the order of every sum is fixed by N
+alone: results are bit-identical for 1 and 2 threads. Everything is accumulated and computed in
+double and rounded once on store. The per-element loops are C (_bn_simd.h), cloned for AVX-512
+and AVX2 without fused multiply-add, so they vectorize wider than the portable build's SSE2 and
+still give the same bits on every CPU (bench/test_bench_batchnorm.py times the kernels).
 
 The fused activation adds no pass over memory. Forward: each block of output rows is activated
 in place right after it is written, while it is still in L1. Backward: dZ = dY * act'(Y) is
-recomputed where it is needed instead of being stored: in the sums pass a few rows at a time
-into an L1-sized scratch, in the dX pass straight into dX's rows, which the same loop then
-turns into dX. Storing dZ would cost an N x F write and read-back to save one read of Y.
-Both use the span loops of _act.pxd, so fused results equal batchnorm followed by the
-separate activation kernel.
+written into dX's own rows a statistics block at a time and summed while in L1; the dX pass
+then turns it into dX in place. Both use the span loops of _act.pxd, so fused results equal
+batchnorm followed by the separate activation kernel.
 """
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _types cimport floating, idx_t
 from _act cimport IDENTITY
-from _batchnorm cimport (_normalize, bn_backward_core, bn_backward_scratch, bn_backward_team,
-                         bn_backward_zrows, bn_forward_scratch, bn_forward_train_core)
+from _batchnorm cimport (_normalize, bn_backward_core, bn_backward_scratch, bn_forward_scratch,
+                         bn_forward_train_core)
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
 
@@ -74,15 +72,15 @@ def batchnorm_forward_eval(const floating[:, ::1] X, const floating[::1] gamma,
     if n == 0 or f == 0:
         return
     # The running statistics in double, and 1/sqrt once per column, not once per element.
-    mp = _scratch(2 * f)
+    mp = _scratch(4 * f)  # mean, invstd, and gamma and beta in double
     ip = mp + f
     try:
         with nogil:
             for j in range(f):
                 mp[j] = <double>running_mean[j]
                 ip[j] = 1.0 / sqrt(<double>running_var[j] + eps)
-            _normalize(&X[0, 0], &Y[0, 0], mp, ip, &gamma[0], &beta[0], n, f, kind, p,
-                       n_threads)
+            _normalize(&X[0, 0], &Y[0, 0], mp, ip, &gamma[0], &beta[0], mp + 2 * f, n, f, kind,
+                       p, n_threads)
     finally:
         free(mp)
 
@@ -108,7 +106,6 @@ def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     cdef floating* dbp = NULL
     cdef const floating* yp = NULL
     cdef double* scratch
-    cdef floating* zbuf = NULL
     if n == 0 or f == 0:
         return
     if kind != IDENTITY:
@@ -122,15 +119,8 @@ def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
         dbp = &dbv[0]
     scratch = _scratch(bn_backward_scratch(n, f))
     try:
-        if yp != NULL:
-            zbuf = <floating*>malloc(bn_backward_team(n, n_threads) * bn_backward_zrows(f) * f
-                                     * sizeof(floating))
-            if zbuf == NULL:
-                raise MemoryError("batchnorm: cannot allocate the dZ scratch rows")
         with nogil:
             bn_backward_core(&dY[0, 0], yp, &X[0, 0], &gamma[0], &mean[0], &invstd[0], dgp, dbp,
-                             &dX[0, 0], scratch, zbuf, n, f, kind, <floating>param, n_threads,
-                             True)
+                             &dX[0, 0], scratch, n, f, kind, <floating>param, n_threads, True)
     finally:
         free(scratch)
-        free(zbuf)

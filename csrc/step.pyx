@@ -19,8 +19,8 @@ from scipy.linalg.cython_blas cimport sgemm
 from _types cimport idx_t
 from _act cimport IDENTITY
 from _act_threads cimport act_backward_threads, act_forward_threads
-from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_backward_team,
-                         bn_backward_zrows, bn_forward_scratch, bn_forward_train_core)
+from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
+                         bn_forward_train_core)
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
                      pynn_blas_threads_init)
 from _losses cimport bce_core, mse_core, softmax_ce_core
@@ -66,7 +66,7 @@ cdef struct Op:
     void* b                    # bias / beta (NULL: none)
     void* dW                   # NULL: frozen
     void* db
-    void* dz                   # dense: dZ scratch (activation) / batchnorm: dZ rows scratch
+    void* dz                   # dense: dZ scratch (activation)
     double* acc                # dense: bias partial sums / batchnorm: backward scratch
     double* fscratch           # batchnorm: forward scratch
     double* mean
@@ -273,7 +273,7 @@ cdef void _backward(StepProgram prog, real* X0) noexcept nogil:
         elif o.kind == OP_BN:
             bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
                              o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
-                             <real*>o.dz, o.n, o.k, o.act, <real>o.param, o.nt, acc)
+                             o.n, o.k, o.act, <real>o.param, o.nt, acc)
         elif o.dX != NULL:
             act_backward_threads(o.act, <real>o.param, dY, X, <real*>o.Y, <real*>o.dX,
                                  o.n * o.k, o.nt)
@@ -315,10 +315,9 @@ def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, 
     return nt, n_acc
 
 
-def batchnorm_scratch(idx_t n, idx_t f, int n_threads):
-    """(forward doubles, backward doubles, backward dZ rows elements) of a batchnorm op."""
-    return (bn_forward_scratch(n, f), bn_backward_scratch(n, f),
-            bn_backward_team(n, n_threads) * bn_backward_zrows(f) * f)
+def batchnorm_scratch(idx_t n, idx_t f):
+    """(forward doubles, backward doubles) of scratch of a batchnorm op."""
+    return bn_forward_scratch(n, f), bn_backward_scratch(n, f)
 
 
 
