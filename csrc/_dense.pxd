@@ -141,6 +141,28 @@ cdef inline void _backward_tile(int t, int nt, const floating* z, const floating
                                 const floating* W, floating* dW, floating* db,
                                 const double* acc, int n_acc, floating* dX, idx_t n, idx_t m,
                                 idx_t k, bint accumulate) noexcept nogil:
+    """Thread t of nt's share of the products; BLAS single-threaded in this thread.
+
+    With both dW and dX wanted and two or more threads, the team splits in two: threads
+    [0, nt/2) tile db and dW, the others tile dX. The two products are the same size (n m k
+    multiply-adds each), and each thread then packs one product's operands instead of both
+    products' (packing the shared operand again is what a thread's tile of a small product
+    mostly costs). Otherwise every thread takes a tile of each product."""
+    cdef int half = nt // 2
+    if dW != NULL and dX != NULL and nt >= 2:
+        if t < half:
+            _backward_tiles(t, half, z, X, W, dW, db, acc, n_acc, NULL, n, m, k, accumulate)
+        else:
+            _backward_tiles(t - half, nt - half, z, X, W, NULL, NULL, acc, n_acc, dX, n, m, k,
+                            accumulate)
+    else:
+        _backward_tiles(t, nt, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)
+
+
+cdef inline void _backward_tiles(int t, int nt, const floating* z, const floating* X,
+                                 const floating* W, floating* dW, floating* db,
+                                 const double* acc, int n_acc, floating* dX, idx_t n, idx_t m,
+                                 idx_t k, bint accumulate) noexcept nogil:
     """Tile t of nt: db and dW for weight rows [m*t/nt, m*(t+1)/nt), dX for batch rows
     [n*t/nt, n*(t+1)/nt) (or its columns [k*t/nt, k*(t+1)/nt) when k > n); BLAS
     single-threaded in this thread. ``acc`` holds n_acc rows of
