@@ -143,13 +143,14 @@ cdef inline void _backward_tile(int t, int nt, const floating* z, const floating
                                 idx_t k, bint accumulate) noexcept nogil:
     """Thread t of nt's share of the products; BLAS single-threaded in this thread.
 
-    With both dW and dX wanted and two or more threads, the team splits in two: threads
+    With both dW and dX wanted and an even number of threads, the team splits in two: threads
     [0, nt/2) tile db and dW, the others tile dX. The two products are the same size (n m k
     multiply-adds each), and each thread then packs one product's operands instead of both
     products' (packing the shared operand again is what a thread's tile of a small product
-    mostly costs). Otherwise every thread takes a tile of each product."""
+    mostly costs). Otherwise (an odd team would load its halves unevenly) every thread takes a
+    tile of each product."""
     cdef int half = nt // 2
-    if dW != NULL and dX != NULL and nt >= 2:
+    if dW != NULL and dX != NULL and nt >= 2 and nt % 2 == 0:
         if t < half:
             _backward_tiles(t, half, z, X, W, dW, db, acc, n_acc, NULL, n, m, k, accumulate)
         else:
