@@ -50,8 +50,8 @@ cdef enum:
     # Elements per fused-activation block: 2048 (8 KB float32, 16 KB float64) is still in L1
     # when the activation rewrites what the normalization just wrote.
     ACT_ELEMS = 2048
-    # Columns of a training pass's tile are a multiple of this: 16 float32 (8 float64) columns
-    # are one 64-byte cache line, so two threads never write the same line.
+    # Columns of a training pass's tile are a multiple of this: 16 columns are one 64-byte
+    # cache line of float32 (two of float64), so two threads never write the same line.
     COL_UNIT = 16
 
 
@@ -146,26 +146,24 @@ cdef inline void _stat_pass(const floating* xp, const double* mp, double* scratc
     """Columns c0..c1: every block's partial column sums into its scratch row, of x (mp NULL)
     or of (x - mp)^2."""
     cdef double* acc
-    cdef idx_t b, j, lo
+    cdef const floating* x
+    cdef idx_t b, j, rows
+    cdef idx_t w = c1 - c0
     for b in range(nb):
         acc = scratch + b * f + c0
-        lo = b * STAT_ROWS
-        for j in range(c1 - c0):
+        x = xp + b * STAT_ROWS * f + c0
+        rows = _block_end(b, STAT_ROWS, n) - b * STAT_ROWS
+        for j in range(w):
             acc[j] = 0.0
         if floating is float:
             if mp == NULL:
-                pynn_bn_colsum_f(xp + lo * f + c0, _block_end(b, STAT_ROWS, n) - lo, c1 - c0,
-                                 f, acc)
+                pynn_bn_colsum_f(x, rows, w, f, acc)
             else:
-                pynn_bn_colsqdev_f(xp + lo * f + c0, _block_end(b, STAT_ROWS, n) - lo, c1 - c0,
-                                   f, mp + c0, acc)
+                pynn_bn_colsqdev_f(x, rows, w, f, mp + c0, acc)
+        elif mp == NULL:
+            pynn_bn_colsum_d(x, rows, w, f, acc)
         else:
-            if mp == NULL:
-                pynn_bn_colsum_d(xp + lo * f + c0, _block_end(b, STAT_ROWS, n) - lo, c1 - c0,
-                                 f, acc)
-            else:
-                pynn_bn_colsqdev_d(xp + lo * f + c0, _block_end(b, STAT_ROWS, n) - lo, c1 - c0,
-                                   f, mp + c0, acc)
+            pynn_bn_colsqdev_d(x, rows, w, f, mp + c0, acc)
 
 
 cdef inline idx_t bn_forward_scratch(idx_t n, idx_t f) noexcept nogil:

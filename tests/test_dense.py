@@ -9,8 +9,9 @@ FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # size, plus K = 0 and M = 0, and one output above dense's own parallel threshold (2**20
 # elements: its elementwise passes stay serial below that, see csrc/dense.pyx). Products of
 # 2**18 multiply-adds or more are split over the threads (csrc/_dense.pxd): by batch rows
-# (1031, 3, 1021), by output columns in forward (131, 17, 263: M > N), by columns of dX in
-# backward too (37, 300, 41 and 64, 257, 300: K > N).
+# (1031, 3, 1021), by output columns in forward (131, 17, 263: M > N); a backward wanting dW
+# and dX gives half the team to each (on two threads each product is one thread's), dX alone
+# is split by batch rows or, when K > N, by its columns (the frozen-weight test's 64, 257, 300).
 SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
     (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021), (37, 300, 41), (64, 257, 300),
 ]
@@ -81,7 +82,8 @@ def test_dense_gradients_accumulate(backend, dtype, n_threads, rng, activation):
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "tanh"])
-@pytest.mark.parametrize("shape", [(7, 13, 5), (0, 5, 3), (131, 17, 263)], ids=str)
+@pytest.mark.parametrize("shape", [(7, 13, 5), (0, 5, 3), (131, 17, 263), (64, 257, 300)],
+                         ids=str)
 def test_dense_backward_frozen_weight_skips_dw(backend, ref, dtype, n_threads, rng, shape,
                                                activation):
     # dW=None (a frozen weight): dX and db as with a dW, and nothing else written
