@@ -172,7 +172,7 @@ cdef inline idx_t bn_forward_scratch(idx_t n, idx_t f) noexcept nogil:
     return (_ceil_div(n, STAT_ROWS) + 2) * f
 
 
-cdef inline void _forward_tile(const floating* xp, const floating* g, const floating* bt,
+cdef inline void bn_forward_cols(const floating* xp, const floating* g, const floating* bt,
                                floating* rm, floating* rv, double momentum, double eps,
                                floating* y, double* mp, double* ip, double* scratch, idx_t n,
                                idx_t f, idx_t c0, idx_t c1, int kind,
@@ -218,10 +218,10 @@ cdef inline void bn_forward_train_core(const floating* xp, const floating* g, co
     cdef int nt = bn_team(f, n_threads)
     cdef int t
     if nt <= 1:  # one tile, without a one-thread region's futex calls
-        _forward_tile(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f, 0, f, kind, p)
+        bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f, 0, f, kind, p)
         return
     for t in prange(nt, schedule="static", num_threads=nt):
-        _forward_tile(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f,
+        bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f,
                       _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p)
 
 
@@ -231,7 +231,7 @@ cdef inline idx_t bn_backward_scratch(idx_t n, idx_t f) noexcept nogil:
     return 2 * _ceil_div(n, STAT_ROWS) * f + f
 
 
-cdef inline void _backward_tile(const floating* dyp, const floating* yp, const floating* xp,
+cdef inline void bn_backward_cols(const floating* dyp, const floating* yp, const floating* xp,
                                 const floating* gamma, const double* mp, const double* ip,
                                 floating* dgp, floating* dbp, floating* dxp, double* scratch,
                                 idx_t n, idx_t f, idx_t c0, idx_t c1, int kind, floating p,
@@ -304,9 +304,9 @@ cdef inline void bn_backward_core(const floating* dyp, const floating* yp, const
     cdef int nt = bn_team(f, n_threads)
     cdef int t
     if nt <= 1:  # one tile, without a one-thread region's futex calls
-        _backward_tile(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f, 0, f, kind, p,
+        bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f, 0, f, kind, p,
                        accumulate)
         return
     for t in prange(nt, schedule="static", num_threads=nt):
-        _backward_tile(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f,
+        bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f,
                        _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p, accumulate)

@@ -68,7 +68,7 @@ cdef inline void _forward_rows(const floating* X, const floating* W, const float
         act_forward_span(kind, p, Y + lo * m, Y + lo * m, (hi - lo) * m)
 
 
-cdef inline void _forward_cols(const floating* X, const floating* W, const floating* b,
+cdef inline void dense_forward_cols(const floating* X, const floating* W, const floating* b,
                                floating* Y, idx_t lo, idx_t hi, idx_t n, idx_t k, idx_t m,
                                int kind, floating p) noexcept nogil:
     """Columns lo..hi of Y := act(X @ W.T + b), every row; BLAS single-threaded in this
@@ -90,16 +90,21 @@ cdef inline void _forward_cols(const floating* X, const floating* W, const float
             act_forward_span(kind, p, Y + i * m + lo, Y + i * m + lo, hi - lo)
 
 
+cdef inline bint dense_forward_by_cols(idx_t n, idx_t m) noexcept nogil:
+    """A forward's tiles split the output by columns (else by batch rows): when the weight is
+    at least as large an operand as the batch (m >= n), since every thread packs the operand
+    it shares with the others in full, and the smaller one should be the shared one. (On a
+    tie, columns: a BatchNorm after the layer can then run on the same column tiles.)"""
+    return m >= n
+
+
 cdef inline void dense_forward_core(const floating* X, const floating* W, const floating* b,
                                     floating* y, idx_t n, idx_t k, idx_t m, int kind,
                                     floating p, int n_threads) noexcept nogil:
     """Y := act(X @ W.T + b); b may be NULL. Sizes checked against the BLAS int range.
-
-    Tiles split the output by batch rows, or by output columns when the weight is the larger
-    operand (m > n): every thread packs the operand it shares with the others in full, so the
-    smaller one should be the shared one."""
+    Tiles by batch rows or output columns: dense_forward_by_cols."""
     cdef idx_t t
-    cdef bint by_cols = m > n
+    cdef bint by_cols = dense_forward_by_cols(n, m)
     cdef int nt = dense_team(n * m * k, m if by_cols else n, n_threads)
     if not pynn_blas_control():
         # No per-thread BLAS control: one call, BLAS's threads; OpenMP only for the epilogue.
@@ -110,8 +115,8 @@ cdef inline void dense_forward_core(const floating* X, const floating* W, const 
         _forward_rows(X, W, b, y, 0, n, k, m, kind, p)
     elif by_cols:
         for t in prange(nt, schedule="static", num_threads=nt):
-            _forward_cols(X, W, b, y, dense_tile(t, nt, m), dense_tile(t + 1, nt, m), n, k, m,
-                          kind, p)
+            dense_forward_cols(X, W, b, y, dense_tile(t, nt, m), dense_tile(t + 1, nt, m), n,
+                               k, m, kind, p)
     else:
         for t in prange(nt, schedule="static", num_threads=nt):
             _forward_rows(X, W, b, y, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k, m,
@@ -119,25 +124,41 @@ cdef inline void dense_forward_core(const floating* X, const floating* W, const 
 
 
 cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floating* y,
-                          floating* dz, double* acc, idx_t lo, idx_t hi,
-                          idx_t m) noexcept nogil:
-    """Rows lo..hi: dz := dy * act'(y) (unless dz is NULL: identity, dz is dy itself) and
-    acc[j] += sum_i dz[i, j] in double (unless acc is NULL)."""
+                          floating* dz, double* acc, idx_t lo, idx_t hi, idx_t m, idx_t c0,
+                          idx_t c1) noexcept nogil:
+    """Rows lo..hi, columns c0..c1: dz := dy * act'(y) (unless dz is NULL: identity, dz is dy
+    itself) and acc[j] += sum_i dz[i, j] in double (unless acc is NULL)."""
     cdef idx_t i, j
     cdef const floating* z
     for i in range(lo, hi):
         if dz != NULL:
-            act_backward_span(kind, p, dy + i * m, NULL, y + i * m, dz + i * m, m)
+            act_backward_span(kind, p, dy + i * m + c0, NULL, y + i * m + c0, dz + i * m + c0,
+                              c1 - c0)
             z = dz + i * m
         else:
             z = dy + i * m
         if acc != NULL:
             # the row is still in L1 from the line above: summing here keeps it one pass
-            for j in range(m):
+            for j in range(c0, c1):
                 acc[j] += z[j]
 
 
-cdef inline void _backward_tile(int t, int nt, const floating* z, const floating* X,
+cdef inline void dense_bias_sums_cols(const floating* z, double* acc, int n_acc, idx_t n,
+                                      idx_t m, idx_t c0, idx_t c1) noexcept nogil:
+    """Columns c0..c1 of the n_acc rows of bias partial sums of an identity layer's dZ (= z),
+    each over the rows of one row tile, exactly as the backward's row tiles sum them: so one
+    thread can take a column tile from the first row to the last (pynn._kernels.step fuses a
+    layer's backward with the BatchNorm after it that way), with the same result."""
+    cdef int u
+    cdef idx_t j
+    for u in range(n_acc):
+        for j in range(c0, c1):
+            acc[u * m + j] = 0.0
+        _dz_rows(IDENTITY, 0, z, NULL, NULL, acc + u * m, dense_tile(u, n_acc, n),
+                 dense_tile(u + 1, n_acc, n), m, c0, c1)
+
+
+cdef inline void dense_backward_tile(int t, int nt, const floating* z, const floating* X,
                                 const floating* W, floating* dW, floating* db,
                                 const double* acc, int n_acc, floating* dX, idx_t n, idx_t m,
                                 idx_t k, bint accumulate) noexcept nogil:
@@ -207,7 +228,7 @@ cdef inline void dense_backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bin
     """The backward's threads (``nt``) and rows of bias partial sums (``n_acc``): the caller
     allocates n_acc * m doubles for them, and n * m elements of dZ unless the identity."""
     cdef idx_t macs = (n * m * k) * (has_dw + has_dx)
-    cdef idx_t dx_rows = k if k > n else n  # what _backward_tile splits dX by
+    cdef idx_t dx_rows = k if k > n else n  # what dense_backward_tile splits dX by
     if pynn_blas_control():
         nt[0] = dense_team(macs, (min(dx_rows, m) if has_dx else m) if has_dw else dx_rows,
                            n_threads)
@@ -241,12 +262,12 @@ cdef inline void dense_backward_core(const floating* dy, const floating* X, cons
     if nt == 1:
         if dz != NULL or acc != NULL:
             if n_acc == 1:
-                _dz_rows(kind, p, dy, y, dz, acc, 0, n, m)
+                _dz_rows(kind, p, dy, y, dz, acc, 0, n, m, 0, m)
             else:
                 for t in prange(n_acc, schedule="static", num_threads=n_acc):
                     _dz_rows(kind, p, dy, y, dz, acc + t * m if acc != NULL else NULL,
-                             dense_tile(t, n_acc, n), dense_tile(t + 1, n_acc, n), m)
-        _backward_tile(0, 1, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)
+                             dense_tile(t, n_acc, n), dense_tile(t + 1, n_acc, n), m, 0, m)
+        dense_backward_tile(0, 1, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)
     else:
         # One parallel region: dZ and its column sums by batch rows, then (after the loop's
         # barrier: dW and dX read all of dZ) each thread's dW and dX tiles.
@@ -254,6 +275,6 @@ cdef inline void dense_backward_core(const floating* dy, const floating* X, cons
             for t in prange(nt, schedule="static"):
                 if dz != NULL or acc != NULL:
                     _dz_rows(kind, p, dy, y, dz, acc + t * m if acc != NULL else NULL,
-                             dense_tile(t, nt, n), dense_tile(t + 1, nt, n), m)
+                             dense_tile(t, nt, n), dense_tile(t + 1, nt, n), m, 0, m)
             for t in prange(nt, schedule="static"):
-                _backward_tile(t, nt, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)
+                dense_backward_tile(t, nt, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)

@@ -128,6 +128,66 @@ def test_big_batches_split_over_threads_stay_identical():
     _assert_same(a, b, opt_a, opt_b)
 
 
+def _fusable(d):
+    # 64 rows: each Dense's output is at least as wide as the batch (a forward by column
+    # tiles) and big enough to split, and its columns are whole 64-byte lines per tile
+    return nn.Sequential(
+        nn.Dense(96, 512, seed=1, dtype=d), nn.BatchNorm(512, dtype=d), nn.ReLU(),
+        nn.Dense(512, 64, seed=2, dtype=d), nn.BatchNorm(64, momentum=None, dtype=d),
+        nn.Tanh(), nn.Dense(64, 10, seed=3, dtype=d))
+
+
+# threads -> (dense ops whose forward runs its BatchNorm, BatchNorm ops whose backward runs
+# the dense backward before it), op indices (a BatchNorm and its activation are one op): 3
+# threads cut 512 and 64 columns where BatchNorm's 16-column tiles cannot, so nothing fuses
+FUSED = {1: ([], []), 2: ([0, 2], [1, 3]), 3: ([], []), 4: ([0, 2], [1, 3])}
+
+
+@pytest.mark.parametrize("n_threads", sorted(FUSED))
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("opt_name", ["adam", "adam-amsgrad-l1-wd", "sgd-nesterov", "rmsprop"])
+def test_dense_and_batchnorm_fused_on_column_tiles_give_the_eager_bits(n_threads, dtype,
+                                                                       opt_name):
+    pynn.set_num_threads(n_threads)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((64, 96)).astype(dtype)
+    y = rng.integers(0, 10, 64)
+    a = _fusable(dtype)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = OPTIMIZERS[opt_name](a.parameters()), OPTIMIZERS[opt_name](b.parameters())
+    loss = nn.CrossEntropyLoss()
+    for _ in range(3):
+        assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    forward, backward, tied = program_for(a, X, loss, opt_a).prog.fusion()
+    assert (forward, backward) == FUSED[n_threads]
+    # the first Dense's W and b and the first BatchNorm's gamma and beta are updated on the
+    # fused backward's tiles, unless the optimizer's loop runs after the program (RMSprop)
+    assert tied == (4 if backward and opt_name != "rmsprop" else 0)
+
+
+def test_fused_updates_skip_frozen_and_foreign_parameters():
+    # the first BatchNorm frozen, the first Dense's bias not in the optimizer (so gradients
+    # accumulate until the optimizer's zero_grad): the fused backward updates only W, and
+    # the rest of the update leaves the others alone
+    pynn.set_num_threads(2)
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((64, 96)).astype(F32)
+    y = rng.integers(0, 10, 64)
+    a = _fusable(F32)
+    b = copy.deepcopy(a)
+    for m in (a, b):
+        m[1].requires_grad_(False)
+    opt_a = Adam([p for p in a.parameters() if p is not a[0].bias], lr=0.01)
+    opt_b = Adam([p for p in b.parameters() if p is not b[0].bias], lr=0.01)
+    loss = nn.CrossEntropyLoss()
+    for _ in range(3):
+        assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    assert program_for(a, X, loss, opt_a).prog.fusion() == ([0, 2], [1, 3], 1)
+    assert np.abs(a[0].bias.grad).sum() > 0
+
+
 def test_freezing_and_foreign_parameters_follow_zero_grad_semantics():
     X, y, _ = _data(F32, "ce")
     a, b, _, _ = _pair("recipe", F32, "adam")
