@@ -14,7 +14,7 @@ cimport numpy as cnp
 from libc.math cimport NAN, pow, sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, realloc
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport idx_t
@@ -66,7 +66,6 @@ cdef struct Op:
     int kind, act, nt, bnt, n_acc
     int fused_nt               # dense: > 0 when the forward of the BatchNorm op after it runs
                                # in the same region, on the same column tiles (see fusion)
-    bint bw_fused              # batchnorm: its backward and the dense op before it run fused
     double param, eps
     idx_t n, k, m              # rows, input width, output width
     void* X                    # input (NULL: the batch handed to run())
@@ -126,10 +125,10 @@ cdef class StepProgram:
     cdef idx_t n_out, k_out
     cdef void* adam_fn
     cdef void* sgd_fn
-    # Fusion (see _plan_fusion): tail is the fused BatchNorm op whose backward ends the
-    # backward (its dense op has no dX) and so can run the update (-1: none); the updates tied
-    # to that region, and the rest of the updates as pieces, are re-derived whenever the
-    # updates change.
+    # Fusion (see _plan_fusion): tail is the BatchNorm op whose backward runs in one region
+    # with the dense op before it, which ends the backward (no dX), and so with the update
+    # (-1: none); the updates tied to that region, and the rest of the updates as pieces, are
+    # re-derived whenever the updates change.
     cdef bint planned, tied_ok
     cdef int tail, n_tied, n_rest
     cdef Tied tied[MAX_TIED]
@@ -194,11 +193,11 @@ cdef class StepProgram:
 
     def fusion(self):
         """What runs fused (for tests): the dense ops whose forward runs the BatchNorm after
-        it, the BatchNorm ops whose backward runs the dense backward before it, and how many
-        parameters are updated on the last such region's column tiles."""
+        it, the BatchNorm op whose backward runs the dense backward before it and the update
+        (-1: none), and how many parameters are updated on that region's column tiles."""
         self._plan()
-        return ([i for i in range(self.n_ops) if self.ops[i].fused_nt > 0],
-                [i for i in range(self.n_ops) if self.ops[i].bw_fused], self.n_tied)
+        return ([i for i in range(self.n_ops) if self.ops[i].fused_nt > 0], self.tail,
+                self.n_tied)
 
     cdef void _plan(self) noexcept nogil:
         if not self.planned:
@@ -307,7 +306,6 @@ cdef void _plan_fusion(StepProgram prog) noexcept nogil:
     prog.tail = -1
     for i in range(prog.n_ops):
         prog.ops[i].fused_nt = 0
-        prog.ops[i].bw_fused = False
     if not pynn_blas_control():
         return  # BLAS threads its own products: no per-thread tiles to share
     for i in range(prog.n_ops - 1):
@@ -319,12 +317,12 @@ cdef void _plan_fusion(StepProgram prog) noexcept nogil:
         nt = dense_team(d.n * d.m * d.k, d.m, d.nt)
         if dense_forward_by_cols(d.n, d.m) and nt >= 2 and _tiles_agree(d.m, nt):
             d.fused_nt = nt
-        # backward: dZ is BatchNorm's dX (identity activation), dense_backward_core's team
-        if (d.dz == NULL and (d.dW != NULL or d.db != NULL or d.dX != NULL) and d.bnt >= 2
+        # backward: the dense op must be where the backward ends (no dX, which would read
+        # every column of dZ), take BatchNorm's dX as its dZ (identity activation) and split
+        # dW by dense_backward_core's team
+        if (d.dX == NULL and d.dz == NULL and (d.dW != NULL or d.db != NULL) and d.bnt >= 2
                 and d.n_acc == d.bnt and _tiles_agree(d.m, d.bnt)):
-            b.bw_fused = True
-            if d.dX == NULL:
-                prog.tail = i + 1
+            prog.tail = i + 1
 
 
 cdef int _tie_updates(StepProgram prog) noexcept nogil:
@@ -421,22 +419,12 @@ cdef void _dense_bn_forward(Op* d, Op* b, real* X, double momentum) noexcept nog
 
 cdef void _bn_dense_backward(StepProgram prog, Op* b, Op* d, real* Xd, real* dY,
                              bint update) noexcept nogil:
-    """BatchNorm's backward and the dense backward before it, by column tiles; with
-    ``update`` (no dX), the tied parameters' updates on the same tiles and the rest shared
-    out. With dX, the dense products wait for every tile of dZ (dX reads all its columns)."""
+    """BatchNorm's backward and the dense backward before it (no dX) by column tiles; with
+    ``update``, the tied parameters' updates on the same tiles and the rest shared out."""
     cdef int t, nt = d.bnt
     cdef int i
     cdef idx_t c0, c1
     cdef real* z = <real*>b.dX  # the dense layer's dZ (identity activation)
-    if d.dX != NULL:
-        with parallel(num_threads=nt):
-            for t in prange(nt, schedule="static"):
-                _bn_dz_cols(prog, b, d, dY, z, dense_tile(t, nt, d.m),
-                            dense_tile(t + 1, nt, d.m))
-            for t in prange(nt, schedule="static"):
-                dense_backward_tile(t, nt, z, Xd, <real*>d.W, <real*>d.dW, <real*>d.db, d.acc,
-                                    d.n_acc, <real*>d.dX, d.n, d.m, d.k, prog.accumulate)
-        return
     for t in prange(nt, schedule="static", num_threads=nt):
         c0 = dense_tile(t, nt, d.m)
         c1 = dense_tile(t + 1, nt, d.m)
@@ -513,23 +501,21 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
     """Every op's backward, from the loss gradient down, into the parameters' gradients; with
     ``update``, the fused backward that ends it (if any) also runs the whole update: True when
     it did."""
-    cdef int i = prog.n_ops - 1
+    cdef int i
     cdef Op* o
     cdef Op* d
     cdef real* X
     cdef bint acc = prog.accumulate
-    cdef bint updated = False
     cdef real* dY = <real*>prog.G
-    while i >= 0:
+    for i in range(prog.n_ops - 1, -1, -1):
         o = &prog.ops[i]
         X = X0 if o.X == NULL else <real*>o.X
-        if o.bw_fused:
+        if i == prog.tail:
             d = &prog.ops[i - 1]
-            updated = update and i == prog.tail and prog.tied_ok and prog.n_tied > 0
-            _bn_dense_backward(prog, o, d, X0 if d.X == NULL else <real*>d.X, dY, updated)
-            o = d
-            i -= 1
-        elif o.kind == OP_DENSE:
+            update = update and prog.tied_ok and prog.n_tied > 0
+            _bn_dense_backward(prog, o, d, X0 if d.X == NULL else <real*>d.X, dY, update)
+            return update  # the dense op has no dX: nothing further down
+        if o.kind == OP_DENSE:
             dense_backward_core(dY, X, <real*>o.W, <real*>o.Y if o.dz != NULL else NULL,
                                 <real*>o.dz, o.acc, <real*>o.dW, <real*>o.db, <real*>o.dX,
                                 o.n, o.m, o.k, o.act, <real>o.param, o.bnt, o.n_acc, acc)
@@ -543,8 +529,7 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
         if o.dX == NULL:
             break  # the first op and no input gradient: nothing further down
         dY = <real*>o.dX
-        i -= 1
-    return updated
+    return False
 
 
 cdef void _update(StepProgram prog, real* tag) noexcept nogil:
