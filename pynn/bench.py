@@ -32,10 +32,8 @@ over the floor's. Writes ``compare.json`` (every time, machine and library infor
 ``compare.txt`` (what was printed) and ``compare.png`` (needs matplotlib) to ``--out``.
 """
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,6 +41,8 @@ import tempfile
 import time
 
 from . import _bench_worker as worker
+from ._bench_report import (THREAD_ENV, blas_lines, fmt_value, format_case, machine_info,
+                            median, plot, summarize, time_unit)
 from ._cli_common import json_safe
 
 CONTENDERS = worker.CONTENDERS
@@ -75,11 +75,6 @@ APPLIES = {
 }
 # Contenders that import pynn (they get the harness's pynn first on sys.path).
 USES_PYNN = {"pynn", "pynn-eager", "pynn-loop", "pynn-numpy", "pynn-after-torch"}
-
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-              "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT",
-              "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_PROC_BIND", "KMP_AFFINITY")
-OPENBLAS_TUNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # The child's first lines: read the job, import torch first when asked (before numpy and
 # pynn, as a user's script would), make sure a pynn contender imports the harness's pynn (the
@@ -177,107 +172,12 @@ def build_parser(prog=None):
     return add_arguments(parser)
 
 
-# ------------------------------------------------------------------------------ machine
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return platform.processor() or platform.machine(), []
-    model, flags = None, []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "Model", "Hardware", "cpu model") and model is None:
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = value.split()
-    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile",
-                        "asimd", "sve") if f in flags]
-    return model or platform.machine(), simd
-
-
-def _version(dist):
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
+# ------------------------------------------------------------------------------ running
 def child_environment():
     """The environment for the contenders: the user's (``import pynn`` sets no variable)."""
     return dict(os.environ)
 
 
-def machine_info(threads, child_env):
-    import numpy as np
-    import scipy
-    from threadpoolctl import threadpool_info
-
-    import pynn
-
-    model, simd = _cpu_model()
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    config = _capture(pynn.show_config)
-    return {
-        "cpu_model": model,
-        "cpu_simd_flags": simd,
-        "cpu_count": os.cpu_count(),
-        "cpus_in_affinity_mask": affinity,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "versions": {
-            "numpy": np.__version__, "scipy": scipy.__version__, "pynn": pynn.__version__,
-            "threadpoolctl": _version("threadpoolctl"), "torch": _version("torch"),
-            "scikit-learn": _version("scikit-learn"), "matplotlib": _version("matplotlib"),
-        },
-        "pynn_file": pynn.__file__,
-        "pynn_git": _git_describe(os.path.dirname(pynn.__file__)),
-        "pynn_config": config,
-        "threads": threads,
-        "threadpool_info_harness": threadpool_info(),
-        "env_contenders": {k: child_env.get(k) for k in THREAD_ENV},
-        "openblas_tuning_set": {k: child_env[k] for k in OPENBLAS_TUNING if k in child_env},
-    }
-
-
-def _git_describe(path):
-    """The commit (and whether the tree has changes) when pynn runs from a source checkout
-    (an editable install); None for an installed copy."""
-    if not os.path.exists(os.path.join(os.path.dirname(path), "pyproject.toml")):
-        return None
-    try:
-        head = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip()
-                                      else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _capture(fn):
-    import io
-
-    buf = io.StringIO()
-    fn(file=buf)
-    return buf.getvalue()
-
-
-def _blas_lines(pools):
-    return [f"{p.get('user_api')}: {p.get('internal_api')} {p.get('version')} "
-            f"kernel={p.get('architecture', '-')} threads={p.get('num_threads')} "
-            f"({os.path.basename(p.get('filepath', ''))})" for p in pools]
-
-
-# ------------------------------------------------------------------------------ running
 class _Printer:
     """Prints and keeps every line, for compare.txt."""
 
@@ -334,157 +234,6 @@ def _env_variants(name, child_env):
     return [("", {})]
 
 
-def _median(values):
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def summarize(case_result):
-    """Add median/min/max and the ratios to each contender of one case (in place)."""
-    entries = case_result["contenders"]
-    for entry in entries.values():
-        labels = sorted({run.get("env_variant", "") for run in entry.get("runs", [])})
-        if len(labels) > 1:  # the floor: keep the faster environment's processes
-            pooled = {label: _median([t for run in entry["runs"] if run["env_variant"] == label
-                                      for t in run["times"]]) for label in labels}
-            best = min(labels, key=pooled.get)
-            entry["env_variant_medians"] = pooled
-            entry["other_runs"] = [run for run in entry["runs"] if run["env_variant"] != best]
-            entry["runs"] = [run for run in entry["runs"] if run["env_variant"] == best]
-        if entry.get("runs"):
-            entry["env_variant"] = entry["runs"][0].get("env_variant", "")
-            entry["first_info"] = entry["runs"][0]["info"]
-        times = [t for run in entry.get("runs", []) for t in run["times"]]
-        if entry["status"] == "ok" and times:
-            entry.update(median=_median(times), min=min(times), max=max(times), n=len(times),
-                         process_medians=[_median(r["times"]) for r in entry["runs"]])
-    ref = entries.get("pynn", {}).get("median")
-    floor = entries.get("floor", {}).get("median")
-    for entry in entries.values():
-        if "median" in entry:
-            entry["ratio_vs_pynn"] = entry["median"] / ref if ref else None
-            entry["ratio_vs_floor"] = entry["median"] / floor if floor else None
-    case_result["pynn_over_floor"] = ref / floor if ref and floor else None
-    loop = entries.get("pynn-loop", {}).get("median")
-    case_result["fit_over_loop"] = ref / loop if ref and loop else None
-    torch_first = entries.get("pynn-after-torch", {}).get("median")
-    case_result["after_torch_over_pynn"] = torch_first / ref if ref and torch_first else None
-    return case_result
-
-
-def _unit(seconds):
-    if seconds < 1e-3:
-        return "us", 1e6
-    if seconds < 1.0:
-        return "ms", 1e3
-    return "s", 1.0
-
-
-def _fmt(value, scale):
-    v = value * scale
-    return f"{v:.4g}" if v < 1000 else f"{v:.0f}"
-
-
-def _notes(name, entry):
-    info = entry.get("first_info") or {}
-    notes = []
-    if "step_path" in info and name in ("pynn", "pynn-eager", "pynn-loop", "pynn-after-torch"):
-        notes.append("step: " + info["step_path"].split(" (")[0])
-    if "epoch_via" in info and name != "pynn-numpy":
-        notes.append(info["epoch_via"].split("(")[0])
-    if "torch_adam" in info:
-        notes.append("Adam " + info["torch_adam"].split(" (")[0])
-    if "floor_best" in info:
-        notes.append(info["floor_best"])
-    if entry.get("env_variant"):
-        notes.append(entry["env_variant"])
-    if "note" in info:
-        notes.append("no BatchNorm")
-    return "; ".join(notes)
-
-
-def _case_unit(case_result):
-    """The display unit of a case: from pynn's median (else the smallest)."""
-    entries = case_result["contenders"]
-    ref = entries.get("pynn", {}).get("median")
-    medians = [e["median"] for e in entries.values() if "median" in e]
-    return _unit(ref or min(medians)) if medians else ("s", 1.0)
-
-
-def format_case(case_result):
-    """The table of one case, as lines."""
-    entries = case_result["contenders"]
-    unit, scale = _case_unit(case_result)
-    rows = [("contender", "median", f"min - max ({unit})", "vs pynn", "vs floor", "notes")]
-    skipped = []
-    for name, e in entries.items():
-        if "median" not in e:
-            skipped.append(f"{name}: {e['status']} ({e.get('reason', e['status'])})")
-            continue
-        rows.append((name, f"{_fmt(e['median'], scale)} {unit}",
-                     f"{_fmt(e['min'], scale)} - {_fmt(e['max'], scale)}",
-                     f"{e['ratio_vs_pynn']:.2f}x" if e.get("ratio_vs_pynn") else "-",
-                     f"{e['ratio_vs_floor']:.2f}x" if e.get("ratio_vs_floor") else "-",
-                     _notes(name, e)))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [f"== {case_result['title']}"]
-    for r in rows:
-        lines.append("  ".join([r[0].ljust(widths[0])]
-                               + [c.rjust(w) for c, w in zip(r[1:5], widths[1:5])]
-                               + [r[5]]).rstrip())
-    lines += [f"{s}" for s in skipped]
-    extra = []
-    if case_result.get("pynn_over_floor"):
-        extra.append(f"pynn / floor {case_result['pynn_over_floor']:.2f}x")
-    if case_result.get("fit_over_loop"):
-        extra.append(f"Trainer.fit / hand-written pynn loop {case_result['fit_over_loop']:.2f}x")
-    if case_result.get("after_torch_over_pynn"):
-        extra.append(f"pynn after torch / pynn {case_result['after_torch_over_pynn']:.2f}x")
-    if extra:
-        lines.append("; ".join(extra))
-    return lines
-
-
-def plot(results, path):
-    """A horizontal bar chart per case (median, min-max whiskers, the floor dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases = [c for c in results["cases"].values()
-             if any("median" in e for e in c["contenders"].values())]
-    heights = [0.9 + 0.32 * sum("median" in e for e in c["contenders"].values()) for c in cases]
-    fig_height = sum(heights) + 0.6
-    fig, axes = plt.subplots(len(cases), 1, figsize=(8, fig_height), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
-    for ax, case in zip(axes[:, 0], cases):
-        entries = [(n, e) for n, e in case["contenders"].items() if "median" in e and
-                   n != "floor"]
-        unit, scale = _case_unit(case)
-        names = [n for n, _ in entries][::-1]
-        med = [e["median"] * scale for _, e in entries][::-1]
-        lo = [(e["median"] - e["min"]) * scale for _, e in entries][::-1]
-        hi = [(e["max"] - e["median"]) * scale for _, e in entries][::-1]
-        colors = ["tab:blue" if n.startswith("pynn") else "tab:gray" for n in names]
-        ax.barh(names, med, xerr=[lo, hi], color=colors, capsize=2)
-        floor = case["contenders"].get("floor", {}).get("median")
-        if floor:
-            ax.axvline(floor * scale, color="k", ls="--", lw=1, label="floor (bare GEMMs)")
-            ax.legend(loc="lower right", fontsize=7)
-        ax.set_xlabel(unit)
-        ax.set_title(case["title"], fontsize=8, loc="left")
-        ax.tick_params(labelsize=7)
-    meta = results["machine"]
-    quick = " -- QUICK: toy sizes" if results["options"]["quick"] else ""
-    fig.suptitle(f"pynn bench: {meta['cpu_model']}, {results['options']['threads']} threads, "
-                 f"{results['options']['dtype']} (median, min-max){quick}", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig_height))  # the top 0.35 in: the suptitle
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run(args, file=None):
     """Run the comparison described by parsed ``args``; returns the exit status."""
     import pynn
@@ -523,7 +272,7 @@ def run(args, file=None):
         f"threadpoolctl {v['threadpoolctl']}")
     out(f"pynn: {pynn.__file__}" + (f" (git {info['pynn_git']})" if info["pynn_git"] else ""))
     out("BLAS/OpenMP in this process (numpy, scipy, pynn loaded):")
-    for line in _blas_lines(info["threadpool_info_harness"]):
+    for line in blas_lines(info["threadpool_info_harness"]):
         out("  " + line)
     env_line = ", ".join(f"{k}={val}" for k, val in info["env_contenders"].items()
                          if val is not None)
@@ -598,10 +347,10 @@ def run(args, file=None):
                                               "process_seconds": res["process_seconds"],
                                               "loadavg_before": res["loadavg_before"],
                                               "info": res["info"]})
-                        unit, scale = _unit(_median(res["times"]))
+                        unit, scale = time_unit(median(res["times"]))
                         tag = name + (f" ({label})" if label else "")
                         out(f"  [{case}] round {r + 1}/{rounds} {tag:<17} "
-                            f"{_fmt(_median(res['times']), scale)} {unit} (median of "
+                            f"{fmt_value(median(res['times']), scale)} {unit} (median of "
                             f"{len(res['times'])}; process {res['process_seconds']:.1f} s)")
             summarize(case_result)
             results["cases"][case] = case_result
@@ -621,7 +370,7 @@ def run(args, file=None):
         out("Thread pools in each contender's process (threadpoolctl, after its set-up):")
         for name, p in pools.items():
             out(f"  {name}:")
-            for line in _blas_lines(p):
+            for line in blas_lines(p):
                 out("    " + line)
         out()
 
