@@ -4,7 +4,7 @@ import pytest
 
 from conftest import ODD_SHAPES
 from pynn import _threads
-from pynn.backend.base import GOLDEN64, dropout_key, dropout_threshold, mix64
+from pynn.backend.codes import GOLDEN64, dropout_key, dropout_threshold, mix64
 
 SHAPES = ODD_SHAPES + [(2, 3, 5), (40000,)]
 

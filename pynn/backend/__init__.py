@@ -1,5 +1,6 @@
 """Backends: where the loops run. ``set_backend("numpy" | "cython")`` swaps them globally."""
-from .base import ACTIVATIONS, Backend
+from .base import Backend
+from .codes import ACTIVATIONS
 from .numpy_ref import NumpyBackend
 
 _BACKEND_NAMES = ("cython", "numpy")

@@ -5,9 +5,8 @@ Cython kernels accumulate in float64 (loss sums, batch-norm statistics).
 """
 import numpy as np
 
-from .base import (
-    ELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SQUARE, STEP, TANH, Backend,
-)
+from .base import Backend
+from .codes import ELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SQUARE, STEP, TANH
 
 
 def _sigmoid(x):

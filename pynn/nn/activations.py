@@ -1,7 +1,7 @@
 """Activation layers. Each caches its input and output; derivatives come from the output where
 the math allows (ReLU, sigmoid, tanh), so a Dense before one can fuse it into its kernel."""
 from .._checks import check_real
-from ..backend.base import activation_code, derivative_from_output
+from ..backend.codes import activation_code, derivative_from_output
 from ._layer_checks import check_input
 from .module import Module
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend._arrays import as_kernel_array
-from ..backend.base import IDENTITY, activation_code
+from ..backend.codes import IDENTITY, activation_code
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense

@@ -19,7 +19,7 @@ import numpy as np
 from .. import _threads
 from .. import backend as _backends
 from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
-from ..backend.base import IDENTITY, activation_code, dropout_key, dropout_threshold
+from ..backend.codes import IDENTITY, activation_code, dropout_key, dropout_threshold
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend import backend_for
-from ..backend.base import IDENTITY
+from ..backend.codes import IDENTITY
 from ..backend.cython import CythonBackend
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ..optim.optimizer import Optimizer
