@@ -145,19 +145,22 @@ cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floati
                 acc[j] += z[j]
 
 
-cdef inline void dense_bias_sums_cols(const floating* z, double* acc, int n_acc, idx_t n,
-                                      idx_t m, idx_t c0, idx_t c1) noexcept nogil:
-    """Columns c0..c1 of the n_acc rows of bias partial sums of an identity layer's dZ (= z),
-    each over the rows of one row tile, exactly as the backward's row tiles sum them: so one
-    thread can take a column tile from the first row to the last (pynn._kernels.step fuses a
-    layer's backward with the BatchNorm after it that way), with the same result."""
+cdef inline void dense_dz_cols(int kind, floating p, const floating* dy, const floating* y,
+                               floating* dz, double* acc, int n_acc, idx_t n, idx_t m, idx_t c0,
+                               idx_t c1) noexcept nogil:
+    """Columns c0..c1 of dZ = dY act'(Y) (unless dz is NULL: identity) and of the n_acc rows of
+    bias partial sums (unless acc is NULL), each over the rows of one row tile, exactly as the
+    backward's row tiles compute them: so one thread can take a column tile from the first row
+    to the last (pynn._kernels.step fuses a first layer's backward with the update that way),
+    with the same result."""
     cdef int u
     cdef idx_t j
     for u in range(n_acc):
-        for j in range(c0, c1):
-            acc[u * m + j] = 0.0
-        _dz_rows(IDENTITY, 0, z, NULL, NULL, acc + u * m, dense_tile(u, n_acc, n),
-                 dense_tile(u + 1, n_acc, n), m, c0, c1)
+        if acc != NULL:
+            for j in range(c0, c1):
+                acc[u * m + j] = 0.0
+        _dz_rows(kind, p, dy, y, dz, acc + u * m if acc != NULL else NULL,
+                 dense_tile(u, n_acc, n), dense_tile(u + 1, n_acc, n), m, c0, c1)
 
 
 cdef inline void dense_backward_tile(int t, int nt, const floating* z, const floating* X,

@@ -128,32 +128,35 @@ def test_big_batches_split_over_threads_stay_identical():
     _assert_same(a, b, opt_a, opt_b)
 
 
-def _fusable(d):
+def _fusable(d, batchnorm=True):
     # 64 rows: the first Dense's output is wider than the batch (a forward by column tiles)
     # and big enough to split, and its columns are whole 64-byte lines per tile
+    first = ([nn.BatchNorm(512, dtype=d)] if batchnorm else []) + [nn.ReLU()]
     return nn.Sequential(
-        nn.Dense(96, 512, seed=1, dtype=d), nn.BatchNorm(512, dtype=d), nn.ReLU(),
+        nn.Dense(96, 512, seed=1, dtype=d), *first,
         nn.Dense(512, 64, seed=2, dtype=d), nn.BatchNorm(64, momentum=None, dtype=d),
         nn.Tanh(), nn.Dense(64, 10, seed=3, dtype=d))
 
 
-# threads -> (dense ops whose forward runs the BatchNorm after it, the BatchNorm op whose
-# backward runs the first Dense's backward and the update), op indices (a BatchNorm and its
-# activation are one op): 3 threads cut 512 columns where BatchNorm's 16-column tiles cannot,
-# so nothing fuses
-FUSED = {1: ([], -1), 2: ([0], 1), 3: ([], -1), 4: ([0], 1)}
+# (BatchNorm after the first Dense, threads) -> (dense ops whose forward runs the BatchNorm
+# after it, the ops whose backward runs by column tiles with the update), op indices (a
+# BatchNorm and its activation are one op): 3 threads cut 512 columns where BatchNorm's
+# 16-column tiles cannot; one thread has no tiles to share; without the BatchNorm nothing
+# fuses (and the steps still agree)
+FUSED = {(True, 1): ([], []), (True, 2): ([0], [0, 1]), (True, 3): ([], []),
+         (True, 4): ([0], [0, 1]), (False, 1): ([], []), (False, 2): ([], [])}
 
 
-@pytest.mark.parametrize("n_threads", sorted(FUSED))
+@pytest.mark.parametrize("batchnorm, n_threads", sorted(FUSED),
+                         ids=[f"{'bn' if b else 'relu'}-t{t}" for b, t in sorted(FUSED)])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("opt_name", ["adam", "adam-amsgrad-l1-wd", "sgd-nesterov", "rmsprop"])
-def test_dense_and_batchnorm_fused_on_column_tiles_give_the_eager_bits(n_threads, dtype,
-                                                                       opt_name):
+def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dtype, opt_name):
     pynn.set_num_threads(n_threads)
     rng = np.random.default_rng(5)
     X = rng.standard_normal((64, 96)).astype(dtype)
     y = rng.integers(0, 10, 64)
-    a = _fusable(dtype)
+    a = _fusable(dtype, batchnorm)
     b = copy.deepcopy(a)
     opt_a, opt_b = OPTIMIZERS[opt_name](a.parameters()), OPTIMIZERS[opt_name](b.parameters())
     loss = nn.CrossEntropyLoss()
@@ -161,10 +164,10 @@ def test_dense_and_batchnorm_fused_on_column_tiles_give_the_eager_bits(n_threads
         assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
     _assert_same(a, b, opt_a, opt_b)
     forward, backward, tied = program_for(a, X, loss, opt_a).prog.fusion()
-    assert (forward, backward) == FUSED[n_threads]
+    assert (forward, backward) == FUSED[batchnorm, n_threads]
     # the first Dense's W and b and the first BatchNorm's gamma and beta are updated on the
     # fused backward's tiles, unless the optimizer's loop runs after the program (RMSprop)
-    assert tied == (4 if backward >= 0 and opt_name != "rmsprop" else 0)
+    assert tied == (4 if backward and opt_name != "rmsprop" else 0)
 
 
 def test_fused_updates_skip_frozen_and_foreign_parameters():
@@ -185,7 +188,7 @@ def test_fused_updates_skip_frozen_and_foreign_parameters():
     for _ in range(3):
         assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    assert program_for(a, X, loss, opt_a).prog.fusion() == ([0], 1, 1)
+    assert program_for(a, X, loss, opt_a).prog.fusion() == ([0], [0, 1], 1)
     assert np.abs(a[0].bias.grad).sum() > 0
 
 
