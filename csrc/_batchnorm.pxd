@@ -173,10 +173,10 @@ cdef inline idx_t bn_forward_scratch(idx_t n, idx_t f) noexcept nogil:
 
 
 cdef inline void bn_forward_cols(const floating* xp, const floating* g, const floating* bt,
-                               floating* rm, floating* rv, double momentum, double eps,
-                               floating* y, double* mp, double* ip, double* scratch, idx_t n,
-                               idx_t f, idx_t c0, idx_t c1, int kind,
-                               floating p) noexcept nogil:
+                                 floating* rm, floating* rv, double momentum, double eps,
+                                 floating* y, double* mp, double* ip, double* scratch, idx_t n,
+                                 idx_t f, idx_t c0, idx_t c1, int kind,
+                                 floating p) noexcept nogil:
     """The training forward of columns c0..c1: their statistics, running statistics and
     output, all from this thread (no other thread reads or writes these columns)."""
     cdef idx_t nb = _ceil_div(n, STAT_ROWS)
@@ -218,11 +218,12 @@ cdef inline void bn_forward_train_core(const floating* xp, const floating* g, co
     cdef int nt = bn_team(f, n_threads)
     cdef int t
     if nt <= 1:  # one tile, without a one-thread region's futex calls
-        bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f, 0, f, kind, p)
+        bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f, 0, f, kind,
+                        p)
         return
     for t in prange(nt, schedule="static", num_threads=nt):
         bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f,
-                      _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p)
+                        _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p)
 
 
 cdef inline idx_t bn_backward_scratch(idx_t n, idx_t f) noexcept nogil:
@@ -231,11 +232,11 @@ cdef inline idx_t bn_backward_scratch(idx_t n, idx_t f) noexcept nogil:
     return 2 * _ceil_div(n, STAT_ROWS) * f + f
 
 
-cdef inline void bn_backward_cols(const floating* dyp, const floating* yp, const floating* xp,
-                                const floating* gamma, const double* mp, const double* ip,
-                                floating* dgp, floating* dbp, floating* dxp, double* scratch,
-                                idx_t n, idx_t f, idx_t c0, idx_t c1, int kind, floating p,
-                                bint accumulate) noexcept nogil:
+cdef inline void bn_backward_cols(const floating* dyp, const floating* yp,
+                                  const floating* xp, const floating* gamma, const double* mp,
+                                  const double* ip, floating* dgp, floating* dbp, floating* dxp,
+                                  double* scratch, idx_t n, idx_t f, idx_t c0, idx_t c1,
+                                  int kind, floating p, bint accumulate) noexcept nogil:
     """The backward of columns c0..c1, all from this thread."""
     cdef idx_t nb = _ceil_div(n, STAT_ROWS)
     cdef idx_t w = c1 - c0
@@ -304,9 +305,9 @@ cdef inline void bn_backward_core(const floating* dyp, const floating* yp, const
     cdef int nt = bn_team(f, n_threads)
     cdef int t
     if nt <= 1:  # one tile, without a one-thread region's futex calls
-        bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f, 0, f, kind, p,
-                       accumulate)
+        bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f, 0, f, kind,
+                         p, accumulate)
         return
     for t in prange(nt, schedule="static", num_threads=nt):
         bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f,
-                       _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p, accumulate)
+                         _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p, accumulate)

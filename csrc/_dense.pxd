@@ -69,8 +69,8 @@ cdef inline void _forward_rows(const floating* X, const floating* W, const float
 
 
 cdef inline void dense_forward_cols(const floating* X, const floating* W, const floating* b,
-                               floating* Y, idx_t lo, idx_t hi, idx_t n, idx_t k, idx_t m,
-                               int kind, floating p) noexcept nogil:
+                                    floating* Y, idx_t lo, idx_t hi, idx_t n, idx_t k, idx_t m,
+                                    int kind, floating p) noexcept nogil:
     """Columns lo..hi of Y := act(X @ W.T + b), every row; BLAS single-threaded in this
     thread."""
     cdef idx_t i
@@ -164,9 +164,9 @@ cdef inline void dense_dz_cols(int kind, floating p, const floating* dy, const f
 
 
 cdef inline void dense_backward_tile(int t, int nt, const floating* z, const floating* X,
-                                const floating* W, floating* dW, floating* db,
-                                const double* acc, int n_acc, floating* dX, idx_t n, idx_t m,
-                                idx_t k, bint accumulate) noexcept nogil:
+                                     const floating* W, floating* dW, floating* db,
+                                     const double* acc, int n_acc, floating* dX, idx_t n,
+                                     idx_t m, idx_t k, bint accumulate) noexcept nogil:
     """Thread t of nt's share of the products; BLAS single-threaded in this thread.
 
     With both dW and dX wanted and an even number of threads, the team splits in two: threads

@@ -1,0 +1,120 @@
+# The compiled training step's records (pynn._kernels.step): its ops, the optimizer's update
+# runs, what runs fused, and the update loop over a range of one run. Shared by step.pyx and
+# _step_fusion.pxd; the Python side (pynn/nn/train_step.py) mirrors the kinds.
+from _types cimport floating, idx_t
+
+cdef enum:
+    # op kinds and update kinds
+    OP_DENSE = 0
+    OP_BN = 1
+    OP_ACT = 2
+    UPD_ADAM = 0
+    UPD_SGD = 1
+    # parameters whose update runs on their gradient's column tiles: a Dense's W and b and its
+    # BatchNorm's gamma and beta
+    MAX_TIED = 4
+
+ctypedef void (*adam_f_t)(float*, const float*, float*, float*, float*, idx_t, double, double,
+                          double, double, double, double, double, double, int) noexcept nogil
+ctypedef void (*adam_d_t)(double*, const double*, double*, double*, double*, idx_t, double,
+                          double, double, double, double, double, double, double,
+                          int) noexcept nogil
+ctypedef void (*sgd_f_t)(float*, const float*, float*, idx_t, double, double, double, double,
+                         double, int, bint, int) noexcept nogil
+ctypedef void (*sgd_d_t)(double*, const double*, double*, idx_t, double, double, double,
+                         double, double, int, bint, int) noexcept nogil
+
+
+cdef struct Op:
+    int kind, act, nt, bnt, n_acc
+    int fused_nt               # dense: > 0 when the forward of the BatchNorm op after it runs
+                               # in the same region, on the same column tiles (see fusion)
+    double param, eps
+    idx_t n, k, m              # rows, input width, output width
+    void* X                    # input (NULL: the batch handed to run())
+    void* Y
+    void* dX                   # NULL: no input gradient wanted
+    void* W                    # weight / gamma
+    void* b                    # bias / beta (NULL: none)
+    void* dW                   # NULL: frozen
+    void* db
+    void* dz                   # dense: dZ scratch (activation)
+    double* acc                # dense: bias partial sums / batchnorm: backward scratch
+    double* fscratch           # batchnorm: forward scratch
+    double* mean
+    double* invstd
+    void* rm                   # batchnorm running statistics
+    void* rv
+
+
+cdef struct Update:
+    int kind, nt, mode
+    bint flag
+    idx_t size
+    void* p
+    void* g
+    void* s1
+    void* s2
+    void* s3
+    double a[8]                # the loop's scalars, filled by set_update() before each run
+    double lr, eps             # Adam: what set_step() derives the step's scalars from
+    bint eps_before
+
+
+cdef struct Tied:
+    # A parameter whose update runs in the fused backward region, column tile by column tile,
+    # on the thread that just wrote that tile of its gradient: update u's elements
+    # [off + c0 row, off + c1 row) for columns c0..c1.
+    int u
+    idx_t off, row
+
+
+cdef struct Piece:
+    # Elements [lo, hi) of update u: what the fused backward region's threads update evenly
+    # shared, after their own tiles (everything in the updates but the tied parameters).
+    int u
+    idx_t lo, hi
+
+
+cdef struct Fusion:
+    # What runs fused (_step_fusion.pxd). tail: the BatchNorm op whose backward runs in one
+    # region with the dense op before it, which ends the backward (no dX), and so with the
+    # update (-1: none); the updates tied to that region and the rest of the updates as pieces
+    # (rest: n_rest of them, malloc'd), re-derived whenever the updates change.
+    int tail, n_tied, n_rest
+    Tied tied[MAX_TIED]
+    Piece* rest
+
+
+cdef struct Loops:
+    # The optimizers' loops by address (pynn._kernels.optim, compiled with its no-FMA flags)
+    void* adam
+    void* sgd
+
+
+cdef inline void update_range(const Loops* loops, const Update* u, floating* tag, idx_t lo,
+                              idx_t hi, int nt) noexcept nogil:
+    """Elements lo..hi of update u's loop, on nt threads (``tag`` only selects the dtype)."""
+    cdef idx_t n = hi - lo
+    if n <= 0:
+        return
+    if u.kind == UPD_ADAM:
+        if floating is float:
+            (<adam_f_t>loops.adam)(<float*>u.p + lo, <float*>u.g + lo, <float*>u.s1 + lo,
+                                     <float*>u.s2 + lo,
+                                     <float*>u.s3 + lo if u.s3 != NULL else NULL, n, u.a[0],
+                                     u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7], nt)
+        else:
+            (<adam_d_t>loops.adam)(<double*>u.p + lo, <double*>u.g + lo, <double*>u.s1 + lo,
+                                     <double*>u.s2 + lo,
+                                     <double*>u.s3 + lo if u.s3 != NULL else NULL, n, u.a[0],
+                                     u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7], nt)
+    else:
+        if floating is float:
+            (<sgd_f_t>loops.sgd)(<float*>u.p + lo, <float*>u.g + lo,
+                                   <float*>u.s1 + lo if u.s1 != NULL else NULL, n, u.a[0],
+                                   u.a[1], u.a[2], u.a[3], u.a[4], u.mode, u.flag, nt)
+        else:
+            (<sgd_d_t>loops.sgd)(<double*>u.p + lo, <double*>u.g + lo,
+                                   <double*>u.s1 + lo if u.s1 != NULL else NULL, n, u.a[0],
+                                   u.a[1], u.a[2], u.a[3], u.a[4], u.mode, u.flag, nt)
