@@ -23,7 +23,7 @@ Cases (``--cases``): ``small``, ``medium``, ``wide`` (time per training step), `
 (60,000 rows), ``epoch`` (one epoch over 60,000 rows), ``sk-digits`` and ``sk-mnist``
 (``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same settings, per step
 on the bundled digits, per epoch on 60,000x784; they need scikit-learn); see
-``pynn._bench_worker.CASES``.
+``pynn._bench_cases.CASES``.
 
 Every (case, contender) runs in a fresh ``python`` process (this interpreter), rounds alternate
 the contenders (A B C A B C ...), and each process times ``--reps`` repetitions after a warm-up.

@@ -1,0 +1,144 @@
+"""The cases of ``pynn bench`` and what every contender shares: the data, the batches, the
+epochs' shuffles and the timing loops. Part of the worker (pynn/_bench_worker.py loads this
+file by path, beside it): it imports only the standard library and NumPy, never ``pynn``.
+"""
+import time
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------- the cases
+# kind "step": time per training step on one fixed batch; "predict": time per predict call over
+# n rows; "epoch": time per epoch of shuffled mini-batches over n rows. "calls" is how many
+# steps/calls one timed repetition runs (the time reported is per step/call), "warmup" how many
+# run untimed first, "reps" the default number of timed repetitions per process.
+CASES = {
+    "small": dict(kind="step", sizes=(64, 32, 32, 10), bn=False, batch=32,
+                  calls=1000, warmup=200, reps=5,
+                  title="small: 64-32-32-10 ReLU, batch 32, Adam: time per training step"),
+    "medium": dict(kind="step", sizes=(784, 256, 128, 10), bn=True, batch=128,
+                   calls=50, warmup=20, reps=5,
+                   title="medium: 784-256-128-10 BatchNorm+ReLU, batch 128, Adam: "
+                         "time per training step"),
+    "wide": dict(kind="step", sizes=(784, 1024, 1024, 10), bn=False, batch=256,
+                 calls=8, warmup=3, reps=5,
+                 title="wide: 784-1024-1024-10 ReLU, batch 256, Adam: time per training step"),
+    "predict": dict(kind="predict", sizes=(784, 256, 128, 10), bn=True, n=60000, batch=1024,
+                    calls=1, warmup=1, reps=5,
+                    title="predict: 60,000 rows, medium net (eval mode), batch 1024: "
+                          "time per call"),
+    "epoch": dict(kind="epoch", sizes=(784, 256, 128, 10), bn=True, n=60000, batch=128,
+                  calls=1, warmup=20, reps=3,
+                  title="epoch: one epoch over 60,000 rows, medium net, batch 128, Adam: "
+                        "time per epoch"),
+    # kind "fit": MLPClassifier(...).fit(X, y) for a fixed number of epochs, pynn.sklearn's
+    # against scikit-learn's with the same settings (sklearn_params); "per" is what one fit
+    # is divided by. The floor: a training step's products ("step"), an epoch's ("epoch").
+    "sk-digits": dict(kind="fit", data="digits", sizes=(64, 64, 32, 10), batch=32, epochs=10,
+                      per="step", calls=200, warmup=1, reps=3,
+                      title="sk-digits: MLPClassifier.fit, the bundled digits (1797 rows), "
+                            "64-32 hidden, batch 32, Adam, 10 epochs: time per training step"),
+    "sk-mnist": dict(kind="fit", data="random", n=60000, sizes=(784, 256, 128, 10), batch=128,
+                     epochs=2, per="epoch", calls=1, warmup=1, reps=2,
+                     title="sk-mnist: MLPClassifier.fit, 60,000x784, 256-128 hidden, batch "
+                           "128, Adam, 2 epochs: time per epoch"),
+}
+# --quick: the same structure at toy sizes, to check the harness end to end in seconds.
+QUICK = {
+    "small": dict(sizes=(16, 8, 8, 4), batch=8, calls=5, warmup=2, reps=2),
+    "medium": dict(sizes=(32, 16, 8, 4), batch=16, calls=4, warmup=2, reps=2),
+    "wide": dict(sizes=(32, 64, 64, 4), batch=16, calls=3, warmup=1, reps=2),
+    "predict": dict(sizes=(32, 16, 8, 4), n=300, batch=64, calls=1, warmup=1, reps=2),
+    "epoch": dict(sizes=(32, 16, 8, 4), n=300, batch=32, calls=1, warmup=2, reps=2),
+    "sk-digits": dict(sizes=(64, 8, 8, 10), epochs=2, calls=5, reps=2),
+    "sk-mnist": dict(sizes=(32, 16, 8, 4), n=300, batch=32, epochs=1, reps=2),
+}
+# An epoch's warm-up is this many batches (a short fit), not whole epochs.
+
+LR = 1e-3
+SEED = 0
+
+
+def case_spec(name, quick=False):
+    """The parameters of case ``name`` (a copy), at toy sizes with ``quick``."""
+    spec = dict(CASES[name])
+    if quick:
+        spec.update(QUICK[name])
+        spec["title"] = spec["title"].split(":")[0] + " (quick: " + "-".join(
+            map(str, spec["sizes"])) + f", batch {spec['batch']})"
+    spec["name"] = name
+    return spec
+
+
+def layer_dims(sizes):
+    """(in, out) of each Dense layer."""
+    return list(zip(sizes[:-1], sizes[1:]))
+
+
+def batch_bounds(n, batch):
+    """(start, stop) of the mini-batches over n rows: the rule of ``pynn.data.batch_bounds``
+    (a trailing batch of one row joins the one before), restated here so contenders that do not
+    import pynn walk the very same batches."""
+    bounds = [(s, min(s + batch, n)) for s in range(0, n, batch)]
+    if len(bounds) >= 2 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def make_data(spec, dtype):
+    """The case's inputs, identical in every process: X (rows, features) in [0, 1), labels;
+    for data="digits" the bundled digits (scikit-learn's copy of the same UCI rows, so the
+    scikit-learn contender need not import pynn), standardized."""
+    if spec.get("data") == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        std = X.std(0)
+        return ((X - X.mean(0)) / np.where(std > 0, std, 1)).astype(dtype), y
+    rng = np.random.default_rng(SEED)
+    rows = spec["n"] if spec["kind"] in ("predict", "epoch", "fit") else spec["batch"]
+    X = rng.random((rows, spec["sizes"][0]), dtype=np.float32).astype(dtype, copy=False)
+    y = rng.integers(0, spec["sizes"][-1], rows)
+    return X, y
+
+
+def epoch_order(rep, n):
+    """The shuffle of epoch ``rep``: what ``Trainer.fit(seed=rep)`` draws, so every contender
+    walks the same batches in the same order."""
+    return np.random.default_rng([rep, 0]).permutation(n)
+
+
+# ------------------------------------------------------------------------- timing helpers
+def time_reps(fn, calls, warmup, reps):
+    """Seconds per call of ``fn``: ``warmup`` untimed calls, then ``reps`` timings of ``calls``
+    consecutive calls each."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
+    return times
+
+
+def time_epochs(run_epoch, reps):
+    """Seconds per epoch: ``run_epoch(rep)`` for rep = 1..reps, each timed."""
+    times = []
+    for rep in range(1, reps + 1):
+        t0 = time.perf_counter()
+        run_epoch(rep)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_case(spec, X, y, step, predict, epoch, warm_epoch):
+    """Time the case with the contender's callables: ``step(X, y)`` for "step" cases,
+    ``predict(X)`` for "predict", ``epoch(rep)`` after ``warm_epoch()`` for "epoch"."""
+    kind = spec["kind"]
+    if kind == "step":
+        return time_reps(lambda: step(X, y), spec["calls"], spec["warmup"], spec["reps"])
+    if kind == "predict":
+        return time_reps(lambda: predict(X), spec["calls"], spec["warmup"], spec["reps"])
+    warm_epoch()
+    return time_epochs(epoch, spec["reps"])
