@@ -20,7 +20,7 @@ import numpy as np
 
 import pynn
 from pynn import nn
-from pynn._gradcheck import central_differences
+from pynn.nn._gradcheck import central_differences
 from pynn.theory import product_network
 
 

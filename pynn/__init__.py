@@ -7,11 +7,11 @@ interface; a plain NumPy reference backend computes the same results for testing
 # kernels and calls BLAS single-threaded (csrc/_blas_threads.h), so there is no second pool to
 # keep apart from it, and nothing depends on which library loaded libgomp first.
 from . import data, datasets, nn, optim, theory
-from ._gradcheck import GradcheckError, gradcheck
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .backend import get_backend, set_backend
 from .io import ModelFileError, load, load_checkpoint, save, save_checkpoint
+from .nn import GradcheckError, gradcheck
 from .train import Trainer
 
 __version__ = "0.1.0"

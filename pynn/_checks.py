@@ -53,3 +53,4 @@ def check_int(name, value, low=None, high=None, message=None):
         raise ValueError(message.format(value=value) if message else
                          f"{name} must be <= {high}, got {value}")
     return value
+

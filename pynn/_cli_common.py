@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ._atomic import atomic_open
+from .io._atomic import atomic_open
 
 DATASETS = ("digits", "mnist5k")
 

@@ -22,8 +22,8 @@ from ._cli_common import (DATASETS, CLIError, _as_numeric_labels, _decide_task, 
                           _fraction, _hidden, _is_csv, _is_float, _load_data, _nonneg_int,
                           _open_text, _positive_float, _positive_int, _write_json,
                           add_training_data_arguments)
-from ._atomic import atomic_open
-from .recipe import OPTIMIZERS, build_mlp, make_optimizer
+from .io._atomic import atomic_open
+from .train.recipe import OPTIMIZERS, build_mlp, make_optimizer
 
 SCHEDULES = ("exponential", "cosine", "onecycle", "constant")
 class _Parser(argparse.ArgumentParser):
@@ -381,7 +381,7 @@ def _encode_labels(y, meta, source):
 def cmd_evaluate(args, out=None):
     out = out or sys.stdout
     from .nn import CrossEntropyLoss
-    from ._fit_data import accuracy_for
+    from .train._metrics import accuracy_for
 
     model, meta = _load_model(args.model)
     X, y, source = _features_for(model, meta, args, need_target=True)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn._gradcheck import central_differences
+from pynn.nn._gradcheck import central_differences
 from pynn.backend import backend_for
 
 # One tolerance table. GEMM-based results sum k products, so their tolerance grows with k:

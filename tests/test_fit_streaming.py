@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import pynn
-import pynn._progress
-from pynn import _fit_sources
-from pynn._progress import _Progress
+import pynn.train._progress
+from pynn.train import _sources as _fit_sources
+from pynn.train._progress import _Progress
 from pynn.nn import CrossEntropyLoss, Dense, Dropout, ReLU, Sequential
 from pynn.optim import SGD
 
@@ -187,7 +187,7 @@ def test_progress_without_a_batch_count(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # the built-in bar
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     clock = iter(range(100))  # a second per reading: no redraw is throttled
-    monkeypatch.setattr(pynn._progress.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(pynn.train._progress.time, "perf_counter", lambda: float(next(clock)))
     buf = TTY()
     p = _Progress(1, epochs=1, file=buf)
     p.epoch_begin(0, None)

@@ -276,7 +276,7 @@ def test_module_list_and_registered_custom_module_save_and_load(tmp_path, rng):
         np.testing.assert_array_equal(back.forward(X), m.forward(X))
         np.testing.assert_array_equal(back.predict(X), m.forward(X))
     finally:
-        pynn._architecture._TYPES.pop("Scaled", None)
+        pynn.io._architecture._TYPES.pop("Scaled", None)
 
 
 def test_model_arenas_follow_an_optimizer_repack():

@@ -269,7 +269,7 @@ def test_csv_logger_and_verbose_output(tmp_path, capsys):
 
 
 def test_builtin_progress_bar_on_a_tty(monkeypatch):
-    from pynn import train
+    from pynn.train import _progress
 
     class TTY(io.StringIO):
         def isatty(self):
@@ -278,7 +278,7 @@ def test_builtin_progress_bar_on_a_tty(monkeypatch):
     buf = TTY()
     monkeypatch.setitem(sys.modules, "tqdm", None)  # force the built-in bar
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    p = train._Progress(1, epochs=2, file=buf)
+    p = _progress._Progress(1, epochs=2, file=buf)
     assert p.bar and p.tqdm is None
     p.epoch_begin(0, 3)
     for b in range(3):
@@ -289,7 +289,7 @@ def test_builtin_progress_bar_on_a_tty(monkeypatch):
 
 
 def test_builtin_progress_bar_ends_its_line_when_an_epoch_is_cut_short(monkeypatch):
-    from pynn import train
+    from pynn.train import _progress
 
     class TTY(io.StringIO):
         def isatty(self):
@@ -298,7 +298,7 @@ def test_builtin_progress_bar_ends_its_line_when_an_epoch_is_cut_short(monkeypat
     buf = TTY()
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    p = train._Progress(1, epochs=2, file=buf)
+    p = _progress._Progress(1, epochs=2, file=buf)
     p.abort()
     assert buf.getvalue() == ""  # nothing drawn, nothing to end
     p.epoch_begin(0, 1)

@@ -1,7 +1,11 @@
 """The backends' argument checks, each raising with the argument's name and what was expected:
 arrays (type, dtype, shape, layout), outputs that must not share memory with the inputs, and the
-losses' reductions, row weights and labels. ``pynn.backend.base`` runs them before every loop."""
+losses' reductions, row weights and labels. ``pynn.backend.base`` runs them before every loop.
+Also the check of the user's input arrays every entry point makes (``as_array``, re-exported
+by ``pynn.data``): numeric, finite, converted once, with the compiled one-pass finite check."""
 import numpy as np
+
+from .. import _threads
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -132,7 +136,9 @@ def check_reduction(reduction):
     return reduction
 
 
-def _check_reduction(reduction, n, name):
+def check_batch_reduction(reduction, n, name):
+    """``check_reduction``, and a batch of ``n`` rows the reduction is defined on (a mean over
+    no rows is not): ValueError naming ``name``, the batch."""
     check_reduction(reduction)
     if n == 0 and reduction == "mean":
         raise ValueError(f"{name} is an empty batch; a mean loss over no samples is undefined")
@@ -183,3 +189,42 @@ def check_labels(name, labels, n, num_classes):
             f"[{labels.min()}, {labels.max()}]"
         )
     return as_kernel_array(labels.astype(np.intp, copy=False))
+
+
+# ---------------------------------------------------------------- user input (pynn.data.as_array)
+
+def as_array(name, a, dtype=None, ndim=None):
+    """``a`` as a NumPy array of a numeric type (converted to ``dtype`` when given), finite.
+
+    Raises ValueError naming ``name`` for non-numeric values, NaN/Inf (also those created by the
+    conversion, e.g. 1e300 to float32) and the wrong number of dimensions.
+    """
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a numeric array, could not convert it: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.dtype.kind == "f" and arr.size and not _all_finite(arr):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}"
+            f"{'; or a value too large for ' + np.dtype(dtype).name if dtype is not None else ''})"
+        )
+    return arr
+
+
+def _all_finite(arr):
+    """``np.isfinite(arr).all()``; a large float32/float64 array in one threaded pass without
+    the temporary (pynn._kernels.checks: a fit checks its whole input every call)."""
+    if arr.size >= 1 << 16 and arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous:
+        # imported here, like every kernel: `import pynn` works before the kernels are built
+        from .._kernels.checks import all_finite
+
+        return all_finite(arr.reshape(-1), _threads.threads_for(arr.size))
+    return bool(np.isfinite(arr).all())

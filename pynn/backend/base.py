@@ -21,9 +21,9 @@ import numpy as np
 
 from .. import _threads
 from .._checks import check_int, check_real
-from ._arrays import (_accumulator, _check_reduction, _denominator, _float_array, _grad_scale,
-                      _ndim, _output, _same_shape, _weight_vector, as_kernel_array, check_labels,
-                      row_weights)
+from ._arrays import (_accumulator, _denominator, _float_array, _grad_scale, _ndim, _output,
+                      _same_shape, _weight_vector, as_kernel_array, check_batch_reduction,
+                      check_labels, row_weights)
 from ._optim_steps import OptimizerSteps
 from .codes import (IDENTITY, MASK64, activation_code, dropout_key, dropout_threshold,
                     fused_activation_code)
@@ -161,7 +161,7 @@ class Backend(OptimizerSteps, abc.ABC):
         _ndim(name_y, Y, 2)
         T = _float_array("T", T, Y.dtype)
         _same_shape("T", T, Y.shape)
-        _check_reduction(reduction, Y.shape[0], name_y)
+        check_batch_reduction(reduction, Y.shape[0], name_y)
         return Y, T
 
     def _finish_loss(self, total, W, denom, reduction, L):
@@ -213,7 +213,7 @@ class Backend(OptimizerSteps, abc.ABC):
         too); grad = (softmax(z) - onehot) w_r / denominator."""
         Z = _float_array("Z", Z)
         _ndim("Z", Z, 2)
-        _check_reduction(reduction, Z.shape[0], "Z")
+        check_batch_reduction(reduction, Z.shape[0], "Z")
         labels = check_labels("labels", labels, Z.shape[0], Z.shape[1])
         W = row_weights("sample_weight", sample_weight, Z.shape[0])
         if class_weight is not None:

@@ -1,5 +1,7 @@
-"""Layers, containers, losses and initializers."""
-from . import inference, init, plan, utils
+"""Layers, containers, losses, initializers (``nn.init``), gradient clipping (``nn.utils``) and
+``gradcheck``."""
+from . import init, utils
+from ._gradcheck import GradcheckError, gradcheck
 from .activations import ELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Square, Step, Tanh
 from .batchnorm import BatchNorm
 from .containers import ModuleList, Sequential
@@ -8,10 +10,13 @@ from .dropout import Dropout
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter, ParameterArena, pack
+from .standardizer import Standardizer
 
+# The execution plans (``plan``, ``inference``, ``train_step``) are the containers' internals:
+# importable as submodules, not part of the names ``from pynn.nn import *`` hands out.
 __all__ = [
     "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
-    "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss", "Module", "ModuleList",
-    "Parameter", "ParameterArena", "ReLU", "Sequential", "Sigmoid", "Softmax", "Square", "Step",
-    "Tanh", "inference", "init", "pack", "plan", "utils",
+    "GradcheckError", "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss", "Module",
+    "ModuleList", "Parameter", "ParameterArena", "ReLU", "Sequential", "Sigmoid", "Softmax",
+    "Square", "Standardizer", "Step", "Tanh", "gradcheck", "init", "pack", "utils",
 ]

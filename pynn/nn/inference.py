@@ -13,6 +13,7 @@ from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
+from .standardizer import Standardizer
 
 # Ops of an inference program.
 _I_DENSE, _I_BN, _I_ACT, _I_SOFTMAX, _I_AFFINE = range(5)
@@ -37,8 +38,6 @@ class InferencePlan:
     def build(cls, seq):
         """The program of ``seq`` now (its current weights), or None when a layer is not a
         built-in one (then ``predict`` runs each layer's own ``infer``)."""
-        from ..data import Standardizer
-
         layers = [layer for layer in seq.layers if type(layer) is not Dropout]
         dtype = seq.dtype
         ops, width, in_width = [], None, None

@@ -1,4 +1,4 @@
-"""grid_search and random_search: each trial trains the lecture's recipe (pynn.recipe) on one
+"""grid_search and random_search: each trial trains the lecture's recipe (pynn.train.recipe) on one
 training part and scores it on one validation part (the lecture's "one fold"); trials run in
 parallel through joblib; the winner is refit on all the data."""
 import sys
@@ -10,7 +10,7 @@ import numpy as np
 from .._checks import check_int, check_real
 from .._threads import get_num_threads, set_num_threads
 from ..data import LabelEncoder, Standardizer, as_array, split_indices
-from ..recipe import build_mlp, make_optimizer
+from ..train.recipe import build_mlp, make_optimizer
 from .result import SearchResult
 from .space import KNOBS, check_grid, check_space, expand_grid, sample_space
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .._checks import check_int, check_real
-from ..recipe import OPTIMIZERS
+from ..train.recipe import OPTIMIZERS
 
 
 def _check_hidden(name, value):

@@ -6,9 +6,9 @@ in range) and with its row weights.
 """
 import numpy as np
 
-from .backend._arrays import row_weights
-from .data import as_array, batch_bounds, split_indices
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
+from ..backend._arrays import row_weights
+from ..data import as_array, batch_bounds, split_indices
+from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 
 
 class Targets:

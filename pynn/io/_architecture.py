@@ -5,12 +5,13 @@ JSON values (``cls.from_config``), never code; an architecture is validated (kno
 bounded nesting, the shapes it implies) before anything is allocated.
 """
 from ._archive import ModelFileError
-from .nn import activations as _act
-from .nn.batchnorm import BatchNorm
-from .nn.containers import ModuleList, Sequential
-from .nn.dense import Dense
-from .nn.dropout import Dropout
-from .nn.module import Module
+from ..nn import activations as _act
+from ..nn.batchnorm import BatchNorm
+from ..nn.containers import ModuleList, Sequential
+from ..nn.dense import Dense
+from ..nn.dropout import Dropout
+from ..nn.module import Module
+from ..nn.standardizer import Standardizer
 
 # How deeply a file's architecture may nest containers (a hostile file's limit).
 _MAX_DEPTH = 32
@@ -37,8 +38,6 @@ def register(cls):
 
 
 def _register_builtins():
-    from .data import Standardizer
-
     for cls in (Dense, BatchNorm, Dropout, Sequential, ModuleList, Standardizer):
         register(cls)
     for name in ("Identity", "Step", "Sigmoid", "Tanh", "ReLU", "Square", "LeakyReLU", "ELU",

@@ -1,8 +1,8 @@
 """``pynn.gradcheck``: a module's backward against central finite differences, in float64."""
 import numpy as np
 
-from .nn.dropout import Dropout
-from .nn.module import Module
+from .dropout import Dropout
+from .module import Module
 
 
 class GradcheckError(AssertionError):

@@ -14,8 +14,8 @@ shapes are checked against the stored arrays, so a hostile header cannot make ``
 gigabytes. Writes go to a temporary file in the target directory and are moved into place with
 ``os.replace``: a crash mid-write never leaves a half-written model behind.
 
-What a file may build (the registered module types, architectures) is pynn._architecture; how
-an archive is read without trusting it is pynn._archive. Both are re-exported here.
+What a file may build (the registered module types, architectures) is ``_architecture.py``; how
+an archive is read without trusting it is ``_archive.py``; atomic writes ``_atomic.py``.
 """
 import json
 import os
@@ -25,9 +25,9 @@ import numpy as np
 from ._archive import Archive, ModelFileError
 from ._atomic import atomic_open
 from ._architecture import _arch_type, _expected_shapes, architecture, build, register
-from .nn.dropout import Dropout
-from .nn.module import Module
-from .nn.parameter import Parameter
+from ..nn.dropout import Dropout
+from ..nn.module import Module
+from ..nn.parameter import Parameter
 
 FORMAT_MODEL = "pynn.model"
 FORMAT_CHECKPOINT = "pynn.checkpoint"
@@ -38,8 +38,6 @@ HEADER_KEY = "__pynn__"
 
 # The largest JSON header a file may hold (a hostile file's limit).
 _MAX_HEADER_BYTES = 64 << 20
-
-ModelFileError.__module__ = __name__  # where users catch it (pynn._archive raises it)
 
 
 # ---------------------------------------------------------------------------- state (de)serialization
@@ -385,7 +383,3 @@ def _fmt_shapes(d):
     items = list(d.items())
     s = ", ".join(f"{k}{tuple(v)}" for k, v in items[:4])
     return s + (", ..." if len(items) > 4 else "")
-
-
-__all__ = ["ModelFileError", "architecture", "build", "load", "load_checkpoint", "register",
-           "save", "save_checkpoint"]

@@ -5,7 +5,7 @@ The network: for each hidden width, Dense (He init) -> BatchNorm -> ReLU [-> Dro
 Dense output layer (Xavier init). Every layer is seeded from one ``seed``, so two runs with the
 same arguments start from the same weights and draw the same dropout masks.
 """
-from ._checks import check_int, check_real
+from .._checks import check_int, check_real
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 _OPTIMIZER_CLASSES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
@@ -27,7 +27,7 @@ def build_mlp(n_in, hidden, n_out, dropout=0.0, seed=0):
     seed : int, default 0
         Seeds every layer's initialization and dropout masks.
     """
-    from .nn import BatchNorm, Dense, Dropout, ReLU, Sequential
+    from ..nn import BatchNorm, Dense, Dropout, ReLU, Sequential
 
     n_in = check_int("n_in", n_in, 1)
     n_out = check_int("n_out", n_out, 1)
@@ -47,7 +47,7 @@ def build_mlp(n_in, hidden, n_out, dropout=0.0, seed=0):
 def make_optimizer(name, params, lr):
     """The recipe's optimizer ``name`` (one of OPTIMIZERS) over ``params`` at learning rate ``lr``,
     with torch's defaults otherwise; SGD gets momentum 0.9."""
-    from . import optim
+    from .. import optim
 
     if name not in _OPTIMIZER_CLASSES:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")

@@ -1,5 +1,5 @@
-"""The fit loop: ``Trainer.fit`` (Keras's convenience, a PyTorch loop underneath). Its
-``History`` (``pynn.history``) and callbacks (``pynn.callbacks``) are re-exported here.
+"""The Trainer: ``fit`` (Keras's convenience, a PyTorch loop underneath), ``evaluate``,
+``predict``; its epoch loop is ``_epochs.py``, its batch sources ``_sources.py``.
 
 The loop per batch is the one you would write by hand::
 
@@ -9,27 +9,25 @@ The loop per batch is the one you would write by hand::
 Everything else (validation, metrics, schedules, early stopping, checkpoints, progress) hangs off
 epoch boundaries, so it costs nothing inside the hot loop.
 """
-import math
-import os
-import time
 import warnings
 
 import numpy as np
 
-from . import io as _io
-from ._checks import check_int
-from ._fit_data import (ClassWeights, GradientClipping, LossTotal, check_training_reduction,
-                        resolve_metrics)
-from ._fit_sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout,
-                           is_memmap, source_for)
+from .. import io as _io
+from .._checks import check_int
+from .._random import draw_seed
+from ..data import as_array, augmentation_caller, batch_bounds
+from ..nn.losses import CrossEntropyLoss
+from ..nn.module import Module
+from ._epochs import GradientClipping, train_epochs
+from ._metrics import LossTotal, check_training_reduction, resolve_metrics
 from ._progress import _Progress
-from ._random import draw_seed
-from .callbacks import (CSVLogger, Callback, EarlyStopping, LRSchedulerCallback,  # noqa: F401
-                        ModelCheckpoint, TerminateOnNaN, restore, snapshot)
-from .data import as_array, augmentation_caller, batch_bounds
+from ._resume import apply_resume, read_resume
+from ._sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout, is_memmap,
+                       source_for)
+from ._weights import ClassWeights
+from .callbacks import Callback, LRSchedulerCallback, TerminateOnNaN
 from .history import History
-from .nn.losses import CrossEntropyLoss
-from .nn.module import Module
 
 
 # ---------------------------------------------------------------------------- the Trainer
@@ -247,7 +245,7 @@ class Trainer:
 
         resume = None
         if resume_from is not None:
-            resume = self._read_resume(resume_from)
+            resume = read_resume(resume_from)
             if seed is None:
                 seed = resume["extra"]["seed"]
         if seed is None:
@@ -256,10 +254,18 @@ class Trainer:
         if val is None and validation_split is not None:
             train, val = holdout(train, validation_split, self._is_classification(),
                                  np.random.default_rng([self._seed, 1]))
+        self._begin_fit(train.n, val is not None, verbose, epochs, callbacks, scheduler,
+                        scheduler_interval, resume is not None)
+        self._run_fit(resume_from, resume, lambda start: train_epochs(
+            self, train, val, class_weights, start, epochs, batch_size, shuffle, augment, clip))
+        return self.history
 
-        self._n_train = train.n
+    def _begin_fit(self, n_train, has_validation, verbose, epochs, callbacks, scheduler,
+                   scheduler_interval, resuming):
+        """The state of one fit: its random stream, log keys, callbacks, progress, history."""
+        self._n_train = n_train
         self._rng = np.random.default_rng([self._seed, 0])
-        self._has_validation = val is not None
+        self._has_validation = has_validation
         names = ["loss", *self.metrics]
         self._log_keys = tuple(names + [f"val_{k}" for k in names] * self._has_validation
                                + ["lr", "seconds"])
@@ -267,11 +273,15 @@ class Trainer:
         self._progress = _Progress(verbose, epochs)
         self.history = History()
         self.stop_training = False
-        self._resuming = resume is not None
+        self._resuming = resuming
 
-        # An exception anywhere below (a metric, an augmentation, a callback, Ctrl-C) still ends
-        # training properly: CSVLogger closes its file, EarlyStopping puts the best weights back,
-        # and the model returns to the mode the caller had it in, before the error propagates.
+    def _run_fit(self, resume_from, resume, run_epochs):
+        """The callbacks' begin, the resumed state, ``run_epochs(start)`` from the epoch to
+        start from, and the callbacks' end.
+
+        An exception anywhere (a metric, an augmentation, a callback, Ctrl-C) still ends
+        training properly: CSVLogger closes its file, EarlyStopping puts the best weights back,
+        and the model returns to the mode the caller had it in, before the error propagates."""
         was_training = self.model.training
         started = []  # on_train_end only for callbacks whose on_train_begin ran
         try:
@@ -280,9 +290,8 @@ class Trainer:
                 started.append(cb)
             start = 0
             if resume is not None:
-                start = self._apply_resume(resume_from, resume)
-            self._train_epochs(train, val, class_weights, start, epochs, batch_size, shuffle, augment,
-                               clip)
+                start = apply_resume(self, resume_from, resume)
+            run_epochs(start)
         except BaseException:
             self._progress.abort()
             self._end_callbacks(started, failing=True)
@@ -292,96 +301,6 @@ class Trainer:
             self._end_callbacks(started)
         finally:
             self.model.eval()
-        return self.history
-
-    def _train_epochs(self, train, val, class_weights, start, epochs, batch_size, shuffle, augment,
-                      clip):
-        """The epoch loop of ``fit``, from epoch ``start``; results go to ``self.history``."""
-        nan_cb = next((c for c in self._active if isinstance(c, TerminateOnNaN)), None)
-        batch_cbs = [c for c in self._active if c.wants_batch_end()]
-        model, loss_fn, opt = self.model, self.loss, self.optimizer
-        metric_items = list(self.metrics.items())
-        n_batches = train.n_batches(batch_size)
-        # clipping edits the gradients between backward and the update: such a fit runs the
-        # eager lines
-        from .nn.train_step import fit_step_finder  # needs the compiled kernels: at fit time
-
-        compiled = fit_step_finder(model) if not clip else (lambda *args: None)
-
-        for epoch in range(start, epochs):
-            if self.stop_training:
-                break
-            t0 = time.perf_counter()
-            for cb in self._active:
-                cb.on_epoch_begin(epoch)
-            model.train()
-            lr = float(opt.param_groups[0]["lr"])  # the epoch's first step's rate
-            self._progress.epoch_begin(epoch, n_batches)
-            order = self._rng.permutation(train.n) if shuffle and train.n is not None else None
-            total = LossTotal(loss_fn)
-            sums = dict.fromkeys(self.metrics, 0.0)
-            seen = 0
-            complete = True
-            for b, (Xb, yb, wb) in enumerate(train.batches(batch_size, order)):
-                wb = class_weights.rows(wb, yb, train.width)
-                for aug in augment:
-                    Xb = aug(Xb, self._rng)
-                # The compiled step (one C call) when the model is a Sequential of pynn's
-                # layers whose trainable parameters are exactly the optimizer's (its zero_grad
-                # then is model.zero_grad), for the loss's plain mean. Else, or when it declines
-                # the batch, the same lines in Python.
-                program = None if wb is not None else compiled(model, Xb, loss_fn, opt)
-                value = None if program is None else program.run(
-                    Xb, yb, finite_only=nan_cb is not None)
-                if value is not None:
-                    out = program.output()
-                    total.record(value, yb.shape[0])
-                    if not math.isfinite(value) and nan_cb is not None:
-                        nan_cb.terminate(epoch, b, value)  # the update was skipped
-                        complete = False
-                        break
-                else:
-                    model.zero_grad()
-                    out = model.forward(Xb)
-                    value = total.add(out, yb, wb)
-                    if not math.isfinite(value) and nan_cb is not None:
-                        nan_cb.terminate(epoch, b, value)
-                        complete = False
-                        break
-                    model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
-                    if clip:
-                        clip(model)
-                    opt.step()
-                n_b = yb.shape[0]
-                for k, f in metric_items:
-                    sums[k] += f(out, yb) * n_b
-                seen += n_b
-                if batch_cbs or self._progress.bar:
-                    running = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
-                    self._progress.batch_end(b, running)
-                    for cb in batch_cbs:
-                        cb.on_batch_end(epoch, b, running)
-                if self.stop_training:
-                    # a stream's length is unknown: stopping there leaves its epoch unfinished
-                    complete = train.n is not None and seen == train.n
-                    break
-            if not complete:
-                break  # the epoch did not finish: record nothing for it
-            if seen == 0:
-                raise ValueError(f"X yielded no batches in epoch {epoch + 1}")
-            logs = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
-            if val is not None:
-                val_logs = self._evaluate_source(val)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                if not math.isfinite(val_logs["loss"]) and nan_cb is not None:
-                    nan_cb.terminate(epoch, None, val_logs["loss"], where="validation")
-                    break
-            logs["lr"] = lr
-            logs["seconds"] = time.perf_counter() - t0
-            self.history.append(epoch, logs)
-            self._progress.epoch_end(logs)
-            for cb in self._active:
-                cb.on_epoch_end(epoch, logs)
 
     def _end_callbacks(self, started, failing=False):
         """``on_train_end`` of every callback in ``started``, even when one of them raises.
@@ -402,39 +321,6 @@ class Trainer:
                     first = exc
         if first is not None:
             raise first
-
-    def _read_resume(self, path):
-        """The checkpoint's header (checked now; the state is applied after set-up)."""
-        if not os.path.exists(os.fspath(path)):
-            raise FileNotFoundError(f"resume_from: no checkpoint at {os.fspath(path)!r}")
-        header = _io.read_header(path)
-        extra = header.get("extra")
-        if header.get("format") != _io.FORMAT_CHECKPOINT or not isinstance(extra, dict) or \
-                "rng" not in extra:
-            raise _io.ModelFileError(f"resume_from: {os.fspath(path)} was not written by a "
-                                     f"Trainer (no training state)")
-        return header
-
-    def _apply_resume(self, path, header):
-        extra = header["extra"]
-        if extra["n_train"] != self._n_train or extra["seed"] != self._seed:
-            raise ValueError(
-                f"resume_from: the checkpoint was trained on {extra['n_train']} samples with "
-                f"seed {extra['seed']}; this call has {self._n_train} samples and seed "
-                f"{self._seed} (pass the same data, validation setting and seed)"
-            )
-        info = _io.load_checkpoint(path, self.model, self.optimizer)
-        extra = info["extra"]
-        self._rng.bit_generator.state = extra["rng"]
-        states = extra.get("callbacks") or {}
-        for key, cb in zip(self._callback_keys(), self._active):
-            if key in states:
-                cb.load_state_dict(states[key])
-        self.history = History(info["history"] or {})
-        self.history.stop_reason = None
-        epoch = int(info["epoch"] or 0)
-        self._log(f"resumed from {os.fspath(path)} after epoch {epoch}")
-        return epoch
 
     # -- evaluate / predict ----------------------------------------------------------------
     def evaluate(self, X, y=None, batch_size=1024, sample_weight=None):
@@ -486,7 +372,3 @@ class Trainer:
                 for lo, hi in batch_bounds(X.shape[0], batch_size)])
         X = as_array("X", X, self.dtype, ndim=2)
         return self.model.predict(X, batch_size=batch_size)
-
-
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LRSchedulerCallback",
-           "ModelCheckpoint", "TerminateOnNaN", "Trainer", "restore", "snapshot"]

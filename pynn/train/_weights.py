@@ -1,15 +1,11 @@
-"""What ``Trainer.fit`` does around its batches: class weights turned into row weights
-(scikit-learn's ``class_weight``: each row's sample weight times its class's weight), the
-epoch's loss from its batches' (weighted) losses, the metrics, and gradient clipping before
-each step."""
+"""``fit``'s class weights turned into row weights (scikit-learn's ``class_weight``: each row's
+sample weight times its class's weight)."""
 import numbers
 
 import numpy as np
 
-from ._checks import check_real
-from .backend._arrays import row_weights
-from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .nn.utils import clip_grad_norm_, clip_grad_value_
+from ..backend._arrays import row_weights
+from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 
 
 def class_weight_table(class_weight, loss, width, y=None):
@@ -96,94 +92,3 @@ def combined_row_weights(sample_weight, table, loss, y):
         t = y.reshape(-1).astype(np.float64)
         per_row = table[0] * (1.0 - t) + table[1] * t
     return per_row if sample_weight is None else sample_weight * per_row
-
-
-def check_training_reduction(loss):
-    """The loss's reduction, which must give one number per batch to train on."""
-    reduction = getattr(loss, "reduction", "mean")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"loss.reduction must be 'mean' or 'sum' to train with, got "
-                         f"{reduction!r}")
-    return reduction
-
-
-class LossTotal:
-    """The loss over many batches, in the loss's reduction: "mean" weighs each batch's mean by
-    the batch's total weight (its row count without weights), so the result is the weighted
-    mean over every row seen; "sum" adds the batches' sums."""
-
-    def __init__(self, loss):
-        self.loss = loss
-        self.reduction = check_training_reduction(loss)
-        self.total = 0.0
-        self.weight = 0.0
-
-    def add(self, out, y, w):
-        """The loss of one batch (a float; ``loss.backward()`` then has its gradient)."""
-        if w is None:  # custom losses without sample weights keep working
-            value = self.loss.forward(out, y)
-            self.record(value, y.shape[0])
-        else:
-            value = self.loss.forward(out, y, sample_weight=w)
-            self.record(value, float(w.sum()))
-        return value
-
-    def record(self, value, batch_weight):
-        """Count a batch's loss computed elsewhere (the compiled step), of total weight
-        ``batch_weight`` (its row count without weights)."""
-        self.total += value * batch_weight if self.reduction == "mean" else value
-        self.weight += batch_weight
-
-    def value(self):
-        if self.reduction == "sum" or self.weight == 0:
-            return float(self.total)  # no weight seen: 0, or nan from a nan batch
-        return float(self.total / self.weight)
-
-
-class GradientClipping:
-    """``fit``'s clip_grad_value / clip_grad_norm, applied to a model's gradients; false when
-    neither is set."""
-
-    def __init__(self, max_norm=None, max_value=None):
-        self.max_norm = None if max_norm is None else check_real("clip_grad_norm", max_norm,
-                                                                 low=0.0, low_open=True)
-        self.max_value = None if max_value is None else check_real("clip_grad_value", max_value,
-                                                                   low=0.0, low_open=True)
-
-    def __bool__(self):
-        return self.max_norm is not None or self.max_value is not None
-
-    def __call__(self, model):
-        params = list(model.parameters())
-        if self.max_value is not None:
-            clip_grad_value_(params, self.max_value)
-        if self.max_norm is not None:
-            clip_grad_norm_(params, self.max_norm)
-
-
-def accuracy_for(loss):
-    """The accuracy metric f(output, y) of a classification loss."""
-    if isinstance(loss, CrossEntropyLoss):
-        return lambda out, y: float(np.count_nonzero(out.argmax(axis=1) == y)) / y.shape[0]
-    if isinstance(loss, BCEWithLogitsLoss):
-        return lambda out, y: float(np.count_nonzero((out > 0) == (y > 0.5))) / y.size
-    raise ValueError(f"metric 'accuracy' needs a classification loss, got {type(loss).__name__}")
-
-
-def resolve_metrics(metrics, loss):
-    """{name: f(output, y) -> float} from the Trainer's ``metrics`` argument."""
-    if metrics == "auto":
-        metrics = [] if isinstance(loss, MSELoss) else ["accuracy"]
-    if metrics is None:
-        metrics = []
-    if isinstance(metrics, str) or callable(metrics):
-        metrics = [metrics]
-    out = {}
-    for m in metrics:
-        if m in ("accuracy", "acc"):
-            out["accuracy"] = accuracy_for(loss)
-        elif callable(m):
-            out[getattr(m, "__name__", f"metric{len(out)}")] = m
-        else:
-            raise ValueError(f"metrics: unknown metric {m!r} (use 'accuracy' or a callable)")
-    return out

@@ -1,0 +1,12 @@
+"""Saving and loading: models and training checkpoints as one ``.npz`` file with a JSON header,
+no pickle (``_model_file.py``); what a file may build (``_architecture.py``: ``register`` adds a
+custom module); reading an untrusted archive (``_archive.py``); atomic writes (``_atomic.py``)."""
+from ._archive import ModelFileError
+from ._architecture import architecture, build, register
+from ._model_file import (FORMAT_CHECKPOINT, FORMAT_MODEL, VERSION, load, load_checkpoint,
+                          read_header, save, save_checkpoint)
+
+ModelFileError.__module__ = __name__  # where users catch it (pynn.io), whoever raises it
+
+__all__ = ["ModelFileError", "architecture", "build", "load", "load_checkpoint", "register",
+           "save", "save_checkpoint"]
