@@ -8,7 +8,8 @@ from .containers import ModuleList, Sequential
 from .dense import Dense
 from .dropout import Dropout
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .module import IncompatibleKeys, Module
+from ._state_dict import IncompatibleKeys
+from .module import Module
 from .parameter import Parameter, ParameterArena, pack
 from .standardizer import Standardizer
 
