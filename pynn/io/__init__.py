@@ -3,8 +3,10 @@ no pickle (``_model_file.py``); what a file may build (``_architecture.py``: ``r
 custom module); reading an untrusted archive (``_archive.py``); atomic writes (``_atomic.py``)."""
 from ._archive import ModelFileError
 from ._architecture import architecture, build, register
-from ._model_file import (FORMAT_CHECKPOINT, FORMAT_MODEL, VERSION, load, load_checkpoint,
-                          read_header, save, save_checkpoint)
+# read_header and the format constants are pynn.io's too (SECURITY.md points at read_header),
+# outside __all__ as before.
+from ._model_file import (FORMAT_CHECKPOINT, FORMAT_MODEL, VERSION, load,  # noqa: F401
+                          load_checkpoint, read_header, save, save_checkpoint)
 
 ModelFileError.__module__ = __name__  # where users catch it (pynn.io), whoever raises it
 

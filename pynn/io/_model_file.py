@@ -24,7 +24,7 @@ import numpy as np
 
 from ._archive import Archive, ModelFileError
 from ._atomic import atomic_open
-from ._architecture import _arch_type, _expected_shapes, architecture, build, register
+from ._architecture import _arch_type, _expected_shapes, architecture, build
 from ..nn.dropout import Dropout
 from ..nn.module import Module
 from ..nn.parameter import Parameter
