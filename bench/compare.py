@@ -8,7 +8,7 @@ from an installed wheel) and ``pynn/_bench_worker.py``.
 """
 import sys
 
-from pynn.bench import main
+from pynn.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,7 +31,6 @@ Reported: the median over all repetitions of all rounds, min-max, each median ov
 over the floor's. Writes ``compare.json`` (every time, machine and library information),
 ``compare.txt`` (what was printed) and ``compare.png`` (needs matplotlib) to ``--out``.
 """
-import argparse
 import json
 import os
 import shutil
@@ -43,7 +42,7 @@ import time
 from . import _bench_worker as worker
 from ._bench_report import (THREAD_ENV, blas_lines, fmt_value, format_case, machine_info,
                             median, plot, summarize, time_unit)
-from ._cli_common import json_safe
+from ._json import json_safe
 
 CONTENDERS = worker.CONTENDERS
 CASE_NAMES = tuple(worker.CASES)
@@ -108,68 +107,6 @@ if job.get("pynn_file") and "pynn" in sys.modules:
 print()
 print(json.dumps(result))
 """
-
-
-# ------------------------------------------------------------------------------ options
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _name_list(valid, what):
-    def parse(text):
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        if names == ["all"]:
-            return list(valid)
-        bad = [n for n in names if n not in valid]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
-                f"choose from {','.join(valid)} (comma-separated) or all")
-        return [n for n in valid if n in names]  # the canonical order: alternation is fixed
-    return parse
-
-
-def add_arguments(parser):
-    """The options of ``pynn bench`` and ``python bench/compare.py`` (one definition)."""
-    parser.add_argument("--cases", type=_name_list(CASE_NAMES, "case"),
-                        default=list(CASE_NAMES), metavar="LIST",
-                        help=f"comma-separated, default all: {','.join(CASE_NAMES)}")
-    parser.add_argument("--contenders", type=_name_list(CONTENDERS, "contender"),
-                        default=list(CONTENDERS), metavar="LIST",
-                        help=f"comma-separated, default all: {','.join(CONTENDERS)}")
-    parser.add_argument("--rounds", type=_positive_int, default=None,
-                        help="fresh processes per contender and case, alternated "
-                             "(default 3; 1 with --quick)")
-    parser.add_argument("--reps", type=_positive_int, default=None,
-                        help="timed repetitions per process (default: 5, epoch 3)")
-    parser.add_argument("--threads", type=_positive_int, default=2,
-                        help="threads for every contender (pynn.set_num_threads, "
-                             "torch.set_num_threads, threadpoolctl); default 2")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="default float32")
-    parser.add_argument("--out", metavar="DIR", default="bench-out",
-                        help="directory for compare.json, compare.txt, compare.png "
-                             "(default bench-out)")
-    parser.add_argument("--quick", action="store_true",
-                        help="toy sizes and one round: checks the harness in seconds; "
-                             "its times mean nothing")
-    parser.add_argument("--timeout", type=_positive_int, default=1800, metavar="SECONDS",
-                        help="limit per process (default 1800)")
-    return parser
-
-
-def build_parser(prog=None):
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="pynn against a hand-written NumPy loop, torch and scikit-learn, each "
-                    "contender in its own fresh process.")
-    return add_arguments(parser)
 
 
 # ------------------------------------------------------------------------------ running
@@ -393,13 +330,3 @@ def run(args, file=None):
     with open(txt_path, "w") as f:
         f.write("\n".join(out.lines) + "\n")
     return 1 if failed else 0
-
-
-def main(argv=None):
-    """``python bench/compare.py [options]`` / ``python -m pynn.bench``: the exit status."""
-    args = build_parser().parse_args(argv)
-    return run(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -12,6 +12,7 @@ import pynn
 from pynn import _bench_worker as worker
 from pynn import bench
 from pynn.cli import main as cli_main
+from pynn.cli.bench import main as bench_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -198,7 +199,7 @@ def test_torch_contenders_run_isolated(tmp_path, capsys):
     """torch eager and pynn-after-torch (or their skip note without torch), one small case."""
     contenders = ["pynn", "torch", "pynn-after-torch"]
     out = tmp_path / "out"
-    status = bench.main(["--quick", "--cases", "small", "--contenders", ",".join(contenders),
+    status = bench_main(["--quick", "--cases", "small", "--contenders", ",".join(contenders),
                          "--out", str(out)])
     printed = capsys.readouterr().out
     assert status == 0, printed
