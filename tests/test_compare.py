@@ -1,5 +1,6 @@
-"""pynn bench (pynn/bench.py, pynn/_bench_worker.py): the harness end to end at toy sizes, and
-the contenders computing the same thing as pynn, so the comparison is apples to apples."""
+"""pynn bench (pynn/bench/: the harness and the worker; pynn/cli/bench.py: its options): the
+harness end to end at toy sizes, and the contenders computing the same thing as pynn, so the
+comparison is apples to apples."""
 import json
 import os
 import subprocess
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn import _bench_worker as worker
 from pynn import bench
+from pynn.bench import _worker as worker
 from pynn.cli import main as cli_main
+from pynn.cli.bench import main as bench_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -198,7 +200,7 @@ def test_torch_contenders_run_isolated(tmp_path, capsys):
     """torch eager and pynn-after-torch (or their skip note without torch), one small case."""
     contenders = ["pynn", "torch", "pynn-after-torch"]
     out = tmp_path / "out"
-    status = bench.main(["--quick", "--cases", "small", "--contenders", ",".join(contenders),
+    status = bench_main(["--quick", "--cases", "small", "--contenders", ",".join(contenders),
                          "--out", str(out)])
     printed = capsys.readouterr().out
     assert status == 0, printed
@@ -227,7 +229,7 @@ def test_bad_options_are_one_line_errors(capsys):
 
 
 def test_compare_script_is_the_same_command(tmp_path):
-    """bench/compare.py is a thin script over pynn.bench (run from outside the source tree)."""
+    """bench/compare.py is a thin script over pynn.cli.bench (run from outside the source tree)."""
     script = os.path.join(ROOT, "bench", "compare.py")
     proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)

@@ -21,10 +21,12 @@ FLOORS = {
     "optim": 4,
     "io": 5, "data": 5,
     "train": 6, "theory": 6,
-    "search": 7, "sklearn": 7, "bench": 7,
-    "cli": 8,
-    # the package's face: re-exports only
-    "__init__": 9, "__main__": 9, "callbacks": 9,
+    # the package's face (``import pynn``), and the callbacks' old import path
+    "__init__": 7, "callbacks": 7,
+    "search": 8, "sklearn": 8,
+    "bench": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 
 

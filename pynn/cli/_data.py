@@ -1,72 +1,14 @@
-"""What the parts of the ``pynn`` command share (pynn.cli and pynn.search.cli): the user-facing
-error, argument types, reading the data (bundled sets, CSV, npz) and writing JSON reports."""
-import argparse
+"""Reading a command's data: a bundled dataset, a CSV (header row, or none) or an .npz, and
+telling a classification target from a regression one. Every problem is one ``CLIError``."""
 import csv
 import gzip
-import json
-import math
 import os
 
 import numpy as np
 
-from .io._atomic import atomic_open
-
-DATASETS = ("digits", "mnist5k")
+from ._common import CLIError
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
-
-
-# ---------------------------------------------------------------------------- argument types
-def _number_arg(convert, accept, expected):
-    """An argparse type: ``convert(text)``, kept when ``accept(value)``, else one clear error."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _number_arg(int, lambda v: v >= 1, "a positive integer")
-_nonneg_int = _number_arg(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_arg(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-_fraction = _number_arg(float, lambda v: 0 < v < 1, "a number in (0, 1)")
-_dropout = _number_arg(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-
-def _hidden(text):
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated layer widths like 256,128, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive layer widths like 256,128, got {text!r}")
-    return sizes
-
-
-def add_training_data_arguments(parser):
-    """--dataset / --data, --target, --task: where a training command's data comes from."""
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--dataset", choices=DATASETS, default=None,
-                     help="a bundled dataset (default: digits)")
-    src.add_argument("--data", metavar="FILE",
-                     help="your data: a CSV with a header row, or an .npz with arrays X and y")
-    parser.add_argument("--target", metavar="COLUMN",
-                        help="label column of a CSV (default: the last column)")
-    parser.add_argument("--task", choices=("auto", "classification", "regression"),
-                        default="auto",
-                        help="default: classification for integer or text labels, else "
-                             "regression")
-
-
-# ---------------------------------------------------------------------------- data loading
 def _open_text(path):
     if path.endswith(".gz"):
         return gzip.open(path, "rt", newline="")
@@ -195,7 +137,7 @@ def _decide_task(y, task):
 
 
 def _load_data(args, need_target=True, target=None, has_header=True):
-    from . import datasets
+    from .. import datasets
 
     if getattr(args, "dataset", None) is not None or getattr(args, "data", None) is None:
         name = getattr(args, "dataset", None) or "digits"
@@ -207,24 +149,3 @@ def _load_data(args, need_target=True, target=None, has_header=True):
 
 def _is_csv(path):
     return bool(path) and not path.endswith(".npz")
-
-
-def json_safe(obj):
-    """``obj`` with numpy scalars as Python values and NaN/Inf as None: strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # strict JSON has no NaN/Inf
-    return obj
-
-
-def _write_json(path, payload):
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    with atomic_open(path, "w") as f:
-        json.dump(json_safe(payload), f, indent=2, allow_nan=False)
-        f.write("\n")

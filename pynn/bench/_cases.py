@@ -1,6 +1,7 @@
 """The cases of ``pynn bench`` and what every contender shares: the data, the batches, the
-epochs' shuffles and the timing loops. Part of the worker (pynn/_bench_worker.py loads this
-file by path, beside it): it imports only the standard library and NumPy, never ``pynn``.
+epochs' shuffles, the timing loops and the fit cases' MLPClassifier settings. Part of the worker
+(pynn/bench/_worker.py loads this file by path, beside it, before the contenders, which import
+it as ``_pynn_bench_cases``): it imports only the standard library and NumPy, never ``pynn``.
 """
 import time
 
@@ -142,3 +143,41 @@ def run_case(spec, X, y, step, predict, epoch, warm_epoch):
         return time_reps(lambda: predict(X), spec["calls"], spec["warmup"], spec["reps"])
     warm_epoch()
     return time_epochs(epoch, spec["reps"])
+
+
+# ------------------------------------------------------------------------- the fit cases
+def sklearn_params(spec):
+    """The MLPClassifier settings of a "fit" case, the same for pynn.sklearn and scikit-learn:
+    exactly ``epochs`` epochs (no tolerance stop), shuffled, Adam, scikit-learn's alpha."""
+    return dict(hidden_layer_sizes=tuple(spec["sizes"][1:-1]), activation="relu",
+                solver="adam", alpha=1e-4, batch_size=spec["batch"], learning_rate_init=LR,
+                max_iter=spec["epochs"], shuffle=True, random_state=SEED, tol=0.0,
+                n_iter_no_change=np.inf)
+
+
+def time_fits(estimator_class, spec, X, y, info):
+    """Seconds per step or per epoch (``spec["per"]``) of ``estimator_class(...).fit(X, y)``:
+    ``warmup`` one-epoch fits on a slice, then ``reps`` timed fits of a fresh estimator."""
+    import warnings
+
+    params = sklearn_params(spec)
+    if spec["per"] == "step":
+        per_fit = spec["epochs"] * len(range(0, X.shape[0], spec["batch"]))
+    else:
+        per_fit = spec["epochs"]
+    warm = min(X.shape[0], 10 * spec["batch"])
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: the epochs are fixed on purpose
+        for _ in range(spec["warmup"]):
+            estimator_class(**{**params, "max_iter": 1}).fit(X[:warm], y[:warm])
+        for _ in range(spec["reps"]):
+            est = estimator_class(**params)
+            t0 = time.perf_counter()
+            est.fit(X, y)
+            times.append((time.perf_counter() - t0) / per_fit)
+    info["fit_params"] = {k: (v if v != np.inf else "inf") for k, v in params.items()}
+    info["n_iter"] = int(est.n_iter_)
+    if est.n_iter_ != spec["epochs"]:
+        raise AssertionError(f"the fit ran {est.n_iter_} epochs, not {spec['epochs']}")
+    return times

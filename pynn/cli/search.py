@@ -4,18 +4,23 @@ import math
 import os
 import sys
 
-from .result import _cell
-from .space import DEFAULT_GRID, DEFAULT_SPACE
+from ..search.result import _cell
+from ..search.space import DEFAULT_GRID, DEFAULT_SPACE
+from ._common import CLIError, _fraction, _nonneg_int, _positive_int, _write_json
+from ._common import add_training_data_arguments
+from ._data import _decide_task, _is_csv, _load_data
 
 
 def _describe(space):
     return "; ".join(f"{k} {v!r}" for k, v in space.items())
 
 
-def add_arguments(parser):
-    """The ``pynn search`` options, on the subparser ``parser``."""
-    from .._cli_common import _fraction, _nonneg_int, _positive_int, add_training_data_arguments
-
+def add_parser(sub):
+    """The ``pynn search`` subcommand and its options, on the subparsers ``sub``."""
+    parser = sub.add_parser(
+        "search", help="grid or random search over lr, batch size, dropout, ...",
+        description="Hyper-parameter search: train the recipe of pynn train per trial, score "
+                    "each on one validation split, refit the best on all the data.")
     parser.add_argument("--method", choices=("random", "grid"), default="random",
                         help="random (default): --trials draws from " + _describe(DEFAULT_SPACE)
                         + "; grid: every point of " + _describe(DEFAULT_GRID)
@@ -38,15 +43,15 @@ def add_arguments(parser):
                              "model.npz (default pynn-search)")
     parser.add_argument("--verbose", type=int, choices=(0, 1), default=1,
                         help="0 quiet, 1 a progress bar (a line per trial off a terminal)")
+    return parser
 
 
-def run(args, file=None):
+def run(args, out=None):
     """Run ``pynn search``; returns the exit status."""
-    from .._cli_common import CLIError, _decide_task, _is_csv, _load_data, _write_json
     from ..io import save
-    from .core import grid_search, random_search
+    from ..search.core import grid_search, random_search
 
-    out = file or sys.stdout
+    out = out or sys.stdout
     if args.target is not None and args.data is None:
         raise CLIError("--target needs --data")
     n_jobs = args.n_jobs
@@ -77,7 +82,7 @@ def run(args, file=None):
     os.makedirs(args.out, exist_ok=True)
     model_path = os.path.join(args.out, "model.npz")
     classes = None if result.classes is None else result.classes.tolist()
-    # the metadata pynn evaluate / predict read (see cmd_train)
+    # the metadata pynn evaluate / predict read (see pynn/cli/train.py)
     save(result.model, model_path, metadata={
         "task": task, "loss": "CrossEntropyLoss" if task == "classification" else "MSELoss",
         "classes": classes, "features": features, "features_named": _is_csv(args.data),
