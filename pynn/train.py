@@ -304,9 +304,6 @@ class Trainer:
         n_batches = train.n_batches(batch_size)
         # clipping edits the gradients between backward and the update: such a fit runs the
         # eager lines
-        from .nn.train_step import fit_step_finder  # needs the compiled kernels: at fit time
-
-        compiled = fit_step_finder(model) if not clip else (lambda *args: None)
 
         for epoch in range(start, epochs):
             if self.stop_training:
@@ -330,7 +327,8 @@ class Trainer:
                 # layers whose trainable parameters are exactly the optimizer's (its zero_grad
                 # then is model.zero_grad), for the loss's plain mean. Else, or when it declines
                 # the batch, the same lines in Python.
-                program = None if wb is not None else compiled(model, Xb, loss_fn, opt)
+                program = None if wb is not None or clip else model.compiled_step(
+                    Xb, loss_fn, opt, zero_grad="model")
                 value = None if program is None else program.run(
                     Xb, yb, finite_only=nan_cb is not None)
                 if value is not None:

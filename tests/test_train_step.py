@@ -8,7 +8,6 @@ import pytest
 
 import pynn
 from pynn import nn
-from pynn.nn.train_step import program_for
 from pynn.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from pynn.optim.lr_scheduler import StepLR
 
@@ -96,7 +95,7 @@ def test_compiled_step_is_the_eager_step_bit_for_bit(net, loss_name, dtype, n_th
         va = a.train_step(X, y, la, opt_a)
         vb = _eager(b, X, y, lb, opt_b)
         assert va == vb, f"step {step}: {va} != {vb}"
-    assert program_for(a, X, la, opt_a) is not None, "the compiled step was not used"
+    assert a.compiled_step(X, la, opt_a) is not None, "the compiled step was not used"
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -163,7 +162,7 @@ def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dty
     for _ in range(3):
         assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    forward, backward, tied = program_for(a, X, loss, opt_a).prog.fusion()
+    forward, backward, tied = a.compiled_step(X, loss, opt_a).prog.fusion()
     assert (forward, backward) == FUSED[batchnorm, n_threads]
     # the first Dense's W and b and the first BatchNorm's gamma and beta are updated on the
     # fused backward's tiles, unless the optimizer's loop runs after the program (RMSprop)
@@ -188,7 +187,7 @@ def test_fused_updates_skip_frozen_and_foreign_parameters():
     for _ in range(3):
         assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    assert program_for(a, X, loss, opt_a).prog.fusion() == ([0], [0, 1], 1)
+    assert a.compiled_step(X, loss, opt_a).prog.fusion() == ([0], [0, 1], 1)
     assert np.abs(a[0].bias.grad).sum() > 0
 
 
@@ -239,7 +238,7 @@ def test_what_it_does_not_compile_runs_the_eager_lines(make):
     opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
     for _ in range(3):
         _step_both(a, b, X, y, opt_a, opt_b)
-    assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
+    assert a.compiled_step(X, nn.CrossEntropyLoss(), opt_a) is None
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -249,11 +248,11 @@ def test_numpy_backend_and_eval_mode_run_eagerly():
     loss = nn.CrossEntropyLoss()
     a.eval()  # BatchNorm with running statistics: the eager path's business
     b.eval()
-    assert program_for(a, X, loss, opt_a) is None
+    assert a.compiled_step(X, loss, opt_a) is None
     assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, nn.CrossEntropyLoss(), opt_b)
     a.train()
-    assert program_for(a, X, nn.CrossEntropyLoss(backend="numpy"), opt_a) is None
-    assert program_for(a, X, loss, opt_a) is not None
+    assert a.compiled_step(X, nn.CrossEntropyLoss(backend="numpy"), opt_a) is None
+    assert a.compiled_step(X, loss, opt_a) is not None
 
 
 @pytest.mark.parametrize("labels", [np.arange(48) % 5, (np.arange(48) % 5).astype(np.int32),
@@ -363,7 +362,7 @@ def test_a_foreign_optimizer_runs_the_eager_lines():
     opt_a, opt_b = _PlainSGD(a.parameters(), 0.1), _PlainSGD(b.parameters(), 0.1)
     for _ in range(3):
         _step_both(a, b, X, y, opt_a, opt_b)
-    assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
+    assert a.compiled_step(X, nn.CrossEntropyLoss(), opt_a) is None
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.data, pb.data)
 
@@ -380,8 +379,8 @@ def test_batchnorm_settings_changed_between_steps_are_followed():
 
 
 # Between a program's steps the optimizer only advances its step counts and hands over each
-# group's scalars (Optimizer._quick_step) until something else changes; each edit below must
-# send it through the whole bookkeeping again.
+# group's scalars (Optimizer.update_runs' quick path) until something else changes; each edit
+# below must send it through the whole bookkeeping again.
 GROUP_EDITS = {
     "sgd-momentum-on": (lambda p: SGD(p, lr=0.05), lambda g: g.update(momentum=0.9)),
     "sgd-nesterov-on": (lambda p: SGD(p, lr=0.05, momentum=0.5),
@@ -401,8 +400,8 @@ def test_quick_steps_follow_group_edits_and_loaded_state(edit):
     opt_a, opt_b = make(a.parameters()), make(b.parameters())
     loss_a, loss_b = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
     quick = []
-    real = opt_a._quick_step
-    opt_a._quick_step = lambda version: quick.append(real(version)) or quick[-1]
+    real = opt_a.update_runs
+    opt_a.update_runs = lambda loaded=None: quick.append(real(loaded)) or quick[-1]
     for step in range(8):
         if step == 3:
             for opt in (opt_a, opt_b):
@@ -413,7 +412,7 @@ def test_quick_steps_follow_group_edits_and_loaded_state(edit):
                 opt.load_state_dict(saved)
         assert a.train_step(X, y, loss_a, opt_a) == _eager(b, X, y, loss_b, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    taken = [h is not None for h in quick]
+    taken = [h.runs is None for h in quick]
     # steps 0, 3 and 5 need the whole bookkeeping; the rest were quick
     assert taken == [False, True, True, False, True, False, True, True]
 
