@@ -124,7 +124,9 @@ class UpdateRuns(NamedTuple):
 
     version: int  # what to pass as ``loaded`` next time
     runs: Optional[list]  # the records, in order; None: the loaded ones stand (quick path)
-    steps: Optional[list]  # quick path: each loaded run's step count
+    # quick path: each loaded run's step count (the optimizer fills one list anew each step:
+    # a quick answer is read before the next call)
+    steps: Optional[list]
 
 
 def run_update(run, backend):

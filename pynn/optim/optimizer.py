@@ -89,6 +89,7 @@ class Optimizer(FlatLayout):
         self._version = 0
         self._steady_version = None  # the version the last completed step left
         self._collected = None  # inside ``update_runs``: the records of the step's runs
+        self._quick_answer = None  # update_runs' last quick answer, filled anew each time
         for group in params:
             self._add_group(group)
         self._pack()
@@ -163,36 +164,34 @@ class Optimizer(FlatLayout):
         the step counts moved since (no re-pack, no parameter frozen, no group edited, no state
         to create), the answer is the quick one: ``runs`` None and ``steps`` each run's step
         count (its arrays and hyper-parameters are the loaded run's, and it is no first step:
-        that step made the buffers)."""
-        if loaded is not None:
-            steps = self._quick_steps(loaded)
-            if steps is not None:
-                return UpdateRuns(loaded, None, steps)
+        that step made the buffers). A quick answer is reused by the next one: read it first."""
+        quick = (loaded is not None and loaded == self._steady_version == self._version
+                 and self._arena_generation == ParameterArena.generation
+                 and self._runs_version == Parameter.freeze_version)
+        if quick:
+            for gi, group in enumerate(self.param_groups):
+                if not self._unchanged(gi, group):
+                    quick = False
+                    break
+        if quick:
+            answer = self._quick_answer
+            if answer is None or answer.version != loaded:
+                answer = self._quick_answer = UpdateRuns(loaded, None, [])
+            steps = answer.steps
+            steps.clear()
+            has_step = self.has_step
+            for gstate, runs in zip(self._group_state, self._runs):
+                if has_step:
+                    gstate["step"] += 1
+                for _ in runs:
+                    steps.append(gstate["step"])
+            return answer
         self._collected = runs = []
         try:
             self._step_groups()
         finally:
             self._collected = None
         return UpdateRuns(self._steady_version, runs, None)
-
-    def _quick_steps(self, version):
-        """``update_runs``' quick path: each run's step count after advancing every group's,
-        or None, with nothing changed, when the step needs all of ``_step_groups``."""
-        if (version != self._steady_version or version != self._version
-                or self._arena_generation != ParameterArena.generation
-                or self._runs_version != Parameter.freeze_version):
-            return None
-        for gi, group in enumerate(self.param_groups):
-            if not self._unchanged(gi, group):
-                return None
-        steps = []
-        has_step = self.has_step
-        for gstate, runs in zip(self._group_state, self._runs):
-            if has_step:
-                gstate["step"] += 1
-            for _ in runs:
-                steps.append(gstate["step"])
-        return steps
 
     def zero_grad(self, set_to_none=True):
         """Zero every parameter's gradient: one memset per arena.
