@@ -27,7 +27,7 @@ KERNEL_MODULES = [
     "batchnorm",
     "dropout",
     "optim",
-    "step",
+    "train_step",
     "membench",
     "checks",
     "_info",

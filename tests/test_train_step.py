@@ -8,7 +8,6 @@ import pytest
 
 import pynn
 from pynn import nn
-from pynn.nn.train_step import program_for
 from pynn.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from pynn.optim.lr_scheduler import StepLR
 
@@ -96,7 +95,7 @@ def test_compiled_step_is_the_eager_step_bit_for_bit(net, loss_name, dtype, n_th
         va = a.train_step(X, y, la, opt_a)
         vb = _eager(b, X, y, lb, opt_b)
         assert va == vb, f"step {step}: {va} != {vb}"
-    assert program_for(a, X, la, opt_a) is not None, "the compiled step was not used"
+    assert a.compiled_step(X, la, opt_a) is not None, "the compiled step was not used"
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -163,7 +162,7 @@ def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dty
     for _ in range(3):
         assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    forward, backward, tied = program_for(a, X, loss, opt_a).prog.fusion()
+    forward, backward, tied = a.compiled_step(X, loss, opt_a).prog.fusion()
     assert (forward, backward) == FUSED[batchnorm, n_threads]
     # the first Dense's W and b and the first BatchNorm's gamma and beta are updated on the
     # fused backward's tiles, unless the optimizer's loop runs after the program (RMSprop)
@@ -188,7 +187,7 @@ def test_fused_updates_skip_frozen_and_foreign_parameters():
     for _ in range(3):
         assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, loss, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    assert program_for(a, X, loss, opt_a).prog.fusion() == ([0], [0, 1], 1)
+    assert a.compiled_step(X, loss, opt_a).prog.fusion() == ([0], [0, 1], 1)
     assert np.abs(a[0].bias.grad).sum() > 0
 
 
@@ -239,7 +238,7 @@ def test_what_it_does_not_compile_runs_the_eager_lines(make):
     opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
     for _ in range(3):
         _step_both(a, b, X, y, opt_a, opt_b)
-    assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
+    assert a.compiled_step(X, nn.CrossEntropyLoss(), opt_a) is None
     _assert_same(a, b, opt_a, opt_b)
 
 
@@ -249,11 +248,11 @@ def test_numpy_backend_and_eval_mode_run_eagerly():
     loss = nn.CrossEntropyLoss()
     a.eval()  # BatchNorm with running statistics: the eager path's business
     b.eval()
-    assert program_for(a, X, loss, opt_a) is None
+    assert a.compiled_step(X, loss, opt_a) is None
     assert a.train_step(X, y, loss, opt_a) == _eager(b, X, y, nn.CrossEntropyLoss(), opt_b)
     a.train()
-    assert program_for(a, X, nn.CrossEntropyLoss(backend="numpy"), opt_a) is None
-    assert program_for(a, X, loss, opt_a) is not None
+    assert a.compiled_step(X, nn.CrossEntropyLoss(backend="numpy"), opt_a) is None
+    assert a.compiled_step(X, loss, opt_a) is not None
 
 
 @pytest.mark.parametrize("labels", [np.arange(48) % 5, (np.arange(48) % 5).astype(np.int32),
@@ -363,7 +362,7 @@ def test_a_foreign_optimizer_runs_the_eager_lines():
     opt_a, opt_b = _PlainSGD(a.parameters(), 0.1), _PlainSGD(b.parameters(), 0.1)
     for _ in range(3):
         _step_both(a, b, X, y, opt_a, opt_b)
-    assert program_for(a, X, nn.CrossEntropyLoss(), opt_a) is None
+    assert a.compiled_step(X, nn.CrossEntropyLoss(), opt_a) is None
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.data, pb.data)
 
@@ -380,8 +379,8 @@ def test_batchnorm_settings_changed_between_steps_are_followed():
 
 
 # Between a program's steps the optimizer only advances its step counts and hands over each
-# group's scalars (Optimizer._quick_step) until something else changes; each edit below must
-# send it through the whole bookkeeping again.
+# group's scalars (Optimizer.update_runs' quick path) until something else changes; each edit
+# below must send it through the whole bookkeeping again.
 GROUP_EDITS = {
     "sgd-momentum-on": (lambda p: SGD(p, lr=0.05), lambda g: g.update(momentum=0.9)),
     "sgd-nesterov-on": (lambda p: SGD(p, lr=0.05, momentum=0.5),
@@ -401,8 +400,8 @@ def test_quick_steps_follow_group_edits_and_loaded_state(edit):
     opt_a, opt_b = make(a.parameters()), make(b.parameters())
     loss_a, loss_b = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
     quick = []
-    real = opt_a._quick_step
-    opt_a._quick_step = lambda version: quick.append(real(version)) or quick[-1]
+    real = opt_a.update_runs
+    opt_a.update_runs = lambda loaded=None: quick.append(real(loaded)) or quick[-1]
     for step in range(8):
         if step == 3:
             for opt in (opt_a, opt_b):
@@ -413,7 +412,7 @@ def test_quick_steps_follow_group_edits_and_loaded_state(edit):
                 opt.load_state_dict(saved)
         assert a.train_step(X, y, loss_a, opt_a) == _eager(b, X, y, loss_b, opt_b)
     _assert_same(a, b, opt_a, opt_b)
-    taken = [h is not None for h in quick]
+    taken = [h.runs is None for h in quick]
     # steps 0, 3 and 5 need the whole bookkeeping; the rest were quick
     assert taken == [False, True, True, False, True, False, True, True]
 
@@ -459,4 +458,141 @@ def test_programs_of_two_batch_shapes_follow_an_edit_seen_by_the_other(opt_name)
                 b, X[lo:hi], y[lo:hi], loss_b, opt_b), (epoch, lo)
         sched_a.step()
         sched_b.step()
+    _assert_same(a, b, opt_a, opt_b)
+
+
+# ------------------------------------------------------------------ the step path's interfaces
+def test_step_kinds_agree_across_the_cython_boundary():
+    # one enumeration: pynn.backend.codes on the Python side, _train_step.pxd's enum on the C
+    # side, under the same names
+    from pynn._kernels import train_step as kernel
+    from pynn.backend import codes
+
+    assert kernel.step_kinds() == codes.STEP_KINDS
+    for name, value in codes.STEP_KINDS.items():
+        assert getattr(codes, name) == value
+
+
+class _Custom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Dense(12, 5, seed=1)
+
+    def forward(self, X):
+        return self.inner.forward(X)
+
+    def backward(self, dY, input_grad=True):
+        return self.inner.backward(dY, input_grad=input_grad)
+
+
+def test_compiled_step_is_the_models_answer():
+    X, y, _ = _data(F32, "ce")
+    loss = nn.CrossEntropyLoss()
+    custom = _Custom()
+    assert custom.compiled_step(X, loss, Adam(custom.parameters())) is None
+    dropout = nn.Sequential(nn.Dense(12, 8, seed=1), nn.Dropout(0.3, seed=2),
+                            nn.Dense(8, 5, seed=3))
+    assert dropout.compiled_step(X, loss, Adam(dropout.parameters())) is None
+    a, b, opt_a, opt_b = _pair("recipe", F32, "adam")
+    program = a.compiled_step(X, loss, opt_a)
+    assert program is not None and a.compiled_step(X, loss, opt_a) is program
+    assert program.run(X, y) == _eager(b, X, y, nn.CrossEntropyLoss(), opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    a._compile = False
+    assert a.compiled_step(X, loss, opt_a) is None
+    with pytest.raises(ValueError, match="zero_grad"):
+        b.compiled_step(X, loss, opt_b, zero_grad="nobody")
+
+
+def test_compiled_step_for_a_model_zero_grad_needs_the_optimizer_to_own_the_gradients():
+    # a loop that zeroes with model.zero_grad() may take only a program that zeroes nothing
+    # else: the optimizer holding exactly the model's trainable parameters
+    X, _, _ = _data(F64, "ce")
+    a, _, opt_a, _ = _pair("dense-relu", F64, "adam")
+    loss = nn.CrossEntropyLoss()
+    assert a.compiled_step(X, loss, opt_a, zero_grad="model") is not None
+    partial = Adam(list(a.parameters())[2:], lr=0.01)
+    assert a.compiled_step(X, loss, partial) is not None
+    assert a.compiled_step(X, loss, partial, zero_grad="model") is None
+
+
+RECORDS = {
+    "adam": (lambda p: Adam(p, lr=0.01, amsgrad=True, weight_decay=0.1), "AdamRun",
+             {"lr": 0.01, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.999,
+              "decoupled_weight_decay": False}),
+    "adamw": (lambda p: AdamW(p, lr=0.02), "AdamRun",
+              {"lr": 0.02, "weight_decay": 0.01, "decoupled_weight_decay": True}),
+    "sgd": (lambda p: SGD(p, lr=0.05, momentum=0.9, nesterov=True), "SGDRun",
+            {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    "adagrad": (lambda p: Adagrad(p, lr=0.05, lr_decay=0.1), "AdagradRun",
+                {"lr": 0.05, "lr_decay": 0.1}),
+    "rmsprop": (lambda p: RMSprop(p, lr=0.01, centered=True, momentum=0.5), "RMSpropRun",
+                {"lr": 0.01, "momentum": 0.5}),
+}
+
+
+@pytest.mark.parametrize("opt_name", sorted(RECORDS))
+def test_update_runs_describe_the_step_in_the_optimizers_words(opt_name):
+    # update_runs does one step's bookkeeping and names each run's slices and scalars; run on
+    # the backend, the records make the very update optimizer.step() makes
+    from pynn.backend import backend_for, update_runs
+
+    make, record, fields = RECORDS[opt_name]
+    a, b = NETS["dense-relu"](F64), NETS["dense-relu"](F64)
+    opt_a, opt_b = make(a.parameters()), make(b.parameters())
+    rng = np.random.default_rng(4)
+    for step in range(1, 4):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            pa.grad[...] = pb.grad[...] = rng.standard_normal(pa.shape)
+        answer = opt_a.update_runs()
+        assert answer.steps is None and len(answer.runs) == 1  # one group, one dtype
+        run = answer.runs[0]
+        assert type(run).__name__ == record and type(run) is getattr(update_runs, record)
+        assert run.param.size == sum(p.size for p in a.parameters())
+        for name, value in fields.items():
+            assert getattr(run, name) == value, name
+        if hasattr(run, "step"):
+            assert run.step == step
+        update_runs.run_update(run, backend_for("cython"))
+        opt_b.step()
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            np.testing.assert_array_equal(pa.data, pb.data)
+    assert opt_a.state_dict()["state"].keys() == opt_b.state_dict()["state"].keys()
+
+
+def test_update_runs_quick_path_moves_only_the_steps():
+    from pynn.backend._optim_steps import adam_loop_scalars
+
+    model = NETS["dense-relu"](F64)
+    opt = Adam(model.parameters(), lr=0.01)
+    first = opt.update_runs()
+    quick = opt.update_runs(first.version)
+    assert quick.runs is None and quick.steps == [2] and quick.version == first.version
+    run = first.runs[0]
+    assert run.loop_scalars() == dict(zip(
+        ("beta1", "beta2", "eps", "weight_decay", "l1", "decay", "step_size", "bc2_sqrt"),
+        adam_loop_scalars(1, 0.01, 0.9, 0.999, 1e-8, 0.0, 0.0, False)))
+    opt.param_groups[0]["lr"] = 0.5  # an edit: the whole bookkeeping again
+    again = opt.update_runs(first.version)
+    assert again.runs is not None and again.runs[0].step == 3 and again.runs[0].lr == 0.5
+    plain = SGD(model.parameters(), lr=0.1).update_runs().runs[0]
+    assert plain.loop_mode() == "plain" and plain.momentum_buffer is None
+    momentum = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    modes = [momentum.update_runs().runs[0].loop_mode() for _ in range(2)]
+    assert modes == ["first", "momentum"]
+
+
+@pytest.mark.parametrize("opt_name", ["adagrad", "rmsprop", "sgd", "adam"])
+def test_batchnorm_counts_one_way_on_every_path(opt_name):
+    # the layer's forward, a plan's and a compiled step's count batches through one counter,
+    # which follows a buffer replaced between steps
+    X, y, _ = _data(F32, "ce")
+    a, b, opt_a, opt_b = _pair("recipe", F32, opt_name)
+    b._compile = False
+    for step in range(4):
+        if step == 2:
+            for m in (a, b):
+                m[4].num_batches_tracked = np.array(10, np.int64)
+        _step_both(a, b, X, y, opt_a, opt_b)
+    assert int(a[1].num_batches_tracked) == 4 and int(a[4].num_batches_tracked) == 12
     _assert_same(a, b, opt_a, opt_b)

@@ -65,13 +65,16 @@ class OptimizerSteps:
         return param, grad, checked
 
     def sgd_step(self, param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
-                 weight_decay=0.0, l1=0.0, nesterov=False, first_step=False, _prechecked=False):
+                 weight_decay=0.0, l1=0.0, nesterov=False, first_step=False, _prechecked=False,
+                 _check_only=False):
         """SGD with momentum, in place: d = g + wd p + l1 sign(p);
         buf = d on the first step, else momentum buf + (1 - dampening) d;
         d = d + momentum buf (nesterov) or buf; p -= lr d. ``momentum_buffer`` None: plain SGD.
 
         ``_prechecked=True`` skips every check: for an optimizer passing the very arrays and
-        hyper-parameters a previous call of this method checked (the eager step stays cheap)."""
+        hyper-parameters a previous call of this method checked (the eager step stays cheap).
+        ``_check_only=True`` checks and runs nothing: for an optimizer describing the step to a
+        caller that runs the loop itself (pynn.backend.update_runs)."""
         if _prechecked:
             self._sgd_step(param, grad, momentum_buffer if momentum != 0 else None, lr, momentum,
                            dampening, weight_decay, l1, bool(nesterov), bool(first_step),
@@ -89,15 +92,17 @@ class OptimizerSteps:
         param, grad, (buf,) = self._optim_operands(
             param, grad, [("momentum_buffer", momentum_buffer if momentum != 0 else None)]
         )
+        if _check_only:
+            return param
         self._sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, l1,
                        bool(nesterov), bool(first_step), _threads.threads_for(param.size))
         return param
 
     def adagrad_step(self, param, grad, state_sum, *, step, lr, lr_decay=0.0, weight_decay=0.0,
-                     l1=0.0, eps=1e-10, _prechecked=False):
+                     l1=0.0, eps=1e-10, _prechecked=False, _check_only=False):
         """Adagrad, in place: d = g + wd p + l1 sign(p); sum += d^2;
         p -= lr / (1 + (step - 1) lr_decay) * d / (sqrt(sum) + eps). ``step`` counts from 1.
-        ``_prechecked``: as for ``sgd_step``."""
+        ``_prechecked``, ``_check_only``: as for ``sgd_step``."""
         if not _prechecked:
             step = check_int("step", step, 1, _MAX_STEP)
             lr = check_real("lr", lr, 0.0)
@@ -109,6 +114,8 @@ class OptimizerSteps:
                                                              [("state_sum", state_sum)])
             if state_sum is None:
                 raise TypeError("state_sum must be a numpy.ndarray, got None")
+        if _check_only:
+            return param
         clr = lr / (1.0 + (step - 1) * lr_decay)
         self._adagrad_step(param, grad, state_sum, clr, weight_decay, l1, eps,
                            _threads.threads_for(param.size))
@@ -116,11 +123,11 @@ class OptimizerSteps:
 
     def rmsprop_step(self, param, grad, square_avg, grad_avg=None, momentum_buffer=None, *, lr,
                      alpha=0.99, eps=1e-8, weight_decay=0.0, l1=0.0, momentum=0.0,
-                     _prechecked=False):
+                     _prechecked=False, _check_only=False):
         """RMSprop, in place: d = g + wd p + l1 sign(p); v = alpha v + (1 - alpha) d^2;
         centered (``grad_avg`` given): a = a + (1 - alpha)(d - a), avg = sqrt(v - a^2) + eps,
         else avg = sqrt(v) + eps; momentum > 0: buf = momentum buf + d / avg, p -= lr buf;
-        else p -= lr d / avg. ``_prechecked``: as for ``sgd_step``."""
+        else p -= lr d / avg. ``_prechecked``, ``_check_only``: as for ``sgd_step``."""
         if not _prechecked:
             lr = check_real("lr", lr, 0.0)
             alpha = check_real("alpha", alpha, 0.0)
@@ -139,6 +146,8 @@ class OptimizerSteps:
                 raise TypeError("square_avg must be a numpy.ndarray, got None")
         else:
             buf = momentum_buffer if momentum > 0 else None
+        if _check_only:
+            return param
         self._rmsprop_step(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay,
                            l1, momentum, _threads.threads_for(param.size))
         return param
@@ -146,14 +155,15 @@ class OptimizerSteps:
     def adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *, step, lr,
                   beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0,
                   decoupled_weight_decay=False, eps_before_correction=False,
-                  _prechecked=False):
+                  _prechecked=False, _check_only=False):
         """Adam / AdamW (torch's eps placement), in place. ``step`` t counts from 1:
         AdamW first decays p *= 1 - lr wd (and d = g), Adam uses d = g + wd p; then
         d += l1 sign(p); m = m + (1 - beta1)(d - m); v = beta2 v + (1 - beta2) d^2;
         vmax = max(vmax, v) if ``max_exp_avg_sq`` is given (amsgrad) else v;
         p -= lr / (1 - beta1^t) * m / (sqrt(vmax) / sqrt(1 - beta2^t) + eps).
         Bias corrections once per call, in double (``adam_loop_scalars``, which also says what
-        ``eps_before_correction`` does). ``_prechecked``: as for ``sgd_step``."""
+        ``eps_before_correction`` does). ``_prechecked``, ``_check_only``: as for
+        ``sgd_step``."""
         if not _prechecked:
             step = check_int("step", step, 1, _MAX_STEP)
             lr = check_real("lr", lr, 0.0)
@@ -169,6 +179,8 @@ class OptimizerSteps:
             )
             if exp_avg is None or exp_avg_sq is None:
                 raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
+        if _check_only:
+            return param
         self._adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
                         *adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1,
                                            decoupled_weight_decay, eps_before_correction),

@@ -1,7 +1,7 @@
 """What the kernels are told, beyond arrays: activation kinds as codes (mirrored in
 csrc/_act.pxd) with their parameters, which activations may be fused into the op before them,
-and dropout's counter-based random stream (its key and threshold), so both backends and the
-compiled programs derive them one way.
+the step kinds of plans and compiled training steps, and dropout's counter-based random stream
+(its key and threshold), so both backends and the compiled programs derive them one way.
 """
 import numpy as np
 
@@ -16,6 +16,24 @@ ACTIVATIONS = {
     "tanh": TANH,
     "step": STEP,
     "square": SQUARE,
+}
+
+# Step kinds: the one enumeration of what plans, inference programs and compiled training steps
+# are made of. The C side is csrc/_train_step.pxd's enum, under the same names;
+# pynn._kernels.train_step.step_kinds() must equal STEP_KINDS (tests/test_train_step.py).
+# op kinds: a plan's steps (a compiled training step runs the first three)
+OP_DENSE, OP_BN, OP_ACT, OP_SOFTMAX, OP_DROPOUT = range(5)
+# loss kinds of a compiled training step: softmax cross-entropy, squared error, BCE with logits
+LOSS_CE, LOSS_MSE, LOSS_BCE = range(3)
+# update kinds: the optimizer loops a compiled training step holds by address
+UPD_ADAM, UPD_SGD = range(2)
+# phases of one run of a compiled training step (a bit mask)
+FORWARD, BACKWARD, UPDATE = 1, 2, 4
+STEP_KINDS = {
+    "OP_DENSE": OP_DENSE, "OP_BN": OP_BN, "OP_ACT": OP_ACT, "OP_SOFTMAX": OP_SOFTMAX,
+    "OP_DROPOUT": OP_DROPOUT, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE, "LOSS_BCE": LOSS_BCE,
+    "UPD_ADAM": UPD_ADAM, "UPD_SGD": UPD_SGD, "FORWARD": FORWARD, "BACKWARD": BACKWARD,
+    "UPDATE": UPDATE,
 }
 
 MASK64 = (1 << 64) - 1

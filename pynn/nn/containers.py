@@ -1,7 +1,5 @@
 """Containers: ``Sequential`` (layers in order, with fusion as its execution detail) and
 ``ModuleList`` (modules held for a custom module's own forward)."""
-import functools
-
 import numpy as np
 
 from .activations import ELU, Activation, LeakyReLU, ReLU, fusable, is_plain_activation
@@ -10,6 +8,7 @@ from .dense import Dense
 from . import plan as _plan
 from .inference import InferencePlan
 from .module import Module, _check_batch_size, accepts_input_grad
+from .train_step import program_for
 
 # Activations after which a Dense with init=None gets He initialization (the ReLU family).
 _RELU_FAMILY = (ReLU, LeakyReLU, ELU)
@@ -51,8 +50,8 @@ class Sequential(Module):
     backend : "numpy", "cython" or None (follow ``pynn.set_backend``)
     """
 
-    #: (loss, optimizer, plan, compiled step) of the last train_step: a training loop calls
-    #: with the same three every step, so the next call checks just these (pynn.nn.train_step)
+    #: (loss, optimizer, plan, compiled step) of the last compiled_step: a training loop calls
+    #: with the same three every step, so the next call checks just these
     _last_train_step = None
 
     def __init__(self, *layers, backend=None):
@@ -212,10 +211,40 @@ class Sequential(Module):
     def train_step(self, X, y, loss, optimizer):
         """One training step, the loss value: ``Module.train_step``'s four lines, compiled
         into one call without the GIL when every layer, the loss and the optimizer are pynn's
-        (pynn.nn.train_step), bit-identical to them; else those lines run as written."""
+        (``compiled_step``), bit-identical to them; else those lines run as written."""
+        program = self.compiled_step(X, loss, optimizer)
+        if program is not None:
+            value = program.run(X, y)
+            if value is not None:
+                return value
+        return super().train_step(X, y, loss, optimizer)
+
+    def compiled_step(self, X, loss, optimizer, *, zero_grad="optimizer"):
+        """The compiled step (pynn.nn.train_step) of this container's plan for batches like
+        ``X`` with this loss and optimizer, or None (see ``Module.compiled_step``): built once,
+        then the last call's answer is checked first, as a training loop calls with the same
+        loss, optimizer and batch shape step after step."""
         if not self._compile:
-            return super().train_step(X, y, loss, optimizer)
-        return _train_step()(self, X, y, loss, optimizer)
+            return None
+        claim = getattr(optimizer, "claim_parameters", None)
+        if claim is not None:
+            # An optimizer re-packs its parameters when another packed them since its last
+            # step: let it happen now, before the plan checks where the parameters live.
+            claim()
+        last = self._last_train_step
+        if (last is not None and last[0] is loss and last[1] is optimizer
+                and type(X) is np.ndarray and last[2].fits(X) and last[3].fits(loss, optimizer)):
+            program = last[3]
+        else:
+            plan = self._compiled_for(X)
+            program = None if plan is None else program_for(plan, loss, optimizer)
+            self._last_train_step = None if program is None else (loss, optimizer, plan, program)
+        if zero_grad != "optimizer" and program is not None:
+            if zero_grad != "model":
+                raise ValueError(f"zero_grad must be 'optimizer' or 'model', got {zero_grad!r}")
+            if program.zero_first:
+                return None  # its zero_grad is the optimizer's, not the model's
+        return program
 
     def predict(self, X, batch_size=1024):
         """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
@@ -330,14 +359,6 @@ class ModuleList(Module):
     @property
     def layers(self):
         return list(self._modules.values())
-
-
-@functools.cache
-def _train_step():
-    # imported on first use: it needs the compiled kernels, which importing pynn does not
-    from .train_step import train_step
-
-    return train_step
 
 
 def _backward(layer, dY, input_grad):

@@ -8,15 +8,12 @@ import numpy as np
 
 from .. import _threads
 from ..backend._arrays import as_kernel_array
-from ..backend.codes import IDENTITY, activation_code
+from ..backend.codes import IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_SOFTMAX, activation_code
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
 from .standardizer import Standardizer
-
-# Ops of an inference program.
-_I_DENSE, _I_BN, _I_ACT, _I_SOFTMAX, _I_AFFINE = range(5)
 
 
 class InferencePlan:
@@ -75,7 +72,7 @@ class InferencePlan:
                 code, param, i = _epilogue(layers, i)
                 in_width = in_width or layer.in_features
                 width = layer.out_features
-                ops.append((_I_DENSE, layer.backend, np.ascontiguousarray(W, dtype),
+                ops.append((OP_DENSE, layer.backend, np.ascontiguousarray(W, dtype),
                             np.ascontiguousarray(b, dtype), code, param, width))
                 continue
             if pending is not None:
@@ -86,13 +83,13 @@ class InferencePlan:
                 code, param, i = _epilogue(layers, i + 1)
                 in_width = in_width or layer.num_features
                 width = layer.num_features
-                ops.append((_I_BN, layer.backend, layer, None, code, param, width))
+                ops.append((OP_BN, layer.backend, layer, None, code, param, width))
             elif is_plain_activation(layer):
                 code, param = activation_code(layer.activation, layer.param)
-                ops.append((_I_ACT, layer.backend, None, None, code, param, width))
+                ops.append((OP_ACT, layer.backend, None, None, code, param, width))
                 i += 1
             elif type(layer) is Softmax:
-                ops.append((_I_SOFTMAX, layer.backend, None, None, IDENTITY, 0.0, width))
+                ops.append((OP_SOFTMAX, layer.backend, None, None, IDENTITY, 0.0, width))
                 i += 1
             else:
                 return None
@@ -120,14 +117,14 @@ class InferencePlan:
             for j, (kind, be, W, b, code, param, width) in enumerate(self.ops):
                 Y = out[lo:hi] if j == last else \
                     buffers[j % 2][:(hi - lo) * width].reshape(hi - lo, width)
-                if kind == _I_DENSE:
+                if kind == OP_DENSE:
                     be._dense_forward(h, W, b, Y, code, param, dense_threads)
-                elif kind == _I_BN:
+                elif kind == OP_BN:
                     bn = W
                     be._batchnorm_forward_eval(
                         h, bn.weight._data, bn.bias._data, bn.running_mean, bn.running_var,
                         bn.eps, Y, code, param, _threads.threads_for(Y.size))
-                elif kind == _I_ACT:
+                elif kind == OP_ACT:
                     be._activation_forward(h.reshape(-1), Y.reshape(-1), code, param,
                                            _threads.threads_for(Y.size))
                 else:

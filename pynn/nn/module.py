@@ -275,13 +275,25 @@ class Module(StateDict):
     def train_step(self, X, y, loss, optimizer):
         """One training step, returning the loss value: the PyTorch-style loop's four lines
         (``optimizer.zero_grad()``; the loss of ``forward(X)`` against ``y``; ``backward`` with
-        no input gradient; ``optimizer.step()``). A ``Sequential`` of pynn's layers runs them
-        as one compiled call (pynn.nn.train_step) with the same results."""
+        no input gradient; ``optimizer.step()``). A module with a ``compiled_step`` (a
+        ``Sequential`` of pynn's layers) runs them as one compiled call with the same results;
+        these lines are the eager step every path falls back to."""
         optimizer.zero_grad()
         value = loss.forward(self.forward(X), y)
         self.backward(loss.backward(), input_grad=False)
         optimizer.step()
         return value
+
+    def compiled_step(self, X, loss, optimizer, *, zero_grad="optimizer"):
+        """A compiled program for one training step on batches like ``X`` with this loss and
+        optimizer: ``program.run(X, y)`` does ``train_step``'s work in one call and returns the
+        loss value, or None when that batch needs the eager lines. None here: only a module
+        that can compile itself (``Sequential``) has one.
+
+        ``zero_grad``: who zeroes the gradients in the eager lines the program stands for:
+        "optimizer" (``train_step``'s lines) or "model" (a loop calling ``model.zero_grad()``,
+        as ``Trainer`` does: only a program that zeroes just what that zeroes is returned)."""
+        return None
 
     def infer(self, X):
         """Eval-mode forward that changes nothing on the module (safe from several threads).

@@ -19,7 +19,8 @@ import numpy as np
 from .. import _threads
 from .. import backend as _backends
 from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
-from ..backend.codes import IDENTITY, activation_code, dropout_key, dropout_threshold
+from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_DROPOUT, OP_SOFTMAX,
+                             activation_code, dropout_key, dropout_threshold)
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
@@ -27,9 +28,6 @@ from .dropout import Dropout
 from ._layer_checks import check_input
 from .module import Module
 from .parameter import ParameterArena
-
-# Step kinds of a plan.
-_DENSE, _BN, _ACT, _SOFTMAX, _DROPOUT = range(5)
 
 
 class _Step:
@@ -56,21 +54,18 @@ def build(seq, X):
     if X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
         return None
     steps = []
-    for kind, layer, act in seq._steps():
-        if type(layer) is Dense:
-            steps.append(_with_act(_DENSE, layer, act))
-        elif type(layer) is BatchNorm:
-            steps.append(_with_act(_BN, layer, act))
-        elif is_plain_activation(layer):
-            steps.append(_Step(_ACT, layer, None, *activation_code(layer.activation, layer.param)))
-        elif type(layer) is Softmax:
-            steps.append(_Step(_SOFTMAX, layer, None, IDENTITY, 0.0))
-        elif type(layer) is Dropout:
-            steps.append(_Step(_DROPOUT, layer, None, IDENTITY, 0.0))
+    for _, layer, act in seq._steps():
+        # an activation whose derivative needs its input runs as a step of its own
+        fused = act if act is not None and fusable(act)[0] is not None else None
+        if act is None or fused is not None:
+            modules = [(layer, fused)]
         else:
-            return None
-        if act is not None and steps[-1].act is None:  # not fusable: the activation alone
-            steps.append(_Step(_ACT, act, None, *activation_code(act.activation, act.param)))
+            modules = [(layer, None), (act, None)]
+        for module, with_act in modules:
+            step = _step_for(module, with_act)
+            if step is None:
+                return None
+            steps.append(step)
     if not steps:
         return None
     try:
@@ -79,12 +74,21 @@ def build(seq, X):
         return None  # the eager path raises the layer's own error
 
 
-def _with_act(kind, layer, act):
-    if act is None:
-        return _Step(kind, layer, None, IDENTITY, 0.0)
-    name, param = fusable(act)
-    if name is None:
-        return _Step(kind, layer, None, IDENTITY, 0.0)
+def _step_for(layer, act):
+    """The step running ``layer`` (a Dense's or BatchNorm's activation layer ``act`` in its
+    epilogue), or None when the plan has no step for it."""
+    cls = type(layer)
+    if cls is Dense or cls is BatchNorm:
+        kind = OP_DENSE if cls is Dense else OP_BN
+        name, param = (None, None) if act is None else (act.activation, act.param)
+    elif is_plain_activation(layer):
+        kind, name, param = OP_ACT, layer.activation, layer.param
+    elif cls is Softmax:
+        kind, name, param = OP_SOFTMAX, None, None
+    elif cls is Dropout:
+        kind, name, param = OP_DROPOUT, None, None
+    else:
+        return None
     return _Step(kind, layer, act, *activation_code(name, param))
 
 
@@ -102,21 +106,21 @@ class Plan:
         n, width = shape
         for i, s in enumerate(steps):
             layer = s.layer
-            if s.kind == _DENSE:
+            if s.kind == OP_DENSE:
                 if layer.in_features != width or layer.dtype != self.dtype:
-                    raise _mismatch(layer, i, width, self.dtype)
+                    raise _Mismatch
                 width = layer.out_features
                 s.nt = self.n_threads
                 layer._auto_init = False  # weights in use: no container re-draws them now
-            elif s.kind == _BN:
+            elif s.kind == OP_BN:
                 if layer.num_features != width or layer.dtype != self.dtype:
-                    raise _mismatch(layer, i, width, self.dtype)
+                    raise _Mismatch
                 s.mean = np.empty(width, np.float64)
                 s.invstd = np.empty(width, np.float64)
                 s.nt = _threads.threads_for(n * width)
             else:
                 s.nt = _threads.threads_for(n * width)
-                if s.kind == _DROPOUT:
+                if s.kind == OP_DROPOUT:
                     s.mask = np.empty((n, width), np.uint8)
             s.Y = np.empty((n, width), self.dtype)
         self.out_width = width
@@ -124,16 +128,17 @@ class Plan:
         widths = [shape[1]] + [s.Y.shape[1] for s in steps[:-1]]
         for s, w in zip(steps, widths):
             s.dX = np.empty((n, w), self.dtype)
+        # (parameter, its data, its grad) of every parameter of the container, in its order
         self.params = [(p, p._data, p._grad) for p in seq.parameters()]
         self.generation = ParameterArena.generation
         self.act_params = []  # (activation layer, the parameter the plan runs it with)
         for s in steps:
-            act = s.act if s.act is not None else (s.layer if s.kind == _ACT else None)
+            act = s.act if s.act is not None else (s.layer if s.kind == OP_ACT else None)
             if act is not None and act.param is not None:
                 self.act_params.append((act, s.param))
         self.registry_version = Module.registry_version
         self.buffers = [(m, m.running_mean, m.running_var) for m in
-                        (s.layer for s in steps if s.kind == _BN)]
+                        (s.layer for s in steps if s.kind == OP_BN)]
         self.X = None
         # compiled training steps on this plan, by (loss, optimizer): pynn.nn.train_step
         self.train_steps = {}
@@ -185,30 +190,26 @@ class Plan:
         for s in self.steps:
             layer, be = s.layer, s.be
             kind = s.kind
-            if kind == _DENSE:
+            if kind == OP_DENSE:
                 b = s.b
                 be._dense_forward(X, s.w._data, None if b is None else b._data, s.Y,
                                   s.code, s.param, s.nt)
-            elif kind == _BN:
+            elif kind == OP_BN:
                 s.eval_ran = not layer.training
                 if layer.training:
                     if X.shape[0] < 2:
                         layer._train_apply(X)  # raises the layer's own error
-                    layer.num_batches_tracked += 1
-                    momentum = layer.momentum
-                    if momentum is None:
-                        momentum = 1.0 / float(layer.num_batches_tracked)
                     be._batchnorm_forward_train(
-                        X, s.w._data, s.b._data, layer.running_mean,
-                        layer.running_var, momentum, layer.eps, s.Y, s.mean, s.invstd, s.code,
-                        s.param, s.nt)
+                        X, s.w._data, s.b._data, layer.running_mean, layer.running_var,
+                        layer._counter().next_momentum(), layer.eps, s.Y, s.mean, s.invstd,
+                        s.code, s.param, s.nt)
                 else:
                     be._batchnorm_forward_eval(
                         X, s.w._data, s.b._data, layer.running_mean,
                         layer.running_var, layer.eps, s.Y, s.code, s.param, s.nt)
-            elif kind == _ACT:
+            elif kind == OP_ACT:
                 be._activation_forward(X.reshape(-1), s.Y.reshape(-1), s.code, s.param, s.nt)
-            elif kind == _SOFTMAX:
+            elif kind == OP_SOFTMAX:
                 be._softmax_forward(X, s.Y, s.nt)
             else:  # dropout
                 s.dropped = layer.training and layer.p > 0.0
@@ -233,7 +234,7 @@ class Plan:
             need = input_grad or i > 0
             dX = s.dX if need else None
             kind = s.kind
-            if kind == _DENSE:
+            if kind == OP_DENSE:
                 w, b = s.w, s.b
                 dW = w._grad if w._requires_grad else None
                 db = b._grad if b is not None and b._requires_grad else None
@@ -241,7 +242,7 @@ class Plan:
                     return None
                 be._dense_backward(dY, X, w._data, None if s.code == IDENTITY else s.Y, dW, db,
                                    dX, s.code, s.param, s.nt)
-            elif kind == _BN:
+            elif kind == OP_BN:
                 if s.eval_ran:  # rare: backward through running statistics, done in NumPy
                     dX = layer._grad(dY, X, s.Y, None, None, _act_name(s), s.param, need)
                 else:
@@ -254,10 +255,10 @@ class Plan:
                         bt._grad if bt._requires_grad else None, dX, s.code, s.param, s.nt)
             elif not need:
                 return None
-            elif kind == _ACT:
+            elif kind == OP_ACT:
                 be._activation_backward(dY.reshape(-1), X.reshape(-1), s.Y.reshape(-1),
                                         dX.reshape(-1), s.code, s.param, s.nt)
-            elif kind == _SOFTMAX:
+            elif kind == OP_SOFTMAX:
                 be._softmax_backward(dY, s.Y, dX, s.nt)
             elif s.dropped:
                 be._dropout_backward(dY.reshape(-1), s.mask.reshape(-1), 1.0 / (1.0 - layer.p),
@@ -280,8 +281,5 @@ def _act_name(step):
 
 
 class _Mismatch(Exception):
-    pass
-
-
-def _mismatch(layer, i, width, dtype):
-    return _Mismatch(f"layer {i} ({type(layer).__name__}) does not take width {width}, {dtype}")
+    """A layer does not take the width or dtype before it: no plan (the eager path then raises
+    the layer's own error)."""

@@ -70,7 +70,10 @@ class FlatLayout:
         self._runs_version = Parameter.freeze_version
         self._drop_slices()
 
-    def _check_arenas(self):
+    def claim_parameters(self):
+        """Re-pack the parameters into this optimizer's arenas if something else packed them
+        since its last look (every step and zero_grad look first). A caller that looks where
+        the parameters live before the step (a compiled training step) calls it first."""
         if self._arena_generation == ParameterArena.generation:
             return  # nothing was packed anywhere since the last look
         if not all(a.owns_all() for a in self._arenas.values()):
@@ -125,19 +128,29 @@ class FlatLayout:
                 None if k is None else self._buffer(dtype, k)[start:stop] for k in keys
             )
 
-    def _for_slices(self, gi, keys, kernel, **kwargs):
-        """Call ``kernel(*slices, **kwargs)`` for each trainable slice of group ``gi`` (see
-        ``_slices``).
+    def _for_slices(self, gi, keys, **hypers):
+        """One run of the optimizer's loop per trainable slice of group ``gi`` (see
+        ``_slices``): the backend's step named by ``run_type`` called with the slices and
+        ``hypers``, or inside ``update_runs`` a ``run_type`` record of them, not run.
 
         The slices are made once and kept until the layout changes (re-pack, freezing, a new
-        state buffer); the backend checks them on their first use only (``_prechecked``).
+        state buffer); the backend checks them on their first use only (``_prechecked``), also
+        when they are only described (``_check_only``).
         """
+        collected = self._collected
+        kernel = getattr(self.backend, self.run_type.kernel)
         cached = self._slice_cache.get((gi, keys))
         if cached is None:
-            slices = list(self._slices(gi, *keys))
-            for args in slices:
-                kernel(*args, **kwargs)
-            self._slice_cache[(gi, keys)] = slices
+            cached = list(self._slices(gi, *keys))
+            for args in cached:
+                kernel(*args, _check_only=collected is not None, **hypers)
+            self._slice_cache[(gi, keys)] = cached
+            if collected is None:
+                return
+        elif collected is None:
+            for args in cached:
+                kernel(*args, _prechecked=True, **hypers)
             return
+        make = self.run_type
         for args in cached:
-            kernel(*args, _prechecked=True, **kwargs)
+            collected.append(make(*args, **hypers))

@@ -1,4 +1,5 @@
 """Adagrad (torch's semantics)."""
+from ..backend.update_runs import AdagradRun
 from .optimizer import Optimizer, check_hyper
 
 
@@ -33,6 +34,7 @@ class Adagrad(Optimizer):
     """
 
     state_keys = ("sum",)
+    run_type = AdagradRun
 
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, l1=0.0, backend=None):
@@ -54,7 +56,7 @@ class Adagrad(Optimizer):
     def _step_group(self, gi, group, gstate):
         self._init_group_state(gi)
         self._for_slices(gi, ("sum",),
-            self.backend.adagrad_step, step=gstate["step"], lr=group["lr"],
+            step=gstate["step"], lr=group["lr"],
             lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], l1=group["l1"],
             eps=group["eps"],
         )

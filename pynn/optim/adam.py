@@ -1,4 +1,5 @@
 """Adam and AdamW (torch's semantics, eps where torch puts it)."""
+from ..backend.update_runs import AdamRun
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -40,7 +41,7 @@ class Adam(Optimizer):
     """
 
     state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _quick = True  # a compiled step may take _quick_step (it knows these loops)
+    run_type = AdamRun
     #: eps added to sqrt(v) before v's bias correction instead of after it (see
     #: ``adam_loop_scalars``); a subclass sets it (pynn.sklearn's, scikit-learn's placement)
     _eps_before_correction = False
@@ -75,7 +76,7 @@ class Adam(Optimizer):
             self._ensure_state(gi, max_key)
         beta1, beta2 = group["betas"]
         self._for_slices(gi, ("exp_avg", "exp_avg_sq", max_key),
-            self.backend.adam_step, step=gstate["step"], lr=group["lr"], beta1=beta1,
+            step=gstate["step"], lr=group["lr"], beta1=beta1,
             beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], l1=group["l1"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
             eps_before_correction=self._eps_before_correction,

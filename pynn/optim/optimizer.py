@@ -22,6 +22,7 @@ import numpy as np
 
 from .._checks import check_real
 from ..backend import backend_for
+from ..backend.update_runs import UpdateRuns
 from ..nn.parameter import Parameter, ParameterArena
 from ._layout import FlatLayout
 
@@ -53,8 +54,10 @@ class Optimizer(FlatLayout):
     state_keys = ()
     #: whether the per-parameter state holds a "step" entry (SGD's does not)
     has_step = True
-    #: set only inside ``_collect_step``: a compiled training step collecting the updates
-    _backend_override = None
+    #: the record of one run of the update loop (pynn.backend.update_runs; subclasses set it):
+    #: ``_step_group`` names its fields, ``_for_slices`` runs the backend's step of that name
+    #: or, inside ``update_runs``, makes the records
+    run_type = None
 
     def __init__(self, params, defaults, backend=None):
         self.defaults = dict(defaults)
@@ -81,10 +84,12 @@ class Optimizer(FlatLayout):
         self._slice_cache = {}  # (group index, state keys) -> flat slices, checked once
         # Moves whenever what a step's loop calls are made of changes: the slices above are
         # dropped (a re-pack, a parameter frozen, a state buffer made) or a group's
-        # hyper-parameters are checked again (edited). A compiled step that loaded the calls at
-        # one version may replay them while the version holds (``_quick_step``).
+        # hyper-parameters are checked again (edited). A compiled step that loaded the runs at
+        # one version may replay them while the version holds (``update_runs``).
         self._version = 0
         self._steady_version = None  # the version the last completed step left
+        self._collected = None  # inside ``update_runs``: the records of the step's runs
+        self._quick_answer = None  # update_runs' last quick answer, filled anew each time
         for group in params:
             self._add_group(group)
         self._pack()
@@ -102,15 +107,9 @@ class Optimizer(FlatLayout):
         """Update group ``gi`` (its step count already advanced, when ``has_step``)."""
         raise NotImplementedError
 
-    #: whether a compiled training step may take ``_quick_step`` (it knows the optimizer's
-    #: loops: Adam's and SGD's)
-    _quick = False
-
     # ------------------------------------------------------------------ public API
     @property
     def backend(self):
-        if self._backend_override is not None:
-            return self._backend_override
         return backend_for(self.backend_name)
 
     def add_param_group(self, param_group):
@@ -134,7 +133,7 @@ class Optimizer(FlatLayout):
     def _step_groups(self):
         """The update of every group (``step`` without the closure)."""
         self._steady_version = None
-        self._check_arenas()
+        self.claim_parameters()
         self._update_runs()
         for gi, group in enumerate(self.param_groups):
             if not self._unchanged(gi, group):
@@ -155,42 +154,44 @@ class Optimizer(FlatLayout):
         checked = self._checked_groups.get(gi)
         return checked is not None and checked[0] is group and checked[1] == group
 
-    def _quick_step(self, version):
-        """One step's bookkeeping when the last step left the optimizer at ``version`` (see
-        ``_version``), the one a compiled step loaded its update calls at, and no group was
-        edited since: each group's step count advanced, and per update call (one per trainable
-        slice of each group, in order, as ``_for_slices`` makes them) the step it takes. Its
-        arrays and hyper-parameters are those the calls were loaded with, its step-dependent
-        scalars follow from the step (first_step is False: that step made the buffers). None,
-        with nothing changed, when the step needs all of ``_step_groups`` (a re-pack, a
-        parameter frozen, a group edited, state to create, calls loaded at another version). A
-        compiled training step (pynn.nn.train_step) holds the update loops and takes only this
-        per step."""
-        if (not self._quick or version != self._steady_version or version != self._version
-                or self._arena_generation != ParameterArena.generation
-                or self._runs_version != Parameter.freeze_version):
-            return None
-        for gi, group in enumerate(self.param_groups):
-            if not self._unchanged(gi, group):
-                return None
-        steps = []
-        has_step = self.has_step
-        for gstate, runs in zip(self._group_state, self._runs):
-            if has_step:
-                gstate["step"] += 1
-            for _ in runs:
-                steps.append(gstate["step"])
-        return steps
+    def update_runs(self, loaded=None):
+        """One ``step``'s bookkeeping (step counts, state buffers, groups a schedule edited
+        checked again) with its update loops described instead of run: an ``UpdateRuns`` of
+        records (pynn.backend.update_runs), one per trainable slice of each group, in order,
+        for a caller that runs the loops itself (a compiled training step).
 
-    def _collect_step(self, collector):
-        """Do the bookkeeping of one ``step`` (counts, schedules' values, state buffers) with
-        the backend's loops replaced by ``collector``, a backend that records each loop call
-        instead of running it (pynn.nn.train_step runs them inside its compiled step)."""
-        self._backend_override = collector
+        ``loaded``: the ``version`` of an earlier answer whose runs the caller holds. When only
+        the step counts moved since (no re-pack, no parameter frozen, no group edited, no state
+        to create), the answer is the quick one: ``runs`` None and ``steps`` each run's step
+        count (its arrays and hyper-parameters are the loaded run's, and it is no first step:
+        that step made the buffers). A quick answer is reused by the next one: read it first."""
+        quick = (loaded is not None and loaded == self._steady_version == self._version
+                 and self._arena_generation == ParameterArena.generation
+                 and self._runs_version == Parameter.freeze_version)
+        if quick:
+            for gi, group in enumerate(self.param_groups):
+                if not self._unchanged(gi, group):
+                    quick = False
+                    break
+        if quick:
+            answer = self._quick_answer
+            if answer is None or answer.version != loaded:
+                answer = self._quick_answer = UpdateRuns(loaded, None, [])
+            steps = answer.steps
+            steps.clear()
+            has_step = self.has_step
+            for gstate, runs in zip(self._group_state, self._runs):
+                if has_step:
+                    gstate["step"] += 1
+                for _ in runs:
+                    steps.append(gstate["step"])
+            return answer
+        self._collected = runs = []
         try:
             self._step_groups()
         finally:
-            self._backend_override = None
+            self._collected = None
+        return UpdateRuns(self._steady_version, runs, None)
 
     def zero_grad(self, set_to_none=True):
         """Zero every parameter's gradient: one memset per arena.
@@ -198,7 +199,7 @@ class Optimizer(FlatLayout):
         ``set_to_none`` is accepted for torch compatibility; gradients here are always arrays,
         so they are set to zeros either way.
         """
-        self._check_arenas()
+        self.claim_parameters()
         for arena in self._arenas.values():
             arena.zero_grad()
 

@@ -1,4 +1,5 @@
 """RMSprop (torch's semantics)."""
+from ..backend.update_runs import RMSpropRun
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -43,6 +44,7 @@ class RMSprop(Optimizer):
     """
 
     state_keys = ("square_avg", "momentum_buffer", "grad_avg")
+    run_type = RMSpropRun
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, l1=0.0, backend=None):
@@ -67,6 +69,6 @@ class RMSprop(Optimizer):
             if key is not None:
                 self._ensure_state(gi, key)
         self._for_slices(gi, ("square_avg", centered_key, momentum_key),
-            self.backend.rmsprop_step, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+            lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
             weight_decay=group["weight_decay"], l1=group["l1"], momentum=group["momentum"],
         )

@@ -1,4 +1,5 @@
 """Stochastic gradient descent with momentum (torch's SGD)."""
+from ..backend.update_runs import SGDRun
 from .optimizer import Optimizer, check_flag, check_hyper
 
 
@@ -38,7 +39,7 @@ class SGD(Optimizer):
 
     state_keys = ("momentum_buffer",)
     has_step = False
-    _quick = True  # a compiled step may take _quick_step (it knows these loops)
+    run_type = SGDRun
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, l1=0.0, backend=None):
@@ -63,7 +64,7 @@ class SGD(Optimizer):
             self._ensure_state(gi, "momentum_buffer")
         key = "momentum_buffer" if momentum != 0 else None
         self._for_slices(gi, (key,),
-            self.backend.sgd_step, lr=group["lr"], momentum=momentum,
+            lr=group["lr"], momentum=momentum,
             dampening=group["dampening"], weight_decay=group["weight_decay"], l1=group["l1"],
             nesterov=group["nesterov"], first_step=first,
         )

@@ -28,7 +28,6 @@ from sklearn.utils.optimize import _check_optimize_result
 
 from .. import nn, optim
 from ..data import batch_bounds
-from ..nn.train_step import cached_program
 from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from ..train import restore, snapshot
 
@@ -199,7 +198,7 @@ class _Solvers:
                             # the shape: between them only this loop touches the model
                             if (program is None or program.n != n_rows
                                     or not Xi.flags.c_contiguous):
-                                program = cached_program(model, Xi, pynn_loss, opt)
+                                program = model.compiled_step(Xi, pynn_loss, opt)
                             step_value = None if program is None else program.run(Xi, ti)
                             if step_value is None:  # declined: the eager lines
                                 step_value = nn.Module.train_step(model, Xi, ti, pynn_loss, opt)

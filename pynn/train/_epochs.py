@@ -81,9 +81,7 @@ class _EpochLoop:
         self.metric_items = list(trainer.metrics.items())
         # clipping edits the gradients between backward and the update: such a fit runs the
         # eager lines
-        from ..nn.train_step import fit_step_finder  # needs the compiled kernels: at fit time
-
-        self.compiled = fit_step_finder(trainer.model) if not clip else (lambda *args: None)
+        self.compiled = not clip
 
     def epoch(self, epoch, batch_size, order):
         """One epoch's batches: its logs (loss and metrics), or None when it did not finish."""
@@ -127,7 +125,8 @@ class _EpochLoop:
         same lines in Python."""
         trainer, nan_cb = self.trainer, self.nan_cb
         model, loss_fn, opt = trainer.model, trainer.loss, trainer.optimizer
-        program = None if wb is not None else self.compiled(model, Xb, loss_fn, opt)
+        program = None if wb is not None or not self.compiled else model.compiled_step(
+            Xb, loss_fn, opt, zero_grad="model")
         value = None if program is None else program.run(Xb, yb, finite_only=nan_cb is not None)
         if value is not None:
             total.record(value, yb.shape[0])

@@ -1,4 +1,4 @@
-"""pynn._kernels.step: a whole training step of a Sequential in one call without the GIL.
+"""pynn._kernels.train_step: a whole training step of a Sequential in one call without the GIL.
 
 forward, loss, backward and the optimizer update run back to back over buffers the Python side
 (pynn.nn.train_step) allocated once, through the very loops the per-call kernels use (the .pxd
@@ -8,12 +8,15 @@ to the eager step. Python is entered once per step instead of ~10-30 times, and 
 validated or allocated per step but the caller's batch and labels (checked by the caller).
 
 Each op records raw addresses: the Python side owns the arrays and keeps them alive while the
-program exists, and re-checks before every run that none has moved.
+program exists, and re-checks before every run that none has moved. The builder's methods take
+keywords (``add_dense``, ``add_batchnorm``, ``add_activation``, ``set_loss``, ``add_update``,
+``set_adam``, ``set_sgd``); the kinds they name are ``step_kinds()``.
 """
 cimport numpy as cnp
 from libc.math cimport NAN, pow, sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport idx_t
@@ -24,22 +27,23 @@ from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scrat
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
                      pynn_blas_threads_init)
 from _losses cimport bce_core, mse_core, softmax_ce_core
-from _step cimport OP_BN, OP_DENSE, UPD_ADAM, Fusion, Loops, Op, Update, update_range
-from _step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
+from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
+                          OP_DENSE, OP_DROPOUT, OP_SOFTMAX, UPD_ADAM, UPD_SGD, UPDATE, Fusion,
+                          Loops, Op, Update, update_range)
+from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
 cnp.import_array()
 
-# Loss kinds, mirrored by pynn/nn/train_step.py (op and update kinds: _step.pxd).
-cdef enum:
-    LOSS_CE = 0
-    LOSS_MSE = 1
-    LOSS_BCE = 2
-    # phases of a run (a bit mask)
-    FORWARD = 1
-    BACKWARD = 2
-    UPDATE = 4
+
+def step_kinds():
+    """{name: value} of the step kinds as the program reads them (_train_step.pxd): what
+    pynn.backend.codes.STEP_KINDS must equal."""
+    return {"OP_DENSE": OP_DENSE, "OP_BN": OP_BN, "OP_ACT": OP_ACT, "OP_SOFTMAX": OP_SOFTMAX,
+            "OP_DROPOUT": OP_DROPOUT, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE,
+            "LOSS_BCE": LOSS_BCE, "UPD_ADAM": UPD_ADAM, "UPD_SGD": UPD_SGD, "FORWARD": FORWARD,
+            "BACKWARD": BACKWARD, "UPDATE": UPDATE}
 
 cdef class StepProgram:
     """The ops of one (model, loss, optimizer, input shape, dtype); see the module doc."""
@@ -76,28 +80,63 @@ cdef class StepProgram:
         free(self.upd)
         free(self.fused.rest)
 
-    def add_op(self, int kind, int act, double param, idx_t n, idx_t k, idx_t m, int nt,
-               int bnt, int n_acc, double eps, uintptr_t X, uintptr_t Y, uintptr_t dX,
-               uintptr_t W, uintptr_t b, uintptr_t dW, uintptr_t db, uintptr_t dz,
-               uintptr_t acc, uintptr_t fscratch, uintptr_t mean, uintptr_t invstd,
-               uintptr_t rm, uintptr_t rv):
+    cdef Op* _new_op(self, int kind, int act, double param, idx_t n, idx_t k, idx_t m,
+                     int nt, uintptr_t X, uintptr_t Y, uintptr_t dX) except NULL:
+        """The next op, its common fields set and the rest zero (NULL)."""
         if self.n_ops >= self.cap_ops:
             raise ValueError("more ops than the program was made for")
         cdef Op* o = &self.ops[self.n_ops]
-        o.kind, o.act, o.param, o.n, o.k, o.m = kind, act, param, n, k, m
-        o.nt, o.bnt, o.n_acc, o.eps = nt, bnt, n_acc, eps
+        memset(o, 0, sizeof(Op))
+        o.kind, o.act, o.param, o.n, o.k, o.m, o.nt = kind, act, param, n, k, m, nt
         o.X, o.Y, o.dX = <void*>X, <void*>Y, <void*>dX
-        o.W, o.b, o.dW, o.db = <void*>W, <void*>b, <void*>dW, <void*>db
-        o.dz, o.acc, o.fscratch = <void*>dz, <double*>acc, <double*>fscratch
-        o.mean, o.invstd, o.rm, o.rv = <double*>mean, <double*>invstd, <void*>rm, <void*>rv
         self.n_ops += 1
         self.planned = False
+        return o
 
-    def set_loss(self, int kind, uintptr_t G, idx_t n, idx_t k, int nt):
-        self.loss_kind, self.G, self.n_out, self.k_out, self.loss_nt = kind, <void*>G, n, k, nt
+    def add_dense(self, *, int act, double param, idx_t n, idx_t k, idx_t m, int n_threads,
+                  int backward_threads, int bias_rows, uintptr_t X, uintptr_t Y, uintptr_t dX,
+                  uintptr_t W, uintptr_t b, uintptr_t dW, uintptr_t db, uintptr_t dz,
+                  uintptr_t bias_sums):
+        """A Dense op: X (n x k; 0: the batch handed to run()) times W.T plus b, its activation
+        ``act`` in the epilogue, into Y (n x m). Backward into dW, db (0: frozen) and dX (0: no
+        input gradient) on ``backward_threads`` with ``bias_rows`` rows of bias partial sums
+        (``dense_backward_threads``) in ``bias_sums``; dz: the dZ scratch (0: no activation)."""
+        cdef Op* o = self._new_op(OP_DENSE, act, param, n, k, m, n_threads, X, Y, dX)
+        o.bnt, o.n_acc = backward_threads, bias_rows
+        o.W, o.b, o.dW, o.db, o.dz = <void*>W, <void*>b, <void*>dW, <void*>db, <void*>dz
+        o.acc = <double*>bias_sums
 
-    def add_update(self, int kind, idx_t size, int nt, uintptr_t p, uintptr_t g, uintptr_t s1,
-                   uintptr_t s2, uintptr_t s3):
+    def add_batchnorm(self, *, int act, double param, idx_t n, idx_t features, int n_threads,
+                      double eps, uintptr_t X, uintptr_t Y, uintptr_t dX, uintptr_t gamma,
+                      uintptr_t beta, uintptr_t dgamma, uintptr_t dbeta,
+                      uintptr_t backward_scratch, uintptr_t forward_scratch, uintptr_t mean,
+                      uintptr_t invstd, uintptr_t running_mean, uintptr_t running_var):
+        """A training-mode BatchNorm op over n rows of ``features``, its activation in the
+        epilogue; the batch statistics go to mean and invstd (float64), the running ones move
+        by run()'s momenta; the scratch sizes are ``batchnorm_scratch``'s."""
+        cdef Op* o = self._new_op(OP_BN, act, param, n, features, features, n_threads, X, Y,
+                                  dX)
+        o.eps = eps
+        o.W, o.b, o.dW, o.db = <void*>gamma, <void*>beta, <void*>dgamma, <void*>dbeta
+        o.acc, o.fscratch = <double*>backward_scratch, <double*>forward_scratch
+        o.mean, o.invstd = <double*>mean, <double*>invstd
+        o.rm, o.rv = <void*>running_mean, <void*>running_var
+
+    def add_activation(self, *, int act, double param, idx_t n, idx_t width, int n_threads,
+                       uintptr_t X, uintptr_t Y, uintptr_t dX):
+        """An activation alone, elementwise over n x width."""
+        self._new_op(OP_ACT, act, param, n, width, width, n_threads, X, Y, dX)
+
+    def set_loss(self, *, int kind, uintptr_t G, idx_t n, idx_t k, int n_threads):
+        """The loss (LOSS_*) of the last op's n x k output, its gradient into G."""
+        self.loss_kind, self.G, self.loss_nt = kind, <void*>G, n_threads
+        self.n_out, self.k_out = n, k
+
+    def add_update(self, *, int kind, idx_t size, int n_threads, uintptr_t param,
+                   uintptr_t grad, uintptr_t state1=0, uintptr_t state2=0, uintptr_t state3=0):
+        """An optimizer run over ``size`` elements: UPD_ADAM (states: exp_avg, exp_avg_sq,
+        max_exp_avg_sq or 0) or UPD_SGD (state1: the momentum buffer or 0); its scalars come
+        from set_adam() or set_sgd() before the next run."""
         cdef Update* grown
         if self.n_upd >= self.cap_upd:  # the optimizer's runs changed (a parameter was frozen)
             grown = <Update*>realloc(self.upd, 2 * self.cap_upd * sizeof(Update))
@@ -105,8 +144,9 @@ cdef class StepProgram:
                 raise MemoryError()
             self.upd, self.cap_upd = grown, 2 * self.cap_upd
         cdef Update* u = &self.upd[self.n_upd]
-        u.kind, u.size, u.nt = kind, size, nt
-        u.p, u.g, u.s1, u.s2, u.s3 = <void*>p, <void*>g, <void*>s1, <void*>s2, <void*>s3
+        u.kind, u.size, u.nt = kind, size, n_threads
+        u.p, u.g = <void*>param, <void*>grad
+        u.s1, u.s2, u.s3 = <void*>state1, <void*>state2, <void*>state3
         self.n_upd += 1
         self.tied_ok = False
 
@@ -134,27 +174,30 @@ cdef class StepProgram:
                                        sizeof(float) if self.is_float else sizeof(double),
                                        &self.fused) == 0
 
-    def set_update(self, int i, double a0, double a1, double a2, double a3, double a4,
-                   double a5, double a6, double a7, int mode, bint flag):
-        """Scalars of update i for the next run (Adam: beta1, beta2, eps, weight_decay, l1,
-        decay, step_size, bc2_sqrt; SGD: lr, momentum, dampening, weight_decay, l1 and the
-        mode and nesterov flag)."""
+    def set_adam(self, int i, *, double beta1, double beta2, double eps, double weight_decay,
+                 double l1, double decay, double step_size, double bc2_sqrt, double lr,
+                 double base_eps, bint eps_before_correction):
+        """Adam update i's loop scalars (``adam_loop_scalars``: beta1 .. bc2_sqrt, eps placed),
+        and what ``set_step`` derives the next steps' from: lr, the group's eps (``base_eps``)
+        and its placement."""
         cdef Update* u = &self.upd[i]
         u.a[0], u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7] = (
-            a0, a1, a2, a3, a4, a5, a6, a7)
-        u.mode, u.flag = mode, flag
+            beta1, beta2, eps, weight_decay, l1, decay, step_size, bc2_sqrt)
+        u.lr, u.eps, u.eps_before = lr, base_eps, eps_before_correction
 
-    def set_adam(self, int i, double lr, double eps, bint eps_before):
-        """Adam update i's learning rate, eps and eps placement (``adam_loop_scalars``), for
-        ``set_step``; its other scalars stay as set_update() left them."""
+    def set_sgd(self, int i, *, double lr, double momentum, double dampening,
+                double weight_decay, double l1, int mode, bint nesterov):
+        """SGD update i's loop scalars; ``mode``: the loop's variant (plain, first or momentum,
+        ``pynn._kernels.optim.update_loops``)."""
         cdef Update* u = &self.upd[i]
-        u.lr, u.eps, u.eps_before = lr, eps, eps_before
+        u.a[0], u.a[1], u.a[2], u.a[3], u.a[4] = lr, momentum, dampening, weight_decay, l1
+        u.mode, u.flag = mode, nesterov
 
     def set_step(self, int i, double t):
         """Adam update i at step t: the three scalars that move with the step, computed as
         ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in
         double, so the same bits): eps (placed before the correction), lr / (1 - beta1^t) and
-        sqrt(1 - beta2^t)."""
+        sqrt(1 - beta2^t); set_adam() gave the rest."""
         cdef Update* u = &self.upd[i]
         cdef double correction2 = 1.0 - pow(u.a[1], t)
         u.a[6] = u.lr / (1.0 - pow(u.a[0], t))

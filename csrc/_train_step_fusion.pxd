@@ -1,4 +1,4 @@
-# What a compiled training step (pynn._kernels.step) runs fused, and the fused regions.
+# What a compiled training step (pynn._kernels.train_step) runs fused, and the fused regions.
 #
 # A dense layer and the BatchNorm after it can share column tiles: a dense forward by columns
 # gives thread t all rows of columns c0..c1, which is all a BatchNorm column tile needs; a
@@ -20,8 +20,8 @@ from _act cimport IDENTITY
 from _batchnorm cimport _col_tile, bn_backward_cols, bn_forward_cols, bn_team
 from _dense cimport (dense_backward_tile, dense_dz_cols, dense_forward_by_cols,
                      dense_forward_cols, dense_team, dense_tile, pynn_blas_control)
-from _step cimport (MAX_TIED, OP_BN, OP_DENSE, Fusion, Loops, Op, Piece, Update,
-                    update_range)
+from _train_step cimport (MAX_TIED, OP_BN, OP_DENSE, Fusion, Loops, Op, Piece, Update,
+                          update_range)
 
 cdef enum:
     # Elements a thread's share of an update starts on a multiple of (from the piece's start):

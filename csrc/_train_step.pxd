@@ -1,15 +1,31 @@
-# The compiled training step's records (pynn._kernels.step): its ops, the optimizer's update
-# runs, what runs fused, and the update loop over a range of one run. Shared by step.pyx and
-# _step_fusion.pxd; the Python side (pynn/nn/train_step.py) mirrors the kinds.
+# The compiled training step's records (pynn._kernels.train_step): its ops, the optimizer's
+# update runs, what runs fused, and the update loop over a range of one run. Shared by
+# train_step.pyx and _train_step_fusion.pxd.
 from _types cimport floating, idx_t
 
+# The step kinds, the C side of pynn/backend/codes.py's (the same names and values;
+# train_step.step_kinds() hands these to Python and tests/test_train_step.py holds the two
+# equal).
 cdef enum:
-    # op kinds and update kinds
+    # op kinds: a plan's steps; a program runs the first three
     OP_DENSE = 0
     OP_BN = 1
     OP_ACT = 2
+    OP_SOFTMAX = 3
+    OP_DROPOUT = 4
+    # loss kinds
+    LOSS_CE = 0
+    LOSS_MSE = 1
+    LOSS_BCE = 2
+    # update kinds: the optimizer loops a program holds by address
     UPD_ADAM = 0
     UPD_SGD = 1
+    # phases of a run (a bit mask)
+    FORWARD = 1
+    BACKWARD = 2
+    UPDATE = 4
+
+cdef enum:
     # parameters whose update runs on their gradient's column tiles: a Dense's W and b and its
     # BatchNorm's gamma and beta
     MAX_TIED = 4
@@ -56,7 +72,7 @@ cdef struct Update:
     void* s1
     void* s2
     void* s3
-    double a[8]                # the loop's scalars, filled by set_update() before each run
+    double a[8]                # the loop's scalars, set by set_adam() / set_sgd() before a run
     double lr, eps             # Adam: what set_step() derives the step's scalars from
     bint eps_before
 
@@ -77,7 +93,7 @@ cdef struct Piece:
 
 
 cdef struct Fusion:
-    # What runs fused (_step_fusion.pxd). tail: the BatchNorm op whose backward runs in one
+    # What runs fused (_train_step_fusion.pxd). tail: the BatchNorm op whose backward runs in one
     # region with the dense op before it, which ends the backward (no dX), and so with the
     # update (-1: none); the updates tied to that region and the rest of the updates as pieces
     # (rest: n_rest of them, malloc'd), re-derived whenever the updates change.
