@@ -8,3 +8,6 @@ _contender_*.py on one case of _cases.py.
 """
 from .harness import (APPLIES, CASE_NAMES, CONTENDERS, DESCRIPTIONS, USES_PYNN,
                       child_environment, run)
+
+__all__ = ["APPLIES", "CASE_NAMES", "CONTENDERS", "DESCRIPTIONS", "USES_PYNN",
+           "child_environment", "run"]

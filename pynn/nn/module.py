@@ -13,6 +13,7 @@ import numpy as np
 
 from ..backend import backend_for
 from ._state_dict import StateDict
+from .eager_step import eager_step
 from .parameter import Parameter, ParameterArena, arenas_of
 
 
@@ -278,10 +279,7 @@ class Module(StateDict):
         no input gradient; ``optimizer.step()``). A module with a ``compiled_step`` (a
         ``Sequential`` of pynn's layers) runs them as one compiled call with the same results;
         these lines are the eager step every path falls back to."""
-        optimizer.zero_grad()
-        value = loss.forward(self.forward(X), y)
-        self.backward(loss.backward(), input_grad=False)
-        optimizer.step()
+        value, _ = eager_step(self, X, optimizer, lambda out: loss.forward(out, y), loss.backward)
         return value
 
     def compiled_step(self, X, loss, optimizer, *, zero_grad="optimizer"):

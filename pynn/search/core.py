@@ -12,7 +12,7 @@ from .._threads import get_num_threads, set_num_threads
 from ..data import LabelEncoder, Standardizer, as_array, split_indices
 from ..train.recipe import build_mlp, make_optimizer
 from .result import SearchResult
-from .space import KNOBS, check_grid, check_space, expand_grid, sample_space
+from .space import check_grid, check_space, expand_grid, sample_space
 
 TASKS = ("auto", "classification", "regression")
 STANDARDIZE = ("feature", "common", None)

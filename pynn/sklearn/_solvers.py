@@ -28,6 +28,7 @@ from sklearn.utils.optimize import _check_optimize_result
 
 from .. import nn, optim
 from ..data import batch_bounds
+from ..nn.eager_step import eager_step
 from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from ..train import restore, snapshot
 
@@ -135,23 +136,59 @@ class _Solvers:
         self._bind_weight_views()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        model, opt = self._model, self._optimizer
-        X_val = y_val = target_val = sw_val = None
-        if self.early_stopping:
-            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-            parts = [X, y, target] + ([sample_weight] if sample_weight is not None else [])
-            split = train_test_split(*parts, random_state=self._random_state,
-                                     test_size=self.validation_fraction, stratify=stratify)
-            X, X_val, y, y_val, target, target_val = split[:6]
-            if sample_weight is not None:
-                sample_weight, sw_val = split[6:]
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            y_val = self._validation_labels(y_val)
-
+        X, y, target, sample_weight, validation = self._validation_split(X, y, target,
+                                                                         sample_weight)
         n_samples = X.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
+        batches = self._batches(n_samples)
+        step = _BatchStep(self, sample_weight is None)
+        model = self._model
+        model.train()  # predict (validation scores) runs in eval mode regardless
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # what sklearn.utils.shuffle does (the same draws), without its checks
+                    sample_idx = sample_idx[self._random_state.permutation(n_samples)]
+                accumulated_loss = 0.0
+                step.new_epoch()
+                for block, Xb, tb, swb in _gathered_blocks(batches, sample_idx, self.shuffle,
+                                                           X, target, sample_weight):
+                    for batch in block:
+                        sw = None if swb is None else swb[batch]
+                        value = step(Xb[batch], tb[batch], sw, batch.stop - batch.start)
+                        accumulated_loss += value * (batch.stop - batch.start)
+                if self._end_epoch(accumulated_loss / n_samples, n_samples, validation,
+                                   incremental):
+                    break
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        finally:
+            model.eval()
+        if self.early_stopping:
+            restore(model, self._best_state)
+
+    def _validation_split(self, X, y, target, sample_weight):
+        """(X, y, target, sample_weight) to train on and the held-out
+        (X_val, y_val, target_val, sw_val), all None without early stopping."""
+        if not self.early_stopping:
+            return X, y, target, sample_weight, (None, None, None, None)
+        sw_val = None
+        stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+        parts = [X, y, target] + ([sample_weight] if sample_weight is not None else [])
+        split = train_test_split(*parts, random_state=self._random_state,
+                                 test_size=self.validation_fraction, stratify=stratify)
+        X, X_val, y, y_val, target, target_val = split[:6]
+        if sample_weight is not None:
+            sample_weight, sw_val = split[6:]
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        y_val = self._validation_labels(y_val)
+        return X, y, target, sample_weight, (X_val, y_val, target_val, sw_val)
+
+    def _batches(self, n_samples):
+        """The epoch's batches as slices, in order (scikit-learn's batch_size rules)."""
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
@@ -162,90 +199,38 @@ class _Solvers:
         if self.batch_norm:
             # BatchNorm cannot normalize a single sample: pynn merges a trailing one-sample
             # batch into the one before
-            batches = [slice(lo, hi) for lo, hi in batch_bounds(n_samples, batch_size)]
-        else:
-            batches = list(gen_batches(n_samples, batch_size))
+            return [slice(lo, hi) for lo, hi in batch_bounds(n_samples, batch_size)]
+        return list(gen_batches(n_samples, batch_size))
 
-        params = list(model.parameters())
-        clip_norm, clip_value = self.clip_grad_norm, self.clip_grad_value
-        # pynn's compiled step (zero_grad, forward, loss, backward, update in one C call, the
-        # same numbers) whenever the batch needs nothing between those: no sample weights, no
-        # clipping, a loss pynn's kernels compute unscaled (classification with one output
-        # column or with softmax); else the same lines in Python.
-        compiled = (isinstance(model, nn.Sequential) and sample_weight is None
-                    and clip_norm is None and clip_value is None and self._loss.unscaled)
-        pynn_loss = self._loss.pynn_loss
-        model.train()  # predict (validation scores) runs in eval mode regardless
-        try:
-            self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                if self.shuffle:
-                    # what sklearn.utils.shuffle does (the same draws), without its checks
-                    sample_idx = sample_idx[self._random_state.permutation(n_samples)]
-                accumulated_loss = 0.0
-                program = None  # looked up again each epoch: scoring and schedules ran
-                for block, Xb, tb, swb in _gathered_blocks(batches, sample_idx, self.shuffle,
-                                                           X, target, sample_weight):
-                    for batch in block:
-                        Xi, ti = Xb[batch], tb[batch]
-                        sw = None if swb is None else swb[batch]
-                        n_rows = batch.stop - batch.start
-                        weight_sum = n_rows if sw is None else float(sw.sum())
-                        self._set_weight_decay(weight_sum)
-                        value = self._penalty(weight_sum)
-                        if compiled:
-                            # the step compiled for this batch shape serves every batch of
-                            # the shape: between them only this loop touches the model
-                            if (program is None or program.n != n_rows
-                                    or not Xi.flags.c_contiguous):
-                                program = model.compiled_step(Xi, pynn_loss, opt)
-                            step_value = None if program is None else program.run(Xi, ti)
-                            if step_value is None:  # declined: the eager lines
-                                step_value = nn.Module.train_step(model, Xi, ti, pynn_loss, opt)
-                            value += float(step_value)
-                        else:
-                            model.zero_grad()
-                            data_loss, grad = self._loss(model.forward(Xi), ti, sw)
-                            model.backward(grad, input_grad=False)
-                            if clip_norm is not None:
-                                clip_grad_norm_(params, clip_norm)
-                            if clip_value is not None:
-                                clip_grad_value_(params, clip_value)
-                            opt.step()
-                            value += data_loss
-                        accumulated_loss += value * n_rows
-                self.n_iter_ += 1
-                self.loss_ = accumulated_loss / n_samples
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(X_val, y_val, target_val, sw_val)
-                self._end_epoch_lr()
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if self.early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self._trigger_stopping(msg):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                        "optimization hasn't converged yet." % self.max_iter,
-                        ConvergenceWarning,
-                    )
-        except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
-        finally:
-            model.eval()
-        if self.early_stopping:
-            restore(model, self._best_state)
+    def _end_epoch(self, loss, n_samples, validation, incremental):
+        """Record the epoch's loss, score it, step the schedule: True when training stops."""
+        self.n_iter_ += 1
+        self.loss_ = loss
+        self.t_ += n_samples
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+        self._update_no_improvement_count(*validation)
+        self._end_epoch_lr()
+        if self._no_improvement_count > self.n_iter_no_change:
+            if self.early_stopping:
+                msg = ("Validation score did not improve more than tol=%f for %d "
+                       "consecutive epochs." % (self.tol, self.n_iter_no_change))
+            else:
+                msg = ("Training loss did not improve more than tol=%f for %d "
+                       "consecutive epochs." % (self.tol, self.n_iter_no_change))
+            if self._trigger_stopping(msg):
+                return True
+            self._no_improvement_count = 0
+        if incremental:
+            return True
+        if self.n_iter_ == self.max_iter:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                "optimization hasn't converged yet." % self.max_iter,
+                ConvergenceWarning,
+            )
+        return False
 
     def _end_epoch_lr(self):
         """scikit-learn's per-epoch rate for 'invscaling' (t_ counts samples), then a
@@ -345,3 +330,59 @@ class _Solvers:
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = float(result.fun)
         arena.data[...] = result.x
+
+
+class _BatchStep:
+    """One mini-batch's step with scikit-learn's per-batch L2 term: its value (data loss plus
+    the penalty), the model and optimizer updated.
+
+    pynn's compiled step (zero_grad, forward, loss, backward, update in one C call, the same
+    numbers) whenever the batch needs nothing between those: no sample weights, no clipping, a
+    loss pynn's kernels compute unscaled (classification with one output column or with
+    softmax); else the eager lines (pynn.nn.eager_step) with the estimator's loss."""
+
+    def __init__(self, est, unweighted):
+        self.est = est
+        self.model, self.opt = est._model, est._optimizer
+        self.params = list(self.model.parameters())
+        self.clip_norm, self.clip_value = est.clip_grad_norm, est.clip_grad_value
+        self.compiled = (isinstance(self.model, nn.Sequential) and unweighted
+                         and self.clip_norm is None and self.clip_value is None
+                         and est._loss.unscaled)
+        self.pynn_loss = est._loss.pynn_loss
+        self.program = None
+
+    def new_epoch(self):
+        self.program = None  # looked up again each epoch: scoring and schedules ran
+
+    def __call__(self, Xi, ti, sw, n_rows):
+        est = self.est
+        weight_sum = n_rows if sw is None else float(sw.sum())
+        est._set_weight_decay(weight_sum)
+        value = est._penalty(weight_sum)
+        if self.compiled:
+            # the step compiled for this batch shape serves every batch of the shape: between
+            # them only this loop touches the model
+            program = self.program
+            if program is None or program.n != n_rows or not Xi.flags.c_contiguous:
+                program = self.program = self.model.compiled_step(Xi, self.pynn_loss, self.opt)
+            step_value = None if program is None else program.run(Xi, ti)
+            if step_value is None:  # declined: the eager lines
+                step_value = nn.Module.train_step(self.model, Xi, ti, self.pynn_loss, self.opt)
+            return value + float(step_value)
+        grads = []
+
+        def data_loss(out):
+            loss, grad = est._loss(out, ti, sw)
+            grads.append(grad)
+            return loss
+
+        loss, _ = eager_step(self.model, Xi, self.opt, data_loss, grads.pop, zero_grad="model",
+                             clip=self._clip)
+        return value + loss
+
+    def _clip(self, model):
+        if self.clip_norm is not None:
+            clip_grad_norm_(self.params, self.clip_norm)
+        if self.clip_value is not None:
+            clip_grad_value_(self.params, self.clip_value)

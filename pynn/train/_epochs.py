@@ -4,6 +4,7 @@ and the epoch's record. Everything but the step hangs off batch and epoch bounda
 import math
 import time
 
+from ..nn.eager_step import eager_step
 from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from .._checks import check_real
 from ._metrics import LossTotal
@@ -134,14 +135,10 @@ class _EpochLoop:
                 nan_cb.terminate(epoch, b, value)  # the update was skipped
                 raise _Stop
             return program.output()
-        model.zero_grad()
-        out = model.forward(Xb)
-        value = total.add(out, yb, wb)
+        value, out = eager_step(model, Xb, opt, lambda out: total.add(out, yb, wb),
+                                loss_fn.backward, zero_grad="model",
+                                finite_only=nan_cb is not None, clip=self.clip or None)
         if not math.isfinite(value) and nan_cb is not None:
-            nan_cb.terminate(epoch, b, value)
+            nan_cb.terminate(epoch, b, value)  # before the backward: nothing was updated
             raise _Stop
-        model.backward(loss_fn.backward(), input_grad=False)  # no dX for the data
-        if self.clip:
-            self.clip(model)
-        opt.step()
         return out
