@@ -19,19 +19,19 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# One row per compiled module: pynn._kernels.<name> is built from csrc/<name>.pyx.
-KERNEL_MODULES = [
-    "activations",
-    "dense",
-    "losses",
-    "batchnorm",
-    "dropout",
-    "optim",
-    "step",
-    "membench",
-    "checks",
-    "_info",
-]
+# One row per compiled module: pynn._kernels.<name> is built from csrc/<name>.pyx. True where
+# the module cimports numpy: only those get numpy's headers (include path and API macro).
+KERNEL_MODULES = {
+    "activations": False,
+    "dense": False,
+    "losses": False,
+    "batchnorm": False,
+    "dropout": False,
+    "optim": False,
+    "step": True,  # reads array data pointers through numpy's C API
+    "checks": False,
+    "_info": False,
+}
 
 DEBUG = os.environ.get("PYNN_CYTHON_DEBUG") == "1"
 FAIL_NO_OPENMP = os.environ.get("PYNN_FAIL_NO_OPENMP") == "1"
@@ -79,6 +79,13 @@ def _openmp_flags(compiler):
 
 
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        # The extensions are independent: compile them side by side, one per CPU, unless the
+        # user chose (-j N / --parallel N; -j 1 builds one at a time).
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         flags = _openmp_flags(self.compiler)
         if flags is None:
@@ -95,28 +102,33 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_compile_args = opt + cflags + ext.extra_compile_args
             ext.extra_link_args = lflags + ext.extra_link_args
-            ext.define_macros = ext.define_macros + [("PYNN_OPENMP", "1" if flags else "0")]
         super().build_extensions()
 
 
 # Cython only tracks headers named in `cdef extern from "..."`, not ones #included by other C
-# (_simd_clone.h, from _optim_simd.h and _act.pxd's C block): list them all, so editing one
+# (_simd_clone.h, from _optim.h, _batchnorm.h and _activations.h): list them all, so editing one
 # recompiles the modules instead of leaving stale objects.
 HEADERS = sorted(glob.glob("csrc/*.h"))
 
-extensions = [
-    # numpy's headers: pynn._kernels.step reads array data pointers through numpy's C API
-    Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"], depends=HEADERS,
-              include_dirs=[numpy.get_include()],
-              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
-    for name in KERNEL_MODULES
-]
+
+def _extension(name, uses_numpy):
+    numpy_args = {}
+    if uses_numpy:
+        numpy_args = dict(include_dirs=[numpy.get_include()],
+                          define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    return Extension(f"pynn._kernels.{name}", [f"csrc/{name}.pyx"], depends=HEADERS,
+                     **numpy_args)
+
+
+extensions = [_extension(name, uses_numpy) for name, uses_numpy in KERNEL_MODULES.items()]
 
 setup(
     ext_modules=cythonize(
         extensions,
         include_path=["csrc"],
         language_level=3,
+        # one Cython process per CPU (step.pyx alone takes a third of the total)
+        nthreads=os.cpu_count() or 1,
         compiler_directives={
             "boundscheck": DEBUG,
             "wraparound": DEBUG,

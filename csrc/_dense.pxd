@@ -14,8 +14,8 @@ from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY, act_backward_span, act_forward_span
-from _act_threads cimport act_forward_threads
+from _activations cimport IDENTITY, act_backward_span, act_forward_span
+from _activations_threads cimport act_forward_threads
 from _blas cimport gemm_rm
 
 

@@ -10,7 +10,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, fabs
 
 from _types cimport floating, idx_t
-from _act cimport pynn_softmax_ce_rows_f
+from _activations cimport pynn_softmax_ce_rows_f
 
 
 cdef inline double _mse_term(const floating* yp, const floating* tp, const double* wp,

@@ -9,7 +9,7 @@ from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY
+from _activations cimport IDENTITY
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
                      pynn_blas_control, pynn_blas_threads_init)
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)

@@ -1,7 +1,7 @@
 # distutils: extra_compile_args = -fno-math-errno -ffp-contract=off
 # (-fno-math-errno: nothing reads errno, and without it GCC keeps a scalar sqrt + errno branch in
 # every loop, which blocks vectorizing the Adam/RMSprop/Adagrad denominators.
-# -ffp-contract=off: no fused multiply-add, so every CPU clone of the loops in _optim_simd.h
+# -ffp-contract=off: no fused multiply-add, so every CPU clone of the loops in _optim.h
 # rounds exactly like the baseline build and the NumPy reference's order of operations.)
 """pynn._kernels.optim: fused one-pass optimizer updates over flat parameter buffers.
 
@@ -19,7 +19,7 @@ scalar and vector forms round alike anyway): results are bit-identical for 1 and
 walks the same chunks in a plain loop: a parallel region of one thread still pays libgomp's
 barrier wake-ups (two futex calls, ~0.6 us), more than a small model's whole update.
 
-The per-chunk loops are C, in _optim_simd.h (cloned for AVX-512/AVX2 and dispatched by CPU
+The per-chunk loops are C, in _optim.h (cloned for AVX-512/AVX2 and dispatched by CPU
 feature at load time, one unswitched loop per flag combination); see that file for why.
 """
 from cython.parallel cimport prange
@@ -27,7 +27,7 @@ from cython.parallel cimport prange
 from _types cimport floating, idx_t
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
-cdef extern from "_optim_simd.h" nogil:
+cdef extern from "_optim.h" nogil:
     # One chunk of n elements; the flags select an unswitched loop (see the header).
     enum:
         PYNN_SGD_PLAIN

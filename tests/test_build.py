@@ -51,9 +51,17 @@ def test_target_clones_is_spelled_only_in_the_glibc_guarded_header():
 def test_every_clone_user_includes_the_guard_header():
     users = [os.path.basename(p) for p in _sources()
              if "PYNN_TARGET_CLONES" in _code(p) and not p.endswith(GUARD_HEADER)]
-    assert sorted(users) == ["_act.pxd", "_bn_simd.h", "_optim_simd.h"]
+    assert sorted(users) == ["_activations.h", "_batchnorm.h", "_optim.h"]
     for name in users:
         assert f'#include "{GUARD_HEADER}"' in _code(os.path.join(CSRC, name)), name
+
+
+def test_c_lives_in_headers_not_in_cython_strings():
+    # `cdef extern from *` with a string of C hides the C from C tools and from setup.py's
+    # header dependencies: C goes in a csrc/*.h named in `cdef extern from "..."` instead.
+    inline = [os.path.basename(p) for p in _sources() if not p.endswith(".h")
+              and re.search(r"cdef extern from \*", _code(p))]
+    assert inline == []
 
 
 def test_the_sdist_ships_every_header():
