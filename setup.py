@@ -21,17 +21,27 @@ from setuptools.command.build_ext import build_ext
 
 # One row per compiled module: pynn._kernels.<name> is built from csrc/<name>.pyx. True where
 # the module cimports numpy: only those get numpy's headers (include path and API macro).
+# Longest compile first, so the parallel build does not end waiting on one big module.
 KERNEL_MODULES = {
-    "activations": False,
-    "dense": False,
-    "losses": False,
-    "batchnorm": False,
-    "dropout": False,
     "optim": False,
+    "batchnorm": False,
     "step": True,  # reads array data pointers through numpy's C API
+    "dense": False,
+    "activations": False,
+    "losses": False,
+    "dropout": False,
     "checks": False,
     "_info": False,
 }
+
+
+def _cpu_count():
+    """CPUs this process may run on (its affinity mask where the OS has one: a container's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
 
 DEBUG = os.environ.get("PYNN_CYTHON_DEBUG") == "1"
 FAIL_NO_OPENMP = os.environ.get("PYNN_FAIL_NO_OPENMP") == "1"
@@ -84,7 +94,7 @@ class BuildExt(build_ext):
         # The extensions are independent: compile them side by side, one per CPU, unless the
         # user chose (-j N / --parallel N; -j 1 builds one at a time).
         if not self.parallel:
-            self.parallel = os.cpu_count() or 1
+            self.parallel = _cpu_count()
 
     def build_extensions(self):
         flags = _openmp_flags(self.compiler)
@@ -127,8 +137,8 @@ setup(
         extensions,
         include_path=["csrc"],
         language_level=3,
-        # one Cython process per CPU (step.pyx alone takes a third of the total)
-        nthreads=os.cpu_count() or 1,
+        # one Cython process per CPU
+        nthreads=_cpu_count(),
         compiler_directives={
             "boundscheck": DEBUG,
             "wraparound": DEBUG,
