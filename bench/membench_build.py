@@ -2,8 +2,8 @@
 
 The loop is benchmark-only, so it is not one of pynn's compiled modules and stays out of the
 wheel. It is built here like the kernels (setup.py): Cython with the same directives, -O3 and
-OpenMP, csrc/ on the include paths for _types.pxd, _omp.pxd and _omp.h. Needs Cython, setuptools and a C
-compiler with OpenMP (``pip install ".[bench]"`` brings the first two).
+OpenMP, csrc/ on the include paths for _types.pxd, _omp.pxd and _omp.h. Needs Cython,
+setuptools and a C compiler with OpenMP (``pip install ".[bench]"`` brings the first two).
 """
 import importlib.util
 import os

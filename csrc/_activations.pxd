@@ -170,7 +170,7 @@ cdef inline void act_backward_span(int kind, floating p, const floating* dy, con
     The multiply is kept even where the factor is 0 or 1 so NaN/inf in dy propagate like NumPy.
     """
     cdef idx_t i
-    # Loops with arithmetic in one arm of a select live in C (see PYNN_SELECT_SPANS in _activations.h).
+    # Loops with arithmetic in one arm of a select live in C (_activations.h's PYNN_SELECT_SPANS).
     if kind == RELU:
         if floating is float:
             pynn_relu_backward_span_f(dy, y, dx, n)
