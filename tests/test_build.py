@@ -64,6 +64,26 @@ def test_c_lives_in_headers_not_in_cython_strings():
     assert inline == []
 
 
+def _kernel_modules():
+    """setup.py's KERNEL_MODULES table (name -> cimports numpy), read without running setup()."""
+    import ast
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "KERNEL_MODULES":
+            return ast.literal_eval(node.value)
+    raise AssertionError("setup.py has no KERNEL_MODULES table")
+
+
+def test_every_pyx_is_built_and_only_numpy_users_get_numpy_headers():
+    table = _kernel_modules()
+    pyx = {os.path.basename(p)[:-4] for p in glob.glob(os.path.join(CSRC, "*.pyx"))}
+    assert set(table) == pyx
+    for name, uses_numpy in table.items():
+        code = _code(os.path.join(CSRC, f"{name}.pyx"))
+        assert bool(re.search(r"^\s*cimport numpy\b", code, re.M)) == uses_numpy, name
+
+
 def test_the_sdist_ships_every_header():
     patterns = [line.split()[2:] for line in open(os.path.join(ROOT, "MANIFEST.in"))
                 if line.startswith("recursive-include csrc ")]
