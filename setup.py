@@ -21,11 +21,12 @@ from setuptools.command.build_ext import build_ext
 
 # One row per compiled module: pynn._kernels.<name> is built from csrc/<name>.pyx. True where
 # the module cimports numpy: only those get numpy's headers (include path and API macro).
-# Longest compile first, so the parallel build does not end waiting on one big module.
+# Longest compile first (seconds on one core: step 13, batchnorm 7.6, optim 7.1, dense 6.3,
+# activations 5.5, the rest under 4), so the parallel build does not end on one big module.
 KERNEL_MODULES = {
-    "optim": False,
-    "batchnorm": False,
     "step": True,  # reads array data pointers through numpy's C API
+    "batchnorm": False,
+    "optim": False,
     "dense": False,
     "activations": False,
     "losses": False,
@@ -135,10 +136,10 @@ def _extension(name, uses_numpy):
                      **numpy_args)
 
 
-extensions = [_extension(name, uses_numpy) for name, uses_numpy in KERNEL_MODULES.items()]
-# its C is written by cythonize (below), not from a .pyx
-extensions.append(Extension(CYTHON_SHARED_MODULE,
-                            [CYTHON_SHARED_MODULE.replace(".", "/") + ".c"]))
+# The shared module's C is written by cythonize (below), not from a .pyx. It goes first: its
+# 8 s compile is the second longest, so it runs beside step.pyx's.
+extensions = [Extension(CYTHON_SHARED_MODULE, [CYTHON_SHARED_MODULE.replace(".", "/") + ".c"])]
+extensions += [_extension(name, uses_numpy) for name, uses_numpy in KERNEL_MODULES.items()]
 
 setup(
     ext_modules=cythonize(
