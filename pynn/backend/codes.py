@@ -1,7 +1,7 @@
 """What the kernels are told, beyond arrays: activation kinds as codes (mirrored in
-csrc/_activations.pxd) with their parameters, which activations may be fused into the op before them,
-and dropout's counter-based random stream (its key and threshold), so both backends and the
-compiled programs derive them one way.
+csrc/_activations.pxd) with their parameters, which activations may be fused into the op before
+them, and dropout's counter-based random stream (its key and threshold), so both backends and
+the compiled programs derive them one way.
 """
 import numpy as np
 
