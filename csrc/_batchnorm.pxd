@@ -1,14 +1,14 @@
 # Batch normalization's loops, shared by pynn._kernels.batchnorm (one kernel per call) and
-# pynn._kernels.step (a whole training step in one call): one copy, so the two give
+# pynn._kernels.train_step (a whole training step in one call): one copy, so the two give
 # bit-identical results. How the statistics are blocked, and why: batchnorm.pyx's docstring.
 # Arguments arrive checked and non-empty; scratch comes from the caller (sizes below).
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY, act_backward_span, act_forward_span
+from _activations cimport IDENTITY, act_backward_span, act_forward_span
 
-cdef extern from "_bn_simd.h" nogil:
+cdef extern from "_batchnorm.h" nogil:
     # `rows` rows of `w` columns, rows `ld` elements apart; cloned per CPU feature, see there.
     void pynn_bn_colsum_f(const float* x, idx_t rows, idx_t w, idx_t ld, double* acc) noexcept
     void pynn_bn_colsum_d(const double* x, idx_t rows, idx_t w, idx_t ld, double* acc) noexcept

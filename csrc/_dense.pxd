@@ -1,6 +1,7 @@
 # The fully-connected layer's loops, shared by pynn._kernels.dense (one kernel per call) and
-# pynn._kernels.step (a whole training step in one call): one copy of the tiling and epilogues,
-# so the two give bit-identical results. Arguments arrive checked; scratch comes from the caller.
+# pynn._kernels.train_step (a whole training step in one call): one copy of the tiling and
+# epilogues, so the two give bit-identical results. Arguments arrive checked; scratch comes from
+# the caller.
 #
 # One thread pool. With n_threads > 1 and a product big enough to share, the work is split into
 # one tile per thread of pynn's OpenMP team (rows of Y and dX, rows of dW), and each thread calls
@@ -14,8 +15,8 @@ from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY, act_backward_span, act_forward_span
-from _act_threads cimport act_forward_threads
+from _activations cimport IDENTITY, act_backward_span, act_forward_span
+from _activations_threads cimport act_forward_threads
 from _blas cimport gemm_rm
 
 
@@ -151,7 +152,7 @@ cdef inline void dense_dz_cols(int kind, floating p, const floating* dy, const f
     """Columns c0..c1 of dZ = dY act'(Y) (unless dz is NULL: identity) and of the n_acc rows of
     bias partial sums (unless acc is NULL), each over the rows of one row tile, exactly as the
     backward's row tiles compute them: so one thread can take a column tile from the first row
-    to the last (pynn._kernels.step fuses a first layer's backward with the update that way),
+    to the last (pynn._kernels.train_step fuses a first layer's backward with the update that way),
     with the same result."""
     cdef int u
     cdef idx_t j

@@ -1,5 +1,5 @@
 # The losses' loops (value and gradient in one pass), shared by pynn._kernels.losses (one kernel
-# per call) and pynn._kernels.step (a whole training step in one call): one copy, so the two
+# per call) and pynn._kernels.train_step (a whole training step in one call): one copy, so the two
 # give bit-identical results. Arguments arrive checked and non-empty.
 #
 # Each core returns the *weighted sum* of the loss terms, sum_r w_r l_r (w_r = wp[r], or 1 when
@@ -10,7 +10,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, fabs
 
 from _types cimport floating, idx_t
-from _act cimport pynn_softmax_ce_rows_f
+from _activations cimport pynn_softmax_ce_rows_f
 
 
 cdef inline double _mse_term(const floating* yp, const floating* tp, const double* wp,

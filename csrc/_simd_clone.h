@@ -1,5 +1,5 @@
 /* The one place pynn decides whether hot loops are cloned per CPU feature (GCC target_clones).
- * Included by csrc/_optim_simd.h, csrc/_bn_simd.h and the C block of csrc/_act.pxd;
+ * Included by csrc/_optim.h, csrc/_batchnorm.h and csrc/_activations.h;
  * tests/test_build.py checks that no other file spells target_clones.
  *
  * A cloned function is called through an ifunc: the dynamic loader runs a resolver once, at load

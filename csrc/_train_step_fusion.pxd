@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport realloc
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY
+from _activations cimport IDENTITY
 from _batchnorm cimport _col_tile, bn_backward_cols, bn_forward_cols, bn_team
 from _dense cimport (dense_backward_tile, dense_dz_cols, dense_forward_by_cols,
                      dense_forward_cols, dense_team, dense_tile, pynn_blas_control)

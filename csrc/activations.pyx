@@ -8,8 +8,8 @@ from cython.parallel cimport prange
 from libc.math cimport exp, expf
 
 from _types cimport floating, idx_t
-from _act cimport pynn_softmax_rows_f
-from _act_threads cimport act_backward_threads, act_forward_threads
+from _activations cimport pynn_softmax_rows_f
+from _activations_threads cimport act_backward_threads, act_forward_threads
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 

@@ -10,21 +10,21 @@ rows stream past; the partials are added afterwards in block order. Threads take
 thread's work from the first pass to the last, so a training pass is one parallel region with
 no barrier and no thread reads what another wrote, and the order of every sum is fixed by N
 alone: results are bit-identical for 1 and 2 threads. Everything is accumulated and computed in
-double and rounded once on store. The per-element loops are C (_bn_simd.h), cloned for AVX-512
+double and rounded once on store. The per-element loops are C (_batchnorm.h), cloned for AVX-512
 and AVX2 without fused multiply-add, so they vectorize wider than the portable build's SSE2 and
 still give the same bits on every CPU (bench/test_bench_batchnorm.py times the kernels).
 
 The fused activation adds no pass over memory. Forward: each block of output rows is activated
 in place right after it is written, while it is still in L1. Backward: dZ = dY * act'(Y) is
 written into dX's own rows a statistics block at a time and summed while in L1; the dX pass
-then turns it into dX in place. Both use the span loops of _act.pxd, so fused results equal
+then turns it into dX in place. Both use the span loops of _activations.pxd, so fused results equal
 batchnorm followed by the separate activation kernel.
 """
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY
+from _activations cimport IDENTITY
 from _batchnorm cimport (_normalize, bn_backward_core, bn_backward_scratch, bn_forward_scratch,
                          bn_forward_train_core)
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)

@@ -2,14 +2,14 @@
 
 Weights are (out_features, in_features) and applied as X @ W.T. Arguments arrive validated from
 pynn.backend.base. The loops, their tiling over pynn's one thread pool and the reasons for it
-are in _dense.pxd, shared with pynn._kernels.step.
+are in _dense.pxd, shared with pynn._kernels.train_step.
 """
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport floating, idx_t
-from _act cimport IDENTITY
+from _activations cimport IDENTITY
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
                      pynn_blas_control, pynn_blas_threads_init)
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)

@@ -15,7 +15,7 @@ cdef uint64_t GOLDEN64 = 0x9E3779B97F4A7C15ULL
 
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
-    # splitmix64's finalizer (Steele, Lea, Flood 2014); mirrors base.mix64 / numpy_ref.mix64_array
+    # splitmix64's finalizer (Steele, Lea, Flood 2014); mirrors codes.mix64 / numpy_ref.mix64_array
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
     return z ^ (z >> 31)

@@ -1,7 +1,7 @@
 # distutils: extra_compile_args = -fno-math-errno -ffp-contract=off
 # (-fno-math-errno: nothing reads errno, and without it GCC keeps a scalar sqrt + errno branch in
 # every loop, which blocks vectorizing the Adam/RMSprop/Adagrad denominators.
-# -ffp-contract=off: no fused multiply-add, so every CPU clone of the loops in _optim_simd.h
+# -ffp-contract=off: no fused multiply-add, so every CPU clone of the loops in _optim.h
 # rounds exactly like the baseline build and the NumPy reference's order of operations.)
 """pynn._kernels.optim: fused one-pass optimizer updates over flat parameter buffers.
 
@@ -19,7 +19,7 @@ scalar and vector forms round alike anyway): results are bit-identical for 1 and
 walks the same chunks in a plain loop: a parallel region of one thread still pays libgomp's
 barrier wake-ups (two futex calls, ~0.6 us), more than a small model's whole update.
 
-The per-chunk loops are C, in _optim_simd.h (cloned for AVX-512/AVX2 and dispatched by CPU
+The per-chunk loops are C, in _optim.h (cloned for AVX-512/AVX2 and dispatched by CPU
 feature at load time, one unswitched loop per flag combination); see that file for why.
 """
 from cython.parallel cimport prange
@@ -27,7 +27,7 @@ from cython.parallel cimport prange
 from _types cimport floating, idx_t
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
-cdef extern from "_optim_simd.h" nogil:
+cdef extern from "_optim.h" nogil:
     # One chunk of n elements; the flags select an unswitched loop (see the header).
     enum:
         PYNN_SGD_PLAIN
@@ -249,7 +249,7 @@ def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_a
                   bc2_sqrt, n_threads)
 
 
-# ----------------------------------------------------------------- for pynn._kernels.step
+# ----------------------------------------------------------------- for pynn._kernels.train_step
 # The whole-step program runs these very loops, compiled here with this module's flags (no FMA
 # contraction: see the top), so its updates are bit-identical to the kernels above. It gets
 # them as C function pointers; non-fused entry points give each dtype one address.
@@ -283,7 +283,7 @@ cdef void _sgd_d(double* pp, const double* pg, double* pb, idx_t n, double lr, d
 
 
 def update_loops():
-    """{name: address} of the update loops above (for pynn._kernels.step only), and the SGD
+    """{name: address} of the update loops above (for pynn._kernels.train_step only), and the SGD
     modes by name."""
     return {"adam_f": <size_t>&_adam_f, "adam_d": <size_t>&_adam_d,
             "sgd_f": <size_t>&_sgd_f, "sgd_d": <size_t>&_sgd_d,

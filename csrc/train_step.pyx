@@ -20,8 +20,8 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport idx_t
-from _act cimport IDENTITY
-from _act_threads cimport act_backward_threads, act_forward_threads
+from _activations cimport IDENTITY
+from _activations_threads cimport act_backward_threads, act_forward_threads
 from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
                          bn_forward_train_core)
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,

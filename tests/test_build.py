@@ -51,9 +51,37 @@ def test_target_clones_is_spelled_only_in_the_glibc_guarded_header():
 def test_every_clone_user_includes_the_guard_header():
     users = [os.path.basename(p) for p in _sources()
              if "PYNN_TARGET_CLONES" in _code(p) and not p.endswith(GUARD_HEADER)]
-    assert sorted(users) == ["_act.pxd", "_bn_simd.h", "_optim_simd.h"]
+    assert sorted(users) == ["_activations.h", "_batchnorm.h", "_optim.h"]
     for name in users:
         assert f'#include "{GUARD_HEADER}"' in _code(os.path.join(CSRC, name)), name
+
+
+def test_c_lives_in_headers_not_in_cython_strings():
+    # `cdef extern from *` with a string of C hides the C from C tools and from setup.py's
+    # header dependencies: C goes in a csrc/*.h named in `cdef extern from "..."` instead.
+    inline = [os.path.basename(p) for p in _sources() if not p.endswith(".h")
+              and re.search(r"cdef extern from \*", _code(p))]
+    assert inline == []
+
+
+def _kernel_modules():
+    """setup.py's KERNEL_MODULES table (name -> cimports numpy), read without running setup()."""
+    import ast
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "KERNEL_MODULES":
+            return ast.literal_eval(node.value)
+    raise AssertionError("setup.py has no KERNEL_MODULES table")
+
+
+def test_every_pyx_is_built_and_only_numpy_users_get_numpy_headers():
+    table = _kernel_modules()
+    pyx = {os.path.basename(p)[:-4] for p in glob.glob(os.path.join(CSRC, "*.pyx"))}
+    assert set(table) == pyx
+    for name, uses_numpy in table.items():
+        code = _code(os.path.join(CSRC, f"{name}.pyx"))
+        assert bool(re.search(r"^\s*cimport numpy\b", code, re.M)) == uses_numpy, name
 
 
 def test_the_sdist_ships_every_header():

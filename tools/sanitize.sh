@@ -47,7 +47,7 @@ if [[ ! -x $venv/bin/python ]]; then
     python3 -m venv "$venv"
 fi
 # Build requirements up front, so the build itself runs without isolation, with our flags.
-"$venv/bin/pip" install -q "setuptools>=64" wheel "Cython>=3" "numpy>=2" "scipy>=1.11" \
+"$venv/bin/pip" install -q "setuptools>=64" wheel "Cython>=3.1" "numpy>=2" "scipy>=1.11" \
     "threadpoolctl>=3" "pytest>=7" "hypothesis>=6"
 
 # float-cast-overflow is not part of "undefined" in GCC: a NaN or huge float converted to int is

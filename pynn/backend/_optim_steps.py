@@ -45,7 +45,7 @@ class OptimizerSteps:
     def _optim_operands(self, param, grad, states):
         """Validate param (1-D, writeable), grad (same shape/dtype) and state buffers, no two of
         which may share memory: the fused loops declare every pointer ``restrict``
-        (csrc/_optim_simd.h), so an overlap is undefined behaviour, not just a wrong answer."""
+        (csrc/_optim.h), so an overlap is undefined behaviour, not just a wrong answer."""
         if not isinstance(param, np.ndarray):
             raise TypeError(f"param must be a numpy.ndarray, got {type(param).__name__}")
         if param.dtype not in FLOAT_DTYPES:

@@ -1,11 +1,11 @@
 """What the kernels are told, beyond arrays: activation kinds as codes (mirrored in
-csrc/_act.pxd) with their parameters, which activations may be fused into the op before them,
-the step kinds of plans and compiled training steps, and dropout's counter-based random stream
-(its key and threshold), so both backends and the compiled programs derive them one way.
+csrc/_activations.pxd) with their parameters, which activations may be fused into the op before
+them, the step kinds of plans and compiled training steps, and dropout's counter-based random
+stream (its key and threshold), so both backends and the compiled programs derive them one way.
 """
 import numpy as np
 
-# Activation kinds as the kernels see them (the codes are mirrored in csrc/_act.pxd).
+# Activation kinds as the kernels see them (the codes are mirrored in csrc/_activations.pxd).
 IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, STEP, SQUARE = range(8)
 ACTIVATIONS = {
     "identity": IDENTITY,

@@ -1,7 +1,7 @@
 /* Batch normalization's per-element loops for csrc/_batchnorm.pxd: rows of a (rows x f) block,
  * the column statistics and the normalization in double.
  *
- * Why C and not Cython loops (as for _optim_simd.h): setup.py builds portable objects (-O3, no
+ * Why C and not Cython loops (as for _optim.h): setup.py builds portable objects (-O3, no
  * -march), so a plain loop gets SSE2 only, two doubles per instruction; on x86-64 glibc Linux
  * with GCC each function below is cloned for AVX-512 and AVX2 and the clone is picked once, at
  * load time (_simd_clone.h). restrict: the outputs never overlap the inputs (the in-place dX
@@ -13,8 +13,8 @@
  * the scalar loops these replaced, in the same order. The blocking of the sums (which rows go
  * into which partial) stays with the caller, so the thread count does not change them either.
  */
-#ifndef PYNN_BN_SIMD_H
-#define PYNN_BN_SIMD_H
+#ifndef PYNN_BATCHNORM_H
+#define PYNN_BATCHNORM_H
 
 #include "_simd_clone.h"
 
@@ -188,4 +188,4 @@ PYNN_BN_DX_INPLACE(pynn_bn_dx_inplace_d, double)
 PYNN_BN_DX(pynn_bn_dx_f, float)
 PYNN_BN_DX(pynn_bn_dx_d, double)
 
-#endif /* PYNN_BN_SIMD_H */
+#endif /* PYNN_BATCHNORM_H */

@@ -1,9 +1,12 @@
-"""pynn._kernels.membench: the memory floor of an optimizer step, for bench/test_bench_optim.py.
+"""membench: the memory floor of an optimizer step, for bench/test_bench_optim.py.
 
 An optimizer step over N parameters is memory-bound: it reads p, g and each state buffer and
 writes p and each state buffer once. ``traffic_floor`` moves exactly those bytes with next to
 no arithmetic (p += g, s += g), in the same kind of loop (static OpenMP schedule, float32), so
 a step's time over this one's says how far the step is from what the memory allows.
+
+Benchmark-only, so not part of pynn: bench/membench_build.py compiles it on first use, with the
+kernels' compiler flags (-O3, OpenMP) and csrc/'s .pxd files.
 """
 from cython.parallel cimport prange
 

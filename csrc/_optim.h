@@ -32,8 +32,8 @@
  *            vmax = max(vmax, v) (amsgrad, NaN if either is; else vmax is v);
  *            p = p decay - step_size (m / (sqrt(vmax) / bc2_sqrt + eps))
  */
-#ifndef PYNN_OPTIM_SIMD_H
-#define PYNN_OPTIM_SIMD_H
+#ifndef PYNN_OPTIM_H
+#define PYNN_OPTIM_H
 
 /* Included by Cython after Python.h (Py_ssize_t, and glibc's __GLIBC__ via its headers). */
 
@@ -223,4 +223,4 @@ PYNN_OPTIM_CLONES void pynn_adam_##S(                                           
 PYNN_OPTIM_KERNELS(float, f, sqrtf)
 PYNN_OPTIM_KERNELS(double, d, sqrt)
 
-#endif /* PYNN_OPTIM_SIMD_H */
+#endif /* PYNN_OPTIM_H */

@@ -1,9 +1,9 @@
 # Activations over pynn's OpenMP team: one contiguous chunk per thread, each running the same
-# tight (vectorizable) span loop of _act.pxd.
+# tight (vectorizable) span loop of _activations.pxd.
 from cython.parallel cimport prange
 
 from _types cimport floating, idx_t
-from _act cimport act_backward_span, act_forward_span
+from _activations cimport act_backward_span, act_forward_span
 
 
 cdef enum:

@@ -1,0 +1,212 @@
+# Activation functions shared by the kernels: scalar forms, derivative-from-output forms, and
+# span loops (kind dispatched once per span, not per element, so each loop is a tight,
+# vectorizable body). The kind codes mirror pynn/backend/codes.py. The float32 spans and the
+# softmax rows are C, in _activations.h (declared below).
+
+from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, fabs, fabsf
+from _types cimport floating, idx_t
+
+cdef extern from "_activations.h":
+    void pynn_leaky_relu_span_f(const float* x, float* y, idx_t n, float slope) noexcept nogil
+    void pynn_leaky_relu_span_d(const double* x, double* y, idx_t n, double slope) noexcept nogil
+    void pynn_elu_backward_span_f(const float* dy, const float* s, const float* y, float* dx,
+                                  idx_t n, float alpha) noexcept nogil
+    void pynn_elu_backward_span_d(const double* dy, const double* s, const double* y,
+                                  double* dx, idx_t n, double alpha) noexcept nogil
+    void pynn_sigmoid_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_relu_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_relu_backward_span_f(const float* dy, const float* y, float* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_tanh_backward_span_f(const float* dy, const float* y, float* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_tanh_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_elu_span_f(const float* x, float* y, idx_t n, float alpha) noexcept nogil
+    void pynn_softmax_rows_f(const float* x, float* y, idx_t n, idx_t k) noexcept nogil
+    double pynn_softmax_ce_rows_f(const float* z, const idx_t* labels, const double* w,
+                                  float* g, float* row_loss, idx_t n, idx_t k,
+                                  double scale) noexcept nogil
+
+
+cdef enum:
+    IDENTITY = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    ELU = 3
+    SIGMOID = 4
+    TANH = 5
+    STEP = 6
+    SQUARE = 7
+
+# ------------------------------------------------------------------ scalar forms
+cdef inline floating relu(floating x) noexcept nogil:
+    # "x <= 0" is false for NaN, so NaN propagates like np.maximum
+    return 0 if x <= 0 else x
+
+
+cdef inline floating leaky_relu(floating x, floating slope) noexcept nogil:
+    # both arms computed before the select: GCC will not if-convert (vectorize) an FP multiply
+    # that sits in one arm only (-ftrapping-math)
+    cdef floating neg = x * slope
+    return x if x > 0 else neg
+
+
+cdef inline floating elu(floating x, floating alpha) noexcept nogil:
+    # expm1 keeps the relative accuracy of alpha * (e^x - 1) near 0
+    if x > 0:
+        return x
+    if floating is float:
+        return alpha * expm1f(x)
+    else:
+        return alpha * expm1(x)
+
+
+cdef inline floating sigmoid(floating x) noexcept nogil:
+    # exp of -|x| only: no overflow for any logit (sigmoid(-1000) = 0, not inf/inf)
+    cdef floating e
+    if floating is float:
+        e = expf(-fabsf(x))
+    else:
+        e = exp(-fabs(x))
+    cdef floating pos = 1 / (1 + e)
+    cdef floating neg = e / (1 + e)
+    return pos if x >= 0 else neg
+
+
+cdef inline floating step(floating x) noexcept nogil:
+    # 1 only for x > 0: step(0) = 0 and step(NaN) = 0, like (x > 0) in NumPy
+    return 1 if x > 0 else 0
+
+
+cdef inline floating act_scalar(int kind, floating x, floating p) noexcept nogil:
+    """act(x) for one element (param p: leaky slope or ELU alpha)."""
+    if kind == RELU:
+        return relu(x)
+    if kind == LEAKY_RELU:
+        return leaky_relu(x, p)
+    if kind == ELU:
+        return elu(x, p)
+    if kind == SIGMOID:
+        return sigmoid(x)
+    if kind == TANH:
+        if floating is float:
+            return tanhf(x)
+        else:
+            return tanh(x)
+    if kind == STEP:
+        return step(x)
+    if kind == SQUARE:
+        return x * x
+    return x
+
+
+cdef inline floating grad_from_output(int kind, floating y, floating p) noexcept nogil:
+    """act'(z) from y = act(z) alone; valid where codes.derivative_from_output says so."""
+    if kind == RELU:
+        return 1 if y > 0 else 0
+    if kind == LEAKY_RELU:
+        return 1 if y > 0 else p  # slope >= 0: y > 0 exactly when z > 0
+    if kind == ELU:
+        return 1 if y > 0 else y + p  # alpha > 0: y > 0 exactly when z > 0
+    if kind == SIGMOID:
+        return y * (1 - y)
+    if kind == TANH:
+        return 1 - y * y
+    if kind == STEP:
+        return 0
+    return 1
+
+
+# ------------------------------------------------------------------ span loops
+cdef inline void act_forward_span(int kind, floating p, const floating* x, floating* y,
+                                  idx_t n) noexcept nogil:
+    """y[i] = act(x[i]) for i < n; x may equal y (in-place epilogue)."""
+    cdef idx_t i
+    if kind == RELU:
+        if floating is float:
+            pynn_relu_span_f(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = relu(x[i])
+    elif kind == LEAKY_RELU:
+        if floating is float:
+            pynn_leaky_relu_span_f(x, y, n, p)
+        else:
+            pynn_leaky_relu_span_d(x, y, n, p)
+    elif kind == ELU:
+        if floating is float:
+            pynn_elu_span_f(x, y, n, p)
+        else:
+            for i in range(n):
+                y[i] = elu(x[i], p)
+    elif kind == SIGMOID:
+        if floating is float:
+            pynn_sigmoid_span_f(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = sigmoid(x[i])
+    elif kind == TANH:
+        if floating is float:
+            pynn_tanh_span_f(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = tanh(x[i])
+    elif kind == STEP:
+        for i in range(n):
+            y[i] = step(x[i])
+    elif kind == SQUARE:
+        for i in range(n):
+            y[i] = x[i] * x[i]
+    elif x != y:
+        for i in range(n):
+            y[i] = x[i]
+
+
+cdef inline void act_backward_span(int kind, floating p, const floating* dy, const floating* x,
+                                   const floating* y, floating* dx, idx_t n) noexcept nogil:
+    """dx[i] = dy[i] * act'(x[i]), from y where the math allows.
+
+    x may be NULL (fused dense keeps only y): leaky ReLU and ELU then test y > 0 instead of
+    x > 0, which is exact for slope >= 0 / alpha > 0; square needs x. dx may equal dy.
+    The multiply is kept even where the factor is 0 or 1 so NaN/inf in dy propagate like NumPy.
+    """
+    cdef idx_t i
+    # Loops with arithmetic in one arm of a select live in C (_activations.h's PYNN_SELECT_SPANS).
+    if kind == RELU:
+        if floating is float:
+            pynn_relu_backward_span_f(dy, y, dx, n)
+        else:
+            for i in range(n):
+                dx[i] = dy[i] * (1 if y[i] > 0 else 0)
+    elif kind == LEAKY_RELU:
+        if x != NULL:
+            for i in range(n):
+                dx[i] = dy[i] * (1 if x[i] > 0 else p)
+        else:
+            for i in range(n):
+                dx[i] = dy[i] * (1 if y[i] > 0 else p)
+    elif kind == ELU:
+        if floating is float:
+            pynn_elu_backward_span_f(dy, x if x != NULL else y, y, dx, n, p)
+        else:
+            pynn_elu_backward_span_d(dy, x if x != NULL else y, y, dx, n, p)
+    elif kind == SIGMOID:
+        # <floating>1, not 1: Cython writes a bare literal as a double (1.0 - y), which made
+        # the float32 loop compute in double and differ from the reference's float32 rounding
+        # (y = 1e30: the reference's y * (1 - y) overflows to -inf, dy = 0 then gives NaN)
+        for i in range(n):
+            dx[i] = dy[i] * (y[i] * (<floating>1 - y[i]))
+    elif kind == TANH:
+        if floating is float:
+            pynn_tanh_backward_span_f(dy, y, dx, n)
+        else:
+            for i in range(n):
+                dx[i] = dy[i] * (1 - y[i] * y[i])
+    elif kind == STEP:
+        for i in range(n):
+            dx[i] = dy[i] * <floating>0
+    elif kind == SQUARE:
+        for i in range(n):
+            dx[i] = dy[i] * (<floating>2 * x[i])  # float32: 2 * 3e38 is inf, as in the reference
+    elif dx != dy:
+        for i in range(n):
+            dx[i] = dy[i]
