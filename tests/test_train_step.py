@@ -502,6 +502,8 @@ def test_compiled_step_is_the_models_answer():
     assert a.compiled_step(X, loss, opt_a) is None
     with pytest.raises(ValueError, match="zero_grad"):
         b.compiled_step(X, loss, opt_b, zero_grad="nobody")
+    with pytest.raises(ValueError, match="zero_grad"):  # named even when nothing compiles
+        a.compiled_step(X, loss, opt_a, zero_grad="nobody")
 
 
 def test_compiled_step_for_a_model_zero_grad_needs_the_optimizer_to_own_the_gradients():

@@ -224,6 +224,8 @@ class Sequential(Module):
         ``X`` with this loss and optimizer, or None (see ``Module.compiled_step``): built once,
         then the last call's answer is checked first, as a training loop calls with the same
         loss, optimizer and batch shape step after step."""
+        if zero_grad not in ("optimizer", "model"):
+            raise ValueError(f"zero_grad must be 'optimizer' or 'model', got {zero_grad!r}")
         if not self._compile:
             return None
         claim = getattr(optimizer, "claim_parameters", None)
@@ -239,11 +241,8 @@ class Sequential(Module):
             plan = self._compiled_for(X)
             program = None if plan is None else program_for(plan, loss, optimizer)
             self._last_train_step = None if program is None else (loss, optimizer, plan, program)
-        if zero_grad != "optimizer" and program is not None:
-            if zero_grad != "model":
-                raise ValueError(f"zero_grad must be 'optimizer' or 'model', got {zero_grad!r}")
-            if program.zero_first:
-                return None  # its zero_grad is the optimizer's, not the model's
+        if zero_grad == "model" and program is not None and program.zero_first:
+            return None  # its zero_grad is the optimizer's, not the model's
         return program
 
     def predict(self, X, batch_size=1024):
