@@ -244,6 +244,46 @@ def test_inference_program_folds_and_matches_layer_by_layer_eval(dtype, rng):
     assert model.predict(X[:0]).shape == (0, 4)
 
 
+def test_predict_is_never_stale(rng):
+    # whatever predict prepares (today: nothing kept; a cached program must keep this true),
+    # its answer is the model's as it is now: after a training step, after load_state_dict,
+    # after a write straight into a parameter's or a running statistic's array
+    model = nn.Sequential(nn.Dense(6, 9, seed=1, dtype=F64), nn.BatchNorm(9, dtype=F64),
+                          nn.ReLU(), nn.Dense(9, 4, seed=2, dtype=F64))
+    other = nn.Sequential(nn.Dense(6, 9, seed=7, dtype=F64), nn.BatchNorm(9, dtype=F64),
+                          nn.ReLU(), nn.Dense(9, 4, seed=8, dtype=F64))
+    X = rng.standard_normal((16, 6))
+    y = rng.integers(0, 4, 16)
+    loss = nn.CrossEntropyLoss()
+    opt = Adam(model.parameters(), lr=0.05)
+
+    def layer_by_layer(m):
+        h = X[:3]
+        for layer in m:
+            h = layer.infer(h)
+        return h
+
+    def check():
+        model.eval()
+        np.testing.assert_allclose(model.predict(X[:3]), layer_by_layer(model), rtol=1e-12,
+                                   atol=1e-13)
+        model.train()
+
+    check()
+    before = model.predict(X[:3])
+    model.train_step(X, y, loss, opt)
+    check()
+    assert not np.allclose(model.predict(X[:3]), before)
+    other.forward(X)  # running statistics of its own
+    model.load_state_dict(other.state_dict())
+    check()
+    np.testing.assert_array_equal(model.predict(X[:3]), other.predict(X[:3]))
+    model[0].weight.data[0, 0] += 1.0
+    model[1].running_var[:] *= 4.0
+    check()
+    assert not np.allclose(model.predict(X[:3]), other.predict(X[:3]))
+
+
 def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):
     class Twice(nn.Module):
         def forward(self, X):
