@@ -2,7 +2,7 @@
 # scipy ships). A row-major matrix is the column-major transpose, so row-major C := op(A) @ op(B)
 # is column-major C^T := op(B)^T @ op(A)^T: swap the operands, keep the transpose flags.
 
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 from _types cimport floating
 
 
@@ -31,3 +31,24 @@ cdef inline void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, floati
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda, &beta, C, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda, &beta, C, &ldc)
+
+
+cdef inline void gemv_rm(int m, int k, floating alpha, const floating* A, const floating* x,
+                         floating beta, floating* y) noexcept nogil:
+    """Row-major y(m) := alpha * A(m, k) @ x(k) + beta * y. Column-major, A is the (k, m)
+    matrix A.T with leading dimension k: BLAS's transposed product reads A as it lies, without
+    the packing a GEMM does (which costs more than the product for a row or two)."""
+    cdef char t = b'T'
+    cdef int one = 1
+    cdef int i
+    if m == 0:
+        return
+    if k == 0:
+        if beta != 1:
+            for i in range(m):
+                y[i] = 0 if beta == 0 else beta * y[i]
+        return
+    if floating is float:
+        sgemv(&t, &k, &m, &alpha, <float*>A, &k, <float*>x, &one, &beta, y, &one)
+    else:
+        dgemv(&t, &k, &m, &alpha, <double*>A, &k, <double*>x, &one, &beta, y, &one)

@@ -17,7 +17,7 @@ from libc.string cimport memcpy, memset
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY, act_backward_span, act_forward_span
 from _activations_threads cimport act_forward_threads
-from _blas cimport gemm_rm
+from _blas cimport gemm_rm, gemv_rm
 
 
 cdef extern from "_blas_threads.h":
@@ -32,6 +32,11 @@ cdef enum:
     DENSE_PARALLEL_MIN_MACS = 1 << 18
     # Rows (or weight rows) per tile at least: thinner tiles run BLAS below its efficient size.
     MIN_TILE = 16
+    # A forward of at most this many rows is one matrix-vector product per row, on the calling
+    # thread, whatever the thread count (so its result is too): a GEMM packs the whole weight
+    # first, which for one row of a 784 x 256 layer took ~150 us where the product reads it in
+    # ~15 us (this host's OpenBLAS).
+    GEMV_ROWS = 4
 
 
 cdef inline int dense_team(idx_t macs, idx_t rows, int n_threads) noexcept nogil:
@@ -62,9 +67,13 @@ cdef inline void _forward_rows(const floating* X, const floating* W, const float
         for i in range(lo, hi):
             memcpy(Y + i * m, b, m * sizeof(floating))
     pynn_blas_single()
-    # Y[lo:hi] = X[lo:hi] @ W.T + beta * Y[lo:hi]   (row-major: W enters transposed)
-    gemm_rm(False, True, <int>(hi - lo), <int>m, <int>k, 1, X + lo * k, <int>k, W, <int>k,
-            beta, Y + lo * m, <int>m)
+    if hi - lo <= GEMV_ROWS:
+        for i in range(lo, hi):  # Y[i] = W @ X[i] + beta * Y[i]
+            gemv_rm(<int>m, <int>k, 1, W, X + i * k, beta, Y + i * m)
+    else:
+        # Y[lo:hi] = X[lo:hi] @ W.T + beta * Y[lo:hi]   (row-major: W enters transposed)
+        gemm_rm(False, True, <int>(hi - lo), <int>m, <int>k, 1, X + lo * k, <int>k, W, <int>k,
+                beta, Y + lo * m, <int>m)
     if kind != IDENTITY:
         act_forward_span(kind, p, Y + lo * m, Y + lo * m, (hi - lo) * m)
 
@@ -91,6 +100,11 @@ cdef inline void dense_forward_cols(const floating* X, const floating* W, const 
             act_forward_span(kind, p, Y + i * m + lo, Y + i * m + lo, hi - lo)
 
 
+cdef inline bint dense_forward_tiled(idx_t n) noexcept nogil:
+    """A forward of n rows may be split into tiles (more rows than GEMV_ROWS)."""
+    return n > GEMV_ROWS
+
+
 cdef inline bint dense_forward_by_cols(idx_t n, idx_t m) noexcept nogil:
     """A forward's tiles split the output by columns (else by batch rows) when the weight is
     the larger operand (m > n): every thread packs the operand it shares with the others in
@@ -109,7 +123,9 @@ cdef inline void dense_forward_core(const floating* X, const floating* W, const 
     cdef idx_t t
     cdef bint by_cols = dense_forward_by_cols(n, m)
     cdef int nt = dense_team(n * m * k, m if by_cols else n, n_threads)
-    if not pynn_blas_control():
+    if n <= GEMV_ROWS:
+        _forward_rows(X, W, b, y, 0, n, k, m, kind, p)  # one product per row, this thread
+    elif not pynn_blas_control():
         # No per-thread BLAS control: one call, BLAS's threads; OpenMP only for the epilogue.
         _forward_rows(X, W, b, y, 0, n, k, m, IDENTITY, p)
         if kind != IDENTITY and n * m > 0:

@@ -19,7 +19,8 @@ from _types cimport floating, idx_t
 from _activations cimport IDENTITY
 from _batchnorm cimport _col_tile, bn_backward_cols, bn_forward_cols, bn_team
 from _dense cimport (dense_backward_tile, dense_dz_cols, dense_forward_by_cols,
-                     dense_forward_cols, dense_team, dense_tile, pynn_blas_control)
+                     dense_forward_cols, dense_forward_tiled, dense_team, dense_tile,
+                     pynn_blas_control)
 from _train_step cimport (MAX_TIED, OP_BN, OP_DENSE, Fusion, Loops, Op, Piece, Update,
                           update_range)
 
@@ -58,7 +59,8 @@ cdef inline void plan_fusion(Op* ops, int n_ops, Fusion* fusion) noexcept nogil:
         # forward: as dense_forward_core splits it, and BatchNorm's tiles agree
         nt = dense_team(d.n * d.m * d.k, d.m, d.nt)
         if (d.kind == OP_DENSE and b.kind == OP_BN and b.X == d.Y
-                and dense_forward_by_cols(d.n, d.m) and nt >= 2 and _tiles_agree(d.m, nt)):
+                and dense_forward_tiled(d.n) and dense_forward_by_cols(d.n, d.m) and nt >= 2
+                and _tiles_agree(d.m, nt)):
             d.fused_nt = nt
     # backward: the dense op where the backward ends (no dX, which would read every column of
     # dZ), with dense_backward_core's team splitting dW by rows, and the BatchNorm after it on

@@ -14,6 +14,7 @@ FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # is split by batch rows or, when K > N, by its columns (the frozen-weight test's 64, 257, 300).
 SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
     (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021), (37, 300, 41), (64, 257, 300),
+    (2, 300, 1021),  # a few rows of a wide layer: one matrix-vector product per row
 ]
 
 
@@ -106,6 +107,27 @@ def test_dense_backward_frozen_weight_skips_dw(backend, ref, dtype, n_threads, r
     assert_close(db2, db_ref, dtype, k=n, err_msg="db, no dW and no dX")
     # everything frozen in the first layer: a no-op returning None
     assert backend.dense_backward(dY, X, W, Y, None, None, activation, need_dX=False) is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_forward_of_a_few_rows_gives_the_same_bits_on_any_thread_count(fast, ref, dtype, rng,
+                                                                          n):
+    # up to 4 rows a forward is a matrix-vector product per row on the calling thread (no
+    # weight packing), however many threads there are; this product on 5 rows is split over
+    # the threads by output columns, whose GEMMs may round differently from one whole GEMM
+    import pynn
+
+    X, W, b = _arrays(rng, dtype, n, 300, 1021)
+    before = pynn.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            pynn.set_num_threads(threads)
+            outs.append(fast.dense_forward(X, W, b, "relu"))
+    finally:
+        pynn.set_num_threads(before)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert_close(outs[0], ref.dense_forward(X, W, b, "relu"), dtype, k=300)
 
 
 def test_dense_known_answer(backend, dtype):

@@ -244,6 +244,38 @@ def test_inference_program_folds_and_matches_layer_by_layer_eval(dtype, rng):
     assert model.predict(X[:0]).shape == (0, 4)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_a_few_rows_run_unfolded_and_many_folded(dtype, rng):
+    # folding copies every folded weight in float64: for a few rows the layers run as they are
+    # (the layer-by-layer eval forward, the same bits), for many the folded program runs
+    from pynn.backend.codes import OP_DENSE
+    from pynn.data import Standardizer
+    from pynn.nn.inference import InferencePlan
+
+    Xtr = (rng.standard_normal((64, 6)) * 3 + 2).astype(dtype)
+    model = nn.Sequential(
+        Standardizer(dtype=dtype).fit(Xtr), nn.Dense(6, 9, seed=1, dtype=dtype),
+        nn.BatchNorm(9, dtype=dtype), nn.ReLU(), nn.Dense(9, 4, seed=2, dtype=dtype))
+    for _ in range(3):
+        model.forward(Xtr)
+    model.eval()
+    # fold cost: the two folded weights (6 x 9 each); per unfolded row: 6 + 9 extra elements
+    few, many = InferencePlan.for_rows(model, 7), InferencePlan.for_rows(model, 8)
+    assert [op[0] for op in few.ops] == ["standardize", "dense-live", 1, "dense-live"]
+    assert [op[0] for op in many.ops] == [OP_DENSE, OP_DENSE]
+    X = rng.standard_normal((37, 6)).astype(dtype)
+
+    def layer_by_layer(X):
+        for layer in model:
+            X = layer.infer(X)
+        return X
+
+    for n in (1, 4, 7):
+        np.testing.assert_array_equal(model.predict(X[:n]), layer_by_layer(X[:n]))
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == F32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(model.predict(X), layer_by_layer(X), **tol)
+
+
 def test_predict_is_never_stale(rng):
     # whatever predict prepares (today: nothing kept; a cached program must keep this true),
     # its answer is the model's as it is now: after a training step, after load_state_dict,

@@ -1,8 +1,11 @@
 """A Sequential's inference program: the eval-mode forward of one ``predict`` call, compiled.
 
-BatchNorm (running statistics) is folded into the Dense before it and a Standardizer into the
-Dense after it, activations run in the epilogues, and each batch's result is written straight
-into the output. See ``InferencePlan``.
+For many rows, BatchNorm (running statistics) is folded into the Dense before it and a
+Standardizer into the Dense after it; for a few rows, where folding (a float64 copy of every
+folded weight) would cost more than the rows, the layers run as they are, reading the weights
+and statistics in place. Activations run in the epilogues, and each batch's result is written
+straight into the output. Nothing is kept between calls, so a prediction is never stale. See
+``InferencePlan``.
 """
 import numpy as np
 
@@ -16,15 +19,22 @@ from .dropout import Dropout
 from .standardizer import Standardizer
 
 
+# Ops of an unfolded program besides the step kinds it shares with the plans: a Dense reading
+# its layer's arrays at run time, and a Standardizer.
+_DENSE_LIVE, _STANDARDIZE = "dense-live", "standardize"
+
+
 class InferencePlan:
     """The eval-mode program of a Sequential for one ``predict`` call.
 
-    BatchNorm (running statistics) is folded into the Dense before it, and a Standardizer into
-    the Dense after it (W' = W * s per output row, b' = (b - mean) * s + beta; the columns for
-    a Standardizer), computed in float64 and rounded once; activations run in the epilogues;
-    Dropout is the identity. Buffers for one batch are allocated per call and every batch's
-    result is written straight into the output. Nothing is written on the model, so any number
-    of threads may predict with it at once.
+    Folded (``fold=True``, for many rows): BatchNorm (running statistics) is folded into the
+    Dense before it, and a Standardizer into the Dense after it (W' = W * s per output row,
+    b' = (b - mean) * s + beta; the columns for a Standardizer), computed in float64 and rounded
+    once. Unfolded (for a few rows): each layer runs its own kernel on its live arrays, the
+    layer-by-layer eval forward. Either way activations run in the epilogues and Dropout is the
+    identity. Buffers for one batch are allocated per call and every batch's result is written
+    straight into the output. Nothing is written on the model, so any number of threads may
+    predict with it at once.
     """
 
     def __init__(self, ops, dtype, in_width, out_width):
@@ -32,12 +42,23 @@ class InferencePlan:
         self.in_width, self.out_width = in_width, out_width
 
     @classmethod
-    def build(cls, seq):
+    def for_rows(cls, seq, n):
+        """The program for a call on ``n`` rows: unfolded when folding costs more than the
+        rows (an estimate in elements touched: every folded weight copied, against the
+        normalizations' extra passes over n rows); None as ``build``."""
+        program = cls.build(seq, fold=False)
+        if program is None or n * program.unfolded_row_cost < program.fold_cost:
+            return program
+        return cls.build(seq, fold=True)
+
+    @classmethod
+    def build(cls, seq, fold=True):
         """The program of ``seq`` now (its current weights), or None when a layer is not a
         built-in one (then ``predict`` runs each layer's own ``infer``)."""
         layers = [layer for layer in seq.layers if type(layer) is not Dropout]
         dtype = seq.dtype
         ops, width, in_width = [], None, None
+        fold_cost = row_cost = 0  # see for_rows
         pending = None  # a Standardizer's (mean, scale) waiting for the next Dense
         i = 0
         while i < len(layers):
@@ -46,13 +67,32 @@ class InferencePlan:
             if type(layer) is Standardizer and layer.mean is not None and type(nxt) is Dense:
                 if layer.dtype != dtype:
                     return None
-                pending = (layer.mean.astype(np.float64), layer.scale.astype(np.float64))
                 in_width = in_width or layer.num_features
+                fold_cost += nxt.weight._data.size
+                row_cost += layer.num_features
                 i += 1
+                if fold:
+                    pending = (layer.mean.astype(np.float64), layer.scale.astype(np.float64))
+                else:
+                    ops.append((_STANDARDIZE, None, layer, None, IDENTITY, 0.0,
+                                layer.num_features))
+                    width = layer.num_features
                 continue
             if type(layer) is Dense:
                 if layer.dtype != dtype or (width is not None and layer.in_features != width):
                     return None
+                i += 1
+                if not fold:
+                    if type(nxt) is BatchNorm and nxt.num_features == layer.out_features:
+                        fold_cost += layer.weight._data.size
+                        row_cost += nxt.num_features
+                        code, param = IDENTITY, 0.0  # the activation runs after BatchNorm
+                    else:
+                        code, param, i = _epilogue(layers, i)
+                    in_width = in_width or layer.in_features
+                    width = layer.out_features
+                    ops.append((_DENSE_LIVE, layer.backend, layer, None, code, param, width))
+                    continue
                 W = layer.weight._data.astype(np.float64)
                 b = (np.zeros(layer.out_features) if layer.bias is None
                      else layer.bias._data.astype(np.float64))
@@ -61,7 +101,6 @@ class InferencePlan:
                     W = W / scale
                     b = b - W @ mean
                     pending = None
-                i += 1
                 if type(nxt) is BatchNorm and nxt.num_features == layer.out_features:
                     s = nxt.weight._data.astype(np.float64) / np.sqrt(
                         nxt.running_var.astype(np.float64) + nxt.eps)
@@ -95,7 +134,9 @@ class InferencePlan:
                 return None
         if not ops or ops[0][6] is None or in_width is None:
             return None  # starts with an activation: its width comes from the data
-        return cls(ops, dtype, in_width, width)
+        program = cls(ops, dtype, in_width, width)
+        program.fold_cost, program.unfolded_row_cost = fold_cost, row_cost
+        return program
 
     def fits(self, X):
         return (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
@@ -119,6 +160,13 @@ class InferencePlan:
                     buffers[j % 2][:(hi - lo) * width].reshape(hi - lo, width)
                 if kind == OP_DENSE:
                     be._dense_forward(h, W, b, Y, code, param, dense_threads)
+                elif kind == _DENSE_LIVE:  # the layer's own arrays, read where they are now
+                    bias = W.bias
+                    be._dense_forward(h, W.weight._data, None if bias is None else bias._data,
+                                      Y, code, param, dense_threads)
+                elif kind == _STANDARDIZE:  # Standardizer.infer's arithmetic, into Y
+                    np.subtract(h, W.mean, out=Y)
+                    np.divide(Y, W.scale, out=Y)
                 elif kind == OP_BN:
                     bn = W
                     be._batchnorm_forward_eval(
