@@ -274,6 +274,10 @@ def test_a_few_rows_run_unfolded_and_many_folded(dtype, rng):
         np.testing.assert_array_equal(model.predict(X[:n]), layer_by_layer(X[:n]))
     tol = dict(rtol=2e-5, atol=1e-6) if dtype == F32 else dict(rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(model.predict(X), layer_by_layer(X), **tol)
+    # nothing to fold: never a copy of the weights, however many rows
+    plain = nn.Sequential(nn.Dense(6, 9, seed=1, dtype=dtype), nn.ReLU(),
+                          nn.Dense(9, 4, seed=2, dtype=dtype))
+    assert [op[0] for op in InferencePlan.for_rows(plain, 10**6).ops] == ["dense-live"] * 2
 
 
 def test_predict_is_never_stale(rng):

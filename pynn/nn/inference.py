@@ -43,11 +43,12 @@ class InferencePlan:
 
     @classmethod
     def for_rows(cls, seq, n):
-        """The program for a call on ``n`` rows: unfolded when folding costs more than the
+        """The program for a call on ``n`` rows: unfolded unless folding costs less than the
         rows (an estimate in elements touched: every folded weight copied, against the
-        normalizations' extra passes over n rows); None as ``build``."""
+        normalizations' extra passes over n rows), so always for a net with nothing to fold;
+        None as ``build``."""
         program = cls.build(seq, fold=False)
-        if program is None or n * program.unfolded_row_cost < program.fold_cost:
+        if program is None or n * program.unfolded_row_cost <= program.fold_cost:
             return program
         return cls.build(seq, fold=True)
 
