@@ -19,7 +19,7 @@ FLOORS = {
     "backend": 2,
     "nn": 3,
     "optim": 4,
-    "io": 5, "data": 5,
+    "io": 5, "data": 5, "distributed": 5,
     "train": 6, "theory": 6,
     # the package's face (``import pynn``), and the callbacks' old import path
     "__init__": 7, "callbacks": 7,
