@@ -53,6 +53,7 @@ cdef class StepProgram:
     cdef int n_upd, cap_upd
     cdef bint is_float, accumulate
     cdef int loss_kind, loss_nt
+    cdef double grad_rows  # the rows the loss gradient's mean is over (set_gradient_rows)
     cdef void* G
     cdef idx_t n_out, k_out
     cdef Loops loops
@@ -131,6 +132,15 @@ cdef class StepProgram:
         """The loss (LOSS_*) of the last op's n x k output, its gradient into G."""
         self.loss_kind, self.G, self.loss_nt = kind, <void*>G, n_threads
         self.n_out, self.k_out = n, k
+        self.grad_rows = <double>n
+
+    def set_gradient_rows(self, double rows):
+        """The loss gradient becomes that of a mean over ``rows`` rows (the value stays the
+        batch's own mean): under data parallelism the global batch's, so the backward gives
+        this rank's part of the global gradient and the ranks' parts add up to it."""
+        if not rows > 0:
+            raise ValueError(f"rows must be positive, got {rows}")
+        self.grad_rows = rows
 
     def add_update(self, *, int kind, idx_t size, int n_threads, uintptr_t param,
                    uintptr_t grad, uintptr_t state1=0, uintptr_t state2=0, uintptr_t state3=0):
@@ -272,18 +282,22 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
     o = &prog.ops[prog.n_ops - 1]
     # The plain mean, computed as the losses' Python side computes it from the cores'
     # weighted sums (gradient scale 1 / denominator, then sum / denominator): bit-identical.
+    # (grad_rows is n_out unless set_gradient_rows changed it: the same 1 / denominator)
     if prog.loss_kind == LOSS_CE:
         denom = <double>prog.n_out
         loss = softmax_ce_core(<real*>o.Y, <const Py_ssize_t*>target, NULL, <real*>prog.G,
-                               NULL, prog.n_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+                               NULL, prog.n_out, prog.k_out, 1.0 / prog.grad_rows,
+                               prog.loss_nt)
     elif prog.loss_kind == LOSS_MSE:
         denom = <double>prog.n_out * <double>prog.k_out
         loss = mse_core(<real*>o.Y, <real*>target, NULL, <real*>prog.G, NULL,
-                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+                        prog.n_out * prog.k_out, prog.k_out,
+                        1.0 / (prog.grad_rows * <double>prog.k_out), prog.loss_nt)
     else:
         denom = <double>prog.n_out * <double>prog.k_out
         loss = bce_core(<real*>o.Y, <real*>target, NULL, NULL, <real*>prog.G, NULL,
-                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+                        prog.n_out * prog.k_out, prog.k_out,
+                        1.0 / (prog.grad_rows * <double>prog.k_out), prog.loss_nt)
     return loss / denom
 
 

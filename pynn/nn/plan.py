@@ -78,6 +78,8 @@ def _step_for(layer, act):
     """The step running ``layer`` (a Dense's or BatchNorm's activation layer ``act`` in its
     epilogue), or None when the plan has no step for it."""
     cls = type(layer)
+    if cls is BatchNorm and "_stats_reducer" in layer.__dict__:
+        return None  # synchronized statistics: the layer's own (eager) forward
     if cls is Dense or cls is BatchNorm:
         kind = OP_DENSE if cls is Dense else OP_BN
         name, param = (None, None) if act is None else (act.activation, act.param)

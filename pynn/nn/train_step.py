@@ -113,6 +113,7 @@ class TrainStep:
         prog.set_loss(kind=self.loss_kind, G=self.G.ctypes.data, n=n, k=self.k_out,
                       n_threads=_threads.threads_for(n * self.k_out))
         self.momenta = np.zeros(max(len(plan.steps), 1), np.float64)
+        self.grad_rows = n  # the rows the program's loss gradient is a mean over
         self.prog = prog
         self.held = []  # the runs in the program: their arrays stay alive while it points in
         self.loaded = None  # the optimizer's version the runs were loaded at (None: reload)
@@ -191,11 +192,17 @@ class TrainStep:
         return y
 
     # -- running ------------------------------------------------------------------------------
-    def run(self, X, y, finite_only=False):
+    def run(self, X, y, finite_only=False, reduce=None):
         """One step; the loss value, or None when the eager step must run instead.
 
         ``finite_only``: a non-finite loss skips the update (as ``Trainer`` with TerminateOnNaN
-        does); the step then takes two C calls instead of one."""
+        does); the step then takes two C calls instead of one.
+
+        ``reduce``: data parallelism's hook (``pynn.distributed``): the loss gradient is that
+        of the mean over ``reduce.rows`` rows (the global batch's), and ``reduce(value)`` runs
+        between the backward and the update: it makes every replica's gradients the global
+        ones and returns the global loss value (the one returned, and checked by
+        ``finite_only``, so every replica takes the same branch)."""
         target = self._target(y)
         if target is None or (self.loss_kind == LOSS_CE and not self._kernel.labels_in_range(
                 target, self.k_out)):
@@ -205,7 +212,17 @@ class TrainStep:
             momenta[i] = counter.next_momentum()
         if self.zero_first:
             self.optimizer.zero_grad()
-        if finite_only:
+        rows = self.n if reduce is None else reduce.rows
+        if rows != self.grad_rows:
+            self.prog.set_gradient_rows(rows)
+            self.grad_rows = rows
+        if reduce is not None:
+            value = reduce(self.prog.run(X, target, momenta, FORWARD | BACKWARD))
+            if finite_only and not math.isfinite(value):
+                return value  # every replica skips the update alike
+            after = self._load_updates()
+            self.prog.run(X, target, momenta, UPDATE)
+        elif finite_only:
             value = self.prog.run(X, target, momenta, FORWARD)
             if not math.isfinite(value):
                 if not self.zero_first:
