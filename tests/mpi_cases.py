@@ -108,12 +108,28 @@ def batchnorm_per_rank():
     return _state(model)
 
 
+def checkpointed(path=None, epochs=2, resume=False):
+    """Adam with a ModelCheckpoint each epoch (rank 0 writes it): the file resumes on any
+    number of ranks."""
+    X, y = _data(150)
+    model = _net()
+    trainer = pynn.Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(),
+                                                                    lr=1e-2))
+    path = path or os.environ["PYNN_TEST_CHECKPOINT"]
+    history = trainer.fit(X, y, epochs=epochs, batch_size=40, seed=9, verbose=0,
+                          validation_split=0.2, distributed=True,
+                          callbacks=[pynn.train.ModelCheckpoint(path, monitor="val_loss")],
+                          resume_from=path if resume else None)
+    return _state(model, _history_numbers(history))
+
+
 def _history_numbers(history):
     return {k: v for k, v in history.history.items() if k != "seconds"}
 
 
 CASES = {f.__name__: f for f in (sgd_momentum_steps, sgd_momentum_fit, adam_uneven,
-                                 weighted_eager, sync_batchnorm, batchnorm_per_rank)}
+                                 weighted_eager, sync_batchnorm, batchnorm_per_rank,
+                                 checkpointed)}
 
 
 def main(argv):

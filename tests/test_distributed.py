@@ -35,30 +35,43 @@ def _mpirun():
                                                   if os.geteuid() == 0 else [])
 
 
-def _run(args, timeout=240):
+def _run(args, timeout=240, program=None, cwd=None, **env):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+        [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]), **env)
     env.pop("OMP_NUM_THREADS", None)
-    return subprocess.run(_mpirun() + [sys.executable, str(HERE / "mpi_cases.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    program = program or [sys.executable, str(HERE / "mpi_cases.py")]
+    return subprocess.run(_mpirun() + program + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
+def checkpoint_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("checkpoint")
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory, checkpoint_dir):
     out = tmp_path_factory.mktemp("mpi") / "results.npz"
-    proc = _run([str(out), *mpi_cases.CASES])
+    proc = _run([str(out), *mpi_cases.CASES],
+                PYNN_TEST_CHECKPOINT=str(checkpoint_dir / "ckpt.npz"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with np.load(out) as f:
         return dict(f)
 
 
-def _reference(name):
+def _reference(name, tmp_path_factory=None):
     assert world().size == 1
+    if name == "checkpointed":
+        path = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"pynn-ref-{os.getpid()}.npz"
+        try:
+            return mpi_cases.checkpointed(str(path))
+        finally:
+            path.unlink(missing_ok=True)
     return mpi_cases.CASES[name]()
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum_steps", "sgd_momentum_fit", "adam_uneven",
-                                  "weighted_eager", "sync_batchnorm"])
+                                  "weighted_eager", "sync_batchnorm", "checkpointed"])
 def test_two_ranks_train_like_one_process(two_ranks, name):
     ref = _reference(name)
     for key, expected in ref.items():
@@ -83,6 +96,45 @@ def test_per_rank_batchnorm_differs_from_synchronized(two_ranks):
     ref = _reference("batchnorm_per_rank")
     got = two_ranks["rank0/batchnorm_per_rank/state/1.running_mean"]
     assert not np.allclose(got, ref["state/1.running_mean"], rtol=1e-7)
+
+
+def test_a_checkpoint_from_two_ranks_resumes_in_one_process(two_ranks, checkpoint_dir,
+                                                            tmp_path):
+    """Rank 0 wrote it after epoch 2; one process continues to epoch 4 and ends where four
+    epochs in one process end (and where two ranks' run was after 2, at its start)."""
+    import shutil as _shutil
+    resumed_path = tmp_path / "ckpt.npz"
+    _shutil.copy(checkpoint_dir / "ckpt.npz", resumed_path)
+    resumed = mpi_cases.checkpointed(str(resumed_path), epochs=4, resume=True)
+    straight = mpi_cases.checkpointed(str(tmp_path / "straight.npz"), epochs=4)
+    for key, expected in straight.items():
+        np.testing.assert_allclose(resumed[key], expected, rtol=1e-7, atol=1e-12, err_msg=key)
+
+
+def test_cli_train_and_search_under_mpirun(tmp_path):
+    """pynn train and pynn search unchanged under mpirun -n 2: one report, one model file, the
+    one-process test accuracy within a point (train; bundled digits, a few epochs)."""
+    pynn_cli = [sys.executable, "-m", "pynn"]
+    proc = _run(["train", "--epochs", "4", "--verbose", "2", "--out", "two"], program=pynn_cli,
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test accuracy") == 1
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "learning_curves.png", "model.npz", "report.json"]
+    import json
+    two = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert two["config"]["ranks"] == 2
+    one = subprocess.run(pynn_cli + ["train", "--epochs", "4", "--verbose", "0", "--out", "one"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 0.01
+    proc = _run(["search", "--trials", "3", "--epochs", "2", "--out", "s"], program=pynn_cli,
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("best validation") == 1
+    report = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert sorted(r["trial"] for r in report["results"]) == [0, 1, 2]
 
 
 def test_a_failing_rank_ends_the_job():

@@ -94,11 +94,9 @@ class World:
             self.comm.Bcast(array, root=0)
         return array
 
-    def min(self, value):
-        """The smallest of the ranks' ints (every rank gets it)."""
-        if self.comm is None:
-            return value
-        return self.comm.allreduce(value, op=self._mpi.MIN)
+    def gather_all(self, obj):
+        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        return [obj] if self.comm is None else self.comm.allgather(obj)
 
     def abort_on_error(self):
         """An uncaught exception on any rank ends the whole job (MPI_Abort) after printing its

@@ -211,7 +211,12 @@ def _workers(n_jobs, n_trials):
 
 
 def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
-            threads_per_trial, refit, verbose):
+            threads_per_trial, refit, verbose, distributed=False):
+    if distributed:
+        return _search_over_ranks(candidates, knobs, method, data, epochs=epochs,
+                                  patience=patience, seed=seed,
+                                  threads_per_trial=threads_per_trial, refit=refit,
+                                  verbose=verbose)
     joblib, workers = _workers(n_jobs, len(candidates))
     if threads_per_trial is None:
         # n_jobs processes x threads each must not exceed the cores pynn may use, or the trials
@@ -240,11 +245,41 @@ def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
         # a threading backend runs trials in this process: give the caller its count back
         if get_num_threads() != before:
             set_num_threads(before)
+    return _result(rows, knobs, method, metric, data, threads_per_trial, workers, refit, seed)
+
+
+def _result(rows, knobs, method, metric, data, threads_per_trial, workers, refit, seed):
     result = SearchResult(rows, knobs, method, metric, data.task, threads_per_trial, workers)
     result.classes = None if data.encoder is None else data.encoder.classes_
     if refit:
         result.model = _refit(result.best_params, result.results[0]["best_epoch"], data, seed)
     return result
+
+
+def _search_over_ranks(candidates, knobs, method, data, *, epochs, patience, seed,
+                       threads_per_trial, refit, verbose):
+    """The trials of an MPI job's search (``mpirun -n N``): rank r runs trials r, r + N, ...
+    with its share of the node's cores, every rank gets every row (one allgather), and rank 0
+    refits the winner (the others' ``model`` is None)."""
+    from ..distributed import world
+
+    w = world()
+    w.share_cores()
+    threads = (get_num_threads() if threads_per_trial is None
+               else check_int("threads_per_trial", threads_per_trial, 1))
+    metric = "accuracy" if data.task == "classification" else "r2"
+    progress = _TrialProgress(verbose if w.is_root else 0, len(candidates), metric)
+    mine = []
+    try:
+        for i in range(w.rank, len(candidates), w.size):
+            mine.append(_run_trial(i, candidates[i], data, epochs, patience, seed, threads))
+            progress.update(mine[-1], knobs)
+    finally:
+        progress.close()
+    rows = sorted((row for part in w.gather_all(mine) for row in part),
+                  key=lambda row: row["trial"])
+    return _result(rows, knobs, method, metric, data, threads, w.size, refit and w.is_root,
+                   seed)
 
 
 def _refit(params, epochs, data, seed):
@@ -300,6 +335,11 @@ _COMMON_DOC = """
         ``result.model`` (the scaler as its first layer) takes raw features.
     verbose : 0 or 1, default 0
         1: a progress bar (tqdm on a terminal, the ``progress`` extra) or a line per trial.
+    distributed : bool, default False
+        Spread the trials over the ranks of the MPI job this process belongs to (``mpirun
+        -n N``; the ``mpi`` extra) instead of joblib: rank r runs trials r, r + N, ... with
+        its share of the node's cores; every rank returns every trial, and rank 0 alone
+        refits (the other ranks' ``model`` is None).
 
     Returns
     -------
@@ -320,7 +360,7 @@ def _check_common(epochs, patience, val_fraction, seed, verbose):
 
 def grid_search(X, y, grid, *, epochs=30, patience=5, val_fraction=0.2, task="auto",
                 standardize="feature", seed=0, n_jobs=None, threads_per_trial=None, refit=True,
-                verbose=0):
+                verbose=0, distributed=False):
     """Train the lecture's recipe at every point of ``grid`` and rank the points by their
     validation score.
 
@@ -341,12 +381,13 @@ def grid_search(X, y, grid, *, epochs=30, patience=5, val_fraction=0.2, task="au
     data = _Data(X, y, task, val_fraction, standardize, seed)
     return _search(expand_grid(grid), list(grid), "grid", data, epochs=epochs,
                    patience=patience, seed=seed, n_jobs=n_jobs,
-                   threads_per_trial=threads_per_trial, refit=refit, verbose=verbose)
+                   threads_per_trial=threads_per_trial, refit=refit, verbose=verbose,
+                   distributed=distributed)
 
 
 def random_search(X, y, space, n_trials=16, *, epochs=30, patience=5, val_fraction=0.2,
                   task="auto", standardize="feature", seed=0, sample_seed=None, n_jobs=None,
-                  threads_per_trial=None, refit=True, verbose=0):
+                  threads_per_trial=None, refit=True, verbose=0, distributed=False):
     """Train the lecture's recipe at ``n_trials`` points drawn from ``space`` and rank them by
     their validation score.
 
@@ -376,7 +417,7 @@ def random_search(X, y, space, n_trials=16, *, epochs=30, patience=5, val_fracti
     data = _Data(X, y, task, val_fraction, standardize, seed)
     return _search(candidates, list(space), "random", data, epochs=epochs, patience=patience,
                    seed=seed, n_jobs=n_jobs, threads_per_trial=threads_per_trial, refit=refit,
-                   verbose=verbose)
+                   verbose=verbose, distributed=distributed)
 
 
 for _search_function in (grid_search, random_search):
