@@ -74,7 +74,9 @@ def measure(net, steps, rounds, threads):
     if w.rank == 0:
         from threadpoolctl import threadpool_info
 
-        blas = next((i for i in threadpool_info() if i["user_api"] == "blas"), {})
+        # the BLAS the kernels call: scipy's (numpy may load another copy)
+        infos = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        blas = next((i for i in infos if "scipy" in i["filepath"]), infos[0] if infos else {})
         print(json.dumps({
             "net": net, "ranks": w.size, "threads": pynn.get_num_threads(),
             "global_batch": batch, "parameters": int(sum(p.size for p in model.parameters())),
@@ -113,6 +115,46 @@ def compare(net, steps, rounds, pairs):
           f"vs 1 x 1 thread: {base_ms['1 process x 1 thread'] / two:.2f}x")
 
 
+# Ring allreduce over a network: 2(N-1) messages in turn, each paying the link's latency, and
+# 2(N-1)/N of the buffer through each link (reduce-scatter, then all-gather). The latencies
+# are typical one-way MPI latencies of such links (TCP over Ethernet; RDMA for 100 Gbit/s).
+LINKS = {"10 Gbit/s Ethernet (TCP)": (10e9, 25e-6), "25 Gbit/s (RoCE)": (25e9, 5e-6),
+         "100 Gbit/s (InfiniBand)": (100e9, 2e-6)}
+RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def allreduce_seconds(ranks, parameters, bits_per_second, latency, bytes_per_value=4):
+    if ranks == 1:
+        return 0.0
+    return (2 * (ranks - 1) * latency
+            + 2 * (ranks - 1) / ranks * bytes_per_value * parameters * 8 / bits_per_second)
+
+
+def model_table(net, step_ms, parameters, batch):
+    """Markdown: the modelled step time and speedup over one node for 1..256 ranks (nodes),
+    each computing its 1/N of the global batch at the measured per-row cost, then the ring
+    allreduce; and the rows per rank at which the allreduce equals the compute (below it,
+    communication dominates: scaling stops paying)."""
+    step = step_ms / 1e3
+    lines = [f"{net}: {parameters:,} parameters, global batch {batch}, one node's step "
+             f"{step_ms:.3f} ms", "",
+             "| ranks | " + " | ".join(LINKS) + " |", "|---:|" + "---:|" * len(LINKS)]
+    for n in RANKS:
+        cells = []
+        for bps, lat in LINKS.values():
+            t = step / n + allreduce_seconds(n, parameters, bps, lat)
+            cells.append(f"{1e3 * t:.3f} ms ({step / t:.2f}x)")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "rows per rank at which compute = allreduce (more rows per rank keep "
+                  "scaling paying):", ""]
+    for name, (bps, lat) in LINKS.items():
+        per_row = step / batch
+        need = {n: allreduce_seconds(n, parameters, bps, lat) / per_row for n in (8, 64, 256)}
+        lines.append(f"- {name}: " + ", ".join(f"{n} ranks {r:,.0f} rows (global batch "
+                                                   f"{r * n:,.0f})" for n, r in need.items()))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--net", choices=sorted(NETS), default="medium")
@@ -122,8 +164,15 @@ def main():
                     help="pynn threads (default: the rank's share of the cores)")
     ap.add_argument("--compare", type=int, metavar="PAIRS", default=0,
                     help="run the three configurations PAIRS times, alternated")
+    ap.add_argument("--model", type=float, metavar="STEP_MS", default=None,
+                    help="print the scaling model for a measured one-node step time")
     args = ap.parse_args()
-    if args.compare:
+    if args.model is not None:
+        widths, _, batch = NETS[args.net]
+        params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        params += 2 * sum(widths[1:-1]) if NETS[args.net][1] else 0
+        print(model_table(args.net, args.model, params, batch))
+    elif args.compare:
         compare(args.net, args.steps, args.rounds, args.compare)
     else:
         measure(args.net, args.steps, args.rounds, args.threads)
