@@ -52,7 +52,7 @@ def measure(net, steps, rounds, threads):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((batch, widths[0])).astype(np.float32)
     y = rng.integers(0, widths[-1], batch)
-    part = slice(batch * w.rank // w.size, batch * (w.rank + 1) // w.size)
+    part = slice(batch * w.rank // w.size, batch * (w.rank + 1) // w.size)  # (even here)
     Xs, ys = np.ascontiguousarray(X[part]), y[part]
     loss, opt = nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-4)
     for _ in range(steps):  # warm-up: plans, programs, MPI connections

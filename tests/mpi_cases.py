@@ -15,6 +15,7 @@ import numpy as np
 import pynn
 from pynn import nn, optim
 from pynn.distributed import DataParallel, world
+from pynn.train._distributed import shard_bounds
 
 
 def _data(n, features=12, classes=3, seed=0):
@@ -48,7 +49,7 @@ def sgd_momentum_steps():
     dp = DataParallel(model)
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     w = dp.world
-    part = slice(128 * w.rank // w.size, 128 * (w.rank + 1) // w.size)
+    part = slice(*shard_bounds(128, w.rank, w.size))
     losses = [dp.train_step(X[part], y[part], nn.CrossEntropyLoss(), opt) for _ in range(20)]
     return {**_state(model), "losses": np.array(losses)}
 

@@ -160,6 +160,7 @@ def test_shards_are_contiguous_and_cover_the_batch():
             assert bounds[0][0] == 0 and bounds[-1][1] == rows
             assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
             assert max(h - lo for lo, h in bounds) - min(h - lo for lo, h in bounds) <= 1
+            assert rows == 0 or bounds[0][1] > 0  # rank 0, whose statistics count, has rows
 
 
 def test_launched_size_reads_the_launchers_environment():

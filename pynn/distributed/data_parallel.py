@@ -190,6 +190,12 @@ class DataParallel(Module):
 
     def _idle_step(self, optimizer, zero_grad, finite_only):
         """A rank with no rows in this batch: it adds zeros to the sums and updates alike."""
+        if self.sync_batchnorm and self.world.size > 1:
+            raise ValueError(
+                f"a batch with fewer rows than the {self.world.size} ranks left rank "
+                f"{self.world.rank} without rows; with sync_batchnorm every rank must take "
+                f"part in each BatchNorm's statistics: use a batch_size (and a last batch) of "
+                f"at least {self.world.size} rows")
         (self.module if zero_grad == "model" else optimizer).zero_grad()
         value = self.world.sum([0.0])[0]
         if finite_only and not math.isfinite(value):

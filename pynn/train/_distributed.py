@@ -10,9 +10,12 @@ from ._metrics import LossTotal
 
 
 def shard_bounds(rows, rank, size):
-    """Rank ``rank``'s contiguous part [lo, hi) of ``rows`` rows split over ``size`` ranks
-    (parts differ by at most one row; a rank gets none when rows < size)."""
-    return rows * rank // size, rows * (rank + 1) // size
+    """Rank ``rank``'s contiguous part [lo, hi) of ``rows`` rows split over ``size`` ranks:
+    the first ``rows % size`` ranks take one row more (numpy.array_split's split), so rank 0,
+    whose BatchNorm statistics count, always has rows."""
+    q, extra = divmod(rows, size)
+    lo = rank * q + min(rank, extra)
+    return lo, lo + q + (rank < extra)
 
 
 class DistributedFit:
