@@ -176,7 +176,7 @@ class GraphView:
         if name not in self.constants:
             raise self.error(self._dynamic(i, name))
         if name not in self._arrays:
-            self._arrays[name] = self._tensor_array(name, self.constants[name])
+            self._arrays[name] = self._tensor_array(name, self.constants[name], self.describe(i))
         array = self._arrays[name]
         if array.ndim not in ndims:
             raise self.error(f"{self.describe(i)}: {what} {name!r} has shape {array.shape}, "
@@ -191,32 +191,34 @@ class GraphView:
                              f"{array.shape}")
         return float(array.reshape(()))
 
-    def _tensor_array(self, name, tensor):
+    def _tensor_array(self, name, tensor, reader):
+        """The checked array of ``tensor``; errors name the node that reads it (``reader``)."""
         TP = self.onnx.TensorProto
+        where = f"{reader}: weight {name!r}"
         if tensor.data_location == TP.EXTERNAL or len(tensor.external_data):
-            raise self.error(f"weight {name!r} is stored outside the file (external data); "
-                             f"pynn never opens a file that a model names")
+            raise self.error(f"{where} is stored outside the file (external data); pynn never "
+                             f"opens a file that a model names")
         if tensor.HasField("segment"):
-            raise self.error(f"weight {name!r} is a segment of a tensor (not supported)")
+            raise self.error(f"{where} is a segment of a tensor (not supported)")
         dtype = DTYPES.get(tensor.data_type)
         if dtype != self.dtype:
-            raise self.error(f"weight {name!r} is {self._type_name(tensor.data_type)}, the "
-                             f"model's input {self.dtype.name}")
+            raise self.error(f"{where} is {self._type_name(tensor.data_type)}, the model's "
+                             f"input {self.dtype.name}")
         dims = list(tensor.dims)
         if len(dims) > 2 or any(d < 0 for d in dims):
-            raise self.error(f"weight {name!r} has shape {dims}; pynn's weights have at most "
-                             f"2 dimensions")
+            raise self.error(f"{where} has shape {dims}; pynn's weights have at most 2 "
+                             f"dimensions")
         count = math.prod(dims)  # exact: a shape claiming 2**64 values is just too many
         raw = len(tensor.raw_data)
         held = raw // dtype.itemsize if raw else len(
             tensor.float_data if dtype == np.float32 else tensor.double_data)
         if held != count or raw % dtype.itemsize:
-            raise self.error(f"weight {name!r} declares shape {dims} ({count} values) but "
-                             f"holds {raw and f'{raw} bytes' or f'{held} values'} (truncated "
-                             f"or corrupt)")
+            stored = f"{raw} bytes" if raw else f"{held} values"
+            raise self.error(f"{where} declares shape {dims} ({count} values) but holds "
+                             f"{stored} (truncated or corrupt)")
         array = np.array(self.onnx.numpy_helper.to_array(tensor), dtype=self.dtype, order="C")
         if array.shape != tuple(dims):
-            raise self.error(f"weight {name!r} could not be read as shape {dims}")
+            raise self.error(f"{where} could not be read as shape {dims}")
         if not np.isfinite(array).all():
-            raise self.error(f"weight {name!r} holds NaN or Inf")
+            raise self.error(f"{where} holds NaN or Inf")
         return array

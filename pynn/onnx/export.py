@@ -116,7 +116,7 @@ def _emit_batchnorm(b, label, bn):
 
 def _emit_standardizer(b, label, layer):
     if layer.mean is None:
-        raise ValueError(f"model: the Standardizer at {label} is not fitted; fit it before "
+        raise ValueError(f"model: the Standardizer at {label!r} is not fitted; fit it before "
                          f"exporting")
     b.then("Sub", label, b.const(f"{label}.mean", layer.mean))
     b.then("Div", label, b.const(f"{label}.scale", layer.scale))
@@ -215,7 +215,9 @@ def _layers_to_export(model):
 
 
 def _model_dtype(model):
-    dtypes = {m.dtype for m in model.modules() if isinstance(getattr(m, "dtype", None), np.dtype)}
+    # the layers' (a Sequential of activations alone says float32 whatever it sits in)
+    dtypes = {m.dtype for m in model.modules()
+              if type(m) not in _CONTAINERS and isinstance(getattr(m, "dtype", None), np.dtype)}
     if len(dtypes) > 1:
         raise TypeError(f"model: layers must share one dtype, got "
                         f"{sorted(d.name for d in dtypes)}")
@@ -270,11 +272,10 @@ def to_model(model, opset=None, input_name="input", output_name="output", metada
     opset = _check_opset(onnx, opset)
     if _check_name("input_name", input_name) == _check_name("output_name", output_name):
         raise ValueError(f"input_name and output_name must differ, both are {input_name!r}")
-    props = {KEY_VERSION: __version__,
-             KEY_ARCHITECTURE: json.dumps(architecture(model)),
-             KEY_METADATA: json.dumps(_plain_json("metadata", metadata or {}))}
-    dtype = _model_dtype(model)
-    graph = _graph(onnx, model, dtype, input_name, output_name)
+    meta = json.dumps(_plain_json("metadata", metadata or {}))
+    graph = _graph(onnx, model, _model_dtype(model), input_name, output_name)
+    props = {KEY_VERSION: __version__, KEY_ARCHITECTURE: json.dumps(architecture(model)),
+             KEY_METADATA: meta}
     opsets = [onnx.helper.make_opsetid("", opset)]
     proto = onnx.helper.make_model(
         graph, opset_imports=opsets, producer_name="pynn", producer_version=__version__,
