@@ -146,9 +146,9 @@ def _emit_elu(b, label, layer):
     if b.dtype == np.float32:
         b.then("Elu", label, alpha=float(layer.alpha))
         return
-    x = b.x
-    positive = b.node("Greater", [x, b.const(f"{label}.zero", 0)], label)
-    m = b.node("Min", [x, b.const(f"{label}.zero", 0)], label)
+    x, zero = b.x, b.const(f"{label}.zero", 0)
+    positive = b.node("Greater", [x, zero], label)
+    m = b.node("Min", [x, zero], label)
     em1 = b.node("Sub", [b.node("Exp", [m], label), b.const(f"{label}.one", 1)], label)
     negative = b.node("Mul", [em1, b.const(f"{label}.alpha", layer.alpha)], label)
     b.x = b.node("Where", [positive, x, negative], label)
@@ -248,9 +248,9 @@ def _graph(onnx, model, dtype, input_name, output_name):
 
 
 def _check_opset(onnx, opset):
-    if opset is None:
-        return DEFAULT_OPSET
     newest = onnx.defs.onnx_opset_version()
+    if opset is None:  # an onnx older than the pyproject's floor may not know DEFAULT_OPSET
+        return min(DEFAULT_OPSET, newest)
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
             or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an int from {MIN_OPSET} to {newest} (the newest the "
