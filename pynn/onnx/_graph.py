@@ -57,6 +57,8 @@ class GraphView:
 
     # ------------------------------------------------------------------------ set-up
     def error(self, message):
+        if len(message) > 1000:  # names in a hostile file may be megabytes long
+            message = message[:1000] + "..."
         return ModelFileError(f"{self.source}: {message}")
 
     def _default_opset(self, proto):
