@@ -9,25 +9,27 @@ import contextlib
 import os
 import pathlib
 import re
+import sys
 import warnings
 
 import numpy as np
 import pytest
+from scipy.stats import loguniform
+
+import pynn
+from pynn.datasets import load_digits
+from pynn.search import LogUniform, Uniform, grid_search, random_search
 
 distributed = pytest.importorskip("dask.distributed")
-joblib = pytest.importorskip("joblib")
-pytest.importorskip("sklearn")
+joblib = pytest.importorskip("joblib")  # the dask extra brings it; its dask backend is the point
 
 import dask  # noqa: E402  (after the skip: dask comes with dask.distributed)
 import psutil  # noqa: E402  (distributed depends on it)
-from scipy.stats import loguniform  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV  # noqa: E402
 
-import pynn  # noqa: E402
-from pynn.datasets import load_digits  # noqa: E402
-from pynn.search import LogUniform, Uniform, grid_search, random_search  # noqa: E402
-from pynn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+try:
+    from sklearn.exceptions import ConvergenceWarning
+except ImportError:  # without scikit-learn its tests skip, and nothing else here raises that
+    ConvergenceWarning = None
 
 FAST = dict(epochs=3, patience=2, standardize="common")
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "cluster_search.md"
@@ -43,7 +45,8 @@ def _recorded():
     delayed carries this filter to the workers too)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        if ConvergenceWarning is not None:
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
         yield caught
 
 
@@ -167,6 +170,16 @@ def test_a_worker_running_two_trials_at_once_splits_its_cores(small_digits):
     assert result.threads_per_trial == 1
 
 
+def test_outside_a_dask_worker_a_process_runs_one_trial_at_a_time(monkeypatch):
+    """A Ray or loky worker process (here: this one, distributed loaded but no Dask worker)
+    runs one trial at a time: its share is its whole default count (OMP_NUM_THREADS here)."""
+    from pynn.search._parallel import cluster_worker_threads
+
+    assert "distributed" in sys.modules
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cluster_worker_threads() == 3
+
+
 def test_the_holdout_travels_once_not_inside_every_task(client, small_digits):
     """Dask warns when a task graph carries more than a threshold of data: with the threshold
     below the holdout's size, a search whose tasks embedded the data would warn (and fail this
@@ -199,6 +212,9 @@ def _assert_same_search(on_dask, serial, X):
 
 
 def test_grid_search_cv_of_the_classifier_on_dask_equals_n_jobs_1(client, one_thread):
+    GridSearchCV = pytest.importorskip("sklearn.model_selection").GridSearchCV
+    from pynn.sklearn import MLPClassifier
+
     X, y = load_digits()
     X, y = X[:300] / 16.0, y[:300]
     grid = {"hidden_layer_sizes": [(16,), (32,)], "learning_rate_init": [3e-3, 3e-2]}
@@ -214,6 +230,9 @@ def test_grid_search_cv_of_the_classifier_on_dask_equals_n_jobs_1(client, one_th
 
 
 def test_randomized_search_cv_of_the_regressor_on_dask_equals_n_jobs_1(client, one_thread):
+    RandomizedSearchCV = pytest.importorskip("sklearn.model_selection").RandomizedSearchCV
+    from pynn.sklearn import MLPRegressor
+
     rng = np.random.default_rng(0)
     X = rng.standard_normal((240, 6))
     y = X @ rng.standard_normal(6) + 0.5 * np.sin(3 * X[:, 0])
@@ -242,6 +261,7 @@ def test_the_docs_code_runs(client, tmp_path, monkeypatch):
     """Every Python block of docs/cluster_search.md compiles; those that need no real cluster
     run in order in one namespace, the scheduler's placeholder address pointed at this test's
     LocalCluster (the first block starts a LocalCluster of its own, as a script would)."""
+    pytest.importorskip("sklearn")  # the page's GridSearchCV blocks
     blocks = _doc_blocks()
     assert len(blocks) >= 4 and sum(not skip for skip, _ in blocks) >= 3
     monkeypatch.chdir(tmp_path)
