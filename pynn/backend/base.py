@@ -26,7 +26,7 @@ from ._arrays import _accumulator, _float_array, _ndim, _output, _same_shape, as
 from ._loss_steps import LossSteps
 from ._optim_steps import OptimizerSteps
 from .codes import (IDENTITY, MASK64, activation_code, dropout_key, dropout_threshold,
-                    fused_activation_code)
+                    fused_activation_code, keeps_preactivation)
 
 
 class Backend(LossSteps, OptimizerSteps, abc.ABC):
@@ -89,14 +89,20 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         return dX
 
     # ---------------------------------------------------------------- dense
-    def dense_forward(self, X, W, b=None, activation=None, param=None, out=None):
+    def dense_forward(self, X, W, b=None, activation=None, param=None, out=None, *,
+                      preact_out=None):
         """Y = act(X @ W.T + b); W has shape (out_features, in_features).
 
         The activation must be computable backward from its output (see
-        ``derivative_from_output``) so ``dense_backward`` can use Y alone. ``out`` must not
-        share memory with X, W or b (the GEMM reads X while it writes out).
+        ``derivative_from_output``) so ``dense_backward`` can use Y alone, unless
+        ``preact_out`` is given: an (N, out_features) array that receives the pre-activation
+        Z = X @ W.T + b too, for ``dense_backward``'s Z (what the smooth activations, gelu,
+        silu, softplus, mish, are fused with: ``keeps_preactivation``). ``out`` and
+        ``preact_out`` must not share memory with X, W, b or each other (the GEMM reads X while
+        it writes them).
         """
-        kind, param = fused_activation_code(activation, param, "dense")
+        kind, param = fused_activation_code(activation, param, "dense",
+                                            preactivation=preact_out is not None)
         X = _float_array("X", X)
         _ndim("X", X, 2)
         W = _float_array("W", W, X.dtype)
@@ -109,21 +115,27 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         if b is not None:
             b = _float_array("b", b, X.dtype)
             _same_shape("b", b, (W.shape[0],))
-        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype,
-                    [("X", X), ("W", W), ("b", b)])
-        self._dense_forward(X, W, b, Y, kind, param, _threads.get_num_threads())
+        inputs = [("X", X), ("W", W), ("b", b)]
+        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype, inputs)
+        Z = None
+        if preact_out is not None:
+            Z = _output("preact_out", preact_out, Y.shape, X.dtype, inputs + [("out", Y)])
+        self._dense_forward(X, W, b, Y, kind, param, _threads.get_num_threads(), Z)
         return Y
 
     def dense_backward(self, dY, X, W, Y, dW, db=None, activation=None, param=None,
-                       out=None, need_dX=True):
+                       out=None, need_dX=True, *, Z=None):
         """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; returns dX = dZ @ W.
 
-        ``dW`` and ``db`` accumulate (gradients add up until zeroed). Either may be None (a
-        frozen weight or bias, or no bias): that gradient is not computed at all (dW=None skips
-        the dW GEMM). With ``need_dX=False`` (the first layer) dX is not computed and None is
-        returned.
+        ``Z``: the pre-activation ``dense_forward`` kept (``preact_out``); act' is then taken
+        from it, and it is required for an activation whose derivative needs it (Y may be None
+        for the smooth kinds, which never read it). ``dW`` and ``db`` accumulate (gradients
+        add up until zeroed). Either may be None (a frozen weight or bias, or no bias): that
+        gradient is not computed at all (dW=None skips the dW GEMM). With ``need_dX=False``
+        (the first layer) dX is not computed and None is returned.
         """
-        kind, param = fused_activation_code(activation, param, "dense")
+        kind, param = fused_activation_code(activation, param, "dense",
+                                            preactivation=Z is not None)
         dY = _float_array("dY", dY)
         _ndim("dY", dY, 2)
         dtype = dY.dtype
@@ -134,17 +146,23 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         _same_shape("W", W, (m, X.shape[1]))
         if X.shape[0] != n:
             raise ValueError(f"X must have {n} rows to match dY {dY.shape}, got {X.shape}")
-        if kind != IDENTITY:
+        if kind != IDENTITY and not (Z is not None and keeps_preactivation(kind) and Y is None):
             Y = _float_array("Y", Y, dtype)
             _same_shape("Y", Y, dY.shape)
         else:
             Y = None
-        inputs = [("dY", dY), ("X", X), ("W", W), ("Y", Y)]
+        if kind != IDENTITY and Z is not None:
+            Z = _float_array("Z", Z, dtype)
+            _same_shape("Z", Z, dY.shape)
+        else:
+            Z = None
+        inputs = [("dY", dY), ("X", X), ("W", W), ("Y", Y), ("Z", Z)]
         dW = _accumulator("dW", dW, W.shape, dtype, optional=True, inputs=inputs)
         db = _accumulator("db", db, (m,), dtype, optional=True, inputs=inputs + [("dW", dW)])
         dX = (_output("out", out, X.shape, dtype, inputs + [("dW", dW), ("db", db)])
               if need_dX else None)
-        self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads())
+        self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads(),
+                             Z)
         return dX
 
     # ---------------------------------------------------------------- batch normalization
@@ -324,13 +342,14 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         """dX = Y * (dY - rowsum(dY * Y))."""
 
     @abc.abstractmethod
-    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
-        """Y := act(X @ W.T + b); b may be None."""
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
+        """Y := act(X @ W.T + b); b may be None; Z (unless None) := X @ W.T + b."""
 
     @abc.abstractmethod
-    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX
-        may each be None (not computed); Y is None for the identity."""
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
+        """dZ = dY * act'(Y) (act'(Z) from the kept pre-activation Z unless None); db +=
+        colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX may each be None (not
+        computed); Y is None for the identity, and may be None with Z for the smooth kinds."""
 
     # The loss loops return sum_r w_r l_r (W: float64 row weights, or None for all ones) and
     # write G := scale * its gradient and L := the weighted terms, each unless None.

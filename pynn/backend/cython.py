@@ -12,6 +12,7 @@ from .._kernels import dropout as _dropout
 from .._kernels import losses as _losses
 from .._kernels import optim as _optim
 from .base import Backend
+from .codes import kernel_params
 
 
 class CythonBackend(Backend):
@@ -19,11 +20,14 @@ class CythonBackend(Backend):
 
     name = "cython"
 
+    # (the kernels take an activation's parameter as two scalars: codes.kernel_params)
     def _activation_forward(self, X, Y, kind, param, n_threads):
-        _activations.activation_forward(X, Y, kind, param, n_threads)
+        p, q = kernel_params(param)
+        _activations.activation_forward(X, Y, kind, p, q, n_threads)
 
     def _activation_backward(self, dY, X, Y, dX, kind, param, n_threads):
-        _activations.activation_backward(dY, X, Y, dX, kind, param, n_threads)
+        p, q = kernel_params(param)
+        _activations.activation_backward(dY, X, Y, dX, kind, p, q, n_threads)
 
     def _softmax_forward(self, X, Y, n_threads):
         _activations.softmax_forward(X, Y, n_threads)
@@ -31,11 +35,13 @@ class CythonBackend(Backend):
     def _softmax_backward(self, dY, Y, dX, n_threads):
         _activations.softmax_backward(dY, Y, dX, n_threads)
 
-    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
-        _dense.dense_forward(X, W, b, Y, kind, param, n_threads)
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
+        p, q = kernel_params(param)
+        _dense.dense_forward(X, W, b, Y, kind, p, q, n_threads, Z)
 
-    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, param, n_threads)
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
+        p, q = kernel_params(param)
+        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, p, q, n_threads, Z)
 
     def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
         return _losses.mse_loss(Y, T, W, G, L, scale, n_threads)
@@ -50,19 +56,21 @@ class CythonBackend(Backend):
                                  eps, Y, mean, invstd, kind, param, n_threads):
         _batchnorm.batchnorm_forward_train(
             X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, kind,
-            param, n_threads
+            *kernel_params(param), n_threads
         )
 
     def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
                                 param, n_threads):
         _batchnorm.batchnorm_forward_eval(
-            X, gamma, beta, running_mean, running_var, eps, Y, kind, param, n_threads
+            X, gamma, beta, running_mean, running_var, eps, Y, kind, *kernel_params(param),
+            n_threads
         )
 
     def _batchnorm_backward(self, dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
                             n_threads):
         _batchnorm.batchnorm_backward(
-            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param, n_threads
+            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, *kernel_params(param),
+            n_threads
         )
 
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):

@@ -6,7 +6,12 @@ Cython kernels accumulate in float64 (loss sums, batch-norm statistics).
 import numpy as np
 
 from .base import Backend
-from .codes import ELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SQUARE, STEP, TANH
+from .codes import (ELU, GELU, GELU_TANH, GOLDEN64, IDENTITY, LEAKY_RELU, MISH, RELU, SIGMOID,
+                    SILU, SOFTPLUS, SQUARE, STEP, TANH)
+
+# GELU's tanh form: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+_GELU_K = np.sqrt(2.0 / np.pi)
+_GELU_KAPPA = 0.044715
 
 
 def _sigmoid(x):
@@ -15,8 +20,65 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
+def _softplus(x):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _erfc(x):
+    from scipy.special import erfc  # only GELU needs it: not imported with pynn
+    return erfc(x).astype(x.dtype, copy=False)
+
+
+def _smooth_forward(z, kind, param):
+    """The smooth kinds (GELU, SiLU, softplus, Mish), torch's formulas."""
+    t = z.dtype.type
+    if kind == GELU:
+        return t(0.5) * z * _erfc(-z * t(np.sqrt(0.5)))  # x Phi(x), Phi by erfc: no cancellation
+    if kind == GELU_TANH:
+        w = t(_GELU_K) * (z + t(_GELU_KAPPA) * z ** 3)
+        return t(0.5) * z * (t(2) * _sigmoid(t(2) * w))  # 1 + tanh(w) = 2 sigmoid(2w)
+    if kind == SILU:
+        return z * _sigmoid(z)
+    if kind == SOFTPLUS:
+        beta, threshold = t(param[0]), t(param[1])
+        bz = z * beta
+        return np.where(bz > threshold, z, _softplus(bz) / beta).astype(z.dtype)
+    if kind == MISH:
+        return z * np.tanh(_softplus(z))
+    raise ValueError(f"unknown activation kind {kind}")
+
+
+def _smooth_derivative(x, kind, param):
+    """act'(x) of the smooth kinds, from the input x."""
+    t = x.dtype.type
+    if kind == GELU:
+        cdf = t(0.5) * _erfc(-x * t(np.sqrt(0.5)))
+        pdf = np.exp(t(-0.5) * x * x) * t(1.0 / np.sqrt(2.0 * np.pi))
+        return cdf + x * pdf
+    if kind == GELU_TANH:
+        w = t(_GELU_K) * (x + t(_GELU_KAPPA) * x ** 3)
+        s = _sigmoid(t(2) * w)
+        sech2 = t(4) * s * _sigmoid(t(-2) * w)  # 1 - tanh(w)^2
+        return s + t(0.5) * x * sech2 * (t(_GELU_K) * (t(1) + t(3 * _GELU_KAPPA) * x * x))
+    if kind == SILU:
+        s = _sigmoid(x)
+        return s * (t(1) + x * _sigmoid(-x))
+    if kind == SOFTPLUS:
+        beta, threshold = t(param[0]), t(param[1])
+        bx = x * beta
+        return np.where(bx > threshold, t(1), _sigmoid(bx)).astype(x.dtype)
+    if kind == MISH:
+        tsp = np.tanh(_softplus(x))
+        return tsp + x * _sigmoid(x) * (t(1) - tsp * tsp)
+    raise ValueError(f"unknown activation kind {kind}")
+
+
 def act_forward(z, kind, param):
-    """act(z) for one activation kind, same dtype as z."""
+    """act(z) for one activation kind, same dtype as z (param: the kind's parameter, a
+    (beta, threshold) pair for softplus)."""
+    if kind >= GELU:
+        return _smooth_forward(z, kind, param)
     if kind == IDENTITY:
         return z.copy()
     if kind == RELU:
@@ -40,6 +102,8 @@ def act_derivative(x, y, kind, param):
     """act'(x), taken from the output y where the math allows (x may be None for those kinds)."""
     dtype = y.dtype if y is not None else x.dtype
     one = dtype.type(1)
+    if kind >= GELU:
+        return _smooth_derivative(x, kind, param)
     if kind == IDENTITY:
         return np.ones_like(y if y is not None else x)
     if kind == RELU:
@@ -95,14 +159,16 @@ class NumpyBackend(Backend):
     def _softmax_backward(self, dY, Y, dX, n_threads):
         dX[...] = Y * (dY - (dY * Y).sum(axis=1, keepdims=True))
 
-    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
-        Z = X @ W.T
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
+        pre = X @ W.T
         if b is not None:
-            Z += b
-        Y[...] = act_forward(Z, kind, param)
+            pre += b
+        if Z is not None:
+            Z[...] = pre
+        Y[...] = act_forward(pre, kind, param)
 
-    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        dZ = dY if kind == IDENTITY else dY * act_derivative(None, Y, kind, param)
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
+        dZ = dY if kind == IDENTITY else dY * act_derivative(Z, Y, kind, param)
         if db is not None:
             db += dZ.sum(axis=0)
         if dW is not None:

@@ -41,7 +41,7 @@ def _register_builtins():
     for cls in (Dense, BatchNorm, Dropout, Sequential, ModuleList, Standardizer):
         register(cls)
     for name in ("Identity", "Step", "Sigmoid", "Tanh", "ReLU", "Square", "LeakyReLU", "ELU",
-                 "Softmax"):
+                 "GELU", "SiLU", "Softplus", "Mish", "Softmax"):
         register(getattr(_act, name))
 
 

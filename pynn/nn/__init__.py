@@ -2,7 +2,8 @@
 ``gradcheck``."""
 from . import init, utils
 from ._gradcheck import GradcheckError, gradcheck
-from .activations import ELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Square, Step, Tanh
+from .activations import (ELU, GELU, Activation, Identity, LeakyReLU, Mish, ReLU, Sigmoid, SiLU,
+                          Softmax, Softplus, Square, Step, Tanh)
 from .batchnorm import BatchNorm
 from .containers import ModuleList, Sequential
 from .dense import Dense
@@ -17,7 +18,8 @@ from .standardizer import Standardizer
 # importable as submodules, not part of the names ``from pynn.nn import *`` hands out.
 __all__ = [
     "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
-    "GradcheckError", "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss", "Module",
-    "ModuleList", "Parameter", "ParameterArena", "ReLU", "Sequential", "Sigmoid", "Softmax",
-    "Square", "Standardizer", "Step", "Tanh", "gradcheck", "init", "pack", "utils",
+    "GELU", "GradcheckError", "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss",
+    "Mish", "Module", "ModuleList", "Parameter", "ParameterArena", "ReLU", "Sequential",
+    "Sigmoid", "SiLU", "Softmax", "Softplus", "Square", "Standardizer", "Step", "Tanh",
+    "gradcheck", "init", "pack", "utils",
 ]
