@@ -358,6 +358,11 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         """Return sum w_r (Y - T)**2 as a float; G, L as above."""
 
     @abc.abstractmethod
+    def _robust_loss_loop(self, Y, T, W, G, L, kind, c, scale, n_threads):
+        """Return sum w_r l(Y - T) of the robust loss ``kind`` (codes.ROBUST_*: L1, Huber with
+        delta c, smooth L1 with beta c > 0) as a float; G, L as above."""
+
+    @abc.abstractmethod
     def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
         """Return the weighted sum of the binary cross-entropies of logits Z (P: float64
         pos_weight per column, or None); G, L as above."""
@@ -366,6 +371,13 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
     def _softmax_cross_entropy_loss(self, Z, labels, W, G, L, scale, n_threads):
         """Return the weighted sum of the softmax cross-entropies (labels: intp, in range);
         G, L (per row) as above."""
+
+    @abc.abstractmethod
+    def _softmax_cross_entropy_smooth_loss(self, Z, labels, S, CW, smoothing, G, L, scale,
+                                           n_threads):
+        """Return the sum of the label-smoothed softmax cross-entropies, row r's term
+        S[r] ((1 - eps) CW[y_r] nll_r + eps / C sum_c CW[c] (-log p_rc)) (S, CW: float64
+        sample and class weights, each None for ones); G, L (per row) as above."""
 
     @abc.abstractmethod
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,

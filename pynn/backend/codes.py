@@ -31,6 +31,9 @@ _KEEP_PREACTIVATION = frozenset((GELU, GELU_TANH, SILU, SOFTPLUS, MISH))
 # Softplus takes two parameters, (beta, threshold): torch's defaults
 SOFTPLUS_DEFAULT = (1.0, 20.0)
 
+# The robust regression losses' kinds (mirrored in csrc/_losses.pxd)
+ROBUST_L1, ROBUST_HUBER, ROBUST_SMOOTH_L1 = range(3)
+
 # Step kinds: the one enumeration of what plans, inference programs and compiled training steps
 # are made of. The C side is csrc/_train_step.pxd's enum, under the same names;
 # pynn._kernels.train_step.step_kinds() must equal STEP_KINDS (tests/test_train_step.py).

@@ -46,6 +46,14 @@ class CythonBackend(Backend):
     def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
         return _losses.mse_loss(Y, T, W, G, L, scale, n_threads)
 
+    def _robust_loss_loop(self, Y, T, W, G, L, kind, c, scale, n_threads):
+        return _losses.robust_loss(Y, T, W, G, L, kind, c, scale, n_threads)
+
+    def _softmax_cross_entropy_smooth_loss(self, Z, labels, S, CW, smoothing, G, L, scale,
+                                           n_threads):
+        return _losses.softmax_cross_entropy_smooth_loss(Z, labels, S, CW, smoothing, G, L,
+                                                         scale, n_threads)
+
     def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
         return _losses.bce_with_logits_loss(Z, T, W, P, G, L, scale, n_threads)
 

@@ -6,8 +6,8 @@ Cython kernels accumulate in float64 (loss sums, batch-norm statistics).
 import numpy as np
 
 from .base import Backend
-from .codes import (ELU, GELU, GELU_TANH, GOLDEN64, IDENTITY, LEAKY_RELU, MISH, RELU, SIGMOID,
-                    SILU, SOFTPLUS, SQUARE, STEP, TANH)
+from .codes import (ELU, GELU, GELU_TANH, GOLDEN64, IDENTITY, LEAKY_RELU, MISH, RELU,
+                    ROBUST_HUBER, ROBUST_L1, SIGMOID, SILU, SOFTPLUS, SQUARE, STEP, TANH)
 
 # GELU's tanh form: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
 _GELU_K = np.sqrt(2.0 / np.pi)
@@ -186,6 +186,25 @@ class NumpyBackend(Backend):
             L[...] = terms
         return float(terms.sum())
 
+    def _robust_loss_loop(self, Y, T, W, G, L, kind, c, scale, n_threads):
+        d = Y.astype(np.float64) - T
+        a = np.abs(d)
+        w = 1.0 if W is None else W[:, None]
+        if kind == ROBUST_L1:
+            terms, grad = a, np.sign(d)
+        elif kind == ROBUST_HUBER:  # c = delta
+            terms = np.where(a < c, 0.5 * d * d, c * (a - 0.5 * c))
+            grad = np.where(a <= c, d, c * np.sign(d))
+        else:  # smooth L1, c = beta > 0
+            terms = np.where(a < c, 0.5 * d * d / c, a - 0.5 * c)
+            grad = np.where(a < c, d / c, np.sign(d))
+        terms = w * terms
+        if G is not None:
+            G[...] = grad * w * scale
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
+
     def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
         z = Z.astype(np.float64)
         t = T.astype(np.float64)
@@ -219,6 +238,29 @@ class NumpyBackend(Backend):
             p = np.exp(shifted - logsumexp[:, None])
             p[rows, labels] -= 1.0
             G[...] = p * (w * scale)[:, None]
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
+
+    def _softmax_cross_entropy_smooth_loss(self, Z, labels, S, CW, smoothing, G, L, scale,
+                                           n_threads):
+        z = Z.astype(np.float64)
+        n, k = z.shape
+        s = np.ones(n) if S is None else S
+        c = np.ones(k) if CW is None else CW
+        rows = np.arange(n)
+        shifted = z - z.max(axis=1, keepdims=True)
+        logsumexp = np.log(np.exp(shifted).sum(axis=1))
+        neg_logp = logsumexp[:, None] - shifted  # -log p_rc
+        terms = s * ((1.0 - smoothing) * c[labels] * neg_logp[rows, labels]
+                     + smoothing / k * (neg_logp * c).sum(axis=1))
+        if G is not None:
+            p = np.exp(-neg_logp)
+            onehot = np.zeros_like(p)
+            onehot[rows, labels] = 1.0
+            grad = ((1.0 - smoothing) * c[labels][:, None] * (p - onehot)
+                    + smoothing / k * (c.sum() * p - c))
+            G[...] = grad * (s * scale)[:, None]
         if L is not None:
             L[...] = terms
         return float(terms.sum())

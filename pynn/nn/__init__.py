@@ -8,7 +8,8 @@ from .batchnorm import BatchNorm
 from .containers import ModuleList, Sequential
 from .dense import Dense
 from .dropout import Dropout
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
+from .losses import (BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss,
+                     SmoothL1Loss)
 from ._state_dict import IncompatibleKeys
 from .module import Module
 from .parameter import Parameter, ParameterArena, pack
@@ -18,8 +19,8 @@ from .standardizer import Standardizer
 # importable as submodules, not part of the names ``from pynn.nn import *`` hands out.
 __all__ = [
     "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
-    "GELU", "GradcheckError", "Identity", "IncompatibleKeys", "LeakyReLU", "Loss", "MSELoss",
-    "Mish", "Module", "ModuleList", "Parameter", "ParameterArena", "ReLU", "Sequential",
-    "Sigmoid", "SiLU", "Softmax", "Softplus", "Square", "Standardizer", "Step", "Tanh",
-    "gradcheck", "init", "pack", "utils",
+    "GELU", "GradcheckError", "HuberLoss", "Identity", "IncompatibleKeys", "L1Loss",
+    "LeakyReLU", "Loss", "MSELoss", "Mish", "Module", "ModuleList", "Parameter",
+    "ParameterArena", "ReLU", "Sequential", "Sigmoid", "SiLU", "SmoothL1Loss", "Softmax",
+    "Softplus", "Square", "Standardizer", "Step", "Tanh", "gradcheck", "init", "pack", "utils",
 ]

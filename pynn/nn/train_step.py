@@ -285,10 +285,12 @@ def _add_update(prog, run):
 
 
 def _default_loss(loss):
-    """The loss computes what the program computes: the plain mean, no weights."""
+    """The loss computes what the program computes: the plain mean, no weights, no label
+    smoothing."""
     return (getattr(loss, "reduction", "mean") == "mean"
             and getattr(loss, "weight", None) is None
-            and getattr(loss, "pos_weight", None) is None)
+            and getattr(loss, "pos_weight", None) is None
+            and not getattr(loss, "label_smoothing", 0.0))
 
 
 def _signature(optimizer):
