@@ -13,8 +13,9 @@ refused), outputs writeable, ``n_threads >= 1``, and no array the call writes (`
 buffers) sharing memory with another of its arguments: that raises ValueError naming both
 ("out must not share memory with X"). The only exceptions are the elementwise kernels that say
 so in their docstrings (activations, dropout), where ``out`` may be its input exactly, in place.
-The losses live in _loss_steps.py (``LossSteps``) and the optimizer steps in _optim_steps.py
-(``OptimizerSteps``), mixins of ``Backend``.
+The losses live in _loss_steps.py (``LossSteps``), the optimizer steps in _optim_steps.py
+(``OptimizerSteps``) and LayerNorm/RMSNorm in _rownorm_steps.py (``RowNormSteps``), mixins of
+``Backend``.
 """
 import abc
 
@@ -25,11 +26,12 @@ from .._checks import check_int, check_real
 from ._arrays import _accumulator, _float_array, _ndim, _output, _same_shape, as_kernel_array
 from ._loss_steps import LossSteps
 from ._optim_steps import OptimizerSteps
+from ._rownorm_steps import RowNormSteps
 from .codes import (IDENTITY, MASK64, activation_code, dropout_key, dropout_threshold,
                     fused_activation_code, keeps_preactivation)
 
 
-class Backend(LossSteps, OptimizerSteps, abc.ABC):
+class Backend(LossSteps, OptimizerSteps, RowNormSteps, abc.ABC):
     """Shared Python side of every backend. Subclasses implement the ``_<op>`` loops only."""
 
     name = "abstract"

@@ -11,6 +11,7 @@ from .._kernels import dense as _dense
 from .._kernels import dropout as _dropout
 from .._kernels import losses as _losses
 from .._kernels import optim as _optim
+from .._kernels import rownorm as _rownorm
 from .base import Backend
 from .codes import kernel_params
 
@@ -80,6 +81,12 @@ class CythonBackend(Backend):
             dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, *kernel_params(param),
             n_threads
         )
+
+    def _rownorm_forward(self, X, gamma, beta, eps, Y, mean, invstd, n_threads):
+        _rownorm.rownorm_forward(X, gamma, beta, eps, Y, mean, invstd, n_threads)
+
+    def _rownorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        _rownorm.rownorm_backward(dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads)
 
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
         _dropout.dropout_forward(X, threshold, scale, key, Y, mask, n_threads)

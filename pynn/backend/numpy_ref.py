@@ -303,6 +303,33 @@ class NumpyBackend(Backend):
             dgamma += sum_dz_xhat
         dX[...] = gamma * invstd / n * (n * dz - sum_dz - xhat * sum_dz_xhat)
 
+    def _rownorm_forward(self, X, gamma, beta, eps, Y, mean, invstd, n_threads):
+        x = X.astype(np.float64)
+        if mean is not None:  # LayerNorm: centered; RMSNorm: not
+            m = x.mean(axis=1)
+            mean[...] = m + (x - m[:, None]).mean(axis=1)  # refined: its rounding error added
+            x = x - mean[:, None]
+        invstd[...] = 1.0 / np.sqrt((x * x).mean(axis=1) + eps)
+        y = x * invstd[:, None]
+        if gamma is not None:
+            y = y * gamma.astype(np.float64)
+        if beta is not None:
+            y = y + beta.astype(np.float64)
+        Y[...] = y
+
+    def _rownorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        dy = dY.astype(np.float64)
+        x = X.astype(np.float64)
+        xhat = (x if mean is None else x - mean[:, None]) * invstd[:, None]
+        g = dy if gamma is None else dy * gamma.astype(np.float64)
+        centered = 0.0 if mean is None else g.mean(axis=1, keepdims=True)
+        dX[...] = invstd[:, None] * ((g - centered) - xhat * (g * xhat).mean(axis=1,
+                                                                           keepdims=True))
+        if dbeta is not None:
+            dbeta += dy.sum(axis=0)
+        if dgamma is not None:
+            dgamma += (dy * xhat).sum(axis=0)
+
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
         counters = np.arange(1, X.size + 1, dtype=np.uint64)
         draws = mix64_array(np.uint64(key) + counters * np.uint64(GOLDEN64))

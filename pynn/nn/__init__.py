@@ -12,6 +12,8 @@ from .losses import (BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Los
                      SmoothL1Loss)
 from ._state_dict import IncompatibleKeys
 from .module import Module
+from .normalization import LayerNorm, RMSNorm
+from .residual import Residual
 from .parameter import Parameter, ParameterArena, pack
 from .standardizer import Standardizer
 
@@ -20,7 +22,9 @@ from .standardizer import Standardizer
 __all__ = [
     "Activation", "BCEWithLogitsLoss", "BatchNorm", "CrossEntropyLoss", "Dense", "Dropout", "ELU",
     "GELU", "GradcheckError", "HuberLoss", "Identity", "IncompatibleKeys", "L1Loss",
-    "LeakyReLU", "Loss", "MSELoss", "Mish", "Module", "ModuleList", "Parameter",
-    "ParameterArena", "ReLU", "Sequential", "Sigmoid", "SiLU", "SmoothL1Loss", "Softmax",
+    "LayerNorm", "LeakyReLU", "Loss", "MSELoss", "Mish", "Module", "ModuleList", "Parameter",
+    "ParameterArena", "RMSNorm", "ReLU", "Residual", "Sequential", "Sigmoid", "SiLU",
+    "SmoothL1Loss",
+    "Softmax",
     "Softplus", "Square", "Standardizer", "Step", "Tanh", "gradcheck", "init", "pack", "utils",
 ]
