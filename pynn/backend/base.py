@@ -95,13 +95,10 @@ class Backend(LossSteps, OptimizerSteps, RowNormSteps, abc.ABC):
                       preact_out=None):
         """Y = act(X @ W.T + b); W has shape (out_features, in_features).
 
-        The activation must be computable backward from its output (see
-        ``derivative_from_output``) so ``dense_backward`` can use Y alone, unless
-        ``preact_out`` is given: an (N, out_features) array that receives the pre-activation
-        Z = X @ W.T + b too, for ``dense_backward``'s Z (what the smooth activations, gelu,
-        silu, softplus, mish, are fused with: ``keeps_preactivation``). ``out`` and
-        ``preact_out`` must not share memory with X, W, b or each other (the GEMM reads X while
-        it writes them).
+        The activation must be computable backward from its output (``derivative_from_output``)
+        unless ``preact_out``, an (N, out_features) array, receives Z = X @ W.T + b too, for
+        ``dense_backward``'s Z (the smooth kinds' fusion: ``keeps_preactivation``). ``out``,
+        ``preact_out`` must not share memory with X, W, b or each other.
         """
         kind, param = fused_activation_code(activation, param, "dense",
                                             preactivation=preact_out is not None)
@@ -129,12 +126,11 @@ class Backend(LossSteps, OptimizerSteps, RowNormSteps, abc.ABC):
                        out=None, need_dX=True, *, Z=None):
         """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; returns dX = dZ @ W.
 
-        ``Z``: the pre-activation ``dense_forward`` kept (``preact_out``); act' is then taken
-        from it, and it is required for an activation whose derivative needs it (Y may be None
-        for the smooth kinds, which never read it). ``dW`` and ``db`` accumulate (gradients
-        add up until zeroed). Either may be None (a frozen weight or bias, or no bias): that
-        gradient is not computed at all (dW=None skips the dW GEMM). With ``need_dX=False``
-        (the first layer) dX is not computed and None is returned.
+        ``Z``: the pre-activation kept by ``dense_forward``'s ``preact_out``, act' then taken
+        from it: required where the derivative needs it (Y may be None for the smooth kinds).
+        ``dW`` and ``db`` accumulate (gradients add up until zeroed). Either may be None (a
+        frozen weight or bias, or no bias): that gradient is not computed at all. With
+        ``need_dX=False`` (the first layer) dX is not computed and None is returned.
         """
         kind, param = fused_activation_code(activation, param, "dense",
                                             preactivation=Z is not None)
@@ -148,16 +144,13 @@ class Backend(LossSteps, OptimizerSteps, RowNormSteps, abc.ABC):
         _same_shape("W", W, (m, X.shape[1]))
         if X.shape[0] != n:
             raise ValueError(f"X must have {n} rows to match dY {dY.shape}, got {X.shape}")
-        if kind != IDENTITY and not (Z is not None and keeps_preactivation(kind) and Y is None):
-            Y = _float_array("Y", Y, dtype)
-            _same_shape("Y", Y, dY.shape)
-        else:
-            Y = None
-        if kind != IDENTITY and Z is not None:
-            Z = _float_array("Z", Z, dtype)
-            _same_shape("Z", Z, dY.shape)
-        else:
-            Z = None
+        smooth = Z is not None and keeps_preactivation(kind)  # Y is not read
+        Y = _float_array("Y", Y, dtype) if kind != IDENTITY and not (smooth and Y is None) \
+            else None
+        Z = _float_array("Z", Z, dtype) if kind != IDENTITY and Z is not None else None
+        for name, a in (("Y", Y), ("Z", Z)):
+            if a is not None:
+                _same_shape(name, a, dY.shape)
         inputs = [("dY", dY), ("X", X), ("W", W), ("Y", Y), ("Z", Z)]
         dW = _accumulator("dW", dW, W.shape, dtype, optional=True, inputs=inputs)
         db = _accumulator("db", db, (m,), dtype, optional=True, inputs=inputs + [("dW", dW)])

@@ -116,6 +116,17 @@ class CythonBackend(Backend):
                          n_threads)
 
 
+    def _nadam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc2, c1, c2, n_threads):
+        _optim.nadam_step(param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay, l1,
+                          decay, bc2, c1, c2, n_threads)
+
+    def _radam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc1, lr, bc2_sqrt, rect, n_threads):
+        _optim.radam_step(param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay, l1,
+                          decay, bc1, lr, bc2_sqrt, rect, n_threads)
+
+
 _EMPTY = {}
 
 

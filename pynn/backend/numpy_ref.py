@@ -6,79 +6,17 @@ Cython kernels accumulate in float64 (loss sums, batch-norm statistics).
 import numpy as np
 
 from .base import Backend
-from .codes import (ELU, GELU, GELU_TANH, GOLDEN64, IDENTITY, LEAKY_RELU, MISH, RELU,
-                    ROBUST_HUBER, ROBUST_L1, SIGMOID, SILU, SOFTPLUS, SQUARE, STEP, TANH)
+from .codes import (ELU, GELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, ROBUST_HUBER, ROBUST_L1,
+                    SIGMOID, SQUARE, STEP, TANH)
 
-# GELU's tanh form: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
-_GELU_K = np.sqrt(2.0 / np.pi)
-_GELU_KAPPA = 0.044715
-
-
-def _sigmoid(x):
-    # exp of a non-positive number only, so no overflow for any logit
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
-
-
-def _softplus(x):
-    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
-
-
-def _erfc(x):
-    from scipy.special import erfc  # only GELU needs it: not imported with pynn
-    return erfc(x).astype(x.dtype, copy=False)
-
-
-def _smooth_forward(z, kind, param):
-    """The smooth kinds (GELU, SiLU, softplus, Mish), torch's formulas."""
-    t = z.dtype.type
-    if kind == GELU:
-        return t(0.5) * z * _erfc(-z * t(np.sqrt(0.5)))  # x Phi(x), Phi by erfc: no cancellation
-    if kind == GELU_TANH:
-        w = t(_GELU_K) * (z + t(_GELU_KAPPA) * z ** 3)
-        return t(0.5) * z * (t(2) * _sigmoid(t(2) * w))  # 1 + tanh(w) = 2 sigmoid(2w)
-    if kind == SILU:
-        return z * _sigmoid(z)
-    if kind == SOFTPLUS:
-        beta, threshold = t(param[0]), t(param[1])
-        bz = z * beta
-        return np.where(bz > threshold, z, _softplus(bz) / beta).astype(z.dtype)
-    if kind == MISH:
-        return z * np.tanh(_softplus(z))
-    raise ValueError(f"unknown activation kind {kind}")
-
-
-def _smooth_derivative(x, kind, param):
-    """act'(x) of the smooth kinds, from the input x."""
-    t = x.dtype.type
-    if kind == GELU:
-        cdf = t(0.5) * _erfc(-x * t(np.sqrt(0.5)))
-        pdf = np.exp(t(-0.5) * x * x) * t(1.0 / np.sqrt(2.0 * np.pi))
-        return cdf + x * pdf
-    if kind == GELU_TANH:
-        w = t(_GELU_K) * (x + t(_GELU_KAPPA) * x ** 3)
-        s = _sigmoid(t(2) * w)
-        sech2 = t(4) * s * _sigmoid(t(-2) * w)  # 1 - tanh(w)^2
-        return s + t(0.5) * x * sech2 * (t(_GELU_K) * (t(1) + t(3 * _GELU_KAPPA) * x * x))
-    if kind == SILU:
-        s = _sigmoid(x)
-        return s * (t(1) + x * _sigmoid(-x))
-    if kind == SOFTPLUS:
-        beta, threshold = t(param[0]), t(param[1])
-        bx = x * beta
-        return np.where(bx > threshold, t(1), _sigmoid(bx)).astype(x.dtype)
-    if kind == MISH:
-        tsp = np.tanh(_softplus(x))
-        return tsp + x * _sigmoid(x) * (t(1) - tsp * tsp)
-    raise ValueError(f"unknown activation kind {kind}")
+from ._numpy_smooth import _sigmoid, smooth_derivative, smooth_forward
 
 
 def act_forward(z, kind, param):
     """act(z) for one activation kind, same dtype as z (param: the kind's parameter, a
     (beta, threshold) pair for softplus)."""
     if kind >= GELU:
-        return _smooth_forward(z, kind, param)
+        return smooth_forward(z, kind, param)
     if kind == IDENTITY:
         return z.copy()
     if kind == RELU:
@@ -103,7 +41,7 @@ def act_derivative(x, y, kind, param):
     dtype = y.dtype if y is not None else x.dtype
     one = dtype.type(1)
     if kind >= GELU:
-        return _smooth_derivative(x, kind, param)
+        return smooth_derivative(x, kind, param)
     if kind == IDENTITY:
         return np.ones_like(y if y is not None else x)
     if kind == RELU:
@@ -385,6 +323,32 @@ class NumpyBackend(Backend):
             param[...] = param - t(lr) * momentum_buffer
         else:
             param[...] = param - t(lr) * (d / avg)
+
+    def _adam_moments(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, weight_decay, l1):
+        """d (the decayed gradient), and exp_avg and exp_avg_sq updated: Adam's first half."""
+        t = param.dtype.type
+        d = grad + t(weight_decay) * param
+        if l1 != 0:
+            d = d + t(l1) * _l1_sign(param)
+        exp_avg[...] = exp_avg + (t(1) - t(beta1)) * (d - exp_avg)
+        exp_avg_sq[...] = t(beta2) * exp_avg_sq + (t(1) - t(beta2)) * d * d
+        return d
+
+    def _nadam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc2, c1, c2, n_threads):
+        t = param.dtype.type
+        d = self._adam_moments(param, grad, exp_avg, exp_avg_sq, beta1, beta2, weight_decay, l1)
+        denom = np.sqrt(exp_avg_sq / t(bc2)) + t(eps)
+        param[...] = (param * t(decay) - t(c1) * (d / denom)) - t(c2) * (exp_avg / denom)
+
+    def _radam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc1, lr, bc2_sqrt, rect, n_threads):
+        t = param.dtype.type
+        self._adam_moments(param, grad, exp_avg, exp_avg_sq, beta1, beta2, weight_decay, l1)
+        step = exp_avg / t(bc1) * t(lr)
+        if rect > 0:
+            step = step * (t(bc2_sqrt) / (np.sqrt(exp_avg_sq) + t(eps))) * t(rect)
+        param[...] = param * t(decay) - step
 
     def _adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
                    weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
