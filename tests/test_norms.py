@@ -170,6 +170,18 @@ def test_frozen_and_input_grad(rng):
     assert ln.backward(np.ones((5, 4))).shape == (5, 4)
 
 
+@pytest.mark.parametrize("make", [lambda: nn.LayerNorm(5, dtype=F64), lambda: nn.RMSNorm(5),
+                                  lambda: nn.LayerNorm(5, elementwise_affine=False)])
+def test_every_form_saves_and_loads(make, tmp_path):
+    layer = make()
+    net = nn.Sequential(nn.Dense(3, 5, dtype=layer.dtype), layer)
+    pynn.save(net, tmp_path / "m.npz")
+    back = pynn.load(tmp_path / "m.npz")
+    assert list(back.state_dict()) == list(net.state_dict())
+    X = np.ones((2, 3), layer.dtype)
+    np.testing.assert_array_equal(back.predict(X), net.predict(X))
+
+
 def test_saved_loaded_and_shown(tmp_path, rng):
     net = nn.Sequential(nn.Dense(3, 5, dtype=F64), nn.LayerNorm(5, bias=False, dtype=F64),
                         nn.RMSNorm(5, eps=1e-3, elementwise_affine=False, dtype=F64))

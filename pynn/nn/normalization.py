@@ -78,6 +78,9 @@ class _RowNorm(Module):
         p = self._parameters.get(name)
         return None if p is None else p.data
 
+    #: whether the layer has a bias (LayerNorm's ``bias`` argument; RMSNorm has none)
+    _has_bias_arg = False
+
     @classmethod
     def state_shapes(cls, config):
         shape = config.get("normalized_shape")
@@ -87,7 +90,7 @@ class _RowNorm(Module):
         shapes = {}
         if config.get("elementwise_affine", True):
             shapes["weight"] = (n,)
-            if config.get("bias", True):
+            if cls._has_bias_arg and config.get("bias", True):
                 shapes["bias"] = (n,)
         return shapes
 
@@ -116,6 +119,8 @@ class LayerNorm(_RowNorm):
     ----------
     weight, bias : Parameter of shape (normalized_shape,), or None
     """
+
+    _has_bias_arg = True
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype=np.float32):
