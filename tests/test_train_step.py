@@ -27,6 +27,11 @@ NETS = {
         nn.Dense(7, 5, seed=3, dtype=d), nn.Sigmoid()),
     "batchnorm-first": lambda d: nn.Sequential(
         nn.BatchNorm(12, dtype=d), nn.Dense(12, 5, seed=1, dtype=d)),
+    # the smooth activations: fused with their Dense, which keeps its pre-activation
+    "smooth": lambda d: nn.Sequential(
+        nn.Dense(12, 16, seed=1, dtype=d), nn.GELU(), nn.Dense(16, 9, seed=2, dtype=d),
+        nn.BatchNorm(9, dtype=d), nn.SiLU(), nn.Dense(9, 7, seed=3, dtype=d), nn.Mish(),
+        nn.Dense(7, 5, seed=4, dtype=d), nn.Softplus(beta=2.0, threshold=3.0)),
 }
 
 OPTIMIZERS = {

@@ -89,7 +89,7 @@ class InferencePlan:
                         row_cost += nxt.num_features
                         code, param = IDENTITY, 0.0  # the activation runs after BatchNorm
                     else:
-                        code, param, i = _epilogue(layers, i)
+                        code, param, i = _epilogue(layers, i, "dense")
                     in_width = in_width or layer.in_features
                     width = layer.out_features
                     ops.append((_DENSE_LIVE, layer.backend, layer, None, code, param, width))
@@ -109,7 +109,7 @@ class InferencePlan:
                     b = (b - nxt.running_mean.astype(np.float64)) * s + \
                         nxt.bias._data.astype(np.float64)
                     i += 1
-                code, param, i = _epilogue(layers, i)
+                code, param, i = _epilogue(layers, i, "dense")
                 in_width = in_width or layer.in_features
                 width = layer.out_features
                 ops.append((OP_DENSE, layer.backend, np.ascontiguousarray(W, dtype),
@@ -182,12 +182,13 @@ class InferencePlan:
         return out
 
 
-def _epilogue(layers, i):
+def _epilogue(layers, i, into="batchnorm"):
     """(activation code, param, next index) when layers[i] is an activation that can run in the
-    epilogue of the op before it; (IDENTITY, 0.0, i) otherwise."""
+    epilogue of the op ``into`` before it; (IDENTITY, 0.0, i) otherwise. (No backward here: a
+    Dense runs the smooth kinds in its epilogue without keeping its pre-activation.)"""
     act = layers[i] if i < len(layers) else None
     if is_plain_activation(act):
-        name, param = fusable(act)
+        name, param = fusable(act, into)
         if name is not None:
             return (*activation_code(name, param), i + 1)
     return IDENTITY, 0.0, i

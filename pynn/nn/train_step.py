@@ -26,7 +26,7 @@ import numpy as np
 from .. import _threads
 from ..backend import backend_for
 from ..backend.codes import (BACKWARD, FORWARD, IDENTITY, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT,
-                             OP_BN, OP_DENSE, UPD_ADAM, UPD_SGD, UPDATE)
+                             OP_BN, OP_DENSE, UPD_ADAM, UPD_SGD, UPDATE, kernel_params)
 from ..backend.update_runs import AdamRun, SGDRun, run_update
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .parameter import Parameter, ParameterArena
@@ -126,6 +126,7 @@ class TrainStep:
         m = s.Y.shape[1]
         X = 0 if i == 0 else plan.steps[i - 1].Y.ctypes.data
         dX = s.dX if i > 0 else None  # the first op's only when the caller wants it: never
+        param, param2 = kernel_params(s.param)  # (the activation's two scalars)
         if s.kind == OP_DENSE:
             w, b = s.w, s.b
             dW = w._grad if w._requires_grad else None
@@ -134,11 +135,11 @@ class TrainStep:
                                                             dX is not None, s.nt)
             dz = self._scratch(n * m, plan.dtype) if s.code != IDENTITY else None
             acc = self._scratch(n_acc * m, np.float64) if db is not None else None
-            prog.add_dense(act=s.code, param=s.param, n=n, k=k, m=m, n_threads=s.nt,
-                           backward_threads=nt, bias_rows=n_acc, X=X, Y=s.Y.ctypes.data,
-                           dX=_addr(dX), W=w._data.ctypes.data,
+            prog.add_dense(act=s.code, param=param, param2=param2, n=n, k=k, m=m,
+                           n_threads=s.nt, backward_threads=nt, bias_rows=n_acc, X=X,
+                           Y=s.Y.ctypes.data, dX=_addr(dX), W=w._data.ctypes.data,
                            b=_addr(None if b is None else b._data), dW=_addr(dW), db=_addr(db),
-                           dz=_addr(dz), bias_sums=_addr(acc))
+                           dz=_addr(dz), bias_sums=_addr(acc), Z=_addr(s.Z))
         elif s.kind == OP_BN:
             layer = s.layer
             if not layer.training or n < 2:
@@ -146,7 +147,8 @@ class TrainStep:
             g, bt = s.w, s.b
             fwd, bwd = self._kernel.batchnorm_scratch(n, m)
             prog.add_batchnorm(
-                act=s.code, param=s.param, n=n, features=m, n_threads=s.nt, eps=layer.eps, X=X,
+                act=s.code, param=param, param2=param2, n=n, features=m, n_threads=s.nt,
+                eps=layer.eps, X=X,
                 Y=s.Y.ctypes.data, dX=s.dX.ctypes.data,  # (the kernel always computes dX)
                 gamma=g._data.ctypes.data, beta=bt._data.ctypes.data,
                 dgamma=_addr(g._grad if g._requires_grad else None),
@@ -159,8 +161,8 @@ class TrainStep:
             self.bn_settings.append((layer, layer.eps))
             self.counters.append((i, layer._counter()))
         elif s.kind == OP_ACT:
-            prog.add_activation(act=s.code, param=s.param, n=n, width=m, n_threads=s.nt, X=X,
-                                Y=s.Y.ctypes.data, dX=_addr(dX))
+            prog.add_activation(act=s.code, param=param, param2=param2, n=n, width=m,
+                                n_threads=s.nt, X=X, Y=s.Y.ctypes.data, dX=_addr(dX))
         else:
             raise _Unsupported  # Dropout, Softmax: the eager step runs them
 
@@ -300,10 +302,12 @@ def _add_update(prog, run):
 
 
 def _default_loss(loss):
-    """The loss computes what the program computes: the plain mean, no weights."""
+    """The loss computes what the program computes: the plain mean, no weights, no label
+    smoothing."""
     return (getattr(loss, "reduction", "mean") == "mean"
             and getattr(loss, "weight", None) is None
-            and getattr(loss, "pos_weight", None) is None)
+            and getattr(loss, "pos_weight", None) is None
+            and not getattr(loss, "label_smoothing", 0.0))
 
 
 def _signature(optimizer):
