@@ -7,12 +7,15 @@ from _types cimport floating, idx_t
 # train_step.step_kinds() hands these to Python and tests/test_train_step.py holds the two
 # equal).
 cdef enum:
-    # op kinds: a plan's steps; a program runs the first three
+    # op kinds: a plan's steps; a program runs all but OP_SOFTMAX
     OP_DENSE = 0
     OP_BN = 1
     OP_ACT = 2
     OP_SOFTMAX = 3
     OP_DROPOUT = 4
+    OP_ROWNORM = 5    # LayerNorm (mean != NULL) or RMSNorm
+    OP_RES_BEGIN = 6  # a Residual's input: Y is X (no buffer); backward dX := dY + the skip's
+    OP_RES_END = 7    # Y := X + the Residual's input (skip); backward: dX is dY (no buffer)
     # loss kinds
     LOSS_CE = 0
     LOSS_MSE = 1
@@ -62,6 +65,10 @@ cdef struct Op:
     double* invstd
     void* rm                   # batchnorm running statistics
     void* rv
+    void* skip                 # res_end: the residual's input (NULL: the batch); res_begin:
+                               # the gradient reaching the residual's output (its res_end's dY)
+    unsigned char* mask        # dropout: the kept elements, for the backward
+    unsigned long long threshold  # dropout: an element is kept when (draw >> 32) >= it
 
 
 cdef struct Update:

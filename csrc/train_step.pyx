@@ -9,12 +9,21 @@ validated or allocated per step but the caller's batch and labels (checked by th
 
 Each op records raw addresses: the Python side owns the arrays and keeps them alive while the
 program exists, and re-checks before every run that none has moved. The builder's methods take
-keywords (``add_dense``, ``add_batchnorm``, ``add_activation``, ``set_loss``, ``add_update``,
+keywords (``add_dense``, ``add_batchnorm``, ``add_activation``, ``add_rownorm``,
+``add_dropout``, ``add_residual_begin``/``add_residual_end``, ``set_loss``, ``add_update``,
 ``set_adam``, ``set_sgd``); the kinds they name are ``step_kinds()``.
+
+A Residual is two marker ops around its block's ops (nested ones nest): the begin op passes its
+input on and, in the backward, adds the gradient that reached the residual's output (the skip
+path's) to the block's input gradient; the end op adds the residual's input to the block's
+output and passes its gradient down unchanged (its dX is its dY's address). Dropout draws its
+mask from the key ``set_keys``' array holds for its op (the layer's counter, moved by Python
+once per step as the eager layer moves it).
 """
 cimport numpy as cnp
 from libc.math cimport NAN, pow, sqrt
-from libc.stdint cimport uintptr_t
+from cython.parallel cimport prange
+from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
@@ -24,12 +33,14 @@ from _activations cimport IDENTITY
 from _activations_threads cimport act_backward_threads, act_forward_threads
 from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
                          bn_forward_train_core)
+from _dropout cimport dropout_backward_core, dropout_forward_core
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
                      pynn_blas_threads_init)
 from _losses cimport bce_core, mse_core, softmax_ce_core
+from _rownorm cimport rn_backward_core, rn_backward_scratch, rn_forward_core
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
-                          OP_DENSE, OP_DROPOUT, OP_SOFTMAX, UPD_ADAM, UPD_SGD, UPDATE, Fusion,
-                          Loops, Op, Update, update_range)
+                          OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM, OP_SOFTMAX,
+                          UPD_ADAM, UPD_SGD, UPDATE, Fusion, Loops, Op, Update, update_range)
 from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
@@ -41,7 +52,8 @@ def step_kinds():
     """{name: value} of the step kinds as the program reads them (_train_step.pxd): what
     pynn.backend.codes.STEP_KINDS must equal."""
     return {"OP_DENSE": OP_DENSE, "OP_BN": OP_BN, "OP_ACT": OP_ACT, "OP_SOFTMAX": OP_SOFTMAX,
-            "OP_DROPOUT": OP_DROPOUT, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE,
+            "OP_DROPOUT": OP_DROPOUT, "OP_ROWNORM": OP_ROWNORM, "OP_RES_BEGIN": OP_RES_BEGIN,
+            "OP_RES_END": OP_RES_END, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE,
             "LOSS_BCE": LOSS_BCE, "UPD_ADAM": UPD_ADAM, "UPD_SGD": UPD_SGD, "FORWARD": FORWARD,
             "BACKWARD": BACKWARD, "UPDATE": UPDATE}
 
@@ -57,6 +69,7 @@ cdef class StepProgram:
     cdef void* G
     cdef idx_t n_out, k_out
     cdef Loops loops
+    cdef const uint64_t* keys  # per op: a dropout op's key for this step (set_keys)
     # what runs fused (_step_fusion.pxd): planned once the ops are in, tied again whenever
     # the updates change
     cdef Fusion fused
@@ -132,6 +145,56 @@ cdef class StepProgram:
                        uintptr_t X, uintptr_t Y, uintptr_t dX, double param2=0.0):
         """An activation alone, elementwise over n x width."""
         self._new_op(OP_ACT, act, param, param2, n, width, width, n_threads, X, Y, dX)
+
+    def add_rownorm(self, *, idx_t n, idx_t features, int n_threads, double eps, uintptr_t X,
+                    uintptr_t Y, uintptr_t dX, uintptr_t gamma, uintptr_t beta,
+                    uintptr_t dgamma, uintptr_t dbeta, uintptr_t mean, uintptr_t invstd,
+                    uintptr_t affine_scratch, uintptr_t backward_scratch):
+        """A LayerNorm (``mean``: n doubles) or RMSNorm (mean 0) op over n rows of
+        ``features``: gamma, beta 0 when the layer has none; ``affine_scratch``: 2 * features
+        doubles (gamma and beta in double, refreshed each forward); the backward scratch's size
+        is ``rownorm_scratch``'s; dX always (the kernel computes it with the sums)."""
+        if dX == 0:
+            raise ValueError("a rownorm op needs its dX buffer")
+        cdef Op* o = self._new_op(OP_ROWNORM, IDENTITY, 0.0, 0.0, n, features, features,
+                                  n_threads, X, Y, dX)
+        o.eps = eps
+        o.W, o.b, o.dW, o.db = <void*>gamma, <void*>beta, <void*>dgamma, <void*>dbeta
+        o.mean, o.invstd = <double*>mean, <double*>invstd
+        o.fscratch, o.acc = <double*>affine_scratch, <double*>backward_scratch
+
+    def add_dropout(self, *, idx_t n, idx_t width, int n_threads, unsigned long long threshold,
+                    double scale, uintptr_t X, uintptr_t Y, uintptr_t dX, uintptr_t mask):
+        """A training-mode dropout op over n x width (``codes.dropout_threshold``, scale
+        1 / (1 - p)); its key per step comes from ``set_keys``' array at its index."""
+        cdef Op* o = self._new_op(OP_DROPOUT, IDENTITY, scale, 0.0, n, width, width, n_threads,
+                                  X, Y, dX)
+        o.threshold, o.mask = threshold, <unsigned char*>mask
+
+    def add_residual_begin(self, *, idx_t n, idx_t width, int n_threads, uintptr_t X,
+                           uintptr_t dX, uintptr_t skip_grad):
+        """A residual's start: the ops after it read its input X (its Y is X); backward dX :=
+        dY + skip_grad (its end op's dY; dX 0: no input gradient)."""
+        cdef Op* o = self._new_op(OP_RES_BEGIN, IDENTITY, 0.0, 0.0, n, width, width, n_threads,
+                                  X, X, dX)
+        o.skip = <void*>skip_grad
+
+    def add_residual_end(self, *, idx_t n, idx_t width, int n_threads, uintptr_t X,
+                         uintptr_t Y, uintptr_t skip, uintptr_t dY):
+        """A residual's end: Y := X + skip (its begin op's input; 0: the batch); backward
+        passes ``dY`` (the address its gradient arrives at) down as its dX."""
+        cdef Op* o = self._new_op(OP_RES_END, IDENTITY, 0.0, 0.0, n, width, width, n_threads,
+                                  X, Y, dY)
+        o.skip = <void*>skip
+
+    def set_keys(self, uintptr_t keys):
+        """The uint64 array (one entry per op, alive while the program is) whose entry i is
+        dropout op i's key in the next run."""
+        self.keys = <const uint64_t*>keys
+
+    def op_kinds(self):
+        """The kind (step_kinds()) of each op, in order: what the program runs."""
+        return [self.ops[i].kind for i in range(self.n_ops)]
 
     def set_loss(self, *, int kind, uintptr_t G, idx_t n, idx_t k, int n_threads):
         """The loss (LOSS_*) of the last op's n x k output, its gradient into G."""
@@ -280,10 +343,19 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
             bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
                                   momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
                                   o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt)
-        else:
+        elif o.kind == OP_ROWNORM:
+            _affine_in_double(o, X)
+            rn_forward_core(X, <real*>o.Y, o.n, o.k, o.eps, o.fscratch, o.fscratch + o.k,
+                            o.mean, o.invstd, o.nt)
+        elif o.kind == OP_DROPOUT:
+            dropout_forward_core(X, <real*>o.Y, o.mask, o.n * o.k, o.threshold, o.param,
+                                 prog.keys[i], o.nt)
+        elif o.kind == OP_RES_END:
+            _add(X, X0 if o.skip == NULL else <real*>o.skip, <real*>o.Y, o.n * o.k, o.nt)
+        elif o.kind == OP_ACT:
             act_forward_threads(o.act, <real>o.param, <real>o.param2, X, <real*>o.Y, o.n * o.k,
                                 o.nt)
-        i += 1
+        i += 1  # (OP_RES_BEGIN: nothing; the ops after it read its input)
     # loss and its gradient
     o = &prog.ops[prog.n_ops - 1]
     # The plain mean, computed as the losses' Python side computes it from the cores'
@@ -332,13 +404,41 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
             bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
                              o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
                              o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt, acc)
-        elif o.dX != NULL:
+        elif o.kind == OP_ROWNORM:
+            rn_backward_core(dY, X, <real*>o.dX, o.n, o.k, o.fscratch, o.mean, o.invstd,
+                             <real*>o.dW, <real*>o.db, o.acc, o.nt, acc)
+        elif o.dX == NULL or o.kind == OP_RES_END:
+            pass  # (a residual's end: its dX is its dY)
+        elif o.kind == OP_DROPOUT:
+            dropout_backward_core(dY, o.mask, <real*>o.dX, o.n * o.k, o.param, o.nt)
+        elif o.kind == OP_RES_BEGIN:
+            _add(dY, <real*>o.skip, <real*>o.dX, o.n * o.k, o.nt)
+        else:
             act_backward_threads(o.act, <real>o.param, <real>o.param2, dY, X, <real*>o.Y,
                                  <real*>o.dX, o.n * o.k, o.nt)
         if o.dX == NULL:
             break  # the first op and no input gradient: nothing further down
         dY = <real*>o.dX
     return False
+
+
+cdef inline void _add(const real* a, const real* b, real* out, idx_t size,
+                      int nt) noexcept nogil:
+    """out := a + b elementwise (a residual's sum, the eager ``X + out``: the same additions)."""
+    cdef idx_t j
+    for j in prange(size, schedule="static", num_threads=nt):
+        out[j] = a[j] + b[j]
+
+
+cdef inline void _affine_in_double(Op* o, const real* tag) noexcept nogil:
+    """A rownorm op's gamma and beta in double (1 and 0 where the layer has none), as the
+    per-call kernel converts them (``tag`` only selects the dtype)."""
+    cdef idx_t j
+    cdef const real* g = <const real*>o.W
+    cdef const real* b = <const real*>o.b
+    for j in range(o.k):
+        o.fscratch[j] = <double>g[j] if g != NULL else 1.0
+        o.fscratch[o.k + j] = <double>b[j] if b != NULL else 0.0
 
 
 cdef void _update(StepProgram prog, real* tag) noexcept nogil:
@@ -354,6 +454,11 @@ def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, 
     cdef int nt, n_acc
     dense_backward_team(n, m, k, has_dw, has_dx, n_threads, &nt, &n_acc)
     return nt, n_acc
+
+
+def rownorm_scratch(idx_t n, idx_t f):
+    """Doubles of backward scratch of a rownorm op."""
+    return rn_backward_scratch(n, f)
 
 
 def batchnorm_scratch(idx_t n, idx_t f):

@@ -163,3 +163,15 @@ def test_13_recipe_on_mnist_5k(tmp_path):
     assert r["tuning"][r["chosen"]] == max(r["tuning"].values())
     # the quick run trains 4 epochs (the full one reaches >= 95%; see examples/README.md)
     assert r["test_accuracy"] > 0.93
+
+
+def test_14_blocks_residual_layernorm_trains_compiled(tmp_path):
+    r = run_example("14_blocks", tmp_path)
+    best = r["best"]
+    assert all(acc > 0.85 for acc in best.values()), best
+    # the residual network keeps up with the BatchNorm one (quick run: 3 epochs)
+    assert best["residual + LayerNorm"] >= best["BatchNorm"] - 0.03, best
+    # every step compiled, Dropout and the residual blocks included
+    assert all(r["ops"].values()), r["ops"]
+    block = ["res_begin", "rownorm", "dense", "dropout", "dense", "res_end"]
+    assert r["ops"]["residual + LayerNorm"] == ["dense"] + block * 3 + ["rownorm", "act", "dense"]

@@ -37,8 +37,9 @@ ROBUST_L1, ROBUST_HUBER, ROBUST_SMOOTH_L1 = range(3)
 # Step kinds: the one enumeration of what plans, inference programs and compiled training steps
 # are made of. The C side is csrc/_train_step.pxd's enum, under the same names;
 # pynn._kernels.train_step.step_kinds() must equal STEP_KINDS (tests/test_train_step.py).
-# op kinds: a plan's steps (a compiled training step runs the first three)
-OP_DENSE, OP_BN, OP_ACT, OP_SOFTMAX, OP_DROPOUT = range(5)
+# op kinds: a plan's steps (a compiled training step runs all but OP_SOFTMAX); a Residual is
+# its block's steps between OP_RES_BEGIN and OP_RES_END, a LayerNorm or RMSNorm OP_ROWNORM
+OP_DENSE, OP_BN, OP_ACT, OP_SOFTMAX, OP_DROPOUT, OP_ROWNORM, OP_RES_BEGIN, OP_RES_END = range(8)
 # loss kinds of a compiled training step: softmax cross-entropy, squared error, BCE with logits
 LOSS_CE, LOSS_MSE, LOSS_BCE = range(3)
 # update kinds: the optimizer loops a compiled training step holds by address
@@ -47,7 +48,8 @@ UPD_ADAM, UPD_SGD = range(2)
 FORWARD, BACKWARD, UPDATE = 1, 2, 4
 STEP_KINDS = {
     "OP_DENSE": OP_DENSE, "OP_BN": OP_BN, "OP_ACT": OP_ACT, "OP_SOFTMAX": OP_SOFTMAX,
-    "OP_DROPOUT": OP_DROPOUT, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE, "LOSS_BCE": LOSS_BCE,
+    "OP_DROPOUT": OP_DROPOUT, "OP_ROWNORM": OP_ROWNORM, "OP_RES_BEGIN": OP_RES_BEGIN,
+    "OP_RES_END": OP_RES_END, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE, "LOSS_BCE": LOSS_BCE,
     "UPD_ADAM": UPD_ADAM, "UPD_SGD": UPD_SGD, "FORWARD": FORWARD, "BACKWARD": BACKWARD,
     "UPDATE": UPDATE,
 }

@@ -23,6 +23,16 @@ CASES = {
     "wide": dict(kind="step", sizes=(784, 1024, 1024, 10), bn=False, batch=256,
                  calls=8, warmup=3, reps=5,
                  title="wide: 784-1024-1024-10 ReLU, batch 256, Adam: time per training step"),
+    # The ResNet-MLP of issue 21: Dense(784, 256), 3 blocks of Residual(LayerNorm(256),
+    # Dense(256, 512), GELU, Dropout(0.1), Dense(512, 256)), LayerNorm, ReLU, Dense(256, 10);
+    # AdamW. sizes: (inputs, the residual width, outputs); no NumPy loop for it.
+    "resnet": dict(kind="step", net="resnet", sizes=(784, 256, 10), inner=512, blocks=3,
+                   dropout=0.1, optimizer="adamw", bn=False, batch=256, calls=20, warmup=5,
+                   reps=5, contenders=("pynn", "pynn-eager", "pynn-numpy", "torch",
+                                       "pynn-after-torch", "floor"),
+                   title="resnet: ResNet-MLP 784-256-[LayerNorm-512 GELU-Dropout(0.1)-256 "
+                         "residual] x 3-LayerNorm-ReLU-10, batch 256, AdamW: time per "
+                         "training step"),
     "predict": dict(kind="predict", sizes=(784, 256, 128, 10), bn=True, n=60000, batch=1024,
                     calls=1, warmup=1, reps=5,
                     title="predict: 60,000 rows, medium net (eval mode), batch 1024: "
@@ -48,6 +58,7 @@ QUICK = {
     "small": dict(sizes=(16, 8, 8, 4), batch=8, calls=5, warmup=2, reps=2),
     "medium": dict(sizes=(32, 16, 8, 4), batch=16, calls=4, warmup=2, reps=2),
     "wide": dict(sizes=(32, 64, 64, 4), batch=16, calls=3, warmup=1, reps=2),
+    "resnet": dict(sizes=(32, 16, 4), inner=24, blocks=2, batch=16, calls=3, warmup=1, reps=2),
     "predict": dict(sizes=(32, 16, 8, 4), n=300, batch=64, calls=1, warmup=1, reps=2),
     "epoch": dict(sizes=(32, 16, 8, 4), n=300, batch=32, calls=1, warmup=2, reps=2),
     "sk-digits": dict(sizes=(64, 8, 8, 10), epochs=2, calls=5, reps=2),
@@ -73,6 +84,15 @@ def case_spec(name, quick=False):
 def layer_dims(sizes):
     """(in, out) of each Dense layer."""
     return list(zip(sizes[:-1], sizes[1:]))
+
+
+def dense_dims(spec):
+    """(in, out) of each Dense layer of the case's net, in forward order: the chain of
+    ``sizes``, or the ResNet-MLP's (the stem, each block's two, the head)."""
+    if spec.get("net") != "resnet":
+        return layer_dims(spec["sizes"])
+    n_in, d, n_out = spec["sizes"]
+    return [(n_in, d)] + [(d, spec["inner"]), (spec["inner"], d)] * spec["blocks"] + [(d, n_out)]
 
 
 def batch_bounds(n, batch):

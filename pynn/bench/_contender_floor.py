@@ -5,7 +5,7 @@ import numpy as np
 
 # Loaded by path by pynn/bench/_worker.py, after it loaded _cases.py as _pynn_bench_cases
 # (this file is not imported as part of the pynn package: see _worker.py).
-from _pynn_bench_cases import SEED, batch_bounds, layer_dims, time_reps
+from _pynn_bench_cases import SEED, batch_bounds, dense_dims, time_reps
 
 
 def _gemm_calls(spec, dtype, variant):
@@ -19,7 +19,7 @@ def _gemm_calls(spec, dtype, variant):
     into c (the row-major product computed as the column-major transpose, no copies).
     """
     rng = np.random.default_rng(SEED)
-    dims = layer_dims(spec["sizes"])
+    dims = dense_dims(spec)
     W = [rng.standard_normal((o, i)).astype(dtype) for i, o in dims]
 
     if variant == "numpy":

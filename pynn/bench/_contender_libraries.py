@@ -22,14 +22,38 @@ def torch_model(torch, sizes, bn, dtype):
     return torch.nn.Sequential(*layers).to(tdtype[np.dtype(dtype)])
 
 
-def torch_adam(torch, params, info):
-    """Adam with ``fused=True`` where this torch supports it, else ``foreach=True``."""
+def torch_resnet(torch, spec, dtype):
+    """The "resnet" case's ResNet-MLP in torch (the same layers as pynn_resnet)."""
+    nn = torch.nn
+    n_in, d, n_out = spec["sizes"]
+
+    class Residual(nn.Module):
+        def __init__(self, *layers):
+            super().__init__()
+            self.block = nn.Sequential(*layers)
+
+        def forward(self, x):
+            return x + self.block(x)
+
+    layers = [nn.Linear(n_in, d)]
+    for _ in range(spec["blocks"]):
+        layers.append(Residual(nn.LayerNorm(d), nn.Linear(d, spec["inner"]), nn.GELU(),
+                               nn.Dropout(spec["dropout"]), nn.Linear(spec["inner"], d)))
+    layers += [nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, n_out)]
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    return nn.Sequential(*layers).to(tdtype[np.dtype(dtype)])
+
+
+def torch_adam(torch, params, info, name="adam"):
+    """Adam (or AdamW: ``name``) with ``fused=True`` where this torch supports it, else
+    ``foreach=True``."""
     params = list(params)
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
     try:
-        opt = torch.optim.Adam(params, lr=LR, fused=True)
+        opt = cls(params, lr=LR, fused=True)
         info["torch_adam"] = "fused"
     except (RuntimeError, ValueError, TypeError) as exc:
-        opt = torch.optim.Adam(params, lr=LR, foreach=True)
+        opt = cls(params, lr=LR, foreach=True)
         info["torch_adam"] = f"foreach (fused refused: {exc})"
     return opt
 
@@ -40,9 +64,13 @@ def time_torch(spec, X, y, dtype, threads, info):
     torch.set_num_threads(threads)
     info.update(torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
                 torch_config=torch.__config__.parallel_info())
-    model = torch_model(torch, spec["sizes"], spec["bn"], dtype)
+    if spec.get("net") == "resnet":
+        model = torch_resnet(torch, spec, dtype)
+    else:
+        model = torch_model(torch, spec["sizes"], spec["bn"], dtype)
     loss_fn = torch.nn.CrossEntropyLoss()
-    opt = torch_adam(torch, model.parameters(), info)
+    name = spec.get("optimizer", "adam")
+    opt = torch_adam(torch, model.parameters(), info, name)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     batch = spec["batch"]
 
@@ -58,7 +86,8 @@ def time_torch(spec, X, y, dtype, threads, info):
     except RuntimeError as exc:
         if info["torch_adam"] != "fused":
             raise
-        opt = torch.optim.Adam(model.parameters(), lr=LR, foreach=True)
+        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+        opt = cls(model.parameters(), lr=LR, foreach=True)
         info["torch_adam"] = f"foreach (fused step failed: {exc})"
 
     def predict(Xp):

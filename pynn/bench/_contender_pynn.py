@@ -9,6 +9,24 @@ from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, layer_dims, 
                                time_fits)
 
 
+def pynn_resnet(spec, dtype, seed=SEED):
+    """The "resnet" case's ResNet-MLP (see _cases.py), He init, float ``dtype``."""
+    from pynn import nn
+
+    n_in, d, n_out = spec["sizes"]
+    inner = spec["inner"]
+    layers = [nn.Dense(n_in, d, init="he_normal", seed=seed, dtype=dtype)]
+    for b in range(spec["blocks"]):
+        layers.append(nn.Residual(
+            nn.LayerNorm(d, dtype=dtype),
+            nn.Dense(d, inner, init="he_normal", seed=seed + 2 * b + 1, dtype=dtype), nn.GELU(),
+            nn.Dropout(spec["dropout"], seed=seed + b),
+            nn.Dense(inner, d, init="he_normal", seed=seed + 2 * b + 2, dtype=dtype)))
+    layers += [nn.LayerNorm(d, dtype=dtype), nn.ReLU(),
+               nn.Dense(d, n_out, init="xavier_normal", seed=seed + 99, dtype=dtype)]
+    return nn.Sequential(*layers)
+
+
 def pynn_model(sizes, bn, dtype, seed=SEED):
     """Dense (He init) [-> BatchNorm] -> ReLU blocks, then a Dense to the outputs."""
     from pynn import nn
@@ -60,14 +78,22 @@ def time_pynn(spec, X, y, dtype, threads, backend, info, fit=True, eager=False):
                     pynn_threads=pynn.get_num_threads(), pynn_backend=pynn.get_backend().name,
                     epoch_via="pynn.sklearn.MLPClassifier.fit")
         return time_fits(MLPClassifier, spec, X, y, info)
-    model = pynn_model(spec["sizes"], spec["bn"], dtype)
+    if spec.get("net") == "resnet":
+        model = pynn_resnet(spec, dtype)
+    else:
+        model = pynn_model(spec["sizes"], spec["bn"], dtype)
     loss = nn.CrossEntropyLoss()
-    opt = pynn.optim.Adam(model.parameters(), lr=LR)
+    optimizer = pynn.optim.AdamW if spec.get("optimizer") == "adamw" else pynn.optim.Adam
+    opt = optimizer(model.parameters(), lr=LR)
     step, path = pynn_train_step(model, loss, opt, eager=eager)
     info.update(pynn_file=pynn.__file__, pynn_version=pynn.__version__,
                 pynn_threads=pynn.get_num_threads(), pynn_backend=pynn.get_backend().name)
     if spec["kind"] == "step" or (spec["kind"] == "epoch" and not fit):
         info["step_path"] = path
+    if spec["kind"] == "step" and not eager:
+        program = model.compiled_step(X[:spec["batch"]], loss, opt)
+        # what the timed step runs: the compiled program's ops, or the eager lines
+        info["compiled_ops"] = None if program is None else program.op_names()
     batch = spec["batch"]
     bounds = batch_bounds(X.shape[0], batch)
     warm = min(spec["warmup"], len(bounds)) * batch

@@ -21,8 +21,9 @@ Contenders (``--contenders``):
   out=c)`` or scipy's BLAS gemm, the faster), so pynn's time reads as a multiple of it.
 
 Cases (``--cases``): ``small``, ``medium``, ``wide`` (time per training step), ``predict``
-(60,000 rows), ``epoch`` (one epoch over 60,000 rows), ``sk-digits`` and ``sk-mnist``
-(``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same settings, per step
+(60,000 rows), ``resnet`` (a training step of the ResNet-MLP with LayerNorm, GELU, Dropout and
+AdamW, against torch's with fused AdamW), ``epoch`` (one epoch over 60,000 rows), ``sk-digits``
+and ``sk-mnist`` (``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same settings, per step
 on the bundled digits, per epoch on 60,000x784; they need scikit-learn); see
 ``pynn/bench/_cases.py``'s ``CASES``.
 
@@ -205,7 +206,8 @@ class _Runner:
     def run_case(self, case, spec):
         """Every round of every contender that applies to the case (alternated: A B C A B C
         ...); the case's raw result, for ``summarize``."""
-        contenders = [c for c in self.args.contenders if spec["kind"] in APPLIES[c]]
+        contenders = [c for c in self.args.contenders if spec["kind"] in APPLIES[c]
+                      and c in spec.get("contenders", CONTENDERS)]
         case_result = {"title": spec["title"], "spec": spec,
                        "unit": UNITS[spec.get("per", spec["kind"])],
                        "contenders": {c: {"status": "ok", "runs": []} for c in contenders}}

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ..train.recipe import OPTIMIZERS, build_mlp, make_optimizer
+from ..train.recipe import BLOCKS, OPTIMIZERS, build_mlp, build_resnet_mlp, make_optimizer
 from ._common import (CLIError, _dropout, _fraction, _hidden, _nonneg_int, _positive_float,
                       _positive_int, _write_json, add_training_data_arguments, mpi_ranks)
 from ._data import _decide_task, _is_csv, _load_data
@@ -26,6 +26,11 @@ def add_parser(sub):
     add_training_data_arguments(t)
     t.add_argument("--hidden", type=_hidden, default=[256, 128], metavar="W1,W2,...",
                    help="hidden layer widths (default: 256,128)")
+    t.add_argument("--block", choices=BLOCKS, default="plain",
+                   help="plain: Dense-BatchNorm-ReLU per width (the default); resnet: the "
+                        "ResNet-MLP, Dense to the first width d, then per further width w a "
+                        "residual block LayerNorm-Dense(d, w)-GELU-[Dropout]-Dense(w, d), then "
+                        "LayerNorm-ReLU")
     t.add_argument("--epochs", type=_positive_int, default=100,
                    help="maximum epochs (early stopping usually ends sooner; default 100)")
     t.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
@@ -163,8 +168,8 @@ def _fit(data, idx, scaled, args, out):
 
     classification = data["task"] == "classification"
     n_out = len(data["classes"]) if classification else 1
-    model = build_mlp(data["X"].shape[1], args.hidden, n_out, dropout=args.dropout,
-                      seed=args.seed)
+    build = build_resnet_mlp if args.block == "resnet" else build_mlp
+    model = build(data["X"].shape[1], args.hidden, n_out, dropout=args.dropout, seed=args.seed)
     loss = CrossEntropyLoss() if classification else MSELoss()
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     scheduler, schedule_text = _make_scheduler(
@@ -225,8 +230,14 @@ def _plot_curves(history, args, source):
 
 def _recipe_text(args, scaling, schedule_text):
     """The run's recipe in one line, for the report's config."""
-    return (f"Standardizer({scaling}) -> [Dense(He) -> BatchNorm -> ReLU"
-            + (" -> Dropout" if args.dropout > 0 else "") + f"] x {len(args.hidden)}"
+    drop = " -> Dropout" if args.dropout > 0 else ""
+    if args.block == "resnet":
+        d = args.hidden[0]
+        net = (f"Dense({d}) -> [x + (LayerNorm -> Dense(w) -> GELU{drop} -> Dense({d}))(x)] "
+               f"for w in {args.hidden[1:]} -> LayerNorm -> ReLU")
+    else:
+        net = f"[Dense(He) -> BatchNorm -> ReLU{drop}] x {len(args.hidden)}"
+    return (f"Standardizer({scaling}) -> {net}"
             f" -> Dense; {args.optimizer} with {schedule_text}"
             + (f", gradients clipped to norm {args.clip_grad_norm}"
                if args.clip_grad_norm else "")

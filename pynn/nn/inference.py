@@ -3,19 +3,23 @@
 For many rows, BatchNorm (running statistics) is folded into the Dense before it and a
 Standardizer into the Dense after it; for a few rows, where folding (a float64 copy of every
 folded weight) would cost more than the rows, the layers run as they are, reading the weights
-and statistics in place. Activations run in the epilogues, and each batch's result is written
-straight into the output. Nothing is kept between calls, so a prediction is never stale. See
-``InferencePlan``.
+and statistics in place. LayerNorm and RMSNorm run their kernel; nested Sequentials are
+flattened and a Residual's block runs between two marks (its input copied aside at the first,
+added to the block's output at the second). Activations run in the epilogues, and each batch's
+result is written straight into the output. Nothing is kept between calls, so a prediction is
+never stale. See ``InferencePlan``.
 """
 import numpy as np
 
 from .. import _threads
 from ..backend._arrays import as_kernel_array
-from ..backend.codes import IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_SOFTMAX, activation_code
+from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_RES_BEGIN, OP_RES_END,
+                             OP_ROWNORM, OP_SOFTMAX, activation_code)
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
+from .normalization import LayerNorm, RMSNorm
 from .standardizer import Standardizer
 
 
@@ -56,11 +60,12 @@ class InferencePlan:
     def build(cls, seq, fold=True):
         """The program of ``seq`` now (its current weights), or None when a layer is not a
         built-in one (then ``predict`` runs each layer's own ``infer``)."""
-        layers = [layer for layer in seq.layers if type(layer) is not Dropout]
+        layers = _flat_layers(seq.layers)
         dtype = seq.dtype
         ops, width, in_width = [], None, None
         fold_cost = row_cost = 0  # see for_rows
         pending = None  # a Standardizer's (mean, scale) waiting for the next Dense
+        opened = []  # the widths of the residuals begun and not yet ended
         i = 0
         while i < len(layers):
             layer = layers[i]
@@ -117,7 +122,24 @@ class InferencePlan:
                 continue
             if pending is not None:
                 return None
-            if type(layer) is BatchNorm:
+            if type(layer) is _Mark:
+                i += 1
+                if layer.begin:
+                    if width is None:
+                        return None  # starts with a residual: its width comes from the data
+                    opened.append(width)
+                elif not opened or opened.pop() != width:
+                    return None  # the block changes the width: Residual.infer's error
+                ops.append((OP_RES_BEGIN if layer.begin else OP_RES_END, None, None, None,
+                            IDENTITY, 0.0, width))
+            elif type(layer) in (LayerNorm, RMSNorm):
+                if layer.dtype != dtype or (width is not None and layer.num_features != width):
+                    return None
+                in_width = in_width or layer.num_features
+                width = layer.num_features
+                ops.append((OP_ROWNORM, layer.backend, layer, None, IDENTITY, 0.0, width))
+                i += 1
+            elif type(layer) is BatchNorm:
                 if layer.dtype != dtype or (width is not None and layer.num_features != width):
                     return None
                 code, param, i = _epilogue(layers, i + 1)
@@ -133,7 +155,7 @@ class InferencePlan:
                 i += 1
             else:
                 return None
-        if not ops or ops[0][6] is None or in_width is None:
+        if not ops or ops[0][6] is None or in_width is None or opened:
             return None  # starts with an activation: its width comes from the data
         program = cls(ops, dtype, in_width, width)
         program.fold_cost, program.unfolded_row_cost = fold_cost, row_cost
@@ -156,10 +178,19 @@ class InferencePlan:
         for lo in range(0, n, rows):
             hi = min(lo + rows, n)
             h = X[lo:hi]
+            skips, flip = [], 0  # the open residuals' inputs; the buffer the next op writes
             for j, (kind, be, W, b, code, param, width) in enumerate(self.ops):
+                if kind == OP_RES_BEGIN:
+                    skips.append(h.copy())  # the two buffers take turns under the block
+                    continue
                 Y = out[lo:hi] if j == last else \
-                    buffers[j % 2][:(hi - lo) * width].reshape(hi - lo, width)
-                if kind == OP_DENSE:
+                    buffers[flip][:(hi - lo) * width].reshape(hi - lo, width)
+                flip = 1 - flip
+                if kind == OP_RES_END:
+                    np.add(skips.pop(), h, out=Y)  # Residual.infer's X + block(X)
+                elif kind == OP_ROWNORM:
+                    _rownorm(W, h, Y)
+                elif kind == OP_DENSE:
                     be._dense_forward(h, W, b, Y, code, param, dense_threads)
                 elif kind == _DENSE_LIVE:  # the layer's own arrays, read where they are now
                     bias = W.bias
@@ -180,6 +211,44 @@ class InferencePlan:
                     be._softmax_forward(h, Y, _threads.threads_for(Y.size))
                 h = Y
         return out
+
+
+class _Mark:
+    """Where a Residual's block begins or ends in the flattened layers."""
+
+    def __init__(self, begin):
+        self.begin = begin
+
+
+def _flat_layers(layers):
+    """The layers as one list: Dropout left out (the identity in eval mode), nested
+    Sequentials flattened, a Residual's block between its begin and end marks."""
+    from .containers import Sequential  # (containers imports this module, residual them)
+    from .residual import Residual
+
+    flat = []
+    for layer in layers:
+        if type(layer) is Dropout:
+            continue
+        if type(layer) is Sequential:
+            flat += _flat_layers(layer.layers)
+        elif type(layer) is Residual:
+            block = layer.block
+            inner = block.layers if type(block) is Sequential else [block]
+            flat += [_Mark(True), *_flat_layers(inner), _Mark(False)]
+        else:
+            flat.append(layer)
+    return flat
+
+
+def _rownorm(layer, X, Y):
+    """LayerNorm's or RMSNorm's eval forward (its ``infer``'s kernel) from X into Y."""
+    weight, bias = layer._parameters.get("weight"), layer._parameters.get("bias")
+    mean = np.empty(X.shape[0], np.float64) if type(layer) is LayerNorm else None
+    layer.backend._rownorm_forward(
+        X, None if weight is None else weight._data, None if bias is None else bias._data,
+        layer.kernel_eps(), Y, mean, np.empty(X.shape[0], np.float64),
+        _threads.threads_for(Y.size))
 
 
 def _epilogue(layers, i, into="batchnorm"):

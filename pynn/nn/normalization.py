@@ -74,6 +74,10 @@ class _RowNorm(Module):
         config = dict(self.config(), normalized_shape=self.normalized_shape)
         return ", ".join(f"{k}={v!r}" for k, v in config.items())
 
+    def kernel_eps(self):
+        """The eps the kernels take: RMSNorm's None is its dtype's machine epsilon (torch's)."""
+        return float(np.finfo(self.dtype).eps) if self.eps is None else self.eps
+
     def _data(self, name):
         p = self._parameters.get(name)
         return None if p is None else p.data

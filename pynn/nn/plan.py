@@ -9,8 +9,12 @@ methods both backends implement) on the prepared buffers. Same loops, same fusio
 as the eager path; no allocation per step except the arrays returned to the caller, which are
 copies (a caller keeping an output across steps must not see it change).
 
-A plan never guesses: any module it does not know (a custom module, a nested container, a
-Standardizer) makes ``build`` return None and the container runs eagerly. It re-checks before
+A plan never guesses: any module it does not know (a custom module, a container other than a
+Sequential or a Residual, a Standardizer) makes ``build`` return None and the container runs
+eagerly. Nested Sequentials are flattened into the plan's steps, and a Residual becomes its
+block's steps between a begin and an end step (``OP_RES_BEGIN``: its input, kept; the end adds
+it to the block's output, and the backward adds the skip's gradient to the block's input
+gradient). It re-checks before
 each call that the parameters still live where it recorded them (an optimizer may re-pack
 them) and is rebuilt when they moved, when the thread count or a backend changed.
 """
@@ -19,14 +23,16 @@ import numpy as np
 from .. import _threads
 from .. import backend as _backends
 from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
-from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_DROPOUT, OP_SOFTMAX,
-                             activation_code, dropout_key, dropout_threshold)
+from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_DROPOUT, OP_RES_BEGIN,
+                             OP_RES_END, OP_ROWNORM, OP_SOFTMAX, activation_code, dropout_key,
+                             dropout_threshold)
 from .activations import Softmax, fusable, is_plain_activation, needs_preactivation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
 from ._layer_checks import check_input
 from .module import Module
+from .normalization import LayerNorm, RMSNorm
 from .parameter import ParameterArena
 
 
@@ -34,7 +40,8 @@ class _Step:
     """One kernel call of the plan and its buffers."""
 
     __slots__ = ("kind", "layer", "act", "code", "param", "Y", "Z", "dX", "mean", "invstd",
-                 "mask", "nt", "eval_ran", "dropped", "be", "w", "b")
+                 "mask", "nt", "eval_ran", "dropped", "be", "w", "b", "src", "in_width",
+                 "begin")
 
     def __init__(self, kind, layer, act, code, param):
         self.kind, self.layer, self.act, self.code, self.param = kind, layer, act, code, param
@@ -47,6 +54,14 @@ class _Step:
         self.nt = 1
         self.eval_ran = False  # BatchNorm ran with running statistics in the last forward
         self.dropped = False  # Dropout was active (training, p > 0) in the last forward
+        self.src = -1  # the step whose Y is this step's input (-1: the batch)
+        self.in_width = 0
+        self.begin = None  # a residual's end: its begin step's index
+
+    def data(self, param):
+        """The array of ``param`` (self.w or self.b), or None where the layer has none."""
+        return None if param is None else param._data
+
 
 
 def build(seq, X):
@@ -55,10 +70,37 @@ def build(seq, X):
     if X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
         return None
     steps = []
-    for _, layer, act in seq._steps():
+    if not _add_steps(seq._steps(), steps) or not steps:
+        return None
+    try:
+        return Plan(seq, steps, X.shape, X.dtype)
+    except _Mismatch:
+        return None  # the eager path raises the layer's own error
+
+
+def _add_steps(entries, steps):
+    """Append the steps of a container's step list ``entries`` (``Sequential._steps()``),
+    nested Sequentials flattened and Residuals between their marker steps; False when some
+    module has no step."""
+    from .containers import Sequential  # (containers imports this module, residual them)
+    from .residual import Residual
+    for _, layer, act in entries:
+        cls = type(layer)
+        if cls is Sequential:
+            if not _add_steps(layer._steps(), steps):
+                return False
+            continue
+        if cls is Residual:
+            block = layer.block
+            inner = block._steps() if type(block) is Sequential else [(None, block, None)]
+            steps.append(_Step(OP_RES_BEGIN, layer, None, IDENTITY, 0.0))
+            if not _add_steps(inner, steps):
+                return False
+            steps.append(_Step(OP_RES_END, layer, None, IDENTITY, 0.0))
+            continue
         # an activation whose derivative needs its input runs as a step of its own (unless a
         # Dense keeps its pre-activation for it: needs_preactivation)
-        into = "dense" if type(layer) is Dense else "batchnorm"
+        into = "dense" if cls is Dense else "batchnorm"
         fused = act if act is not None and fusable(act, into)[0] is not None else None
         if act is None or fused is not None:
             modules = [(layer, fused)]
@@ -67,14 +109,9 @@ def build(seq, X):
         for module, with_act in modules:
             step = _step_for(module, with_act)
             if step is None:
-                return None
+                return False
             steps.append(step)
-    if not steps:
-        return None
-    try:
-        return Plan(seq, steps, X.shape, X.dtype)
-    except _Mismatch:
-        return None  # the eager path raises the layer's own error
+    return True
 
 
 def _step_for(layer, act):
@@ -92,6 +129,8 @@ def _step_for(layer, act):
         kind, name, param = OP_SOFTMAX, None, None
     elif cls is Dropout:
         kind, name, param = OP_DROPOUT, None, None
+    elif cls is LayerNorm or cls is RMSNorm:
+        kind, name, param = OP_ROWNORM, None, None
     else:
         return None
     return _Step(kind, layer, act, *activation_code(name, param))
@@ -109,9 +148,27 @@ class Plan:
         self.backend_key = _backend_key(steps)
         self.backend_version = Module.backend_version
         n, width = shape
+        src, begins = -1, []  # the step whose Y the next step reads; open residuals' begins
         for i, s in enumerate(steps):
             layer = s.layer
-            if s.kind == OP_DENSE:
+            s.src, s.in_width = src, width
+            src = i
+            if s.kind == OP_RES_BEGIN:
+                begins.append(i)
+                src = s.src  # its block reads its input: it has no Y
+                continue
+            if s.kind == OP_RES_END:
+                s.begin = begins.pop()
+                if steps[s.begin].in_width != width:
+                    raise _Mismatch  # the Residual's own error names the shapes
+                s.nt = _threads.threads_for(n * width)
+            elif s.kind == OP_ROWNORM:
+                if layer.num_features != width or layer.dtype != self.dtype:
+                    raise _Mismatch
+                s.mean = np.empty(n, np.float64) if type(layer) is LayerNorm else None
+                s.invstd = np.empty(n, np.float64)
+                s.nt = _threads.threads_for(n * width)
+            elif s.kind == OP_DENSE:
                 if layer.in_features != width or layer.dtype != self.dtype:
                     raise _Mismatch
                 width = layer.out_features
@@ -131,10 +188,11 @@ class Plan:
                     s.mask = np.empty((n, width), np.uint8)
             s.Y = np.empty((n, width), self.dtype)
         self.out_width = width
-        # dX buffers: step i's dX is step i-1's dY (step 0's only when the caller wants it)
-        widths = [shape[1]] + [s.Y.shape[1] for s in steps[:-1]]
-        for s, w in zip(steps, widths):
-            s.dX = np.empty((n, w), self.dtype)
+        # dX buffers: step i's dX is the dY of the step before (step 0's only when the caller
+        # wants it); a residual's end passes its dY down as its dX
+        for s in steps:
+            if s.kind != OP_RES_END:
+                s.dX = np.empty((n, s.in_width), self.dtype)
         # (parameter, its data, its grad) of every parameter of the container, in its order
         self.params = [(p, p._data, p._grad) for p in seq.parameters()]
         self.generation = ParameterArena.generation
@@ -194,10 +252,19 @@ class Plan:
     def forward(self, X):
         """act(...(X)) through every step into the prepared buffers; returns a copy."""
         self.X = X
-        for s in self.steps:
+        X0, steps = X, self.steps
+        for s in steps:
             layer, be = s.layer, s.be
             kind = s.kind
-            if kind == OP_DENSE:
+            if kind == OP_RES_BEGIN:
+                continue  # its block reads its input
+            if kind == OP_RES_END:
+                skip = steps[s.begin].src
+                np.add(X0 if skip < 0 else steps[skip].Y, X, out=s.Y)  # the eager X + out
+            elif kind == OP_ROWNORM:
+                be._rownorm_forward(X, s.data(s.w), s.data(s.b), layer.kernel_eps(), s.Y,
+                                    s.mean, s.invstd, s.nt)
+            elif kind == OP_DENSE:
                 b = s.b
                 be._dense_forward(X, s.w._data, None if b is None else b._data, s.Y,
                                   s.code, s.param, s.nt, s.Z)
@@ -233,15 +300,27 @@ class Plan:
 
     def backward(self, dY, input_grad):
         """Gradients into the parameters' .grad; dX (a copy) or None."""
-        X0 = self.X
-        for i in range(len(self.steps) - 1, -1, -1):
-            s = self.steps[i]
+        X0, steps = self.X, self.steps
+        skip_grads = {}  # a residual's begin index: the gradient reaching its output
+        for i in range(len(steps) - 1, -1, -1):
+            s = steps[i]
             layer, be = s.layer, s.be
-            X = self.steps[i - 1].Y if i else X0
+            X = X0 if s.src < 0 else steps[s.src].Y
             need = input_grad or i > 0
             dX = s.dX if need else None
             kind = s.kind
-            if kind == OP_DENSE:
+            if kind == OP_RES_END:
+                skip_grads[s.begin] = dY
+                continue  # the block's output gets the same gradient: dX is dY
+            if kind == OP_ROWNORM:
+                dX = s.dX  # the kernel always computes dX; the sums need the same pass
+                be._rownorm_backward(dY, X, s.data(s.w), s.mean, s.invstd,
+                                     _grad_of(s.w), _grad_of(s.b), dX, s.nt)
+            elif kind == OP_RES_BEGIN:
+                if not need:
+                    return None
+                np.add(skip_grads.pop(i), dY, out=dX)  # the eager dY + the block's dX
+            elif kind == OP_DENSE:
                 w, b = s.w, s.b
                 dW = w._grad if w._requires_grad else None
                 db = b._grad if b is not None and b._requires_grad else None
@@ -281,6 +360,11 @@ class Plan:
 def _backend_key(steps):
     """What decides every step's backend: the global choice and each layer's own."""
     return _backends._current, tuple([s.layer.backend_name for s in steps])
+
+
+def _grad_of(param):
+    """The gradient a backward accumulates into: None for a frozen (or missing) parameter."""
+    return param._grad if param is not None and param._requires_grad else None
 
 
 def _act_name(step):

@@ -13,8 +13,14 @@ records (``update_runs``, pynn.backend.update_runs); then one C call runs every 
 gradients are overwritten rather than zeroed and accumulated when the optimizer owns exactly
 the plan's trainable parameters (the same values, without the memset).
 
+Dropout in training mode runs in the program with the eager layer's mask: its key comes from
+the layer's seed and step counter, which ``run`` moves once per step as the eager forward does
+(so checkpoints and the eager path continue the same stream). LayerNorm, RMSNorm and Residual
+blocks (nested Sequentials flattened by the plan) are ops too.
+
 Anything it does not know runs the four eager lines instead, never a guess: another backend, a
-layer the plan has no op for (Dropout, Softmax, BatchNorm in eval mode), another loss, an
+layer the plan has no op for (Softmax, BatchNorm or Dropout in eval mode, Dropout with p=0),
+another loss, an
 optimizer without ``update_runs``, a batch or target that needs converting or is wrong (the
 eager path then raises its own error). The runs of optimizers whose loops the program has no
 address for (Adagrad, RMSprop) run right after the C call.
@@ -26,7 +32,9 @@ import numpy as np
 from .. import _threads
 from ..backend import backend_for
 from ..backend.codes import (BACKWARD, FORWARD, IDENTITY, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT,
-                             OP_BN, OP_DENSE, UPD_ADAM, UPD_SGD, UPDATE, kernel_params)
+                             OP_BN, OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM,
+                             STEP_KINDS, UPD_ADAM, UPD_SGD, UPDATE, dropout_key,
+                             dropout_threshold, kernel_params)
 from ..backend.update_runs import AdamRun, SGDRun, run_update
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .parameter import Parameter, ParameterArena
@@ -35,6 +43,7 @@ _LOSS_KINDS = {CrossEntropyLoss: LOSS_CE, MSELoss: LOSS_MSE, BCEWithLogitsLoss: 
 # the optimizer runs whose loops a program holds (any other runs after it)
 _UPDATE_KINDS = {AdamRun: UPD_ADAM, SGDRun: UPD_SGD}
 _WHOLE_STEP = FORWARD | BACKWARD | UPDATE
+_BLOCK_OPS = (OP_DROPOUT, OP_ROWNORM, OP_RES_BEGIN, OP_RES_END)
 _MAX_PROGRAMS = 4  # per plan: (loss, optimizer) pairs a model trains with in turn
 
 
@@ -43,7 +52,7 @@ def program_for(plan, loss, optimizer):
     on the plan), or None when the eager lines must run (see the module doc)."""
     programs = plan.train_steps
     key = (id(loss), id(optimizer))
-    modes = tuple(s.layer.training for s in plan.steps if s.kind == OP_BN)
+    modes = _modes(plan)
     entry = programs.get(key)
     if entry is not None and entry[0] is loss and entry[1] is optimizer:
         program = entry[2]
@@ -57,6 +66,12 @@ def program_for(plan, loss, optimizer):
     program = TrainStep.build(plan, loss, optimizer)
     programs[key] = (loss, optimizer, program, modes)
     return program
+
+
+def _modes(plan):
+    """What decides whether the plan's BatchNorm and Dropout layers can be compiled."""
+    return tuple((s.layer.training, getattr(s.layer, "p", None)) for s in plan.steps
+                 if s.kind == OP_BN or s.kind == OP_DROPOUT)
 
 
 class _Unsupported(Exception):
@@ -107,9 +122,23 @@ class TrainStep:
         self.keep = []  # every scratch array the program points into
         self.bn_settings = []  # (BatchNorm layer, the eps the program runs it with)
         self.counters = []  # (op index, the BatchNorm layer's BatchCounter)
+        self.dropouts = []  # (op index, Dropout layer, its p when built)
+        self.rownorms = []  # (LayerNorm/RMSNorm layer, the eps the program runs it with)
+        self.G = np.empty((n, self.k_out), plan.dtype)
+        # where each op's gradient arrives (its dY): the next op's dX, the loss's G for the
+        # last; a residual's end passes its own on
+        self.dY_addr = [0] * len(plan.steps)
+        self.dX_addr = [0] * len(plan.steps)
+        for i in range(len(plan.steps) - 1, -1, -1):
+            self.dY_addr[i] = (self.G.ctypes.data if i == len(plan.steps) - 1
+                               else self.dX_addr[i + 1])
+            s = plan.steps[i]
+            self.dX_addr[i] = (self.dY_addr[i] if s.kind == OP_RES_END
+                               else _addr(s.dX if i > 0 or s.kind == OP_ROWNORM else None))
         for i, s in enumerate(plan.steps):
             self._add_op(prog, plan, i, s)
-        self.G = np.empty((n, self.k_out), plan.dtype)
+        self.keys = np.zeros(max(len(plan.steps), 1), np.uint64)  # dropout ops' keys per step
+        prog.set_keys(self.keys.ctypes.data)
         prog.set_loss(kind=self.loss_kind, G=self.G.ctypes.data, n=n, k=self.k_out,
                       n_threads=_threads.threads_for(n * self.k_out))
         self.momenta = np.zeros(max(len(plan.steps), 1), np.float64)
@@ -121,10 +150,11 @@ class TrainStep:
         self.sgd_steady = []  # (update index, set_sgd's keywords) after SGD's first step
 
     def _add_op(self, prog, plan, i, s):
-        n = plan.shape[0]
-        k = plan.shape[1] if i == 0 else plan.steps[i - 1].Y.shape[1]
+        n, k = plan.shape[0], s.in_width
+        if s.kind in _BLOCK_OPS:
+            return self._add_block_op(prog, plan, i, s)
         m = s.Y.shape[1]
-        X = 0 if i == 0 else plan.steps[i - 1].Y.ctypes.data
+        X = 0 if s.src < 0 else plan.steps[s.src].Y.ctypes.data
         dX = s.dX if i > 0 else None  # the first op's only when the caller wants it: never
         param, param2 = kernel_params(s.param)  # (the activation's two scalars)
         if s.kind == OP_DENSE:
@@ -164,7 +194,48 @@ class TrainStep:
             prog.add_activation(act=s.code, param=param, param2=param2, n=n, width=m,
                                 n_threads=s.nt, X=X, Y=s.Y.ctypes.data, dX=_addr(dX))
         else:
-            raise _Unsupported  # Dropout, Softmax: the eager step runs them
+            raise _Unsupported  # Softmax: the eager step runs it
+
+    def _add_block_op(self, prog, plan, i, s):
+        """Add op i of a block kind (_BLOCK_OPS): dropout, rownorm, a residual's marks."""
+        n, width, layer = plan.shape[0], s.in_width, s.layer
+        X = 0 if s.src < 0 else plan.steps[s.src].Y.ctypes.data
+        common = dict(n=n, n_threads=s.nt, X=X)
+        if s.kind == OP_DROPOUT:
+            if not layer.training or layer.p == 0.0:
+                raise _Unsupported  # the identity: the eager lines copy it
+            prog.add_dropout(width=width, threshold=dropout_threshold(layer.p),
+                             scale=1.0 / (1.0 - layer.p), Y=s.Y.ctypes.data,
+                             dX=self.dX_addr[i], mask=s.mask.ctypes.data, **common)
+            self.dropouts.append((i, layer, layer.p))
+        elif s.kind == OP_ROWNORM:
+            w, b = s.w, s.b
+            eps = layer.kernel_eps()
+            prog.add_rownorm(
+                features=width, eps=eps, Y=s.Y.ctypes.data, dX=self.dX_addr[i],
+                gamma=_addr(s.data(w)), beta=_addr(s.data(b)),
+                dgamma=_addr(w._grad if w is not None and w._requires_grad else None),
+                dbeta=_addr(b._grad if b is not None and b._requires_grad else None),
+                mean=_addr(s.mean), invstd=s.invstd.ctypes.data,
+                affine_scratch=_addr(self._scratch(2 * width, np.float64)),
+                backward_scratch=_addr(self._scratch(
+                    self._kernel.rownorm_scratch(n, width), np.float64)), **common)
+            self.rownorms.append((layer, layer.eps))
+        elif s.kind == OP_RES_BEGIN:
+            end = next(j for j, e in enumerate(plan.steps) if e.begin == i)
+            prog.add_residual_begin(width=width, dX=self.dX_addr[i],
+                                    skip_grad=self.dY_addr[end], **common)
+        else:
+            skip = plan.steps[s.begin].src
+            prog.add_residual_end(width=width, Y=s.Y.ctypes.data, dY=self.dY_addr[i],
+                                  skip=0 if skip < 0 else plan.steps[skip].Y.ctypes.data,
+                                  **common)
+
+    def op_names(self):
+        """The program's ops in order, by name (``codes.STEP_KINDS``'s without the "OP_",
+        lower case): what one step runs, e.g. ["res_begin", "rownorm", "dense", ...]."""
+        names = {v: k[3:].lower() for k, v in STEP_KINDS.items() if k.startswith("OP_")}
+        return [names[kind] for kind in self.prog.op_kinds()]
 
     def _scratch(self, size, dtype):
         a = np.empty(max(int(size), 1), dtype)
@@ -178,6 +249,12 @@ class TrainStep:
             return False
         for layer, eps in self.bn_settings:
             if not layer.training or layer.eps != eps:
+                return False
+        for _, layer, p in self.dropouts:
+            if not layer.training or layer.p != p:
+                return False
+        for layer, eps in self.rownorms:
+            if layer.eps != eps:
                 return False
         return True
 
@@ -212,6 +289,10 @@ class TrainStep:
         momenta = self.momenta
         for i, counter in self.counters:
             momenta[i] = counter.next_momentum()
+        keys = self.keys
+        for i, layer, _ in self.dropouts:  # each forward draws a fresh mask, as the eager one
+            keys[i] = dropout_key(layer.seed, layer.step)
+            layer.step += 1
         if self.zero_first:
             self.optimizer.zero_grad()
         rows = self.n if reduce is None else reduce.rows

@@ -17,6 +17,7 @@ from ._solvers import STOCHASTIC_SOLVERS, _Solvers
 ACTIVATIONS = {
     "identity": None, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "square": nn.Square, "step": nn.Step,
+    "gelu": nn.GELU, "silu": nn.SiLU,
 }
 SOLVERS = ("lbfgs",) + STOCHASTIC_SOLVERS
 
@@ -50,6 +51,7 @@ class _BaseMLP(_Solvers, BaseEstimator):
                              Options(numbers.Real, {np.inf})],
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_norm": ["boolean"],
+        "layer_norm": ["boolean"],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "l1": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_scheduler": [callable, None],
@@ -127,6 +129,8 @@ class _BaseMLP(_Solvers, BaseEstimator):
                 break  # the output layer gives logits; the loss applies the output function
             if self.batch_norm:
                 layers.append(nn.BatchNorm(fan_out, dtype=dtype))
+            if self.layer_norm:
+                layers.append(nn.LayerNorm(fan_out, dtype=dtype))
             if act is not None:
                 layers.append(act())
             if self.dropout > 0:
@@ -155,6 +159,9 @@ class _BaseMLP(_Solvers, BaseEstimator):
         hidden = list(hidden)
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        if self.batch_norm and self.layer_norm:
+            raise ValueError("batch_norm and layer_norm are two ways to normalize the hidden "
+                             "layers: set one of them, not both")
         if self.dropout > 0 and self.solver == "lbfgs":
             raise ValueError("dropout needs a stochastic solver (sgd, adam, rmsprop, adagrad, "
                              "adamw): L-BFGS's line search needs a deterministic loss")

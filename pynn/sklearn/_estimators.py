@@ -22,7 +22,8 @@ _SHARED_DOC = """
     n_iter_no_change, max_fun
         scikit-learn's, with its defaults and meaning (``sklearn.neural_network``), and:
 
-        - ``activation`` also takes "leaky_relu", "elu", "square" and "step".
+        - ``activation`` also takes "leaky_relu", "elu", "square", "step", "gelu" (torch's
+          exact GELU) and "silu".
         - ``solver`` also takes "rmsprop", "adagrad" (torch's update rules, ``epsilon`` as
           their eps) and "adamw" (``alpha`` as decoupled weight decay, ``alpha / batch size``
           per step, like the L2 term's scaling). The same ``random_state`` gives scikit-learn's
@@ -32,6 +33,9 @@ _SHARED_DOC = """
           for.
     batch_norm : bool, default False
         BatchNorm after each hidden layer's matrix product, before its activation.
+    layer_norm : bool, default False
+        LayerNorm (per sample over the layer's units, learned scale and shift) after each
+        hidden layer's matrix product, before its activation; not with ``batch_norm``.
     dropout : float in [0, 1), default 0
         Dropout after each hidden activation (stochastic solvers only).
     l1 : float >= 0, default 0
@@ -94,8 +98,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 batch_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None, clip_grad_norm=None,
-                 clip_grad_value=None, class_weight=None):
+                 batch_norm=False, layer_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None,
+                 clip_grad_norm=None, clip_grad_value=None, class_weight=None):
         _store_params(self, locals())
 
     # -- what differs from the regressor ------------------------------------------------
@@ -241,8 +245,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 batch_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None, clip_grad_norm=None,
-                 clip_grad_value=None):
+                 batch_norm=False, layer_norm=False, dropout=0.0, l1=0.0, lr_scheduler=None,
+                 clip_grad_norm=None, clip_grad_value=None):
         _store_params(self, locals())
 
     def _validate_input(self, X, y, incremental, reset):

@@ -3,7 +3,9 @@
 
 The network: for each hidden width, Dense (He init) -> BatchNorm -> ReLU [-> Dropout], then a
 Dense output layer (Xavier init). Every layer is seeded from one ``seed``, so two runs with the
-same arguments start from the same weights and draw the same dropout masks.
+same arguments start from the same weights and draw the same dropout masks. ``build_resnet_mlp``
+is the other block (``pynn train --block resnet``): the ResNet-MLP of Gorishniy et al. 2021 with
+LayerNorm and GELU, as transformers' MLP blocks have them.
 """
 from .._checks import check_int, check_real
 
@@ -41,6 +43,48 @@ def build_mlp(n_in, hidden, n_out, dropout=0.0, seed=0):
             layers.append(Dropout(dropout, seed=seed * 1000 + i))
         width = h
     layers.append(Dense(width, n_out, init="xavier_normal", seed=seed * 1000 + 999))
+    return Sequential(*layers)
+
+
+BLOCKS = ("plain", "resnet")
+
+
+def build_resnet_mlp(n_in, hidden, n_out, dropout=0.0, seed=0):
+    """The ResNet-MLP recipe (Gorishniy et al. 2021, "Revisiting Deep Learning Models for
+    Tabular Data", with LayerNorm and GELU): ``Dense(n_in, d)``, then one block
+    ``Residual(LayerNorm(d), Dense(d, w), GELU, [Dropout], Dense(w, d))`` per further width w,
+    then ``LayerNorm(d) -> ReLU -> Dense(d, n_out)``, float32.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+    hidden : sequence of int
+        ``[d, w1, w2, ...]``: the residual stream's width d, then each block's inner width
+        (``[256, 512, 512, 512]``: the ResNet-MLP of ``pynn bench``'s case).
+    dropout : float in [0, 1), default 0
+        Dropout inside each block, after its GELU (0: none).
+    seed : int, default 0
+    """
+    from ..nn import GELU, Dense, Dropout, LayerNorm, ReLU, Residual, Sequential
+
+    n_in = check_int("n_in", n_in, 1)
+    n_out = check_int("n_out", n_out, 1)
+    dropout = check_real("dropout", dropout, 0.0, 1.0, high_open=True)
+    seed = check_int("seed", seed, 0)
+    if len(hidden) < 1:
+        raise ValueError("hidden must give at least the residual stream's width, got []")
+    widths = [check_int(f"hidden[{i}]", h, 1) for i, h in enumerate(hidden)]
+    d = widths[0]
+    layers = [Dense(n_in, d, init="he_normal", seed=seed * 1000)]
+    for i, w in enumerate(widths[1:], start=1):
+        block = [LayerNorm(d), Dense(d, w, init="he_normal", seed=seed * 1000 + 2 * i - 1),
+                 GELU()]
+        if dropout > 0:
+            block.append(Dropout(dropout, seed=seed * 1000 + i))
+        block.append(Dense(w, d, init="he_normal", seed=seed * 1000 + 2 * i))
+        layers.append(Residual(*block))
+    layers += [LayerNorm(d), ReLU(),
+               Dense(d, n_out, init="xavier_normal", seed=seed * 1000 + 999)]
     return Sequential(*layers)
 
 
