@@ -49,6 +49,7 @@ def torch_adam(torch, params, info, name="adam"):
     ``foreach=True``."""
     params = list(params)
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    info["torch_optimizer"] = cls.__name__
     try:
         opt = cls(params, lr=LR, fused=True)
         info["torch_adam"] = "fused"

@@ -173,7 +173,7 @@ def _notes(name, entry):
     if "epoch_via" in info and name != "pynn-numpy":
         notes.append(info["epoch_via"].split("(")[0])
     if "torch_adam" in info:
-        notes.append("Adam " + info["torch_adam"].split(" (")[0])
+        notes.append(info.get("torch_optimizer", "Adam") + " " + info["torch_adam"].split(" (")[0])
     if "floor_best" in info:
         notes.append(info["floor_best"])
     if entry.get("env_variant"):
