@@ -23,6 +23,14 @@ CASES = {
     "wide": dict(kind="step", sizes=(784, 1024, 1024, 10), bn=False, batch=256,
                  calls=8, warmup=3, reps=5,
                  title="wide: 784-1024-1024-10 ReLU, batch 256, Adam: time per training step"),
+    # The medium net with Dropout(0.1) after each ReLU: what a compiled Dropout costs (issue 21:
+    # within 1.10x of "medium"); no NumPy loop for it.
+    "medium-dropout": dict(kind="step", sizes=(784, 256, 128, 10), bn=True, dropout=0.1,
+                           batch=128, calls=50, warmup=20, reps=5,
+                           contenders=("pynn", "pynn-eager", "pynn-numpy", "torch",
+                                       "pynn-after-torch", "floor"),
+                           title="medium-dropout: 784-256-128-10 BatchNorm+ReLU+Dropout(0.1), "
+                                 "batch 128, Adam: time per training step"),
     # The ResNet-MLP of issue 21: Dense(784, 256), 3 blocks of Residual(LayerNorm(256),
     # Dense(256, 512), GELU, Dropout(0.1), Dense(512, 256)), LayerNorm, ReLU, Dense(256, 10);
     # AdamW. sizes: (inputs, the residual width, outputs); no NumPy loop for it.
@@ -58,6 +66,7 @@ QUICK = {
     "small": dict(sizes=(16, 8, 8, 4), batch=8, calls=5, warmup=2, reps=2),
     "medium": dict(sizes=(32, 16, 8, 4), batch=16, calls=4, warmup=2, reps=2),
     "wide": dict(sizes=(32, 64, 64, 4), batch=16, calls=3, warmup=1, reps=2),
+    "medium-dropout": dict(sizes=(32, 16, 8, 4), batch=16, calls=4, warmup=2, reps=2),
     "resnet": dict(sizes=(32, 16, 4), inner=24, blocks=2, batch=16, calls=3, warmup=1, reps=2),
     "predict": dict(sizes=(32, 16, 8, 4), n=300, batch=64, calls=1, warmup=1, reps=2),
     "epoch": dict(sizes=(32, 16, 8, 4), n=300, batch=32, calls=1, warmup=2, reps=2),

@@ -9,7 +9,7 @@ from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, layer_dims, 
                                time_epochs, time_fits)
 
 
-def torch_model(torch, sizes, bn, dtype):
+def torch_model(torch, sizes, bn, dtype, dropout=0.0):
     layers = []
     dims = layer_dims(sizes)
     for i, (n_in, n_out) in enumerate(dims):
@@ -18,6 +18,8 @@ def torch_model(torch, sizes, bn, dtype):
             if bn:
                 layers.append(torch.nn.BatchNorm1d(n_out))
             layers.append(torch.nn.ReLU())
+            if dropout:
+                layers.append(torch.nn.Dropout(dropout))
     tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
     return torch.nn.Sequential(*layers).to(tdtype[np.dtype(dtype)])
 
@@ -68,7 +70,8 @@ def time_torch(spec, X, y, dtype, threads, info):
     if spec.get("net") == "resnet":
         model = torch_resnet(torch, spec, dtype)
     else:
-        model = torch_model(torch, spec["sizes"], spec["bn"], dtype)
+        model = torch_model(torch, spec["sizes"], spec["bn"], dtype,
+                            dropout=spec.get("dropout", 0.0))
     loss_fn = torch.nn.CrossEntropyLoss()
     name = spec.get("optimizer", "adam")
     opt = torch_adam(torch, model.parameters(), info, name)

@@ -27,8 +27,9 @@ def pynn_resnet(spec, dtype, seed=SEED):
     return nn.Sequential(*layers)
 
 
-def pynn_model(sizes, bn, dtype, seed=SEED):
-    """Dense (He init) [-> BatchNorm] -> ReLU blocks, then a Dense to the outputs."""
+def pynn_model(sizes, bn, dtype, seed=SEED, dropout=0.0):
+    """Dense (He init) [-> BatchNorm] -> ReLU [-> Dropout] blocks, then a Dense to the
+    outputs."""
     from pynn import nn
 
     layers = []
@@ -41,6 +42,8 @@ def pynn_model(sizes, bn, dtype, seed=SEED):
             if bn:
                 layers.append(nn.BatchNorm(n_out, dtype=dtype))
             layers.append(nn.ReLU())
+            if dropout:
+                layers.append(nn.Dropout(dropout, seed=seed + i))
     return nn.Sequential(*layers)
 
 
@@ -81,7 +84,7 @@ def time_pynn(spec, X, y, dtype, threads, backend, info, fit=True, eager=False):
     if spec.get("net") == "resnet":
         model = pynn_resnet(spec, dtype)
     else:
-        model = pynn_model(spec["sizes"], spec["bn"], dtype)
+        model = pynn_model(spec["sizes"], spec["bn"], dtype, dropout=spec.get("dropout", 0.0))
     loss = nn.CrossEntropyLoss()
     optimizer = pynn.optim.AdamW if spec.get("optimizer") == "adamw" else pynn.optim.Adam
     opt = optimizer(model.parameters(), lr=LR)

@@ -20,11 +20,12 @@ Contenders (``--contenders``):
 - ``floor``: the case's bare matrix products with preallocated outputs (``np.matmul(a, b,
   out=c)`` or scipy's BLAS gemm, the faster), so pynn's time reads as a multiple of it.
 
-Cases (``--cases``): ``small``, ``medium``, ``wide`` (time per training step), ``predict``
-(60,000 rows), ``resnet`` (a training step of the ResNet-MLP with LayerNorm, GELU, Dropout and
-AdamW, against torch's with fused AdamW), ``epoch`` (one epoch over 60,000 rows), ``sk-digits``
-and ``sk-mnist`` (``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same settings, per step
-on the bundled digits, per epoch on 60,000x784; they need scikit-learn); see
+Cases (``--cases``): ``small``, ``medium``, ``wide`` (time per training step),
+``medium-dropout`` (the medium net with Dropout(0.1) after each ReLU), ``resnet`` (a training
+step of the ResNet-MLP with LayerNorm, GELU, Dropout and AdamW, against torch's with fused
+AdamW), ``predict`` (60,000 rows), ``epoch`` (one epoch over 60,000 rows), ``sk-digits`` and
+``sk-mnist`` (``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same
+settings, per step on the bundled digits, per epoch on 60,000x784; they need scikit-learn); see
 ``pynn/bench/_cases.py``'s ``CASES``.
 
 Every (case, contender) runs in a fresh ``python`` process (this interpreter), rounds alternate
