@@ -315,7 +315,7 @@ class Plan:
             if kind == OP_ROWNORM:
                 dX = s.dX  # the kernel always computes dX; the sums need the same pass
                 be._rownorm_backward(dY, X, s.data(s.w), s.mean, s.invstd,
-                                     _grad_of(s.w), _grad_of(s.b), dX, s.nt)
+                                     grad_of(s.w), grad_of(s.b), dX, s.nt)
             elif kind == OP_RES_BEGIN:
                 if not need:
                     return None
@@ -362,7 +362,7 @@ def _backend_key(steps):
     return _backends._current, tuple([s.layer.backend_name for s in steps])
 
 
-def _grad_of(param):
+def grad_of(param):
     """The gradient a backward accumulates into: None for a frozen (or missing) parameter."""
     return param._grad if param is not None and param._requires_grad else None
 

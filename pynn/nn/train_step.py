@@ -38,6 +38,7 @@ from ..backend.codes import (BACKWARD, FORWARD, IDENTITY, LOSS_BCE, LOSS_CE, LOS
 from ..backend.update_runs import AdamRun, SGDRun, run_update
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .parameter import Parameter, ParameterArena
+from .plan import grad_of
 
 _LOSS_KINDS = {CrossEntropyLoss: LOSS_CE, MSELoss: LOSS_MSE, BCEWithLogitsLoss: LOSS_BCE}
 # the optimizer runs whose loops a program holds (any other runs after it)
@@ -214,8 +215,7 @@ class TrainStep:
             prog.add_rownorm(
                 features=width, eps=eps, Y=s.Y.ctypes.data, dX=self.dX_addr[i],
                 gamma=_addr(s.data(w)), beta=_addr(s.data(b)),
-                dgamma=_addr(w._grad if w is not None and w._requires_grad else None),
-                dbeta=_addr(b._grad if b is not None and b._requires_grad else None),
+                dgamma=_addr(grad_of(w)), dbeta=_addr(grad_of(b)),
                 mean=_addr(s.mean), invstd=s.invstd.ctypes.data,
                 affine_scratch=_addr(self._scratch(2 * width, np.float64)),
                 backward_scratch=_addr(self._scratch(

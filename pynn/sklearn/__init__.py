@@ -2,9 +2,9 @@
 
 Same parameter names, defaults and fitted attributes as ``sklearn.neural_network``'s classes,
 trained by pynn's compiled Sequential step and optimizers, plus what scikit-learn's MLP lacks
-(``batch_norm``, ``dropout``, ``l1``, more activations and solvers, ``lr_scheduler``,
-``class_weight``, a validation loss curve). Needs the ``sklearn`` extra:
-``pip install 'pynn[sklearn]'``.
+(``batch_norm``, ``layer_norm``, ``dropout``, ``l1``, more activations (``gelu``, ``silu``, ...)
+and solvers, ``lr_scheduler``, ``class_weight``, a validation loss curve). Needs the ``sklearn``
+extra: ``pip install 'pynn[sklearn]'``.
 """
 try:
     import sklearn  # noqa: F401
