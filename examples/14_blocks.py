@@ -14,9 +14,10 @@ images:
 
 Each block adds to its input, so the gradient reaches the stem through the skips undiminished;
 LayerNorm normalizes each sample on its own, so training and prediction compute the same thing
-(no running statistics) and any batch size works. All three train in a few epochs; the
-residual network reaches the BatchNorm one's validation accuracy, ahead of the plain one early
-on. Every step of every network, Dropout and the residual blocks included, is one compiled call
+(no running statistics) and any batch size works. At this depth all three end within about a
+point of each other (about 95% validation accuracy over 15 epochs); the residual network leads
+in the first epochs (92% after one, against 89% and 86%) and its curve is the smoothest. Every
+step of every network, Dropout and the residual blocks included, is one compiled call
 (``program.op_names()`` lists what it runs).
 """
 import argparse
@@ -93,8 +94,8 @@ def run(out_dir, quick=False):
               f"best: {max(curves[name]):.3f}; compiled step: "
               f"{'yes' if ops[name] else 'no'} ({len(ops[name] or [])} ops)")
     print("the residual network's program:", " ".join(ops["residual + LayerNorm"]))
-    print("=> residual blocks with LayerNorm train as well as BatchNorm, with no batch "
-          "statistics.")
+    print("=> residual blocks with LayerNorm train as well as the others, fastest at first, "
+          "with no batch statistics.")
     _plot(out_dir / "14_blocks.png", curves)
     return {"curves": curves, "ops": ops,
             "best": {name: max(c) for name, c in curves.items()}}

@@ -71,7 +71,8 @@ def test_estimators_take_gelu_silu_and_layer_norm():
                      "Dropout", "Dense"]
     assert clf.score(X, y[:400]) > 0.8
     # the steps ran compiled: every model program built on the fit's batches
-    assert any(p.train_steps for p in clf.model_._compiled.values())
+    assert any(entry[2] is not None for plan in clf.model_._compiled.values()
+               for entry in plan.train_steps.values())
     reg = MLPRegressor(hidden_layer_sizes=(16,), activation="silu", layer_norm=True, max_iter=20,
                        random_state=0).fit(X, y[:400].astype(float))
     assert type(reg.model_.layers[1]).__name__ == "LayerNorm"

@@ -190,3 +190,20 @@ def test_plan_forward_and_backward_match_the_layers_own():
     np.testing.assert_array_equal(a.backward(dY), b.backward(dY))
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(pa.grad, pb.grad, err_msg=name)
+
+
+def test_trainer_fit_runs_the_resnet_mlp_compiled_as_the_eager_loop():
+    X, y, _ = _data(F32, "ce", n=200)
+    a = resnet_mlp(F32)
+    b = copy.deepcopy(a)
+    b._compile = False  # the same fit through the Python lines
+    histories = []
+    for model in (a, b):
+        trainer = pynn.Trainer(model, nn.CrossEntropyLoss(), AdamW(model.parameters()))
+        histories.append(trainer.fit(X, y, epochs=2, batch_size=64, seed=0, verbose=0))
+    assert histories[0].history["loss"] == histories[1].history["loss"]
+    assert any(entry[2] is not None for plan in a._compiled.values()
+               for entry in plan.train_steps.values())  # a program ran the steps
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(pa.data, pb.data, err_msg=name)
+    assert [m.step for m in a.modules() if isinstance(m, nn.Dropout)] == [8, 8]
