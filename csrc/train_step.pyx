@@ -22,7 +22,6 @@ once per step as the eager layer moves it).
 """
 cimport numpy as cnp
 from libc.math cimport NAN, pow, sqrt
-from cython.parallel cimport prange
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
@@ -33,14 +32,14 @@ from _activations cimport IDENTITY
 from _activations_threads cimport act_backward_threads, act_forward_threads
 from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
                          bn_forward_train_core)
-from _dropout cimport dropout_backward_core, dropout_forward_core
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
                      pynn_blas_threads_init)
 from _losses cimport bce_core, mse_core, softmax_ce_core
-from _rownorm cimport rn_backward_core, rn_backward_scratch, rn_forward_core
+from _rownorm cimport rn_backward_scratch
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
                           OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM, OP_SOFTMAX,
                           UPD_ADAM, UPD_SGD, UPDATE, Fusion, Loops, Op, Update, update_range)
+from _train_step_blocks cimport block_backward, block_forward, is_block_op
 from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
@@ -343,19 +342,12 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
             bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
                                   momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
                                   o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt)
-        elif o.kind == OP_ROWNORM:
-            _affine_in_double(o, X)
-            rn_forward_core(X, <real*>o.Y, o.n, o.k, o.eps, o.fscratch, o.fscratch + o.k,
-                            o.mean, o.invstd, o.nt)
-        elif o.kind == OP_DROPOUT:
-            dropout_forward_core(X, <real*>o.Y, o.mask, o.n * o.k, o.threshold, o.param,
-                                 prog.keys[i], o.nt)
-        elif o.kind == OP_RES_END:
-            _add(X, X0 if o.skip == NULL else <real*>o.skip, <real*>o.Y, o.n * o.k, o.nt)
-        elif o.kind == OP_ACT:
+        elif is_block_op(o.kind):
+            block_forward(o, X, X0, prog.keys[i])
+        else:
             act_forward_threads(o.act, <real>o.param, <real>o.param2, X, <real*>o.Y, o.n * o.k,
                                 o.nt)
-        i += 1  # (OP_RES_BEGIN: nothing; the ops after it read its input)
+        i += 1
     # loss and its gradient
     o = &prog.ops[prog.n_ops - 1]
     # The plain mean, computed as the losses' Python side computes it from the cores'
@@ -404,41 +396,15 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
             bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
                              o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
                              o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt, acc)
-        elif o.kind == OP_ROWNORM:
-            rn_backward_core(dY, X, <real*>o.dX, o.n, o.k, o.fscratch, o.mean, o.invstd,
-                             <real*>o.dW, <real*>o.db, o.acc, o.nt, acc)
-        elif o.dX == NULL or o.kind == OP_RES_END:
-            pass  # (a residual's end: its dX is its dY)
-        elif o.kind == OP_DROPOUT:
-            dropout_backward_core(dY, o.mask, <real*>o.dX, o.n * o.k, o.param, o.nt)
-        elif o.kind == OP_RES_BEGIN:
-            _add(dY, <real*>o.skip, <real*>o.dX, o.n * o.k, o.nt)
-        else:
+        elif is_block_op(o.kind):
+            block_backward(o, dY, X, acc)
+        elif o.dX != NULL:
             act_backward_threads(o.act, <real>o.param, <real>o.param2, dY, X, <real*>o.Y,
                                  <real*>o.dX, o.n * o.k, o.nt)
         if o.dX == NULL:
             break  # the first op and no input gradient: nothing further down
         dY = <real*>o.dX
     return False
-
-
-cdef inline void _add(const real* a, const real* b, real* out, idx_t size,
-                      int nt) noexcept nogil:
-    """out := a + b elementwise (a residual's sum, the eager ``X + out``: the same additions)."""
-    cdef idx_t j
-    for j in prange(size, schedule="static", num_threads=nt):
-        out[j] = a[j] + b[j]
-
-
-cdef inline void _affine_in_double(Op* o, const real* tag) noexcept nogil:
-    """A rownorm op's gamma and beta in double (1 and 0 where the layer has none), as the
-    per-call kernel converts them (``tag`` only selects the dtype)."""
-    cdef idx_t j
-    cdef const real* g = <const real*>o.W
-    cdef const real* b = <const real*>o.b
-    for j in range(o.k):
-        o.fscratch[j] = <double>g[j] if g != NULL else 1.0
-        o.fscratch[o.k + j] = <double>b[j] if b != NULL else 0.0
 
 
 cdef void _update(StepProgram prog, real* tag) noexcept nogil:

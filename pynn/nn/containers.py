@@ -55,6 +55,8 @@ class Sequential(Module):
     #: (loss, optimizer, plan, compiled step) of the last compiled_step: a training loop calls
     #: with the same three every step, so the next call checks just these
     _last_train_step = None
+    #: plans and inference programs flatten a Sequential nested in another (pynn.nn.plan)
+    _plan_role = "sequence"
 
     def __init__(self, *layers, backend=None):
         super().__init__()

@@ -20,6 +20,7 @@ from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import LayerNorm, RMSNorm
+from .plan import plan_role
 from .standardizer import Standardizer
 
 
@@ -223,18 +224,16 @@ class _Mark:
 def _flat_layers(layers):
     """The layers as one list: Dropout left out (the identity in eval mode), nested
     Sequentials flattened, a Residual's block between its begin and end marks."""
-    from .containers import Sequential  # (containers imports this module, residual them)
-    from .residual import Residual
-
     flat = []
     for layer in layers:
         if type(layer) is Dropout:
             continue
-        if type(layer) is Sequential:
+        role = plan_role(layer)
+        if role == "sequence":
             flat += _flat_layers(layer.layers)
-        elif type(layer) is Residual:
+        elif role == "residual":
             block = layer.block
-            inner = block.layers if type(block) is Sequential else [block]
+            inner = block.layers if plan_role(block) == "sequence" else [block]
             flat += [_Mark(True), *_flat_layers(inner), _Mark(False)]
         else:
             flat.append(layer)

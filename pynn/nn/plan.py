@@ -82,17 +82,17 @@ def _add_steps(entries, steps):
     """Append the steps of a container's step list ``entries`` (``Sequential._steps()``),
     nested Sequentials flattened and Residuals between their marker steps; False when some
     module has no step."""
-    from .containers import Sequential  # (containers imports this module, residual them)
-    from .residual import Residual
     for _, layer, act in entries:
         cls = type(layer)
-        if cls is Sequential:
+        role = plan_role(layer)
+        if role == "sequence":
             if not _add_steps(layer._steps(), steps):
                 return False
             continue
-        if cls is Residual:
+        if role == "residual":
             block = layer.block
-            inner = block._steps() if type(block) is Sequential else [(None, block, None)]
+            inner = (block._steps() if plan_role(block) == "sequence"
+                     else [(None, block, None)])
             steps.append(_Step(OP_RES_BEGIN, layer, None, IDENTITY, 0.0))
             if not _add_steps(inner, steps):
                 return False
@@ -112,6 +112,14 @@ def _add_steps(entries, steps):
                 return False
             steps.append(step)
     return True
+
+
+def plan_role(module):
+    """How plans flatten ``module``: "sequence" (a Sequential: its steps), "residual" (its
+    block between two marks), or None. Declared by the class itself (``_plan_role`` in its own
+    namespace), never inherited: a subclass may run other code. (The containers import this
+    module, so it names them by this attribute, not by class.)"""
+    return type(module).__dict__.get("_plan_role")
 
 
 def _step_for(layer, act):

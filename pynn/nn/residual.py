@@ -33,6 +33,9 @@ class Residual(Module):
     #: the name of each constructor argument's child, for a saved architecture's keys
     #: (pynn.io): the one block
     child_names = ("block",)
+    #: plans, compiled steps and inference programs run the block between two marks
+    #: (pynn.nn.plan)
+    _plan_role = "residual"
 
     def __init__(self, *layers):
         super().__init__()
