@@ -4,7 +4,8 @@ an operator, is in load.py):
 - ONNX's operators: Gelu (approximate "none" or "tanh") -> GELU, Mish -> Mish, Softplus ->
   Softplus(beta=1, threshold=20 in float32, 40 in float64: ONNX's Softplus has no linear
   region, and above those thresholds log(1 + exp(x)) rounds to x in the dtype anyway),
-  LayerNormalization (over the last axis) -> LayerNorm, RMSNormalization -> RMSNorm;
+  LayerNormalization (over the last axis) -> LayerNorm, RMSNormalization -> RMSNorm (a scale
+  of ones without a bias: elementwise_affine=False, which export writes so);
 - the expressions of _forms.py, as export writes them (and torch.onnx writes GELU's below
   opset 20): SiLU, Softplus with beta and threshold, Mish, GELU (erf, tanh, and pynn's
   float64 erfcx series), LayerNorm and RMSNorm; each form's fixed constants must be its own
@@ -78,11 +79,13 @@ def _norm(view, i, width, type_name, eps, weight, bias):
     if width is not None and n != width:
         raise view.error(f"{view.describe(i)}: takes {n} features but the tensor before it "
                          f"has {width}")
+    if weight is not None and bias is None and (weight == 1).all():
+        weight = None  # what export writes for a norm without elementwise_affine
     if bias is not None and bias.size != n:
         raise view.error(f"{view.describe(i)}: scale and bias differ in length")
     config = {"normalized_shape": n, "eps": eps, "elementwise_affine": weight is not None}
-    if type_name == "LayerNorm":
-        config["bias"] = bias is not None
+    if type_name == "LayerNorm":  # (bias means nothing without the affine part: the default)
+        config["bias"] = bias is not None or weight is None
     elif eps == float(np.finfo(view.dtype).eps):
         config["eps"] = None  # RMSNorm's default: the dtype's machine epsilon
     return match_at(view, [spec(view, type_name, config, weight=weight, bias=bias)], i, n)
