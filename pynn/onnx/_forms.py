@@ -17,13 +17,14 @@ in a float64 initializer and use only operators that run in double.
 import numpy as np
 
 # GELU's exact form in float64 without Erf: erfc(t) = exp(-t^2) * erfcx(t), erfcx (the
-# scaled complementary error function, smooth and between 0.08 and 1 on [0, 6.5]) as a
-# Chebyshev series on [0, 6.5] evaluated by Clenshaw's recurrence. The coefficients are
-# numpy.polynomial.Chebyshev.interpolate(scipy.special.erfcx, 32, domain=[0, 6.5]).coef
-# (degree 32: the least error; higher degrees fit the reference's own rounding); the
-# erfc it gives is within 1e-14 (absolute) of scipy's for all t >= 0, so GELU within
-# 1e-14 * |x|. Beyond 6.5 the series is held at t = 6.5 while exp(-t^2) keeps falling
-# (erfc(6.5) < 4e-20: the error stays below 1e-19 * |x|).
+# scaled complementary error function, smooth, from 1 down to 0) as a Chebyshev series,
+# evaluated by Clenshaw's recurrence: on [0, 6.5] in t, and beyond in s = 1 / t, as
+# erfcx(t) = s * g(s) with g smooth on [0, 1 / 6.5] (g(0) = 1 / sqrt(pi)). The coefficients
+# are numpy.polynomial.Chebyshev.interpolate(f, degree, domain).coef for f = scipy.special.
+# erfcx on [0, 6.5] (degree 32) and f = g on [0, 1 / 6.5] (degree 12): the degrees of the
+# least error (higher ones fit the reference's own rounding). erfc comes out within 1e-14
+# (absolute) of scipy's below 6.5 and 4e-15 (relative) beyond, so GELU within 1e-14 |x|, and
+# its negative tail (as small as 1e-300) within 1e-13 of its own size.
 ERFCX_CHEBYSHEV = (
     0.31115282024401436, -0.34497689612499816, 0.17970358671287315,
     -0.08883889923701477, 0.04197621742434641, -0.019057457389640448,
@@ -36,6 +37,13 @@ ERFCX_CHEBYSHEV = (
     5.7614982210171855e-11, -1.7372704466718476e-11, 5.173710849500103e-12,
     -1.5223366614443296e-12, 4.427693263666661e-13, -1.2722771601230453e-13,
     3.601302968862571e-14, -9.921094389737329e-15, 2.27209466104448e-15,
+)
+ERFCX_TAIL_CHEBYSHEV = (
+    0.5617476454250544, -0.0032397462704276143, -0.0007858787870670324,
+    1.344740633051889e-05, 1.456496587481718e-06, -6.542930870231144e-08,
+    -3.525549200629123e-09, 3.6256244525038315e-10, 5.714381260166005e-12,
+    -2.1395355767668686e-12, 4.57086097949726e-14, 1.2188054686905365e-14,
+    -4.492050163407925e-16,
 )
 ERFCX_SPAN = 6.5
 GELU_TANH_K = float(np.sqrt(2.0 / np.pi))
@@ -90,34 +98,48 @@ def gelu_tanh():
             _step("y", "Mul", "m", "=half")]
 
 
+def _clenshaw(name, u, n):
+    """Steps of the Chebyshev series sum c_k T_k(u), k = 0..n, coefficients "={name}{k}":
+    b_k = c_k + 2u b_{k+1} - b_{k+2}, the sum c_0 + u b_1 - b_2; ends in step "{name}"."""
+    c = f"={name}"
+    steps = [_step(f"{name}u2", "Add", u, u), _step(f"{name}m{n - 1}", "Mul", f"{name}u2",
+                                                    f"{c}{n}"),
+             _step(f"{name}b{n - 1}", "Add", f"{name}m{n - 1}", f"{c}{n - 1}")]
+    prev2, prev = f"{c}{n}", f"{name}b{n - 1}"
+    for k in range(n - 2, 0, -1):
+        steps += [_step(f"{name}m{k}", "Mul", f"{name}u2", prev),
+                  _step(f"{name}s{k}", "Sub", f"{name}m{k}", prev2),
+                  _step(f"{name}b{k}", "Add", f"{name}s{k}", f"{c}{k}")]
+        prev2, prev = prev, f"{name}b{k}"
+    return steps + [_step(f"{name}m0", "Mul", u, prev), _step(f"{name}s0", "Sub",
+                                                              f"{name}m0", prev2),
+                    _step(name, "Add", f"{name}s0", f"{c}0")]
+
+
 def gelu_erfcx():
     """x * Phi(x) with Phi from the Chebyshev series of erfcx (float64, no Erf kernel):
     t = |x| / sqrt 2, e = erfc(t) / 2, Phi = e where x < 0 else 1 - e."""
-    steps = [_step("a", "Abs", "x"), _step("t", "Mul", "a", "=rsqrt2"),
-             _step("tc", "Min", "t", "=span"), _step("us", "Mul", "tc", "=scale"),
-             _step("u", "Sub", "us", "=one"), _step("u2", "Add", "u", "u")]
-    # Clenshaw: b_k = c_k + 2u b_{k+1} - b_{k+2}; the series is c_0 + u b_1 - b_2
-    n = len(ERFCX_CHEBYSHEV) - 1
-    steps += [_step(f"m{n - 1}", "Mul", "u2", f"=c{n}"), _step(f"b{n - 1}", "Add", f"m{n - 1}",
-                                                               f"=c{n - 1}")]
-    prev2, prev = f"=c{n}", f"b{n - 1}"
-    for k in range(n - 2, 0, -1):
-        steps += [_step(f"m{k}", "Mul", "u2", prev), _step(f"s{k}", "Sub", f"m{k}", prev2),
-                  _step(f"b{k}", "Add", f"s{k}", f"=c{k}")]
-        prev2, prev = prev, f"b{k}"
-    steps += [_step("m0", "Mul", "u", prev), _step("s0", "Sub", "m0", prev2),
-              _step("f", "Add", "s0", "=c0"),
-              _step("t2", "Mul", "t", "t"), _step("nt2", "Neg", "t2"), _step("g", "Exp", "nt2"),
-              _step("erfc", "Mul", "g", "f"), _step("e", "Mul", "erfc", "=half"),
-              _step("q", "Sub", "=one", "e"), _step("neg", "Less", "x", "=zero"),
-              _step("phi", "Where", "neg", "e", "q"), _step("y", "Mul", "x", "phi")]
-    return steps
+    near = [_step("a", "Abs", "x"), _step("t", "Mul", "a", "=rsqrt2"),
+            _step("tc", "Min", "t", "=span"), _step("us", "Mul", "tc", "=scale"),
+            _step("u", "Sub", "us", "=one")]
+    far = [_step("tf", "Max", "t", "=span"), _step("s", "Div", "=one", "tf"),
+           _step("vs", "Mul", "s", "=tail_scale"), _step("v", "Sub", "vs", "=one")]
+    pick = [_step("gs", "Mul", "g", "s"), _step("beyond", "Greater", "t", "=span"),
+            _step("f", "Where", "beyond", "gs", "c")]
+    return (near + _clenshaw("c", "u", len(ERFCX_CHEBYSHEV) - 1) + far
+            + _clenshaw("g", "v", len(ERFCX_TAIL_CHEBYSHEV) - 1) + pick
+            + [_step("t2", "Mul", "t", "t"), _step("nt2", "Neg", "t2"),
+               _step("ex", "Exp", "nt2"), _step("erfc", "Mul", "ex", "f"),
+               _step("e", "Mul", "erfc", "=half"), _step("q", "Sub", "=one", "e"),
+               _step("neg", "Less", "x", "=zero"), _step("phi", "Where", "neg", "e", "q"),
+               _step("y", "Mul", "x", "phi")])
 
 
 def gelu_erfcx_constants():
     consts = {f"c{k}": c for k, c in enumerate(ERFCX_CHEBYSHEV)}
+    consts.update({f"g{k}": c for k, c in enumerate(ERFCX_TAIL_CHEBYSHEV)})
     consts.update(rsqrt2=float(np.sqrt(0.5)), span=ERFCX_SPAN, scale=2.0 / ERFCX_SPAN,
-                  one=1.0, half=0.5, zero=0.0)
+                  tail_scale=2.0 * ERFCX_SPAN, one=1.0, half=0.5, zero=0.0)
     return consts
 
 

@@ -37,6 +37,11 @@ class GraphView:
         if len(graph.sparse_initializer):
             raise self.error("sparse initializers are not supported")
         self.nodes = list(graph.node)
+        for i, node in enumerate(self.nodes):
+            # protobuf hands a string field that is not UTF-8 back as bytes
+            if not all(isinstance(v, str) for v in (node.op_type, node.domain, node.name,
+                                                      *node.input, *node.output)):
+                raise self.error(f"node #{i}: a name or operator that is not UTF-8 text")
         self.constants, self.constant_nodes, self._arrays = {}, set(), {}
         for tensor in graph.initializer:
             self._add_constant(tensor.name, tensor)
@@ -228,7 +233,7 @@ class GraphView:
         if tensor.HasField("segment"):
             raise self.error(f"{where} is a segment of a tensor (not supported)")
         dtype = DTYPES.get(tensor.data_type)
-        if dtype != self.dtype:
+        if dtype is None or dtype != self.dtype:  # (np.dtype(None) is float64: None == it)
             raise self.error(f"{where} is {self._type_name(tensor.data_type)}, the model's "
                              f"input {self.dtype.name}")
         dims = list(tensor.dims)

@@ -89,7 +89,7 @@ def _residual(view, cur, width):
     The block is read as a chain from ``cur`` to that output while the Add is hidden."""
     adds = [j for j in view.consumers_of(cur) if view.nodes[j].op_type == "Add"
             and view.nodes[j].domain in DOMAINS and len(view.nodes[j].input) == 2
-            and sorted(view.nodes[j].input).count(cur) == 1
+            and list(view.nodes[j].input).count(cur) == 1
             and not set(view.nodes[j].input) & set(view.constants)]
     if not adds or len(view.consumers_of(cur)) < 2:
         return None
