@@ -17,6 +17,9 @@ Square         Mul(X, X)
 LeakyReLU      float32: LeakyRelu(alpha); float64: Where(Greater(X, 0), X, Mul(X, slope))
 ELU            float32: Elu(alpha); float64: Where(Greater(X, 0), X,
                Mul(Sub(Exp(Min(X, 0)), 1), alpha))
+GELU, SiLU, Softplus, Mish, LayerNorm, RMSNorm: ONNX's operator or an expression, by dtype
+               and opset (_export_blocks.py)
+Residual       its block's nodes, then Add(the block's input, the block's output)
 =============  ===============================================================================
 
 Why the float64 forms: ONNX stores an operator's float attributes as float32, so a float64
@@ -329,7 +332,8 @@ def export(model, path, opset=None, input_name="input", output_name="output", me
     ----------
     model : Sequential, ModuleList or a single layer
         Any nest of Sequential/ModuleList (a ModuleList is its modules in order) over Dense,
-        BatchNorm, Standardizer (fitted), Dropout and pynn's activations, float32 or float64.
+        BatchNorm, Standardizer (fitted), Dropout, pynn's activations, LayerNorm, RMSNorm and
+        Residual, float32 or float64.
     path : str or os.PathLike
         Written atomically (temporary file + rename).
     opset : int, optional

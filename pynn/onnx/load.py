@@ -4,7 +4,8 @@
 The file is untrusted (SECURITY.md): it is read as bytes up to protobuf's 2 GiB limit, parsed
 by onnx's protobuf bindings (never ``onnx.load(path)``, which would follow external-data
 references to other files), and walked from its one input along a chain of nodes to its one
-output (_graph.py checks the graph, _patterns.py maps operators to layers). Nothing in it runs:
+output (_graph.py checks the graph, _patterns.py and _load_blocks.py map operators to layers;
+the one branch read is a residual skip, here). Nothing in it runs:
 the operators come from a fixed table, and the weights are plain arrays, checked before they
 are read. The pynn model is built through pynn.io's architecture table, as ``pynn.load``
 builds one, and filled by ``load_state_dict``.
@@ -160,8 +161,10 @@ def load(path, return_metadata=False):
 
     Reads a single-input, single-output chain of Gemm (with or without transposes, alpha,
     beta) or MatMul + Add, BatchNormalization, Relu, LeakyRelu, Elu, Sigmoid, Tanh, Softmax,
-    Identity, Dropout, Flatten, and everything ``pynn.onnx.export`` writes (so an exported
-    model loads back with its predictions), float32 or float64. Its weights must be stored in
+    Identity, Dropout, Flatten, Gelu, Mish, Softplus, LayerNormalization, RMSNormalization,
+    residual skips (an Add of a block's input and output: a Residual), and everything
+    ``pynn.onnx.export`` writes (so an exported model loads back with its predictions),
+    float32 or float64. Its weights must be stored in
     the file (initializers or Constant nodes, not external data).
 
     Parameters
