@@ -11,6 +11,8 @@ an operator, is in load.py):
   float64 erfcx series), LayerNorm and RMSNorm; each form's fixed constants must be its own
   (a GELU with another sqrt 2 is not GELU).
 """
+import functools
+
 import numpy as np
 
 from ..io._archive import ModelFileError
@@ -178,49 +180,43 @@ def _fixed(view, captured, expected):
     return all(float(t(v)) == float(captured[k]) for k, v in expected.items() if k in captured)
 
 
-def _forms_to_try(view):
-    """[(steps, reader)], the longer forms first (a shorter one may be a longer's start)."""
-    opsets = (13, 18)  # ReduceMean's axes: an attribute, then an input
-    erfcx = _forms.gelu_erfcx_constants()
-    out = []
-    for opset in opsets:
+@functools.lru_cache(maxsize=1)
+def _forms_to_try():
+    """[(steps, layer type, GELU's approximate, fixed constants)], the longer forms first (a
+    shorter one may be a longer one's start: a LayerNorm's without its weight and bias)."""
+    half_one = {"one": 1.0, "half": 0.5}
+    out = [(_forms.gelu_erfcx(), "GELU", "none", _forms.gelu_erfcx_constants()),
+           (_forms.gelu_tanh(), "GELU", "tanh", {"kappa": _forms.GELU_TANH_KAPPA,
+                                                  "k": _forms.GELU_TANH_K, **half_one}),
+           (_forms.gelu_erf(), "GELU", "none", {"sqrt2": float(np.sqrt(2.0)), **half_one}),
+           (_forms.silu(), "SiLU", None, {})]
+    for opset in (13, 18):  # ReduceMean's axes: an attribute, then an input
         for weight, bias in ((True, True), (True, False), (False, False)):
-            out.append((_forms.layernorm(opset, weight, bias), ("LayerNorm", weight, bias)))
+            out.append((_forms.layernorm(opset, weight, bias), "LayerNorm", None, {}))
         for weight in (True, False):
-            out.append((_forms.rmsnorm(opset, weight), ("RMSNorm", weight, False)))
-    out.append((_forms.gelu_erfcx(), ("GELU", "none", erfcx)))
-    out.append((_forms.gelu_tanh(), ("GELU", "tanh", {"kappa": _forms.GELU_TANH_KAPPA,
-                                                       "k": _forms.GELU_TANH_K, "one": 1.0,
-                                                       "half": 0.5})))
-    out.append((_forms.gelu_erf(), ("GELU", "none", {"sqrt2": float(np.sqrt(2.0)), "one": 1.0,
-                                                      "half": 0.5})))
-    for dtype in (np.float64, np.float32):
-        out.append((_forms.softplus(dtype), ("Softplus", None, {"one": 1.0})))
-        out.append((_forms.mish(dtype), ("Mish", None, {"one": 1.0})))
-    out.append((_forms.silu(), ("SiLU", None, {})))
+            out.append((_forms.rmsnorm(opset, weight), "RMSNorm", None, {}))
+    for dtype in (np.float64, np.float32):  # softplus as an expression or an operator
+        out.append((_forms.softplus(dtype), "Softplus", None, {"one": 1.0}))
+        out.append((_forms.mish(dtype), "Mish", None, {"one": 1.0}))
     return sorted(out, key=lambda form: -len(form[0]))
 
 
 def read_form(view, cur, width):
     """The Match of the first form the readers of ``cur`` compute, or None."""
-    for steps, (type_name, arg, fixed) in _forms_to_try(view):
+    for steps, type_name, approximate, fixed in _forms_to_try():
         found = match_form(view, cur, steps)
-        if found is None:
+        if found is None or not _fixed(view, found[1], fixed):
             continue
         nodes, captured = found
-        last = nodes[-1]
         if type_name in ("LayerNorm", "RMSNorm"):
-            weight = captured.get("weight") if arg else None
-            bias = captured.get("bias") if fixed else None
-            m = _norm(view, last, width, type_name, captured["eps"], weight, bias)
+            m = _norm(view, nodes[-1], width, type_name, captured["eps"],
+                      captured.get("weight"), captured.get("bias"))
             return m._replace(nodes=set(nodes))
-        if not _fixed(view, captured, fixed):
-            continue
-        config = {"approximate": arg} if type_name == "GELU" else {}
+        config = {"approximate": approximate} if type_name == "GELU" else {}
         if type_name == "Softplus":
             config = {"beta": captured["beta"], "threshold": captured["threshold"]}
             if config["beta"] == 0:
                 raise view.error(f"{view.describe(nodes[0])}: a softplus with beta 0")
-        m = match_at(view, [spec(view, type_name, config)], last, width)
+        m = match_at(view, [spec(view, type_name, config)], nodes[-1], width)
         return m._replace(nodes=set(nodes))
     return None
