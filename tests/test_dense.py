@@ -12,9 +12,14 @@ FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # (1031, 3, 1021), by output columns in forward (131, 17, 263: M > N); a backward wanting dW
 # and dX gives half the team to each (on two threads each product is one thread's), dX alone
 # is split by batch rows or, when K > N, by its columns (the frozen-weight test's 64, 257, 300).
+# A forward of 5 to 16 rows of a weight of 2**15 elements or more runs in the other orientation
+# (FEW_ROWS): (16, 300, 263) and (5, 257, 131).
 SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
     (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021), (37, 300, 41), (64, 257, 300),
     (2, 300, 1021),  # a few rows of a wide layer: one matrix-vector product per row
+    # 5 to 16 rows of a large weight: the weight as BLAS's second operand, the product
+    # transposed into Y (FEW_ROWS in csrc/_dense.pxd); whole, or by output columns on 2 threads
+    (16, 300, 263), (5, 257, 131),
 ]
 
 

@@ -169,6 +169,24 @@ def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dty
     assert tied == (4 if backward and opt_name != "rmsprop" else 0)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
+def test_a_few_rows_of_a_wide_layer_give_the_eager_bits(n_threads):
+    # 16 rows of 96 -> 512: the forward is the few-rows product (FEW_ROWS in csrc/_dense.pxd),
+    # whole on one thread and on the fused column tiles on two, in the program's scratch
+    pynn.set_num_threads(n_threads)
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((16, 96)).astype(F32)
+    y = rng.integers(0, 10, 16)
+    a = _fusable(F32)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
+    for _ in range(3):
+        _step_both(a, b, X, y, opt_a, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    forward, _, _ = a.compiled_step(X, nn.CrossEntropyLoss(), opt_a).prog.fusion()
+    assert forward == ([0, 2] if n_threads == 2 else [])  # (512 x 64 too: a few rows)
+
+
 def test_fused_updates_skip_frozen_and_foreign_parameters():
     # the first BatchNorm frozen, the first Dense's bias not in the optimizer (so gradients
     # accumulate until the optimizer's zero_grad): the fused backward updates only W, and
