@@ -39,10 +39,11 @@ cdef enum:
     GEMV_ROWS = 4
     # A forward of more than GEMV_ROWS and at most FEW_ROWS rows against a weight of at least
     # FEW_ROWS_MIN_WEIGHT elements is one GEMM with the rows as BLAS's first operand and the
-    # weight as its second (_few_rows_product): OpenBLAS then copies the weight as it lies
-    # instead of transposing it into its panels, which for a few rows is most of the product
-    # (16 rows of 784 x 256, one thread: 186 -> 110 us on an AVX2 EPYC; 256 x 128: 40 -> 30).
-    # From ~32 rows, or for a small weight (64 x 32), the usual orientation is as fast or faster.
+    # weight as its second (_few_rows_product), which OpenBLAS runs faster for a few rows
+    # (measured, not traced: how it packs and tiles the operands differs with the orientation):
+    # 16 rows of 784 x 256 on one thread 186 -> 110 us, 256 x 128 40 -> 30 (minima on a busy
+    # AVX2 EPYC, OpenBLAS 0.3.30 Haswell kernel). From ~32 rows, or for a small weight
+    # (64 x 32), the usual orientation is as fast or faster.
     FEW_ROWS = 16
     FEW_ROWS_MIN_WEIGHT = 1 << 15
 
