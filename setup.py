@@ -29,6 +29,7 @@ KERNEL_MODULES = {
     "batchnorm": False,
     "optim": False,
     "dense": False,
+    "rownorm": False,
     "activations": False,
     "losses": False,
     "dropout": False,

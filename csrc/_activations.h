@@ -289,4 +289,7 @@ static void pynn_relu_span_f(const float* x, float* y, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
 }
 
+/* the smooth kinds (GELU, SiLU, softplus, Mish): their spans use the helpers above */
+#include "_activations_smooth.h"
+
 #endif /* PYNN_ACTIVATIONS_H */

@@ -1,6 +1,5 @@
-# Activation functions shared by the kernels: scalar forms, derivative-from-output forms, and
-# span loops (kind dispatched once per span, not per element, so each loop is a tight,
-# vectorizable body). The kind codes mirror pynn/backend/codes.py. The float32 spans and the
+# Activation functions shared by the kernels: scalar forms and span loops (kind dispatched once
+# per span, not per element, so each loop is a tight, vectorizable body). The kind codes mirror pynn/backend/codes.py. The float32 spans and the
 # softmax rows are C, in _activations.h (declared below).
 
 from libc.math cimport exp, expf, expm1, expm1f, tanh, tanhf, fabs, fabsf
@@ -25,6 +24,39 @@ cdef extern from "_activations.h":
     double pynn_softmax_ce_rows_f(const float* z, const idx_t* labels, const double* w,
                                   float* g, float* row_loss, idx_t n, idx_t k,
                                   double scale) noexcept nogil
+    # the smooth kinds (GELU, SiLU, softplus, Mish), both dtypes, from the input x
+    void pynn_gelu_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_gelu_span_d(const double* x, double* y, idx_t n) noexcept nogil
+    void pynn_gelu_backward_span_f(const float* dy, const float* x, float* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_gelu_backward_span_d(const double* dy, const double* x, double* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_gelu_tanh_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_gelu_tanh_span_d(const double* x, double* y, idx_t n) noexcept nogil
+    void pynn_gelu_tanh_backward_span_f(const float* dy, const float* x, float* dx,
+                                        idx_t n) noexcept nogil
+    void pynn_gelu_tanh_backward_span_d(const double* dy, const double* x, double* dx,
+                                        idx_t n) noexcept nogil
+    void pynn_silu_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_silu_span_d(const double* x, double* y, idx_t n) noexcept nogil
+    void pynn_silu_backward_span_f(const float* dy, const float* x, float* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_silu_backward_span_d(const double* dy, const double* x, double* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_softplus_span_f(const float* x, float* y, idx_t n, float beta,
+                              float threshold) noexcept nogil
+    void pynn_softplus_span_d(const double* x, double* y, idx_t n, double beta,
+                              double threshold) noexcept nogil
+    void pynn_softplus_backward_span_f(const float* dy, const float* x, float* dx, idx_t n,
+                                       float beta, float threshold) noexcept nogil
+    void pynn_softplus_backward_span_d(const double* dy, const double* x, double* dx,
+                                       idx_t n, double beta, double threshold) noexcept nogil
+    void pynn_mish_span_f(const float* x, float* y, idx_t n) noexcept nogil
+    void pynn_mish_span_d(const double* x, double* y, idx_t n) noexcept nogil
+    void pynn_mish_backward_span_f(const float* dy, const float* x, float* dx,
+                                   idx_t n) noexcept nogil
+    void pynn_mish_backward_span_d(const double* dy, const double* x, double* dx,
+                                   idx_t n) noexcept nogil
 
 
 cdef enum:
@@ -36,6 +68,11 @@ cdef enum:
     TANH = 5
     STEP = 6
     SQUARE = 7
+    GELU = 8
+    GELU_TANH = 9
+    SILU = 10
+    SOFTPLUS = 11
+    MISH = 12
 
 # ------------------------------------------------------------------ scalar forms
 cdef inline floating relu(floating x) noexcept nogil:
@@ -77,51 +114,73 @@ cdef inline floating step(floating x) noexcept nogil:
     return 1 if x > 0 else 0
 
 
-cdef inline floating act_scalar(int kind, floating x, floating p) noexcept nogil:
-    """act(x) for one element (param p: leaky slope or ELU alpha)."""
-    if kind == RELU:
-        return relu(x)
-    if kind == LEAKY_RELU:
-        return leaky_relu(x, p)
-    if kind == ELU:
-        return elu(x, p)
-    if kind == SIGMOID:
-        return sigmoid(x)
-    if kind == TANH:
+cdef inline void _smooth_forward_span(int kind, floating p, floating q, const floating* x,
+                                      floating* y, idx_t n) noexcept nogil:
+    """The smooth kinds' forward (C, _activations.h): vectorized float spans, libm doubles."""
+    if kind == GELU:
         if floating is float:
-            return tanhf(x)
+            pynn_gelu_span_f(x, y, n)
         else:
-            return tanh(x)
-    if kind == STEP:
-        return step(x)
-    if kind == SQUARE:
-        return x * x
-    return x
+            pynn_gelu_span_d(x, y, n)
+    elif kind == GELU_TANH:
+        if floating is float:
+            pynn_gelu_tanh_span_f(x, y, n)
+        else:
+            pynn_gelu_tanh_span_d(x, y, n)
+    elif kind == SILU:
+        if floating is float:
+            pynn_silu_span_f(x, y, n)
+        else:
+            pynn_silu_span_d(x, y, n)
+    elif kind == SOFTPLUS:
+        if floating is float:
+            pynn_softplus_span_f(x, y, n, p, q)
+        else:
+            pynn_softplus_span_d(x, y, n, p, q)
+    elif floating is float:
+        pynn_mish_span_f(x, y, n)
+    else:
+        pynn_mish_span_d(x, y, n)
 
 
-cdef inline floating grad_from_output(int kind, floating y, floating p) noexcept nogil:
-    """act'(z) from y = act(z) alone; valid where codes.derivative_from_output says so."""
-    if kind == RELU:
-        return 1 if y > 0 else 0
-    if kind == LEAKY_RELU:
-        return 1 if y > 0 else p  # slope >= 0: y > 0 exactly when z > 0
-    if kind == ELU:
-        return 1 if y > 0 else y + p  # alpha > 0: y > 0 exactly when z > 0
-    if kind == SIGMOID:
-        return y * (1 - y)
-    if kind == TANH:
-        return 1 - y * y
-    if kind == STEP:
-        return 0
-    return 1
+cdef inline void _smooth_backward_span(int kind, floating p, floating q, const floating* dy,
+                                       const floating* x, floating* dx, idx_t n) noexcept nogil:
+    """The smooth kinds' backward, from the input x."""
+    if kind == GELU:
+        if floating is float:
+            pynn_gelu_backward_span_f(dy, x, dx, n)
+        else:
+            pynn_gelu_backward_span_d(dy, x, dx, n)
+    elif kind == GELU_TANH:
+        if floating is float:
+            pynn_gelu_tanh_backward_span_f(dy, x, dx, n)
+        else:
+            pynn_gelu_tanh_backward_span_d(dy, x, dx, n)
+    elif kind == SILU:
+        if floating is float:
+            pynn_silu_backward_span_f(dy, x, dx, n)
+        else:
+            pynn_silu_backward_span_d(dy, x, dx, n)
+    elif kind == SOFTPLUS:
+        if floating is float:
+            pynn_softplus_backward_span_f(dy, x, dx, n, p, q)
+        else:
+            pynn_softplus_backward_span_d(dy, x, dx, n, p, q)
+    elif floating is float:
+        pynn_mish_backward_span_f(dy, x, dx, n)
+    else:
+        pynn_mish_backward_span_d(dy, x, dx, n)
 
 
 # ------------------------------------------------------------------ span loops
-cdef inline void act_forward_span(int kind, floating p, const floating* x, floating* y,
-                                  idx_t n) noexcept nogil:
-    """y[i] = act(x[i]) for i < n; x may equal y (in-place epilogue)."""
+cdef inline void act_forward_span(int kind, floating p, floating q, const floating* x,
+                                  floating* y, idx_t n) noexcept nogil:
+    """y[i] = act(x[i]) for i < n; x may equal y (in-place epilogue). p and q are the kind's
+    parameters (slope, alpha; softplus's beta and threshold)."""
     cdef idx_t i
-    if kind == RELU:
+    if kind >= GELU:
+        _smooth_forward_span(kind, p, q, x, y, n)
+    elif kind == RELU:
         if floating is float:
             pynn_relu_span_f(x, y, n)
         else:
@@ -161,17 +220,21 @@ cdef inline void act_forward_span(int kind, floating p, const floating* x, float
             y[i] = x[i]
 
 
-cdef inline void act_backward_span(int kind, floating p, const floating* dy, const floating* x,
-                                   const floating* y, floating* dx, idx_t n) noexcept nogil:
+cdef inline void act_backward_span(int kind, floating p, floating q, const floating* dy,
+                                   const floating* x, const floating* y, floating* dx,
+                                   idx_t n) noexcept nogil:
     """dx[i] = dy[i] * act'(x[i]), from y where the math allows.
 
     x may be NULL (fused dense keeps only y): leaky ReLU and ELU then test y > 0 instead of
-    x > 0, which is exact for slope >= 0 / alpha > 0; square needs x. dx may equal dy.
+    x > 0, which is exact for slope >= 0 / alpha > 0; square and the smooth kinds (GELU, SiLU,
+    softplus, Mish) need x, and those never read y. dx may equal dy.
     The multiply is kept even where the factor is 0 or 1 so NaN/inf in dy propagate like NumPy.
     """
     cdef idx_t i
     # Loops with arithmetic in one arm of a select live in C (_activations.h's PYNN_SELECT_SPANS).
-    if kind == RELU:
+    if kind >= GELU:
+        _smooth_backward_span(kind, p, q, dy, x, dx, n)
+    elif kind == RELU:
         if floating is float:
             pynn_relu_backward_span_f(dy, y, dx, n)
         else:

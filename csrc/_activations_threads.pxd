@@ -17,39 +17,39 @@ cdef inline idx_t chunk_size(idx_t n, int n_threads) noexcept nogil:
     return (c + CHUNK_ALIGN - 1) // CHUNK_ALIGN * CHUNK_ALIGN
 
 
-cdef inline void act_forward_threads(int kind, floating p, const floating* x, floating* y,
-                                     idx_t n, int n_threads) noexcept nogil:
+cdef inline void act_forward_threads(int kind, floating p, floating q, const floating* x,
+                                     floating* y, idx_t n, int n_threads) noexcept nogil:
     """y[i] := act(x[i]) (y may be x) on n_threads threads, one contiguous chunk per thread:
     each runs the same tight (vectorizable) span loop."""
     cdef idx_t c, lo, hi
     cdef int t
     if n_threads <= 1:
-        act_forward_span(kind, p, x, y, n)
+        act_forward_span(kind, p, q, x, y, n)
         return
     c = chunk_size(n, n_threads)
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
         lo = t * c
         hi = min(lo + c, n)
         if lo < hi:
-            act_forward_span(kind, p, x + lo, y + lo, hi - lo)
+            act_forward_span(kind, p, q, x + lo, y + lo, hi - lo)
 
 
-cdef inline void act_backward_threads(int kind, floating p, const floating* dy, const floating* x,
-                                      const floating* y, floating* dx, idx_t n,
+cdef inline void act_backward_threads(int kind, floating p, floating q, const floating* dy,
+                                      const floating* x, const floating* y, floating* dx, idx_t n,
                                       int n_threads) noexcept nogil:
     """dx[i] := dy[i] * act'(x[i]) (from y[i] where the math allows) on n_threads threads, one
     contiguous chunk per thread."""
     cdef idx_t c, lo, hi
     cdef int t
     if n_threads <= 1:
-        act_backward_span(kind, p, dy, x, y, dx, n)
+        act_backward_span(kind, p, q, dy, x, y, dx, n)
         return
     c = chunk_size(n, n_threads)
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
         lo = t * c
         hi = min(lo + c, n)
         if lo < hi:
-            act_backward_span(kind, p, dy + lo, x + lo, y + lo, dx + lo, hi - lo)
+            act_backward_span(kind, p, q, dy + lo, x + lo, y + lo, dx + lo, hi - lo)
 
 
 cdef inline void softmax_forward_threads(const floating* x, floating* y, idx_t n, idx_t k,

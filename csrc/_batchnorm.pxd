@@ -103,7 +103,7 @@ cdef inline void _affine(const floating* g, const floating* bt, double* gd, doub
 cdef inline void _normalize_rows(const floating* x, floating* y, const double* mp,
                                  const double* ip, const double* gd, const double* bd, idx_t lo,
                                  idx_t hi, idx_t c0, idx_t c1, idx_t f, int kind,
-                                 floating p) noexcept nogil:
+                                 floating p, floating q) noexcept nogil:
     """Rows lo..hi, columns c0..c1: y := act((x - mean) invstd gamma + beta) (gamma and beta
     in double), each row's segment activated right after it is written."""
     cdef idx_t r
@@ -116,15 +116,16 @@ cdef inline void _normalize_rows(const floating* x, floating* y, const double* m
     if kind == IDENTITY:
         return
     if c1 - c0 == f:  # whole rows: one span
-        act_forward_span(kind, p, y + lo * f, y + lo * f, (hi - lo) * f)
+        act_forward_span(kind, p, q, y + lo * f, y + lo * f, (hi - lo) * f)
     else:
         for r in range(lo, hi):
-            act_forward_span(kind, p, y + r * f + c0, y + r * f + c0, c1 - c0)
+            act_forward_span(kind, p, q, y + r * f + c0, y + r * f + c0, c1 - c0)
 
 
 cdef inline void _normalize(const floating* x, floating* y, const double* mp, const double* ip,
                             const floating* g, const floating* bt, double* affine, idx_t n,
-                            idx_t f, int kind, floating p, int n_threads) noexcept nogil:
+                            idx_t f, int kind, floating p, floating q,
+                            int n_threads) noexcept nogil:
     """y := act((x - mean) invstd gamma + beta) with given statistics (the evaluation
     forward), in blocks of _act_rows(f) whole rows shared out over the threads. ``affine``:
     2 f doubles of scratch for gamma and beta in double."""
@@ -134,11 +135,11 @@ cdef inline void _normalize(const floating* x, floating* y, const double* mp, co
     if n_threads <= 1:  # the same blocks, without a one-thread region's futex calls
         for k in range(nk):
             _normalize_rows(x, y, mp, ip, affine, affine + f, k * rows, _block_end(k, rows, n),
-                            0, f, f, kind, p)
+                            0, f, f, kind, p, q)
         return
     for k in prange(nk, schedule="static", num_threads=n_threads):
         _normalize_rows(x, y, mp, ip, affine, affine + f, k * rows, _block_end(k, rows, n), 0,
-                        f, f, kind, p)
+                        f, f, kind, p, q)
 
 
 cdef inline idx_t bn_eval_scratch(idx_t f) noexcept nogil:
@@ -150,7 +151,7 @@ cdef inline idx_t bn_eval_scratch(idx_t f) noexcept nogil:
 cdef inline void bn_forward_eval_core(const floating* x, const floating* g, const floating* bt,
                                       const floating* rm, const floating* rv, double eps,
                                       floating* y, double* scratch, idx_t n, idx_t f, int kind,
-                                      floating p, int n_threads) noexcept nogil:
+                                      floating p, floating q, int n_threads) noexcept nogil:
     """Y := act((X - running_mean) / sqrt(running_var + eps) * gamma + beta), the statistics
     read as they are now: in double, 1/sqrt once per column, not once per element."""
     cdef double* mp = scratch
@@ -159,7 +160,7 @@ cdef inline void bn_forward_eval_core(const floating* x, const floating* g, cons
     for j in range(f):
         mp[j] = <double>rm[j]
         ip[j] = 1.0 / sqrt(<double>rv[j] + eps)
-    _normalize(x, y, mp, ip, g, bt, scratch + 2 * f, n, f, kind, p, n_threads)
+    _normalize(x, y, mp, ip, g, bt, scratch + 2 * f, n, f, kind, p, q, n_threads)
 
 
 cdef inline void _stat_pass(const floating* xp, const double* mp, double* scratch, idx_t nb,
@@ -196,8 +197,8 @@ cdef inline idx_t bn_forward_scratch(idx_t n, idx_t f) noexcept nogil:
 cdef inline void bn_forward_cols(const floating* xp, const floating* g, const floating* bt,
                                  floating* rm, floating* rv, double momentum, double eps,
                                  floating* y, double* mp, double* ip, double* scratch, idx_t n,
-                                 idx_t f, idx_t c0, idx_t c1, int kind,
-                                 floating p) noexcept nogil:
+                                 idx_t f, idx_t c0, idx_t c1, int kind, floating p,
+                                 floating q) noexcept nogil:
     """The training forward of columns c0..c1: their statistics, running statistics and
     output, all from this thread (no other thread reads or writes these columns)."""
     cdef idx_t nb = _ceil_div(n, STAT_ROWS)
@@ -224,13 +225,13 @@ cdef inline void bn_forward_cols(const floating* xp, const floating* g, const fl
     # Pass 3: normalize, scale, shift, activate, a few rows at a time while they are in L1.
     for k in range(_ceil_div(n, rows)):
         _normalize_rows(xp, y, mp, ip, gd, bd, k * rows, _block_end(k, rows, n), c0, c1, f,
-                        kind, p)
+                        kind, p, q)
 
 
 cdef inline void bn_forward_train_core(const floating* xp, const floating* g, const floating* bt,
                                        floating* rm, floating* rv, double momentum, double eps,
                                        floating* y, double* mp, double* ip, double* scratch,
-                                       idx_t n, idx_t f, int kind, floating p,
+                                       idx_t n, idx_t f, int kind, floating p, floating q,
                                        int n_threads) noexcept nogil:
     """mean = X.mean(0); var = X.var(0); Y := act((X - mean) / sqrt(var + eps) * gamma + beta);
     the running statistics move by ``momentum`` (torch's convention). Threads take column
@@ -240,11 +241,11 @@ cdef inline void bn_forward_train_core(const floating* xp, const floating* g, co
     cdef int t
     if nt <= 1:  # one tile, without a one-thread region's futex calls
         bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f, 0, f, kind,
-                        p)
+                        p, q)
         return
     for t in prange(nt, schedule="static", num_threads=nt):
         bn_forward_cols(xp, g, bt, rm, rv, momentum, eps, y, mp, ip, scratch, n, f,
-                        _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p)
+                        _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p, q)
 
 
 cdef inline idx_t bn_backward_scratch(idx_t n, idx_t f) noexcept nogil:
@@ -257,7 +258,8 @@ cdef inline void bn_backward_cols(const floating* dyp, const floating* yp,
                                   const floating* xp, const floating* gamma, const double* mp,
                                   const double* ip, floating* dgp, floating* dbp, floating* dxp,
                                   double* scratch, idx_t n, idx_t f, idx_t c0, idx_t c1,
-                                  int kind, floating p, bint accumulate) noexcept nogil:
+                                  int kind, floating p, floating q,
+                                  bint accumulate) noexcept nogil:
     """The backward of columns c0..c1, all from this thread."""
     cdef idx_t nb = _ceil_div(n, STAT_ROWS)
     cdef idx_t w = c1 - c0
@@ -279,7 +281,7 @@ cdef inline void bn_backward_cols(const floating* dyp, const floating* yp,
             s2[j] = 0.0
         if yp != NULL:
             for r in range(lo, hi):
-                act_backward_span(kind, p, dyp + r * f + c0, NULL, yp + r * f + c0,
+                act_backward_span(kind, p, q, dyp + r * f + c0, NULL, yp + r * f + c0,
                                   dxp + r * f + c0, w)
         if floating is float:
             pynn_bn_gradsums_f(z + lo * f + c0, xp + lo * f + c0, hi - lo, w, f, mp + c0,
@@ -315,8 +317,8 @@ cdef inline void bn_backward_cols(const floating* dyp, const floating* yp,
 cdef inline void bn_backward_core(const floating* dyp, const floating* yp, const floating* xp,
                                   const floating* gamma, const double* mp, const double* ip,
                                   floating* dgp, floating* dbp, floating* dxp, double* scratch,
-                                  idx_t n, idx_t f, int kind, floating p, int n_threads,
-                                  bint accumulate) noexcept nogil:
+                                  idx_t n, idx_t f, int kind, floating p, floating q,
+                                  int n_threads, bint accumulate) noexcept nogil:
     """dZ = dY * act'(Y); xhat = (X - mean) invstd; dbeta (+)= sum(dZ); dgamma (+)= sum(dZ xhat);
     dX := gamma invstd / N (N dZ - sum(dZ) - xhat sum(dZ xhat)).
 
@@ -327,8 +329,8 @@ cdef inline void bn_backward_core(const floating* dyp, const floating* yp, const
     cdef int t
     if nt <= 1:  # one tile, without a one-thread region's futex calls
         bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f, 0, f, kind,
-                         p, accumulate)
+                         p, q, accumulate)
         return
     for t in prange(nt, schedule="static", num_threads=nt):
         bn_backward_cols(dyp, yp, xp, gamma, mp, ip, dgp, dbp, dxp, scratch, n, f,
-                         _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p, accumulate)
+                         _col_tile(t, nt, f), _col_tile(t + 1, nt, f), kind, p, q, accumulate)

@@ -73,12 +73,13 @@ cdef inline idx_t dense_forward_scratch(idx_t n, idx_t k, idx_t m) noexcept nogi
 
 
 cdef inline void _few_rows_product(const floating* X, const floating* W, const floating* b,
-                                   floating* Y, floating* T, idx_t n, idx_t k, idx_t m,
-                                   idx_t ldy, int kind, floating p) noexcept nogil:
-    """Y[:n, :m] (rows ldy apart) := act(X @ W.T + b) as T = W @ X.T (m x n, the bias rows
-    first), then transposed into Y with the activation: BLAS's column-major view of T is
-    X @ W.T with the rows as its first operand (see FEW_ROWS). BLAS single-threaded in this
-    thread."""
+                                   floating* Y, floating* Z, floating* T, idx_t n, idx_t k,
+                                   idx_t m, idx_t ld, int kind, floating p,
+                                   floating q) noexcept nogil:
+    """Y[:n, :m] (rows ld apart) := act(X @ W.T + b) as T = W @ X.T (m x n, the bias rows
+    first), then transposed into Z (the kept pre-activation, rows ld apart; Y itself when none
+    is kept) and the activation read from there: BLAS's column-major view of T is X @ W.T
+    with the rows as its first operand (see FEW_ROWS). BLAS single-threaded in this thread."""
     cdef idx_t i, j
     cdef floating beta = 0
     if m <= 0:
@@ -92,65 +93,70 @@ cdef inline void _few_rows_product(const floating* X, const floating* W, const f
     gemm_rm(False, True, <int>m, <int>n, <int>k, 1, W, <int>k, X, <int>k, beta, T, <int>n)
     for i in range(n):
         for j in range(m):
-            Y[i * ldy + j] = T[j * n + i]
+            Z[i * ld + j] = T[j * n + i]
         if kind != IDENTITY:
-            act_forward_span(kind, p, Y + i * ldy, Y + i * ldy, m)
+            act_forward_span(kind, p, q, Z + i * ld, Y + i * ld, m)
 
 
 cdef inline void _forward_rows(const floating* X, const floating* W, const floating* b,
                                floating* Y, floating* scratch, idx_t lo, idx_t hi, idx_t k,
-                               idx_t m, int kind, floating p) noexcept nogil:
-    """Rows lo..hi of Y := act(X @ W.T + b), BLAS single-threaded in this thread; ``scratch``
-    (dense_forward_scratch of the whole product, or NULL) only when lo..hi is all of it."""
+                               idx_t m, int kind, floating p, floating q,
+                               floating* zs) noexcept nogil:
+    """Rows lo..hi of Y := act(X @ W.T + b), BLAS single-threaded in this thread. ``zs``
+    (unless NULL) keeps the pre-activation Z = X @ W.T + b: the product goes there and the
+    activation reads it from there. ``scratch`` (dense_forward_scratch of the whole product,
+    or NULL) only when lo..hi is all of it."""
     cdef idx_t i
     cdef floating beta = 0
+    cdef floating* Z = zs if zs != NULL else Y
     if hi <= lo:
         return
     if scratch != NULL:
-        _few_rows_product(X, W, b, Y, scratch, hi - lo, k, m, m, kind, p)
+        _few_rows_product(X, W, b, Y, Z, scratch, hi - lo, k, m, m, kind, p, q)
         return
     if b != NULL and m > 0:
         beta = 1  # the GEMM adds onto the bias rows: no separate bias pass
         for i in range(lo, hi):
-            memcpy(Y + i * m, b, m * sizeof(floating))
+            memcpy(Z + i * m, b, m * sizeof(floating))
     pynn_blas_single()
     if hi - lo <= GEMV_ROWS:
-        for i in range(lo, hi):  # Y[i] = W @ X[i] + beta * Y[i]
-            gemv_rm(<int>m, <int>k, 1, W, X + i * k, beta, Y + i * m)
+        for i in range(lo, hi):  # Z[i] = W @ X[i] + beta * Z[i]
+            gemv_rm(<int>m, <int>k, 1, W, X + i * k, beta, Z + i * m)
     else:
-        # Y[lo:hi] = X[lo:hi] @ W.T + beta * Y[lo:hi]   (row-major: W enters transposed)
+        # Z[lo:hi] = X[lo:hi] @ W.T + beta * Z[lo:hi]   (row-major: W enters transposed)
         gemm_rm(False, True, <int>(hi - lo), <int>m, <int>k, 1, X + lo * k, <int>k, W, <int>k,
-                beta, Y + lo * m, <int>m)
+                beta, Z + lo * m, <int>m)
     if kind != IDENTITY:
-        act_forward_span(kind, p, Y + lo * m, Y + lo * m, (hi - lo) * m)
+        act_forward_span(kind, p, q, Z + lo * m, Y + lo * m, (hi - lo) * m)
 
 
 cdef inline void dense_forward_cols(const floating* X, const floating* W, const floating* b,
                                     floating* Y, floating* scratch, idx_t lo, idx_t hi,
-                                    idx_t n, idx_t k, idx_t m, int kind,
-                                    floating p) noexcept nogil:
+                                    idx_t n, idx_t k, idx_t m, int kind, floating p,
+                                    floating q, floating* zs) noexcept nogil:
     """Columns lo..hi of Y := act(X @ W.T + b), every row; BLAS single-threaded in this
-    thread. ``scratch``: dense_forward_scratch(n, k, m) elements or NULL (this tile uses its
-    columns' share)."""
+    thread. ``zs``: as in _forward_rows. ``scratch``: dense_forward_scratch(n, k, m) elements
+    or NULL (this tile uses its columns' share)."""
     cdef idx_t i
     cdef floating beta = 0
+    cdef floating* Z = zs if zs != NULL else Y
     if hi <= lo or n <= 0:
         return
     if scratch != NULL:
-        _few_rows_product(X, W + lo * k, b + lo if b != NULL else NULL, Y + lo, scratch + lo * n,
-                          n, k, hi - lo, m, kind, p)
+        _few_rows_product(X, W + lo * k, b + lo if b != NULL else NULL, Y + lo, Z + lo,
+                          scratch + lo * n, n, k, hi - lo, m, kind, p, q)
         return
     if b != NULL:
         beta = 1
         for i in range(n):
-            memcpy(Y + i * m + lo, b + lo, (hi - lo) * sizeof(floating))
+            memcpy(Z + i * m + lo, b + lo, (hi - lo) * sizeof(floating))
     pynn_blas_single()
-    # Y[:, lo:hi] = X @ W[lo:hi].T + beta * Y[:, lo:hi]
+    # Z[:, lo:hi] = X @ W[lo:hi].T + beta * Z[:, lo:hi]
     gemm_rm(False, True, <int>n, <int>(hi - lo), <int>k, 1, X, <int>k, W + lo * k, <int>k,
-            beta, Y + lo, <int>m)
+            beta, Z + lo, <int>m)
     if kind != IDENTITY:
         for i in range(n):
-            act_forward_span(kind, p, Y + i * m + lo, Y + i * m + lo, hi - lo)
+            act_forward_span(kind, p, q, Z + i * m + lo, Y + i * m + lo, hi - lo)
 
 
 cdef inline bint dense_forward_tiled(idx_t n) noexcept nogil:
@@ -170,45 +176,52 @@ cdef inline bint dense_forward_by_cols(idx_t n, idx_t m) noexcept nogil:
 
 cdef inline void dense_forward_core(const floating* X, const floating* W, const floating* b,
                                     floating* y, floating* scratch, idx_t n, idx_t k, idx_t m,
-                                    int kind, floating p, int n_threads) noexcept nogil:
-    """Y := act(X @ W.T + b); b may be NULL. Sizes checked against the BLAS int range.
-    Tiles by batch rows or output columns: dense_forward_by_cols. ``scratch``:
-    dense_forward_scratch(n, k, m) elements (NULL when that is 0)."""
+                                    int kind, floating p, floating q, floating* zs,
+                                    int n_threads) noexcept nogil:
+    """Y := act(X @ W.T + b); b may be NULL; zs (unless NULL) keeps the pre-activation (see
+    _forward_rows). Sizes checked against the BLAS int range. Tiles by batch rows or output
+    columns: dense_forward_by_cols. ``scratch``: dense_forward_scratch(n, k, m) elements (NULL
+    when that is 0)."""
     cdef idx_t t
     cdef bint by_cols = dense_forward_by_cols(n, m)
     cdef int nt = dense_team(n * m * k, m if by_cols else n, n_threads)
     if dense_forward_scratch(n, k, m) == 0:
         scratch = NULL
     if n <= GEMV_ROWS:
-        _forward_rows(X, W, b, y, NULL, 0, n, k, m, kind, p)  # one product per row, this thread
+        # one product per row, this thread
+        _forward_rows(X, W, b, y, NULL, 0, n, k, m, kind, p, q, zs)
     elif not pynn_blas_control():
         # No per-thread BLAS control: one call, BLAS's threads; OpenMP only for the epilogue.
-        _forward_rows(X, W, b, y, scratch, 0, n, k, m, IDENTITY, p)
+        _forward_rows(X, W, b, zs if zs != NULL else y, scratch, 0, n, k, m, IDENTITY, p, q,
+                      NULL)
         if kind != IDENTITY and n * m > 0:
-            act_forward_threads(kind, p, y, y, n * m, n_threads if n * m >= 1 << 20 else 1)
+            act_forward_threads(kind, p, q, zs if zs != NULL else y, y, n * m,
+                                n_threads if n * m >= 1 << 20 else 1)
     elif nt == 1:
-        _forward_rows(X, W, b, y, scratch, 0, n, k, m, kind, p)
+        _forward_rows(X, W, b, y, scratch, 0, n, k, m, kind, p, q, zs)
     elif by_cols:
         for t in prange(nt, schedule="static", num_threads=nt):
             dense_forward_cols(X, W, b, y, scratch, dense_tile(t, nt, m),
-                               dense_tile(t + 1, nt, m), n, k, m, kind, p)
+                               dense_tile(t + 1, nt, m), n, k, m, kind, p, q, zs)
     else:  # (never a few-rows product: a row tile is at least MIN_TILE rows)
         for t in prange(nt, schedule="static", num_threads=nt):
             _forward_rows(X, W, b, y, NULL, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k,
-                          m, kind, p)
+                          m, kind, p, q, zs)
 
 
-cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floating* y,
-                          floating* dz, double* acc, idx_t lo, idx_t hi, idx_t m, idx_t c0,
-                          idx_t c1) noexcept nogil:
-    """Rows lo..hi, columns c0..c1: dz := dy * act'(y) (unless dz is NULL: identity, dz is dy
-    itself) and acc[j] += sum_i dz[i, j] in double (unless acc is NULL)."""
+cdef inline void _dz_rows(int kind, floating p, floating q, const floating* dy,
+                          const floating* y, const floating* zs, floating* dz, double* acc,
+                          idx_t lo, idx_t hi, idx_t m, idx_t c0, idx_t c1) noexcept nogil:
+    """Rows lo..hi, columns c0..c1: dz := dy * act'(y) (act'(zs) from the kept pre-activation
+    unless zs is NULL; unless dz is NULL: identity, dz is dy itself) and acc[j] += sum_i
+    dz[i, j] in double (unless acc is NULL)."""
     cdef idx_t i, j
     cdef const floating* z
     for i in range(lo, hi):
         if dz != NULL:
-            act_backward_span(kind, p, dy + i * m + c0, NULL, y + i * m + c0, dz + i * m + c0,
-                              c1 - c0)
+            act_backward_span(kind, p, q, dy + i * m + c0,
+                              zs + i * m + c0 if zs != NULL else NULL,
+                              y + i * m + c0 if y != NULL else NULL, dz + i * m + c0, c1 - c0)
             z = dz + i * m
         else:
             z = dy + i * m
@@ -218,9 +231,9 @@ cdef inline void _dz_rows(int kind, floating p, const floating* dy, const floati
                 acc[j] += z[j]
 
 
-cdef inline void dense_dz_cols(int kind, floating p, const floating* dy, const floating* y,
-                               floating* dz, double* acc, int n_acc, idx_t n, idx_t m, idx_t c0,
-                               idx_t c1) noexcept nogil:
+cdef inline void dense_dz_cols(int kind, floating p, floating q, const floating* dy,
+                               const floating* y, const floating* zs, floating* dz, double* acc,
+                               int n_acc, idx_t n, idx_t m, idx_t c0, idx_t c1) noexcept nogil:
     """Columns c0..c1 of dZ = dY act'(Y) (unless dz is NULL: identity) and of the n_acc rows of
     bias partial sums (unless acc is NULL), each over the rows of one row tile, exactly as the
     backward's row tiles compute them: so one thread can take a column tile from the first row
@@ -232,7 +245,7 @@ cdef inline void dense_dz_cols(int kind, floating p, const floating* dy, const f
         if acc != NULL:
             for j in range(c0, c1):
                 acc[u * m + j] = 0.0
-        _dz_rows(kind, p, dy, y, dz, acc + u * m if acc != NULL else NULL,
+        _dz_rows(kind, p, q, dy, y, zs, dz, acc + u * m if acc != NULL else NULL,
                  dense_tile(u, n_acc, n), dense_tile(u + 1, n_acc, n), m, c0, c1)
 
 
@@ -319,14 +332,16 @@ cdef inline void dense_backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bin
 
 
 cdef inline void dense_backward_core(const floating* dy, const floating* X, const floating* W,
-                                     const floating* y, floating* dz, double* acc, floating* dW,
-                                     floating* db, floating* dX, idx_t n, idx_t m, idx_t k,
-                                     int kind, floating p, int nt, int n_acc,
+                                     const floating* y, const floating* zs, floating* dz,
+                                     double* acc, floating* dW, floating* db, floating* dX,
+                                     idx_t n, idx_t m, idx_t k, int kind, floating p,
+                                     floating q, int nt, int n_acc,
                                      bint accumulate) noexcept nogil:
-    """dZ = dY * act'(Y); db (+)= colsum(dZ); dW (+)= dZ.T @ X; dX := dZ @ W.
+    """dZ = dY * act'(Y) (act'(Z) from the kept pre-activation zs unless NULL); db (+)=
+    colsum(dZ); dW (+)= dZ.T @ X; dX := dZ @ W.
 
-    ``nt``/``n_acc`` from dense_backward_team. y and dz are NULL for the identity (dZ is dY,
-    no copy), else dz is n * m scratch; acc is n_acc * m doubles of scratch when db is given.
+    ``nt``/``n_acc`` from dense_backward_team. y, zs and dz are NULL for the identity (dZ is
+    dY, no copy), else dz is n * m scratch; acc is n_acc * m doubles of scratch when db is given.
     dW, db and dX may each be NULL (a frozen parameter, no bias, the first layer): that product
     is skipped, not computed and dropped."""
     cdef const floating* z = dy
@@ -340,10 +355,10 @@ cdef inline void dense_backward_core(const floating* dy, const floating* X, cons
     if nt == 1:
         if dz != NULL or acc != NULL:
             if n_acc == 1:
-                _dz_rows(kind, p, dy, y, dz, acc, 0, n, m, 0, m)
+                _dz_rows(kind, p, q, dy, y, zs, dz, acc, 0, n, m, 0, m)
             else:
                 for t in prange(n_acc, schedule="static", num_threads=n_acc):
-                    _dz_rows(kind, p, dy, y, dz, acc + t * m if acc != NULL else NULL,
+                    _dz_rows(kind, p, q, dy, y, zs, dz, acc + t * m if acc != NULL else NULL,
                              dense_tile(t, n_acc, n), dense_tile(t + 1, n_acc, n), m, 0, m)
         dense_backward_tile(0, 1, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)
     else:
@@ -352,7 +367,7 @@ cdef inline void dense_backward_core(const floating* dy, const floating* X, cons
         with parallel(num_threads=nt):
             for t in prange(nt, schedule="static"):
                 if dz != NULL or acc != NULL:
-                    _dz_rows(kind, p, dy, y, dz, acc + t * m if acc != NULL else NULL,
+                    _dz_rows(kind, p, q, dy, y, zs, dz, acc + t * m if acc != NULL else NULL,
                              dense_tile(t, nt, n), dense_tile(t + 1, nt, n), m, 0, m)
             for t in prange(nt, schedule="static"):
                 dense_backward_tile(t, nt, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate)

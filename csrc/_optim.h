@@ -31,6 +31,10 @@
  *   Adam:    m = m + (1 - beta1)(d - m);  v = beta2 v + (1 - beta2) d d;
  *            vmax = max(vmax, v) (amsgrad, NaN if either is; else vmax is v);
  *            p = p decay - step_size (m / (sqrt(vmax) / bc2_sqrt + eps))
+ *   NAdam:   m, v as Adam's;  denom = sqrt(v / bc2) + eps;
+ *            p = p decay - c1 (d / denom) - c2 (m / denom)   (torch's two addcdiv_)
+ *   RAdam:   m, v as Adam's;  rectified (rect > 0): p = p decay - m / bc1 lr (bc2_sqrt /
+ *            (sqrt(v) + eps)) rect;  else p = p decay - m / bc1 lr   (torch's order)
  */
 #ifndef PYNN_OPTIM_H
 #define PYNN_OPTIM_H
@@ -220,7 +224,77 @@ PYNN_OPTIM_CLONES void pynn_adam_##S(                                           
     }                                                                                           \
 }
 
+/* NAdam and RAdam (torch's), one dtype: the same first and second moments as Adam's, then their
+ * own step. The flags as constants from the entry point's switch, as above. */
+#define PYNN_OPTIM_ADAM_VARIANTS(T, S, SQRT)                                                   \
+                                                                                                \
+PYNN_OPTIM_INLINE void pynn_nadam_body_##S(                                                     \
+        T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
+        Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay, T bc2, T c1, T c2,          \
+        const int use_l1) {                                                                     \
+    const T one_minus_beta1 = 1 - beta1;                                                        \
+    const T one_minus_beta2 = 1 - beta2;                                                        \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                        \
+        T pi = p[i];                                                                            \
+        T d = g[i] + wd * pi;                                                                   \
+        if (use_l1) d = d + l1 * PYNN_SIGN(T, pi);                                              \
+        T mi = m[i] + one_minus_beta1 * (d - m[i]);                                             \
+        T vi = beta2 * v[i] + one_minus_beta2 * d * d;                                          \
+        m[i] = mi;                                                                              \
+        v[i] = vi;                                                                              \
+        T denom = SQRT(vi / bc2) + eps;                                                         \
+        p[i] = (pi * decay - c1 * (d / denom)) - c2 * (mi / denom);                             \
+    }                                                                                           \
+}                                                                                               \
+                                                                                                \
+PYNN_OPTIM_CLONES void pynn_nadam_##S(                                                          \
+        T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
+        Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay, T bc2, T c1, T c2,          \
+        int use_l1) {                                                                           \
+    if (use_l1) pynn_nadam_body_##S(p, g, m, v, n, beta1, beta2, eps, wd, l1, decay, bc2, c1,   \
+                                    c2, 1);                                                     \
+    else pynn_nadam_body_##S(p, g, m, v, n, beta1, beta2, eps, wd, l1, decay, bc2, c1, c2, 0);  \
+}                                                                                               \
+                                                                                                \
+PYNN_OPTIM_INLINE void pynn_radam_body_##S(                                                     \
+        T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
+        Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay, T bc1, T lr, T bc2_sqrt,    \
+        T rect, const int use_l1, const int rectified) {                                        \
+    const T one_minus_beta1 = 1 - beta1;                                                        \
+    const T one_minus_beta2 = 1 - beta2;                                                        \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                        \
+        T pi = p[i];                                                                            \
+        T d = g[i] + wd * pi;                                                                   \
+        if (use_l1) d = d + l1 * PYNN_SIGN(T, pi);                                              \
+        T mi = m[i] + one_minus_beta1 * (d - m[i]);                                             \
+        T vi = beta2 * v[i] + one_minus_beta2 * d * d;                                          \
+        m[i] = mi;                                                                              \
+        v[i] = vi;                                                                              \
+        T step = mi / bc1 * lr;                                                                 \
+        if (rectified) step = step * (bc2_sqrt / (SQRT(vi) + eps)) * rect;                      \
+        p[i] = pi * decay - step;                                                               \
+    }                                                                                           \
+}                                                                                               \
+                                                                                                \
+PYNN_OPTIM_CLONES void pynn_radam_##S(                                                          \
+        T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
+        Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay, T bc1, T lr, T bc2_sqrt,    \
+        T rect, int use_l1) {                                                                   \
+    switch ((use_l1 != 0) * 2 + (rect > 0)) {                                                   \
+    case 0: pynn_radam_body_##S(p, g, m, v, n, beta1, beta2, eps, wd, l1, decay, bc1, lr,       \
+                                bc2_sqrt, rect, 0, 0); break;                                   \
+    case 1: pynn_radam_body_##S(p, g, m, v, n, beta1, beta2, eps, wd, l1, decay, bc1, lr,       \
+                                bc2_sqrt, rect, 0, 1); break;                                   \
+    case 2: pynn_radam_body_##S(p, g, m, v, n, beta1, beta2, eps, wd, l1, decay, bc1, lr,       \
+                                bc2_sqrt, rect, 1, 0); break;                                   \
+    case 3: pynn_radam_body_##S(p, g, m, v, n, beta1, beta2, eps, wd, l1, decay, bc1, lr,       \
+                                bc2_sqrt, rect, 1, 1); break;                                   \
+    }                                                                                           \
+}
+
 PYNN_OPTIM_KERNELS(float, f, sqrtf)
 PYNN_OPTIM_KERNELS(double, d, sqrt)
+PYNN_OPTIM_ADAM_VARIANTS(float, f, sqrtf)
+PYNN_OPTIM_ADAM_VARIANTS(double, d, sqrt)
 
 #endif /* PYNN_OPTIM_H */

@@ -45,7 +45,7 @@ cdef struct Op:
     int kind, act, nt, bnt, n_acc
     int fused_nt               # dense: > 0 when the forward of the BatchNorm op after it runs
                                # in the same region, on the same column tiles (see fusion)
-    double param, eps
+    double param, param2, eps  # the activation's parameters (codes.kernel_params); BN's eps
     idx_t n, k, m              # rows, input width, output width
     void* X                    # input (NULL: the batch handed to run())
     void* Y
@@ -56,6 +56,7 @@ cdef struct Op:
     void* db
     void* dz                   # dense: dZ scratch (activation)
     void* fwd                  # dense: the forward's scratch (dense_forward_scratch; or NULL)
+    void* zs                   # dense: the kept pre-activation (codes.keeps_preactivation)
     double* acc                # dense: bias partial sums / batchnorm: backward scratch
     double* fscratch           # batchnorm: forward scratch
     double* mean

@@ -163,10 +163,12 @@ cdef inline void dense_bn_forward(const Op* d, const Op* b, floating* X,
         c0 = dense_tile(t, nt, d.m)
         c1 = dense_tile(t + 1, nt, d.m)
         dense_forward_cols(X, <floating*>d.W, <floating*>d.b, <floating*>d.Y,
-                           <floating*>d.fwd, c0, c1, d.n, d.k, d.m, d.act, <floating>d.param)
+                           <floating*>d.fwd, c0, c1, d.n, d.k, d.m, d.act, <floating>d.param,
+                           <floating>d.param2, <floating*>d.zs)
         bn_forward_cols(<floating*>d.Y, <floating*>b.W, <floating*>b.b, <floating*>b.rm,
                         <floating*>b.rv, momentum, b.eps, <floating*>b.Y, b.mean, b.invstd,
-                        b.fscratch, b.n, b.k, c0, c1, b.act, <floating>b.param)
+                        b.fscratch, b.n, b.k, c0, c1, b.act, <floating>b.param,
+                        <floating>b.param2)
 
 
 cdef inline void tail_backward(const Op* ops, const Fusion* fusion, const Update* upd,
@@ -188,9 +190,10 @@ cdef inline void tail_backward(const Op* ops, const Fusion* fusion, const Update
         c1 = dense_tile(t + 1, nt, d.m)
         bn_backward_cols(dY, <floating*>b.Y if b.act != IDENTITY else NULL, <floating*>b.X,
                          <floating*>b.W, b.mean, b.invstd, <floating*>b.dW, <floating*>b.db,
-                         dYd, b.acc, b.n, b.k, c0, c1, b.act, <floating>b.param, accumulate)
-        dense_dz_cols(d.act, <floating>d.param, dYd, <floating*>d.Y, <floating*>d.dz, d.acc,
-                      d.n_acc, d.n, d.m, c0, c1)
+                         dYd, b.acc, b.n, b.k, c0, c1, b.act, <floating>b.param,
+                         <floating>b.param2, accumulate)
+        dense_dz_cols(d.act, <floating>d.param, <floating>d.param2, dYd, <floating*>d.Y,
+                      <floating*>d.zs, <floating*>d.dz, d.acc, d.n_acc, d.n, d.m, c0, c1)
         dense_backward_tile(t, nt, z, Xd, <floating*>d.W, <floating*>d.dW, <floating*>d.db,
                             d.acc, d.n_acc, NULL, d.n, d.m, d.k, accumulate)
         if update:

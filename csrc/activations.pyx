@@ -12,24 +12,26 @@ cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 
 def activation_forward(const floating[::1] X, floating[::1] Y, int kind, double param,
-                       int n_threads):
-    """Y[i] := act(X[i])"""
+                       double param2, int n_threads):
+    """Y[i] := act(X[i]); param, param2: the kind's parameters (codes.kernel_params)"""
     cdef idx_t n = X.shape[0]
     cdef floating p = <floating>param  # rounded to the dtype first, as NumPy does
     if n == 0:
         return
     with nogil:
-        act_forward_threads(kind, p, &X[0], &Y[0], n, n_threads)
+        act_forward_threads(kind, p, <floating>param2, &X[0], &Y[0], n, n_threads)
 
 
 def activation_backward(const floating[::1] dY, const floating[::1] X, const floating[::1] Y,
-                        floating[::1] dX, int kind, double param, int n_threads):
+                        floating[::1] dX, int kind, double param, double param2,
+                        int n_threads):
     """dX[i] := dY[i] * act'(X[i]) (from Y[i] where the math allows)"""
     cdef idx_t n = dY.shape[0]
     if n == 0:
         return
     with nogil:
-        act_backward_threads(kind, <floating>param, &dY[0], &X[0], &Y[0], &dX[0], n, n_threads)
+        act_backward_threads(kind, <floating>param, <floating>param2, &dY[0], &X[0], &Y[0],
+                             &dX[0], n, n_threads)
 
 
 cdef inline void _softmax_backward_row(const floating* dy, const floating* y, floating* dx,

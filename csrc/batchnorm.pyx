@@ -40,7 +40,7 @@ def batchnorm_forward_train(const floating[:, ::1] X, const floating[::1] gamma,
                             const floating[::1] beta, floating[::1] running_mean,
                             floating[::1] running_var, double momentum, double eps,
                             floating[:, ::1] Y, double[::1] mean, double[::1] invstd,
-                            int kind, double param, int n_threads):
+                            int kind, double param, double param2, int n_threads):
     """mean = X.mean(0); var = X.var(0); Y := act((X - mean) / sqrt(var + eps) * gamma + beta)."""
     cdef idx_t n = X.shape[0]
     cdef idx_t f = X.shape[1]
@@ -52,7 +52,8 @@ def batchnorm_forward_train(const floating[:, ::1] X, const floating[::1] gamma,
         with nogil:
             bn_forward_train_core(&X[0, 0], &gamma[0], &beta[0], &running_mean[0],
                                   &running_var[0], momentum, eps, &Y[0, 0], &mean[0],
-                                  &invstd[0], scratch, n, f, kind, <floating>param, n_threads)
+                                  &invstd[0], scratch, n, f, kind, <floating>param,
+                                  <floating>param2, n_threads)
     finally:
         free(scratch)
 
@@ -60,7 +61,7 @@ def batchnorm_forward_train(const floating[:, ::1] X, const floating[::1] gamma,
 def batchnorm_forward_eval(const floating[:, ::1] X, const floating[::1] gamma,
                            const floating[::1] beta, const floating[::1] running_mean,
                            const floating[::1] running_var, double eps, floating[:, ::1] Y,
-                           int kind, double param, int n_threads):
+                           int kind, double param, double param2, int n_threads):
     """Y := act((X - running_mean) / sqrt(running_var + eps) * gamma + beta)."""
     cdef idx_t n = X.shape[0]
     cdef idx_t f = X.shape[1]
@@ -72,7 +73,7 @@ def batchnorm_forward_eval(const floating[:, ::1] X, const floating[::1] gamma,
         with nogil:
             bn_forward_eval_core(&X[0, 0], &gamma[0], &beta[0], &running_mean[0],
                                  &running_var[0], eps, &Y[0, 0], scratch, n, f, kind,
-                                 <floating>param, n_threads)
+                                 <floating>param, <floating>param2, n_threads)
     finally:
         free(scratch)
 
@@ -80,7 +81,8 @@ def batchnorm_forward_eval(const floating[:, ::1] X, const floating[::1] gamma,
 def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                        const floating[::1] gamma, const double[::1] mean,
                        const double[::1] invstd, object Y, object dgamma, object dbeta,
-                       floating[:, ::1] dX, int kind, double param, int n_threads):
+                       floating[:, ::1] dX, int kind, double param, double param2,
+                       int n_threads):
     """dZ = dY * act'(Y); xhat = (X - mean) invstd; dbeta += sum(dZ); dgamma += sum(dZ xhat);
     dX := gamma invstd / N (N dZ - sum(dZ) - xhat sum(dZ xhat)).
 
@@ -113,6 +115,7 @@ def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     try:
         with nogil:
             bn_backward_core(&dY[0, 0], yp, &X[0, 0], &gamma[0], &mean[0], &invstd[0], dgp, dbp,
-                             &dX[0, 0], scratch, n, f, kind, <floating>param, n_threads, True)
+                             &dX[0, 0], scratch, n, f, kind, <floating>param, <floating>param2,
+                             n_threads, True)
     finally:
         free(scratch)

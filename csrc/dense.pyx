@@ -30,19 +30,26 @@ cdef int _check_blas_dims(idx_t a, idx_t b, idx_t c) except -1:
 
 
 def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, object b,
-                  floating[:, ::1] Y, int kind, double param, int n_threads):
-    """Y := act(X @ W.T + b)  (b may be None)"""
+                  floating[:, ::1] Y, int kind, double param, double param2, int n_threads,
+                  object Z=None):
+    """Y := act(X @ W.T + b)  (b may be None); Z (unless None) := X @ W.T + b, the
+    pre-activation kept for the backward"""
     # b is an untyped object: Cython's fused dispatch cannot match None to a fused memoryview.
     cdef idx_t n = X.shape[0], k = X.shape[1], m = W.shape[0]
     cdef const floating[::1] bv
     cdef const floating* bp = NULL
     cdef idx_t count = dense_forward_scratch(n, k, m)
     cdef floating* scratch = NULL
+    cdef floating[:, ::1] Zv
+    cdef floating* zp = NULL
     _check_blas_dims(n, m, k)
     if b is not None:
         bv = b
         if m > 0:
             bp = &bv[0]
+    if Z is not None:
+        Zv = Z
+        zp = &Zv[0, 0]
     if count > 0:
         scratch = <floating*>malloc(count * sizeof(floating))
         if scratch == NULL:
@@ -50,22 +57,26 @@ def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, object b,
     try:
         with nogil:
             dense_forward_core(&X[0, 0], &W[0, 0], bp, &Y[0, 0], scratch, n, k, m, kind,
-                               <floating>param, n_threads)
+                               <floating>param, <floating>param2, zp, n_threads)
     finally:
         free(scratch)
 
 
 def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                    const floating[:, ::1] W, object Y, object dW, object db,
-                   object dX, int kind, double param, int n_threads):
-    """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W
+                   object dX, int kind, double param, double param2, int n_threads,
+                   object Z=None):
+    """dZ = dY * act'(Y) (act'(Z) from the kept pre-activation Z unless None); db +=
+    colsum(dZ); dW += dZ.T @ X; dX := dZ @ W
 
-    Y is None for the identity (then dZ is dY, no copy); dW, db and dX may each be None (a
-    frozen parameter, no bias, the first layer): that product is skipped, not computed and
-    dropped.
+    Y is None for the identity (then dZ is dY, no copy) and may be None with Z; dW, db and dX
+    may each be None (a frozen parameter, no bias, the first layer): that product is skipped,
+    not computed and dropped.
     """
     cdef idx_t n = dY.shape[0], m = dY.shape[1], k = X.shape[1]
     cdef const floating[:, ::1] Yv
+    cdef const floating[:, ::1] Zv
+    cdef const floating* zp = NULL
     cdef floating[:, ::1] dWv
     cdef floating[::1] dbv
     cdef floating[:, ::1] dXv
@@ -77,9 +88,12 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     cdef double* acc = NULL
     cdef int nt, n_acc
     _check_blas_dims(n, m, k)
-    if kind != IDENTITY:
+    if kind != IDENTITY and Y is not None:
         Yv = Y
         y = &Yv[0, 0]
+    if kind != IDENTITY and Z is not None:
+        Zv = Z
+        zp = &Zv[0, 0]
     if dW is not None:
         dWv = dW
         dwp = &dWv[0, 0]
@@ -103,9 +117,9 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
             if acc == NULL:
                 raise MemoryError()
         with nogil:
-            dense_backward_core(&dY[0, 0], &X[0, 0], &W[0, 0], y if dz != NULL else NULL, dz,
-                                acc, dwp, dbp, dxp, n, m, k, kind, <floating>param, nt, n_acc,
-                                True)
+            dense_backward_core(&dY[0, 0], &X[0, 0], &W[0, 0], y if dz != NULL else NULL,
+                                zp if dz != NULL else NULL, dz, acc, dwp, dbp, dxp, n, m, k,
+                                kind, <floating>param, <floating>param2, nt, n_acc, True)
     finally:
         free(dz)
         free(acc)

@@ -45,7 +45,8 @@ cdef enum:
 
 cdef struct InfOp:
     int kind, act
-    double param, eps
+    double param, param2  # the activation's two scalars (codes.kernel_params)
+    double eps
     idx_t k, m          # input and output width
     void* W             # dense: weight (m x k) / batchnorm: gamma / standardize: mean
     void* b             # dense: bias or NULL / batchnorm: beta / standardize: scale
@@ -78,23 +79,24 @@ cdef class InferenceProgram:
     def __dealloc__(self):
         free(self.ops)
 
-    cdef InfOp* _new_op(self, int kind, int act, double param, idx_t k, idx_t m) except NULL:
+    cdef InfOp* _new_op(self, int kind, int act, double param, double param2, idx_t k,
+                        idx_t m) except NULL:
         if self.n_ops >= self.cap_ops:
             raise ValueError("more ops than the program was made for")
         cdef InfOp* o = &self.ops[self.n_ops]
         memset(o, 0, sizeof(InfOp))
-        o.kind, o.act, o.param, o.k, o.m = kind, act, param, k, m
+        o.kind, o.act, o.param, o.param2, o.k, o.m = kind, act, param, param2, k, m
         o.pre = o.post = -1
         self.n_ops += 1
         self.widest = max(self.widest, m)
         return o
 
     def add_dense(self, *, int act, double param, idx_t k, idx_t m, uintptr_t W, uintptr_t b,
-                  int pre=-1, int post=-1):
-        """A Dense: X (k wide) times W.T plus b (0: no bias), ``act`` in the epilogue. ``pre``,
-        ``post``: indices of the Standardizer op before it and the BatchNorm op after it (added
-        later) that a folded run folds into it, or -1."""
-        cdef InfOp* o = self._new_op(INF_DENSE, act, param, k, m)
+                  int pre=-1, int post=-1, double param2=0.0):
+        """A Dense: X (k wide) times W.T plus b (0: no bias), ``act`` (parameters param,
+        param2) in the epilogue. ``pre``, ``post``: indices of the Standardizer op before it
+        and the BatchNorm op after it (added later) that a folded run folds into it, or -1."""
+        cdef InfOp* o = self._new_op(INF_DENSE, act, param, param2, k, m)
         o.W, o.b, o.pre, o.post = <void*>W, <void*>b, pre, post
         if pre >= 0 or post >= 0:
             o.fold_at = self.fold_elems
@@ -102,23 +104,23 @@ cdef class InferenceProgram:
 
     def add_batchnorm(self, *, int act, double param, idx_t features, double eps,
                       uintptr_t gamma, uintptr_t beta, uintptr_t running_mean,
-                      uintptr_t running_var, bint foldable):
+                      uintptr_t running_var, bint foldable, double param2=0.0):
         """An eval-mode BatchNorm with its running statistics, ``act`` in the epilogue;
         ``foldable``: a folded run folds it into the dense op before it (whose ``post`` it is),
         which then applies ``act``."""
-        cdef InfOp* o = self._new_op(INF_BN, act, param, features, features)
+        cdef InfOp* o = self._new_op(INF_BN, act, param, param2, features, features)
         o.eps, o.folded = eps, foldable
         o.W, o.b, o.rm, o.rv = <void*>gamma, <void*>beta, <void*>running_mean, <void*>running_var
 
-    def add_activation(self, *, int act, double param, idx_t width):
-        self._new_op(INF_ACT, act, param, width, width)
+    def add_activation(self, *, int act, double param, idx_t width, double param2=0.0):
+        self._new_op(INF_ACT, act, param, param2, width, width)
 
     def add_softmax(self, *, idx_t width):
-        self._new_op(INF_SOFTMAX, IDENTITY, 0.0, width, width)
+        self._new_op(INF_SOFTMAX, IDENTITY, 0.0, 0.0, width, width)
 
     def add_standardize(self, *, idx_t width, uintptr_t mean, uintptr_t scale, bint foldable):
         """(X - mean) / scale; ``foldable``: a folded run folds it into the dense op after it."""
-        cdef InfOp* o = self._new_op(INF_STANDARDIZE, IDENTITY, 0.0, width, width)
+        cdef InfOp* o = self._new_op(INF_STANDARDIZE, IDENTITY, 0.0, 0.0, width, width)
         o.W, o.b, o.folded = <void*>mean, <void*>scale, foldable
 
     def run(self, cnp.ndarray X, cnp.ndarray out, idx_t batch_rows, int n_threads, bint fold):
@@ -182,7 +184,7 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
     cdef const real* W
     cdef const real* b
     cdef int act, nt
-    cdef double param
+    cdef double param, param2
     cdef idx_t out_width = 0
     if fold:
         for i in range(prog.n_ops):
@@ -207,22 +209,24 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
             elems = r * o.m
             nt = n_threads if elems >= prog.min_parallel else 1
             if o.kind == INF_DENSE:
-                W, b, act, param = <const real*>o.W, <const real*>o.b, o.act, o.param
+                W, b = <const real*>o.W, <const real*>o.b
+                act, param, param2 = o.act, o.param, o.param2
                 if fold and (o.pre >= 0 or o.post >= 0):
                     W = folds + o.fold_at
                     b = W + o.m * o.k
                     if o.post >= 0:  # the BatchNorm's activation, in this epilogue now
                         bn = &prog.ops[o.post]
-                        act, param = bn.act, bn.param
+                        act, param, param2 = bn.act, bn.param, bn.param2
                 dense_forward_core(h, W, b, Y,
                                    dense_scratch if dense_forward_scratch(r, o.k, o.m) else NULL,
-                                   r, o.k, o.m, act, <real>param, n_threads)
+                                   r, o.k, o.m, act, <real>param, <real>param2, NULL,
+                                   n_threads)
             elif o.kind == INF_BN:
                 bn_forward_eval_core(h, <const real*>o.W, <const real*>o.b, <const real*>o.rm,
                                      <const real*>o.rv, o.eps, Y, bn_scratch, r, o.m, o.act,
-                                     <real>o.param, nt)
+                                     <real>o.param, <real>o.param2, nt)
             elif o.kind == INF_ACT:
-                act_forward_threads(o.act, <real>o.param, h, Y, elems, nt)
+                act_forward_threads(o.act, <real>o.param, <real>o.param2, h, Y, elems, nt)
             elif o.kind == INF_SOFTMAX:
                 softmax_forward_threads(h, Y, r, o.m, nt)
             else:

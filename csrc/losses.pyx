@@ -12,7 +12,7 @@ elements in float32 would lose digits). The gradient is computed in double and r
 stored, exactly like the NumPy reference. ``G`` may be None: then only the value is computed.
 """
 from _types cimport floating, idx_t
-from _losses cimport bce_core, mse_core, softmax_ce_core
+from _losses cimport bce_core, mse_core, robust_core, softmax_ce_core, softmax_ce_smooth_core
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
 
@@ -97,4 +97,60 @@ def softmax_cross_entropy_loss(const floating[:, ::1] Z, const Py_ssize_t[::1] l
     with nogil:
         s = softmax_ce_core(&Z[0, 0], &labels[0], wp, gp, lp, Z.shape[0], Z.shape[1], scale,
                             n_threads)
+    return s
+
+
+def robust_loss(const floating[:, ::1] Y, const floating[:, ::1] T, object W, object G,
+                object L, int kind, double c, double scale, int n_threads):
+    """sum_rk w_r l(y - t), l the robust loss ``kind`` (L1, Huber with delta c, smooth L1 with
+    beta c > 0); G := dl/dy w_r scale unless None; L := w_r l unless None."""
+    cdef idx_t size = Y.shape[0] * Y.shape[1]
+    cdef floating[:, ::1] g
+    cdef floating[:, ::1] lo
+    cdef floating* gp = NULL
+    cdef floating* lp = NULL
+    cdef const double* wp
+    cdef double s
+    if size == 0:
+        return 0.0
+    wp = _weights(W)
+    if G is not None:
+        g = G
+        gp = &g[0, 0]
+    if L is not None:
+        lo = L
+        lp = &lo[0, 0]
+    with nogil:
+        s = robust_core(kind, c, &Y[0, 0], &T[0, 0], wp, gp, lp, size, Y.shape[1], scale,
+                        n_threads)
+    return s
+
+
+def softmax_cross_entropy_smooth_loss(const floating[:, ::1] Z, const Py_ssize_t[::1] labels,
+                                      object S, object CW, double label_smoothing, object G,
+                                      object L, double scale, int n_threads):
+    """Softmax cross-entropy with label smoothing, torch's: the sum of the rows' terms
+    s_r ((1 - eps) c_y nll_r + eps / C sum_c c_c (-log p_rc)), S the sample weights and CW
+    the class weights (each None for ones); G := its gradient times scale unless None; L[r] :=
+    row r's term unless None."""
+    cdef floating[:, ::1] g
+    cdef floating[::1] lo
+    cdef floating* gp = NULL
+    cdef floating* lp = NULL
+    cdef const double* sp
+    cdef const double* cwp
+    cdef double s
+    if Z.shape[0] == 0:
+        return 0.0
+    sp = _weights(S)
+    cwp = _weights(CW)
+    if G is not None:
+        g = G
+        gp = &g[0, 0]
+    if L is not None:
+        lo = L
+        lp = &lo[0]
+    with nogil:
+        s = softmax_ce_smooth_core(&Z[0, 0], &labels[0], sp, cwp, label_smoothing, gp, lp,
+                                   Z.shape[0], Z.shape[1], scale, n_threads)
     return s

@@ -3,7 +3,8 @@
 # every loop, which blocks vectorizing the Adam/RMSprop/Adagrad denominators.
 # -ffp-contract=off: no fused multiply-add, so every CPU clone of the loops in _optim.h
 # rounds exactly like the baseline build and the NumPy reference's order of operations.)
-"""pynn._kernels.optim: fused one-pass optimizer updates over flat parameter buffers.
+"""pynn._kernels.optim: fused one-pass optimizer updates over flat parameter buffers (SGD,
+Adagrad, RMSprop, Adam/AdamW, NAdam, RAdam).
 
 Each kernel reads the parameter, its gradient and the optimizer state once and writes the
 parameter and the state once: one pass over memory per step, all arithmetic in registers in the
@@ -55,6 +56,18 @@ cdef extern from "_optim.h" nogil:
     void pynn_adam_d(double* p, const double* g, double* m, double* v, double* vmax, idx_t n,
                      double beta1, double beta2, double eps, double wd, double l1, double decay,
                      double step_size, double bc2_sqrt, int use_l1) noexcept
+    void pynn_nadam_f(float* p, const float* g, float* m, float* v, idx_t n, float beta1,
+                      float beta2, float eps, float wd, float l1, float decay, float bc2,
+                      float c1, float c2, int use_l1) noexcept
+    void pynn_nadam_d(double* p, const double* g, double* m, double* v, idx_t n, double beta1,
+                      double beta2, double eps, double wd, double l1, double decay, double bc2,
+                      double c1, double c2, int use_l1) noexcept
+    void pynn_radam_f(float* p, const float* g, float* m, float* v, idx_t n, float beta1,
+                      float beta2, float eps, float wd, float l1, float decay, float bc1,
+                      float lr, float bc2_sqrt, float rect, int use_l1) noexcept
+    void pynn_radam_d(double* p, const double* g, double* m, double* v, idx_t n, double beta1,
+                      double beta2, double eps, double wd, double l1, double decay, double bc1,
+                      double lr, double bc2_sqrt, double rect, int use_l1) noexcept
 
 cdef enum:
     # A chunk is 4 KiB: a whole number of cache lines for float and double, big enough that the
@@ -247,6 +260,79 @@ def adam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_a
     with nogil:
         _adam_run(pp, pg, pm, pv, pvm, n, beta1, beta2, eps, weight_decay, l1, decay, step_size,
                   bc2_sqrt, n_threads)
+
+
+# ------------------------------------------------------------------------------ NAdam, RAdam
+cdef inline void _adam_variant_chunk(bint nesterov, idx_t c, floating* pp, const floating* pg,
+                                     floating* pm, floating* pv, idx_t n, const double* a,
+                                     bint use_l1) noexcept nogil:
+    """One chunk of NAdam's loop (``nesterov``; a: beta1, beta2, eps, wd, l1, decay, bc2, c1,
+    c2) or RAdam's (a: beta1, beta2, eps, wd, l1, decay, bc1, lr, bc2_sqrt, rect)."""
+    cdef idx_t start = c * (CHUNK_BYTES // sizeof(floating))
+    cdef idx_t stop = min(start + CHUNK_BYTES // sizeof(floating), n)
+    if nesterov:
+        if floating is float:
+            pynn_nadam_f(pp + start, pg + start, pm + start, pv + start, stop - start,
+                         <float>a[0], <float>a[1], <float>a[2], <float>a[3], <float>a[4],
+                         <float>a[5], <float>a[6], <float>a[7], <float>a[8], use_l1)
+        else:
+            pynn_nadam_d(pp + start, pg + start, pm + start, pv + start, stop - start, a[0],
+                         a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], use_l1)
+    elif floating is float:
+        pynn_radam_f(pp + start, pg + start, pm + start, pv + start, stop - start,
+                     <float>a[0], <float>a[1], <float>a[2], <float>a[3], <float>a[4],
+                     <float>a[5], <float>a[6], <float>a[7], <float>a[8], <float>a[9], use_l1)
+    else:
+        pynn_radam_d(pp + start, pg + start, pm + start, pv + start, stop - start, a[0], a[1],
+                     a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], use_l1)
+
+
+cdef void _adam_variant_run(bint nesterov, floating[::1] param, const floating[::1] grad,
+                            floating[::1] exp_avg, floating[::1] exp_avg_sq, tuple scalars,
+                            int n_threads):
+    cdef idx_t n = param.shape[0]
+    cdef idx_t c, n_chunks = _n_chunks(n, CHUNK_BYTES // sizeof(floating))
+    cdef double a[10]
+    cdef int i
+    if n == 0:
+        return
+    for i in range(len(scalars)):
+        a[i] = scalars[i]
+    cdef bint use_l1 = a[4] != 0
+    cdef floating* pp = &param[0]
+    cdef const floating* pg = &grad[0]
+    cdef floating* pm = &exp_avg[0]
+    cdef floating* pv = &exp_avg_sq[0]
+    with nogil:
+        if n_threads <= 1:  # the same chunks, without a parallel region's synchronization
+            for c in range(n_chunks):
+                _adam_variant_chunk(nesterov, c, pp, pg, pm, pv, n, a, use_l1)
+        else:
+            for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+                _adam_variant_chunk(nesterov, c, pp, pg, pm, pv, n, a, use_l1)
+
+
+def nadam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
+               floating[::1] exp_avg_sq, double beta1, double beta2, double eps,
+               double weight_decay, double l1, double decay, double bc2, double c1, double c2,
+               int n_threads):
+    """d = g + wd p + l1 sign(p); m := m + (1 - beta1)(d - m); v := beta2 v + (1 - beta2) d^2;
+    denom = sqrt(v / bc2) + eps; p := p decay - c1 d / denom - c2 m / denom (torch's NAdam:
+    c1 = lr (1 - mu_t) / (1 - prod mu), c2 = lr mu_t+1 / (1 - prod mu mu_t+1))."""
+    _adam_variant_run(True, param, grad, exp_avg, exp_avg_sq,
+                      (beta1, beta2, eps, weight_decay, l1, decay, bc2, c1, c2), n_threads)
+
+
+def radam_step(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
+               floating[::1] exp_avg_sq, double beta1, double beta2, double eps,
+               double weight_decay, double l1, double decay, double bc1, double lr,
+               double bc2_sqrt, double rect, int n_threads):
+    """d = g + wd p + l1 sign(p); m, v as Adam's; rect > 0: p := p decay - m / bc1 lr
+    (bc2_sqrt / (sqrt(v) + eps)) rect, else p := p decay - m / bc1 lr (torch's RAdam, rect
+    the variance rectification, 0 while rho_t <= 5)."""
+    _adam_variant_run(False, param, grad, exp_avg, exp_avg_sq,
+                      (beta1, beta2, eps, weight_decay, l1, decay, bc1, lr, bc2_sqrt, rect),
+                      n_threads)
 
 
 # ----------------------------------------------------------------- for pynn._kernels.train_step

@@ -53,6 +53,7 @@ cdef class StepProgram:
     cdef int n_upd, cap_upd
     cdef bint is_float, accumulate
     cdef int loss_kind, loss_nt
+    cdef double grad_rows  # the rows the loss gradient's mean is over (set_gradient_rows)
     cdef void* G
     cdef idx_t n_out, k_out
     cdef Loops loops
@@ -80,14 +81,15 @@ cdef class StepProgram:
         free(self.upd)
         free(self.fused.rest)
 
-    cdef Op* _new_op(self, int kind, int act, double param, idx_t n, idx_t k, idx_t m,
-                     int nt, uintptr_t X, uintptr_t Y, uintptr_t dX) except NULL:
+    cdef Op* _new_op(self, int kind, int act, double param, double param2, idx_t n, idx_t k,
+                     idx_t m, int nt, uintptr_t X, uintptr_t Y, uintptr_t dX) except NULL:
         """The next op, its common fields set and the rest zero (NULL)."""
         if self.n_ops >= self.cap_ops:
             raise ValueError("more ops than the program was made for")
         cdef Op* o = &self.ops[self.n_ops]
         memset(o, 0, sizeof(Op))
-        o.kind, o.act, o.param, o.n, o.k, o.m, o.nt = kind, act, param, n, k, m, nt
+        o.kind, o.act, o.param, o.param2 = kind, act, param, param2
+        o.n, o.k, o.m, o.nt = n, k, m, nt
         o.X, o.Y, o.dX = <void*>X, <void*>Y, <void*>dX
         self.n_ops += 1
         self.planned = False
@@ -96,28 +98,33 @@ cdef class StepProgram:
     def add_dense(self, *, int act, double param, idx_t n, idx_t k, idx_t m, int n_threads,
                   int backward_threads, int bias_rows, uintptr_t X, uintptr_t Y, uintptr_t dX,
                   uintptr_t W, uintptr_t b, uintptr_t dW, uintptr_t db, uintptr_t dz,
-                  uintptr_t bias_sums, uintptr_t forward_scratch):
+                  uintptr_t bias_sums, uintptr_t forward_scratch, double param2=0.0,
+                  uintptr_t Z=0):
         """A Dense op: X (n x k; 0: the batch handed to run()) times W.T plus b, its activation
-        ``act`` in the epilogue, into Y (n x m), with ``dense_forward_scratch`` elements of
-        forward scratch (0: none needed). Backward into dW, db (0: frozen) and dX (0: no
-        input gradient) on ``backward_threads`` with ``bias_rows`` rows of bias partial sums
-        (``dense_backward_threads``) in ``bias_sums``; dz: the dZ scratch (0: no activation)."""
-        cdef Op* o = self._new_op(OP_DENSE, act, param, n, k, m, n_threads, X, Y, dX)
+        ``act`` (parameters param, param2) in the epilogue, into Y (n x m), with
+        ``dense_forward_scratch`` elements of forward scratch (0: none needed). Backward into
+        dW, db (0: frozen) and dX (0: no input gradient) on ``backward_threads`` with
+        ``bias_rows`` rows of bias partial sums (``dense_backward_threads``) in ``bias_sums``;
+        dz: the dZ scratch (0: no activation); Z: where the pre-activation is kept for an
+        activation whose derivative needs it (0: none)."""
+        cdef Op* o = self._new_op(OP_DENSE, act, param, param2, n, k, m, n_threads, X, Y, dX)
         o.bnt, o.n_acc = backward_threads, bias_rows
         o.W, o.b, o.dW, o.db, o.dz = <void*>W, <void*>b, <void*>dW, <void*>db, <void*>dz
         o.fwd = <void*>forward_scratch
+        o.zs = <void*>Z
         o.acc = <double*>bias_sums
 
     def add_batchnorm(self, *, int act, double param, idx_t n, idx_t features, int n_threads,
                       double eps, uintptr_t X, uintptr_t Y, uintptr_t dX, uintptr_t gamma,
                       uintptr_t beta, uintptr_t dgamma, uintptr_t dbeta,
                       uintptr_t backward_scratch, uintptr_t forward_scratch, uintptr_t mean,
-                      uintptr_t invstd, uintptr_t running_mean, uintptr_t running_var):
+                      uintptr_t invstd, uintptr_t running_mean, uintptr_t running_var,
+                      double param2=0.0):
         """A training-mode BatchNorm op over n rows of ``features``, its activation in the
         epilogue; the batch statistics go to mean and invstd (float64), the running ones move
         by run()'s momenta; the scratch sizes are ``batchnorm_scratch``'s."""
-        cdef Op* o = self._new_op(OP_BN, act, param, n, features, features, n_threads, X, Y,
-                                  dX)
+        cdef Op* o = self._new_op(OP_BN, act, param, param2, n, features, features, n_threads,
+                                  X, Y, dX)
         o.eps = eps
         o.W, o.b, o.dW, o.db = <void*>gamma, <void*>beta, <void*>dgamma, <void*>dbeta
         o.acc, o.fscratch = <double*>backward_scratch, <double*>forward_scratch
@@ -125,14 +132,23 @@ cdef class StepProgram:
         o.rm, o.rv = <void*>running_mean, <void*>running_var
 
     def add_activation(self, *, int act, double param, idx_t n, idx_t width, int n_threads,
-                       uintptr_t X, uintptr_t Y, uintptr_t dX):
+                       uintptr_t X, uintptr_t Y, uintptr_t dX, double param2=0.0):
         """An activation alone, elementwise over n x width."""
-        self._new_op(OP_ACT, act, param, n, width, width, n_threads, X, Y, dX)
+        self._new_op(OP_ACT, act, param, param2, n, width, width, n_threads, X, Y, dX)
 
     def set_loss(self, *, int kind, uintptr_t G, idx_t n, idx_t k, int n_threads):
         """The loss (LOSS_*) of the last op's n x k output, its gradient into G."""
         self.loss_kind, self.G, self.loss_nt = kind, <void*>G, n_threads
         self.n_out, self.k_out = n, k
+        self.grad_rows = <double>n
+
+    def set_gradient_rows(self, double rows):
+        """The loss gradient becomes that of a mean over ``rows`` rows (the value stays the
+        batch's own mean): under data parallelism the global batch's, so the backward gives
+        this rank's part of the global gradient and the ranks' parts add up to it."""
+        if not rows > 0:
+            raise ValueError(f"rows must be positive, got {rows}")
+        self.grad_rows = rows
 
     def add_update(self, *, int kind, idx_t size, int n_threads, uintptr_t param,
                    uintptr_t grad, uintptr_t state1=0, uintptr_t state2=0, uintptr_t state3=0):
@@ -262,30 +278,35 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
             continue
         if o.kind == OP_DENSE:
             dense_forward_core(X, <real*>o.W, <real*>o.b, <real*>o.Y, <real*>o.fwd, o.n, o.k,
-                               o.m, o.act, <real>o.param, o.nt)
+                               o.m, o.act, <real>o.param, <real>o.param2, <real*>o.zs, o.nt)
         elif o.kind == OP_BN:
             bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
                                   momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
-                                  o.n, o.k, o.act, <real>o.param, o.nt)
+                                  o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt)
         else:
-            act_forward_threads(o.act, <real>o.param, X, <real*>o.Y, o.n * o.k, o.nt)
+            act_forward_threads(o.act, <real>o.param, <real>o.param2, X, <real*>o.Y, o.n * o.k,
+                                o.nt)
         i += 1
     # loss and its gradient
     o = &prog.ops[prog.n_ops - 1]
     # The plain mean, computed as the losses' Python side computes it from the cores'
     # weighted sums (gradient scale 1 / denominator, then sum / denominator): bit-identical.
+    # (grad_rows is n_out unless set_gradient_rows changed it: the same 1 / denominator)
     if prog.loss_kind == LOSS_CE:
         denom = <double>prog.n_out
         loss = softmax_ce_core(<real*>o.Y, <const Py_ssize_t*>target, NULL, <real*>prog.G,
-                               NULL, prog.n_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+                               NULL, prog.n_out, prog.k_out, 1.0 / prog.grad_rows,
+                               prog.loss_nt)
     elif prog.loss_kind == LOSS_MSE:
         denom = <double>prog.n_out * <double>prog.k_out
         loss = mse_core(<real*>o.Y, <real*>target, NULL, <real*>prog.G, NULL,
-                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+                        prog.n_out * prog.k_out, prog.k_out,
+                        1.0 / (prog.grad_rows * <double>prog.k_out), prog.loss_nt)
     else:
         denom = <double>prog.n_out * <double>prog.k_out
         loss = bce_core(<real*>o.Y, <real*>target, NULL, NULL, <real*>prog.G, NULL,
-                        prog.n_out * prog.k_out, prog.k_out, 1.0 / denom, prog.loss_nt)
+                        prog.n_out * prog.k_out, prog.k_out,
+                        1.0 / (prog.grad_rows * <double>prog.k_out), prog.loss_nt)
     return loss / denom
 
 
@@ -307,15 +328,16 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
             return update  # the dense op has no dX: nothing further down
         if o.kind == OP_DENSE:
             dense_backward_core(dY, X, <real*>o.W, <real*>o.Y if o.dz != NULL else NULL,
-                                <real*>o.dz, o.acc, <real*>o.dW, <real*>o.db, <real*>o.dX,
-                                o.n, o.m, o.k, o.act, <real>o.param, o.bnt, o.n_acc, acc)
+                                <real*>o.zs if o.dz != NULL else NULL, <real*>o.dz, o.acc,
+                                <real*>o.dW, <real*>o.db, <real*>o.dX, o.n, o.m, o.k, o.act,
+                                <real>o.param, <real>o.param2, o.bnt, o.n_acc, acc)
         elif o.kind == OP_BN:
             bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
                              o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
-                             o.n, o.k, o.act, <real>o.param, o.nt, acc)
+                             o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt, acc)
         elif o.dX != NULL:
-            act_backward_threads(o.act, <real>o.param, dY, X, <real*>o.Y, <real*>o.dX,
-                                 o.n * o.k, o.nt)
+            act_backward_threads(o.act, <real>o.param, <real>o.param2, dY, X, <real*>o.Y,
+                                 <real*>o.dX, o.n * o.k, o.nt)
         if o.dX == NULL:
             break  # the first op and no input gradient: nothing further down
         dY = <real*>o.dX

@@ -170,6 +170,21 @@ def set_num_threads(n):
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
 
 
+def share_cores(processes):
+    """Make the default thread count this process's share of the CPUs it may use when
+    ``processes`` processes (MPI ranks) share them: that count divided by ``processes``, at
+    least 1. Threads chosen by ``set_num_threads`` or OMP_NUM_THREADS are kept."""
+    global _num_threads, _num_threads_source
+    processes = check_int("processes", processes, 1)
+    n, source = _default_threads()
+    if source == "OMP_NUM_THREADS" or _num_threads_source == "pynn.set_num_threads":
+        return
+    if processes > 1:
+        n, source = max(1, n // processes), f"{source} / {processes} processes"
+    _cap_blas(n)
+    _num_threads, _num_threads_source = n, source
+
+
 def threads_for(size):
     """Threads a kernel over ``size`` elements should use (1 below the parallel threshold)."""
     if size < PARALLEL_MIN_ELEMENTS:

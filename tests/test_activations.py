@@ -4,9 +4,10 @@ import pytest
 
 from conftest import ODD_SHAPES, assert_close, numerical_grad, readonly
 
-ALL_KINDS = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step", "square"]
+ALL_KINDS = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step", "square",
+             "gelu", "gelu_tanh", "silu", "softplus", "mish"]
 # derivative-free kinds are compared but not gradient-checked at kinks
-PARAMS = {"leaky_relu": 0.2, "elu": 0.7}
+PARAMS = {"leaky_relu": 0.2, "elu": 0.7, "softplus": (2.0, 3.0)}
 
 
 def _x(rng, shape, dtype, scale=3.0):
@@ -67,7 +68,7 @@ def test_activation_noncontiguous_input(backend, ref, dtype, rng, activation):
 def test_activation_large_parallel(fast, ref, dtype, n_threads, rng):
     """Far above the parallel threshold, with a length that does not split evenly."""
     X = _x(rng, (100_003,), dtype)
-    for activation in ["relu", "sigmoid", "tanh", "elu", "leaky_relu"]:
+    for activation in ["relu", "sigmoid", "tanh", "elu", "leaky_relu", "gelu", "silu", "mish"]:
         Y = fast.activation_forward(X, activation)
         assert_close(Y, ref.activation_forward(X, activation), dtype)
         dY = _x(rng, X.shape, dtype)
@@ -121,7 +122,8 @@ def test_nan_propagates(fast, ref, dtype, activation):
 
 # ------------------------------------------------------------------ gradients (float64)
 @pytest.mark.parametrize("activation", ["identity", "relu", "leaky_relu", "elu", "sigmoid",
-                                        "tanh", "step", "square"])
+                                        "tanh", "step", "square", "gelu", "gelu_tanh", "silu",
+                                        "softplus", "mish"])
 def test_activation_backward_gradient(backend, rng, activation):
     X = rng.standard_normal((4, 6))
     X[np.abs(X) < 0.1] += 0.3  # away from the kinks at 0

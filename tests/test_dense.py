@@ -233,3 +233,18 @@ def test_dense_backward_gradient(backend, rng, activation, bias):
     np.testing.assert_allclose(dW, numerical_grad(loss, W), rtol=1e-6, atol=1e-8)
     if bias:
         np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-8)
+
+
+# every forward path keeps the pre-activation: one product per row, the few-rows product
+# (FEW_ROWS: transposed into Z, the epilogue reading it there), row tiles, column tiles
+@pytest.mark.parametrize("activation", ["gelu", "softplus", "mish"])
+@pytest.mark.parametrize("shape", [(3, 300, 263), (16, 300, 263), (5, 257, 131),
+                                   (1031, 3, 1021), (131, 17, 263)], ids=str)
+def test_a_kept_preactivation_on_every_forward_path(fast, dtype, n_threads, rng, shape,
+                                                     activation):
+    n, k, m = shape
+    X, W, b = _arrays(rng, dtype, n, k, m)
+    Z = np.full((n, m), np.nan, dtype)
+    Y = fast.dense_forward(X, W, b, activation, preact_out=Z)
+    np.testing.assert_array_equal(Z, fast.dense_forward(X, W, b))
+    np.testing.assert_array_equal(Y, fast.activation_forward(Z, activation))

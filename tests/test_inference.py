@@ -150,3 +150,61 @@ def test_copies_keep_no_program_and_predict_on_their_own(rng):
         twin[1].weight.data[:] = 0.0
         np.testing.assert_array_equal(model.predict(X), expected)
         assert not np.allclose(twin.predict(X), expected)
+
+
+# ------------------------------------------------------------------- the smooth activations
+def _smooth_model(dtype):
+    """Every smooth kind (issue 21) in a Dense epilogue, Softplus with its two scalars, SiLU
+    after a BatchNorm as an op of its own; the first weight has 2**15+ elements, so 5 to 16
+    rows take the few-rows product (FEW_ROWS in csrc/_dense.pxd)."""
+    rng = np.random.default_rng(4)
+    Xtr = (rng.standard_normal((64, 300)) * 2 + 1).astype(dtype)
+    model = nn.Sequential(
+        Standardizer(dtype=dtype).fit(Xtr), nn.Dense(300, 128, seed=1, dtype=dtype), nn.GELU(),
+        nn.Dense(128, 64, seed=2, dtype=dtype), nn.BatchNorm(64, dtype=dtype), nn.SiLU(),
+        nn.Dense(64, 32, seed=3, dtype=dtype), nn.Softplus(beta=1.5, threshold=4.0),
+        nn.Dense(32, 16, seed=4, dtype=dtype), nn.Mish(),
+        nn.Dense(16, 8, seed=5, dtype=dtype), nn.GELU(approximate="tanh"),
+        nn.Dense(8, 3, seed=6, dtype=dtype))
+    for _ in range(3):
+        model.forward(Xtr)
+    return model.eval()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_smooth_activations_run_in_the_program_with_the_layers_bits(dtype, n_threads):
+    pynn.set_num_threads(n_threads)
+    model = _smooth_model(dtype)
+    X = np.random.default_rng(5).standard_normal((900, 300)).astype(dtype)
+    program = model._inference_program()
+    assert program.compiled
+    assert program.describe(3) == ["standardize", "dense+gelu", "dense", "batchnorm", "silu",
+                                   "dense+softplus", "dense+mish", "dense+gelu_tanh", "dense"]
+    for rows in (1, 4, 5, 16, 40):  # per-row products, the few-rows product, the usual one
+        assert not program.folds(rows)
+        np.testing.assert_array_equal(model.predict(X[:rows]), _layer_by_layer(model, X[:rows]))
+    assert program.folds(len(X))
+    tol = dict(rtol=1e-12, atol=1e-13) if dtype == F64 else dict(rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(model.predict(X), _layer_by_layer(model, X), **tol)
+    model[12].set_backend("numpy")  # the ops from Python: softplus's pair through the backend
+    assert not model._inference_program().compiled
+    np.testing.assert_allclose(model.predict(X[:16]), _layer_by_layer(model, X[:16]), **tol)
+
+
+@pytest.mark.parametrize("edit", ["softplus threshold", "softplus beta", "gelu form"])
+def test_a_smooth_activations_parameter_or_form_rebuilds_the_program(edit):
+    model = _smooth_model(F64)
+    X = np.random.default_rng(6).standard_normal((7, 300)) * 3
+    program = model._inference_program()
+    before = model.predict(X)
+    if edit == "softplus threshold":
+        model[7].threshold = 0.5
+    elif edit == "softplus beta":
+        model[7].beta = -1.0
+    else:
+        model[2].approximate, model[2].activation = "tanh", "gelu_tanh"
+    rebuilt = model._inference_program()
+    assert rebuilt is not program and rebuilt.compiled
+    np.testing.assert_array_equal(model.predict(X), _layer_by_layer(model, X))
+    assert not np.allclose(model.predict(X), before)

@@ -23,7 +23,7 @@ FLOORS = {
     "train": 6, "theory": 6,
     # the package's face (``import pynn``), and the callbacks' old import path
     "__init__": 7, "callbacks": 7,
-    "search": 8, "sklearn": 8,
+    "search": 8, "sklearn": 8, "onnx": 8,
     "bench": 9,
     "cli": 10,
     "__main__": 11,

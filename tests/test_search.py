@@ -142,6 +142,20 @@ def test_threading_backend_gives_the_caller_its_thread_count_back(small_digits):
     assert pynn.get_num_threads() == before
 
 
+def test_a_backend_without_generators_runs_the_same_trials(small_digits):
+    """joblib's multiprocessing backend (and Ray's, built on it) cannot return results as a
+    generator: the search takes them as a list there, the same trials as n_jobs=1."""
+    joblib = pytest.importorskip("joblib")
+    space = {"lr": LogUniform(1e-3, 1e-1), "batch_size": [32, 64]}
+    serial = random_search(*small_digits, space, 3, seed=1, n_jobs=1, threads_per_trial=1,
+                           refit=False, **FAST)
+    with joblib.parallel_config(backend="multiprocessing"):
+        parallel = random_search(*small_digits, space, 3, seed=1, n_jobs=2, refit=False, **FAST)
+    assert parallel.workers == 2
+    assert parallel.threads_per_trial == max(1, pynn.get_num_threads() // 2)
+    assert _trials(parallel) == _trials(serial)
+
+
 def test_n_jobs_1_needs_no_joblib(small_digits, monkeypatch):
     monkeypatch.setitem(sys.modules, "joblib", None)  # import joblib raises ImportError
     result = random_search(*small_digits, {"lr": [1e-2]}, 2, n_jobs=1, refit=False, **FAST)

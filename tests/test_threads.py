@@ -173,3 +173,31 @@ def test_import_sets_no_environment_variable_and_blas_runs_inside_the_team():
     changed, controlled = json.loads(out.stdout.strip().splitlines()[-1])
     assert changed == []
     assert controlled  # scipy's OpenBLAS exposes its thread setter
+
+
+def test_share_cores_divides_the_default_among_the_ranks_but_keeps_a_chosen_count(monkeypatch):
+    """An MPI rank's default: the CPUs it sees over the ranks that see them (no
+    oversubscription); OMP_NUM_THREADS and set_num_threads are the user's and stay."""
+    before = pynn.get_num_threads()
+    try:
+        with threadpool_limits(limits=before, user_api="blas"):
+            monkeypatch.setattr(_threads, "_num_threads_source", None)
+            monkeypatch.setattr(_threads, "_default_threads", lambda: (8, "CPU affinity"))
+            _threads.share_cores(2)
+            assert pynn.get_num_threads() == 4
+            assert _threads.num_threads_source() == "CPU affinity / 2 processes"
+            _threads.share_cores(16)
+            assert pynn.get_num_threads() == 1  # never 0
+            monkeypatch.setattr(_threads, "_default_threads", lambda: (3, "OMP_NUM_THREADS"))
+            monkeypatch.setattr(_threads, "_num_threads", 3)
+            monkeypatch.setattr(_threads, "_num_threads_source", "OMP_NUM_THREADS")
+            _threads.share_cores(2)
+            assert pynn.get_num_threads() == 3
+            pynn.set_num_threads(2)
+            monkeypatch.setattr(_threads, "_default_threads", lambda: (8, "CPU affinity"))
+            _threads.share_cores(4)
+            assert pynn.get_num_threads() == 2
+            with pytest.raises(ValueError, match="processes"):
+                _threads.share_cores(0)
+    finally:
+        pynn.set_num_threads(before)

@@ -27,6 +27,11 @@ NETS = {
         nn.Dense(7, 5, seed=3, dtype=d), nn.Sigmoid()),
     "batchnorm-first": lambda d: nn.Sequential(
         nn.BatchNorm(12, dtype=d), nn.Dense(12, 5, seed=1, dtype=d)),
+    # the smooth activations: fused with their Dense, which keeps its pre-activation
+    "smooth": lambda d: nn.Sequential(
+        nn.Dense(12, 16, seed=1, dtype=d), nn.GELU(), nn.Dense(16, 9, seed=2, dtype=d),
+        nn.BatchNorm(9, dtype=d), nn.SiLU(), nn.Dense(9, 7, seed=3, dtype=d), nn.Mish(),
+        nn.Dense(7, 5, seed=4, dtype=d), nn.Softplus(beta=2.0, threshold=3.0)),
 }
 
 OPTIMIZERS = {
@@ -135,6 +140,25 @@ def _fusable(d, batchnorm=True):
         nn.Dense(96, 512, seed=1, dtype=d), *first,
         nn.Dense(512, 64, seed=2, dtype=d), nn.BatchNorm(64, momentum=None, dtype=d),
         nn.Tanh(), nn.Dense(64, 10, seed=3, dtype=d))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
+def test_a_few_rows_of_a_wide_layer_keep_their_preactivation(n_threads):
+    # 16 rows of 96 -> 512 with GELU and 512 -> 64 with Softplus: the few-rows product writes
+    # the kept pre-activation Z, the epilogue and the backward read it (eager bits)
+    pynn.set_num_threads(n_threads)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((16, 96)).astype(F32)
+    y = rng.integers(0, 10, 16)
+    a = nn.Sequential(nn.Dense(96, 512, seed=1, dtype=F32), nn.GELU(),
+                      nn.Dense(512, 64, seed=2, dtype=F32), nn.Softplus(beta=1.5, threshold=4.0),
+                      nn.Dense(64, 10, seed=3, dtype=F32))
+    b = copy.deepcopy(a)
+    opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
+    for _ in range(3):
+        _step_both(a, b, X, y, opt_a, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    assert a.compiled_step(X, nn.CrossEntropyLoss(), opt_a) is not None
 
 
 # (BatchNorm after the first Dense, threads) -> (dense ops whose forward runs the BatchNorm

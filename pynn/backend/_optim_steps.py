@@ -1,6 +1,7 @@
 """The optimizers' part of the backend interface (a mixin of ``Backend``): the checked public
-steps (``sgd_step``, ``adagrad_step``, ``rmsprop_step``, ``adam_step``), the scalars their
-loops take, and the abstract ``_<optimizer>_step`` loops each backend implements. Each step
+steps (``sgd_step``, ``adagrad_step``, ``rmsprop_step``, ``adam_step``, ``nadam_step``,
+``radam_step``), the scalars their loops take, and the abstract ``_<optimizer>_step`` loops each
+backend implements. Each step
 updates one flat, contiguous buffer in place (a param group's slice of the parameter arena) with
 one fused kernel call; state arrays are updated in place, None meaning the variant is off (no
 momentum, not centered, no amsgrad)."""
@@ -37,6 +38,52 @@ def adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, decoupled_w
     else:
         decay, coupled = 1.0, weight_decay
     return beta1, beta2, eps, coupled, l1, decay, step_size, bc2_sqrt
+
+
+def _decay_and_coupled(lr, weight_decay, decoupled_weight_decay):
+    """(the decoupled decay factor, the coupled weight decay): AdamW's p *= 1 - lr wd, or
+    Adam's d = g + wd p."""
+    if decoupled_weight_decay:
+        return 1.0 - lr * weight_decay, 0.0
+    return 1.0, weight_decay
+
+
+def nadam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, momentum_decay,
+                       mu_product, decoupled_weight_decay):
+    """NAdam's loop scalars at step ``step`` (from 1), torch's: beta1, beta2, eps, the coupled
+    weight decay, l1, the decoupled decay factor, bc2 = 1 - beta2^t, and the two step sizes
+    c1 = lr (1 - mu_t) / (1 - mu_product) and c2 = lr mu_t+1 / (1 - mu_product mu_t+1), where
+    mu_t = beta1 (1 - 0.96^(t momentum_decay) / 2) and ``mu_product`` is the product of mu_1 ..
+    mu_t (this step's included)."""
+    mu = nadam_mu(step, beta1, momentum_decay)
+    mu_next = nadam_mu(step + 1, beta1, momentum_decay)
+    c1 = lr * (1.0 - mu) / (1.0 - mu_product)
+    c2 = lr * mu_next / (1.0 - mu_product * mu_next)
+    decay, coupled = _decay_and_coupled(lr, weight_decay, decoupled_weight_decay)
+    return beta1, beta2, eps, coupled, l1, decay, 1.0 - beta2 ** step, c1, c2
+
+
+def nadam_mu(step, beta1, momentum_decay):
+    """NAdam's momentum coefficient mu_t = beta1 (1 - 0.96^(t momentum_decay) / 2) (Dozat
+    2016, torch's schedule)."""
+    return beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+
+
+def radam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, decoupled_weight_decay):
+    """RAdam's loop scalars at step ``step`` (from 1), torch's: beta1, beta2, eps, the coupled
+    weight decay, l1, the decoupled decay factor, bc1 = 1 - beta1^t, lr, sqrt(1 - beta2^t) and
+    the rectification r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2)
+    rho_t)), 0 while rho_t <= 5 (the step is then momentum's alone); rho_inf = 2 / (1 - beta2)
+    - 1, rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t) (Liu et al. 2020)."""
+    bc2 = 1.0 - beta2 ** step
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * step * (beta2 ** step) / bc2
+    rect = 0.0
+    if rho_t > 5.0:
+        rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)) ** 0.5
+    decay, coupled = _decay_and_coupled(lr, weight_decay, decoupled_weight_decay)
+    return beta1, beta2, eps, coupled, l1, decay, 1.0 - beta1 ** step, lr, bc2 ** 0.5, rect
 
 
 class OptimizerSteps:
@@ -187,6 +234,65 @@ class OptimizerSteps:
                         _threads.threads_for(param.size))
         return param
 
+    def _adam_variant_checks(self, param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                             eps, weight_decay, l1):
+        """The checks NAdam's and RAdam's steps share with Adam's."""
+        step = check_int("step", step, 1, _MAX_STEP)
+        scalars = (check_real("lr", lr, 0.0),
+                   check_real("beta1", beta1, 0.0, 1.0, high_open=True),
+                   check_real("beta2", beta2, 0.0, 1.0, high_open=True),
+                   check_real("eps", eps, 0.0), check_real("weight_decay", weight_decay, 0.0),
+                   check_real("l1", l1, 0.0))
+        param, grad, (exp_avg, exp_avg_sq) = self._optim_operands(
+            param, grad, [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)])
+        if exp_avg is None or exp_avg_sq is None:
+            raise TypeError("exp_avg and exp_avg_sq must be numpy.ndarrays, got None")
+        return (param, grad, exp_avg, exp_avg_sq, step) + scalars
+
+    def nadam_step(self, param, grad, exp_avg, exp_avg_sq, *, step, lr, mu_product,
+                   beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0,
+                   momentum_decay=4e-3, decoupled_weight_decay=False, _prechecked=False,
+                   _check_only=False):
+        """NAdam (Dozat 2016; torch's), in place: AdamW-style decay or d = g + wd p; d +=
+        l1 sign(p); m, v as Adam's; p -= c1 d / (sqrt(v / (1 - beta2^t)) + eps) + c2 m / (...)
+        with ``nadam_loop_scalars``' c1, c2 from this step's ``mu_product`` (the product of
+        mu_1 .. mu_t, kept by the optimizer). ``_prechecked``, ``_check_only``: as for
+        ``sgd_step``."""
+        if not _prechecked:
+            (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+             l1) = self._adam_variant_checks(param, grad, exp_avg, exp_avg_sq, step, lr, beta1,
+                                             beta2, eps, weight_decay, l1)
+            momentum_decay = check_real("momentum_decay", momentum_decay, 0.0)
+            mu_product = check_real("mu_product", mu_product)
+        if _check_only:
+            return param
+        self._nadam_step(param, grad, exp_avg, exp_avg_sq,
+                         *nadam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1,
+                                             momentum_decay, mu_product,
+                                             decoupled_weight_decay),
+                         _threads.threads_for(param.size))
+        return param
+
+    def radam_step(self, param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1=0.9,
+                   beta2=0.999, eps=1e-8, weight_decay=0.0, l1=0.0,
+                   decoupled_weight_decay=False, _prechecked=False, _check_only=False):
+        """RAdam (Liu et al. 2020; torch's), in place: AdamW-style decay or d = g + wd p;
+        d += l1 sign(p); m, v as Adam's; while the variance is tractable (rho_t > 5) p -=
+        m / (1 - beta1^t) lr sqrt(1 - beta2^t) / (sqrt(v) + eps) r_t, before that p -= m /
+        (1 - beta1^t) lr (``radam_loop_scalars``). ``_prechecked``, ``_check_only``: as for
+        ``sgd_step``."""
+        if not _prechecked:
+            (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+             l1) = self._adam_variant_checks(param, grad, exp_avg, exp_avg_sq, step, lr, beta1,
+                                             beta2, eps, weight_decay, l1)
+        if _check_only:
+            return param
+        self._radam_step(param, grad, exp_avg, exp_avg_sq,
+                         *radam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1,
+                                             decoupled_weight_decay),
+                         _threads.threads_for(param.size))
+        return param
+
     # ---------------------------------------------------------------- the loops
     @abc.abstractmethod
     def _sgd_step(self, param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, l1,
@@ -207,3 +313,15 @@ class OptimizerSteps:
                    weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):
         """d = g + wd p + l1 sign(p); m, v, (vmax) updated;
         p := p decay - step_size m / (sqrt(vmax or v) / bc2_sqrt + eps)."""
+
+    @abc.abstractmethod
+    def _nadam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc2, c1, c2, n_threads):
+        """d = g + wd p + l1 sign(p); m, v updated; denom = sqrt(v / bc2) + eps;
+        p := p decay - c1 (d / denom) - c2 (m / denom)."""
+
+    @abc.abstractmethod
+    def _radam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc1, lr, bc2_sqrt, rect, n_threads):
+        """d = g + wd p + l1 sign(p); m, v updated; rect > 0: p := p decay - m / bc1 lr
+        (bc2_sqrt / (sqrt(v) + eps)) rect, else p := p decay - m / bc1 lr."""

@@ -13,8 +13,9 @@ refused), outputs writeable, ``n_threads >= 1``, and no array the call writes (`
 buffers) sharing memory with another of its arguments: that raises ValueError naming both
 ("out must not share memory with X"). The only exceptions are the elementwise kernels that say
 so in their docstrings (activations, dropout), where ``out`` may be its input exactly, in place.
-The losses live in _loss_steps.py (``LossSteps``) and the optimizer steps in _optim_steps.py
-(``OptimizerSteps``), mixins of ``Backend``.
+The losses live in _loss_steps.py (``LossSteps``), the optimizer steps in _optim_steps.py
+(``OptimizerSteps``) and LayerNorm/RMSNorm in _rownorm_steps.py (``RowNormSteps``), mixins of
+``Backend``.
 """
 import abc
 
@@ -25,11 +26,12 @@ from .._checks import check_int, check_real
 from ._arrays import _accumulator, _float_array, _ndim, _output, _same_shape, as_kernel_array
 from ._loss_steps import LossSteps
 from ._optim_steps import OptimizerSteps
+from ._rownorm_steps import RowNormSteps
 from .codes import (IDENTITY, MASK64, activation_code, dropout_key, dropout_threshold,
-                    fused_activation_code)
+                    fused_activation_code, keeps_preactivation)
 
 
-class Backend(LossSteps, OptimizerSteps, abc.ABC):
+class Backend(LossSteps, OptimizerSteps, RowNormSteps, abc.ABC):
     """Shared Python side of every backend. Subclasses implement the ``_<op>`` loops only."""
 
     name = "abstract"
@@ -89,14 +91,17 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         return dX
 
     # ---------------------------------------------------------------- dense
-    def dense_forward(self, X, W, b=None, activation=None, param=None, out=None):
+    def dense_forward(self, X, W, b=None, activation=None, param=None, out=None, *,
+                      preact_out=None):
         """Y = act(X @ W.T + b); W has shape (out_features, in_features).
 
-        The activation must be computable backward from its output (see
-        ``derivative_from_output``) so ``dense_backward`` can use Y alone. ``out`` must not
-        share memory with X, W or b (the GEMM reads X while it writes out).
+        The activation must be computable backward from its output (``derivative_from_output``)
+        unless ``preact_out``, an (N, out_features) array, receives Z = X @ W.T + b too, for
+        ``dense_backward``'s Z (the smooth kinds' fusion: ``keeps_preactivation``). ``out``,
+        ``preact_out`` must not share memory with X, W, b or each other.
         """
-        kind, param = fused_activation_code(activation, param, "dense")
+        kind, param = fused_activation_code(activation, param, "dense",
+                                            preactivation=preact_out is not None)
         X = _float_array("X", X)
         _ndim("X", X, 2)
         W = _float_array("W", W, X.dtype)
@@ -109,21 +114,26 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         if b is not None:
             b = _float_array("b", b, X.dtype)
             _same_shape("b", b, (W.shape[0],))
-        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype,
-                    [("X", X), ("W", W), ("b", b)])
-        self._dense_forward(X, W, b, Y, kind, param, _threads.get_num_threads())
+        inputs = [("X", X), ("W", W), ("b", b)]
+        Y = _output("out", out, (X.shape[0], W.shape[0]), X.dtype, inputs)
+        Z = None
+        if preact_out is not None:
+            Z = _output("preact_out", preact_out, Y.shape, X.dtype, inputs + [("out", Y)])
+        self._dense_forward(X, W, b, Y, kind, param, _threads.get_num_threads(), Z)
         return Y
 
     def dense_backward(self, dY, X, W, Y, dW, db=None, activation=None, param=None,
-                       out=None, need_dX=True):
+                       out=None, need_dX=True, *, Z=None):
         """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; returns dX = dZ @ W.
 
+        ``Z``: the pre-activation kept by ``dense_forward``'s ``preact_out``, act' then taken
+        from it: required where the derivative needs it (Y may be None for the smooth kinds).
         ``dW`` and ``db`` accumulate (gradients add up until zeroed). Either may be None (a
-        frozen weight or bias, or no bias): that gradient is not computed at all (dW=None skips
-        the dW GEMM). With ``need_dX=False`` (the first layer) dX is not computed and None is
-        returned.
+        frozen weight or bias, or no bias): that gradient is not computed at all. With
+        ``need_dX=False`` (the first layer) dX is not computed and None is returned.
         """
-        kind, param = fused_activation_code(activation, param, "dense")
+        kind, param = fused_activation_code(activation, param, "dense",
+                                            preactivation=Z is not None)
         dY = _float_array("dY", dY)
         _ndim("dY", dY, 2)
         dtype = dY.dtype
@@ -134,17 +144,20 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         _same_shape("W", W, (m, X.shape[1]))
         if X.shape[0] != n:
             raise ValueError(f"X must have {n} rows to match dY {dY.shape}, got {X.shape}")
-        if kind != IDENTITY:
-            Y = _float_array("Y", Y, dtype)
-            _same_shape("Y", Y, dY.shape)
-        else:
-            Y = None
-        inputs = [("dY", dY), ("X", X), ("W", W), ("Y", Y)]
+        smooth = Z is not None and keeps_preactivation(kind)  # Y is not read
+        Y = _float_array("Y", Y, dtype) if kind != IDENTITY and not (smooth and Y is None) \
+            else None
+        Z = _float_array("Z", Z, dtype) if kind != IDENTITY and Z is not None else None
+        for name, a in (("Y", Y), ("Z", Z)):
+            if a is not None:
+                _same_shape(name, a, dY.shape)
+        inputs = [("dY", dY), ("X", X), ("W", W), ("Y", Y), ("Z", Z)]
         dW = _accumulator("dW", dW, W.shape, dtype, optional=True, inputs=inputs)
         db = _accumulator("db", db, (m,), dtype, optional=True, inputs=inputs + [("dW", dW)])
         dX = (_output("out", out, X.shape, dtype, inputs + [("dW", dW), ("db", db)])
               if need_dX else None)
-        self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads())
+        self._dense_backward(dY, X, W, Y, dW, db, dX, kind, param, _threads.get_num_threads(),
+                             Z)
         return dX
 
     # ---------------------------------------------------------------- batch normalization
@@ -324,19 +337,25 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
         """dX = Y * (dY - rowsum(dY * Y))."""
 
     @abc.abstractmethod
-    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
-        """Y := act(X @ W.T + b); b may be None."""
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
+        """Y := act(X @ W.T + b); b may be None; Z (unless None) := X @ W.T + b."""
 
     @abc.abstractmethod
-    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        """dZ = dY * act'(Y); db += colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX
-        may each be None (not computed); Y is None for the identity."""
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
+        """dZ = dY * act'(Y) (act'(Z) from the kept pre-activation Z unless None); db +=
+        colsum(dZ); dW += dZ.T @ X; dX := dZ @ W. dW, db and dX may each be None (not
+        computed); Y is None for the identity, and may be None with Z for the smooth kinds."""
 
     # The loss loops return sum_r w_r l_r (W: float64 row weights, or None for all ones) and
     # write G := scale * its gradient and L := the weighted terms, each unless None.
     @abc.abstractmethod
     def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
         """Return sum w_r (Y - T)**2 as a float; G, L as above."""
+
+    @abc.abstractmethod
+    def _robust_loss_loop(self, Y, T, W, G, L, kind, c, scale, n_threads):
+        """Return sum w_r l(Y - T) of the robust loss ``kind`` (codes.ROBUST_*: L1, Huber with
+        delta c, smooth L1 with beta c > 0) as a float; G, L as above."""
 
     @abc.abstractmethod
     def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
@@ -347,6 +366,13 @@ class Backend(LossSteps, OptimizerSteps, abc.ABC):
     def _softmax_cross_entropy_loss(self, Z, labels, W, G, L, scale, n_threads):
         """Return the weighted sum of the softmax cross-entropies (labels: intp, in range);
         G, L (per row) as above."""
+
+    @abc.abstractmethod
+    def _softmax_cross_entropy_smooth_loss(self, Z, labels, S, CW, smoothing, G, L, scale,
+                                           n_threads):
+        """Return the sum of the label-smoothed softmax cross-entropies, row r's term
+        S[r] ((1 - eps) CW[y_r] nll_r + eps / C sum_c CW[c] (-log p_rc)) (S, CW: float64
+        sample and class weights, each None for ones); G, L (per row) as above."""
 
     @abc.abstractmethod
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,

@@ -11,7 +11,9 @@ from .._kernels import dense as _dense
 from .._kernels import dropout as _dropout
 from .._kernels import losses as _losses
 from .._kernels import optim as _optim
+from .._kernels import rownorm as _rownorm
 from .base import Backend
+from .codes import kernel_params
 
 
 class CythonBackend(Backend):
@@ -19,11 +21,14 @@ class CythonBackend(Backend):
 
     name = "cython"
 
+    # (the kernels take an activation's parameter as two scalars: codes.kernel_params)
     def _activation_forward(self, X, Y, kind, param, n_threads):
-        _activations.activation_forward(X, Y, kind, param, n_threads)
+        p, q = kernel_params(param)
+        _activations.activation_forward(X, Y, kind, p, q, n_threads)
 
     def _activation_backward(self, dY, X, Y, dX, kind, param, n_threads):
-        _activations.activation_backward(dY, X, Y, dX, kind, param, n_threads)
+        p, q = kernel_params(param)
+        _activations.activation_backward(dY, X, Y, dX, kind, p, q, n_threads)
 
     def _softmax_forward(self, X, Y, n_threads):
         _activations.softmax_forward(X, Y, n_threads)
@@ -31,14 +36,24 @@ class CythonBackend(Backend):
     def _softmax_backward(self, dY, Y, dX, n_threads):
         _activations.softmax_backward(dY, Y, dX, n_threads)
 
-    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
-        _dense.dense_forward(X, W, b, Y, kind, param, n_threads)
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
+        p, q = kernel_params(param)
+        _dense.dense_forward(X, W, b, Y, kind, p, q, n_threads, Z)
 
-    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, param, n_threads)
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
+        p, q = kernel_params(param)
+        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, p, q, n_threads, Z)
 
     def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
         return _losses.mse_loss(Y, T, W, G, L, scale, n_threads)
+
+    def _robust_loss_loop(self, Y, T, W, G, L, kind, c, scale, n_threads):
+        return _losses.robust_loss(Y, T, W, G, L, kind, c, scale, n_threads)
+
+    def _softmax_cross_entropy_smooth_loss(self, Z, labels, S, CW, smoothing, G, L, scale,
+                                           n_threads):
+        return _losses.softmax_cross_entropy_smooth_loss(Z, labels, S, CW, smoothing, G, L,
+                                                         scale, n_threads)
 
     def _bce_with_logits_loss(self, Z, T, W, P, G, L, scale, n_threads):
         return _losses.bce_with_logits_loss(Z, T, W, P, G, L, scale, n_threads)
@@ -50,20 +65,28 @@ class CythonBackend(Backend):
                                  eps, Y, mean, invstd, kind, param, n_threads):
         _batchnorm.batchnorm_forward_train(
             X, gamma, beta, running_mean, running_var, momentum, eps, Y, mean, invstd, kind,
-            param, n_threads
+            *kernel_params(param), n_threads
         )
 
     def _batchnorm_forward_eval(self, X, gamma, beta, running_mean, running_var, eps, Y, kind,
                                 param, n_threads):
         _batchnorm.batchnorm_forward_eval(
-            X, gamma, beta, running_mean, running_var, eps, Y, kind, param, n_threads
+            X, gamma, beta, running_mean, running_var, eps, Y, kind, *kernel_params(param),
+            n_threads
         )
 
     def _batchnorm_backward(self, dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param,
                             n_threads):
         _batchnorm.batchnorm_backward(
-            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, param, n_threads
+            dY, X, gamma, mean, invstd, Y, dgamma, dbeta, dX, kind, *kernel_params(param),
+            n_threads
         )
+
+    def _rownorm_forward(self, X, gamma, beta, eps, Y, mean, invstd, n_threads):
+        _rownorm.rownorm_forward(X, gamma, beta, eps, Y, mean, invstd, n_threads)
+
+    def _rownorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        _rownorm.rownorm_backward(dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads)
 
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
         _dropout.dropout_forward(X, threshold, scale, key, Y, mask, n_threads)
@@ -91,6 +114,17 @@ class CythonBackend(Backend):
         _optim.adam_step(param, grad, exp_avg, exp_avg_sq, _or_empty(max_exp_avg_sq, param),
                          beta1, beta2, eps, weight_decay, l1, decay, step_size, bc2_sqrt,
                          n_threads)
+
+
+    def _nadam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc2, c1, c2, n_threads):
+        _optim.nadam_step(param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay, l1,
+                          decay, bc2, c1, c2, n_threads)
+
+    def _radam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc1, lr, bc2_sqrt, rect, n_threads):
+        _optim.radam_step(param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay, l1,
+                          decay, bc1, lr, bc2_sqrt, rect, n_threads)
 
 
 _EMPTY = {}

@@ -6,17 +6,17 @@ Cython kernels accumulate in float64 (loss sums, batch-norm statistics).
 import numpy as np
 
 from .base import Backend
-from .codes import ELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SQUARE, STEP, TANH
+from .codes import (ELU, GELU, GOLDEN64, IDENTITY, LEAKY_RELU, RELU, ROBUST_HUBER, ROBUST_L1,
+                    SIGMOID, SQUARE, STEP, TANH)
 
-
-def _sigmoid(x):
-    # exp of a non-positive number only, so no overflow for any logit
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+from ._numpy_smooth import _sigmoid, smooth_derivative, smooth_forward
 
 
 def act_forward(z, kind, param):
-    """act(z) for one activation kind, same dtype as z."""
+    """act(z) for one activation kind, same dtype as z (param: the kind's parameter, a
+    (beta, threshold) pair for softplus)."""
+    if kind >= GELU:
+        return smooth_forward(z, kind, param)
     if kind == IDENTITY:
         return z.copy()
     if kind == RELU:
@@ -40,6 +40,8 @@ def act_derivative(x, y, kind, param):
     """act'(x), taken from the output y where the math allows (x may be None for those kinds)."""
     dtype = y.dtype if y is not None else x.dtype
     one = dtype.type(1)
+    if kind >= GELU:
+        return smooth_derivative(x, kind, param)
     if kind == IDENTITY:
         return np.ones_like(y if y is not None else x)
     if kind == RELU:
@@ -95,14 +97,16 @@ class NumpyBackend(Backend):
     def _softmax_backward(self, dY, Y, dX, n_threads):
         dX[...] = Y * (dY - (dY * Y).sum(axis=1, keepdims=True))
 
-    def _dense_forward(self, X, W, b, Y, kind, param, n_threads):
-        Z = X @ W.T
+    def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
+        pre = X @ W.T
         if b is not None:
-            Z += b
-        Y[...] = act_forward(Z, kind, param)
+            pre += b
+        if Z is not None:
+            Z[...] = pre
+        Y[...] = act_forward(pre, kind, param)
 
-    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads):
-        dZ = dY if kind == IDENTITY else dY * act_derivative(None, Y, kind, param)
+    def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
+        dZ = dY if kind == IDENTITY else dY * act_derivative(Z, Y, kind, param)
         if db is not None:
             db += dZ.sum(axis=0)
         if dW is not None:
@@ -116,6 +120,25 @@ class NumpyBackend(Backend):
         if G is not None:
             G[...] = 2.0 * d * w * scale
         terms = w * d * d
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
+
+    def _robust_loss_loop(self, Y, T, W, G, L, kind, c, scale, n_threads):
+        d = Y.astype(np.float64) - T
+        a = np.abs(d)
+        w = 1.0 if W is None else W[:, None]
+        if kind == ROBUST_L1:
+            terms, grad = a, np.sign(d)
+        elif kind == ROBUST_HUBER:  # c = delta
+            terms = np.where(a < c, 0.5 * d * d, c * (a - 0.5 * c))
+            grad = np.where(a <= c, d, c * np.sign(d))
+        else:  # smooth L1, c = beta > 0
+            terms = np.where(a < c, 0.5 * d * d / c, a - 0.5 * c)
+            grad = np.where(a < c, d / c, np.sign(d))
+        terms = w * terms
+        if G is not None:
+            G[...] = grad * w * scale
         if L is not None:
             L[...] = terms
         return float(terms.sum())
@@ -157,6 +180,29 @@ class NumpyBackend(Backend):
             L[...] = terms
         return float(terms.sum())
 
+    def _softmax_cross_entropy_smooth_loss(self, Z, labels, S, CW, smoothing, G, L, scale,
+                                           n_threads):
+        z = Z.astype(np.float64)
+        n, k = z.shape
+        s = np.ones(n) if S is None else S
+        c = np.ones(k) if CW is None else CW
+        rows = np.arange(n)
+        shifted = z - z.max(axis=1, keepdims=True)
+        logsumexp = np.log(np.exp(shifted).sum(axis=1))
+        neg_logp = logsumexp[:, None] - shifted  # -log p_rc
+        terms = s * ((1.0 - smoothing) * c[labels] * neg_logp[rows, labels]
+                     + smoothing / k * (neg_logp * c).sum(axis=1))
+        if G is not None:
+            p = np.exp(-neg_logp)
+            onehot = np.zeros_like(p)
+            onehot[rows, labels] = 1.0
+            grad = ((1.0 - smoothing) * c[labels][:, None] * (p - onehot)
+                    + smoothing / k * (c.sum() * p - c))
+            G[...] = grad * (s * scale)[:, None]
+        if L is not None:
+            L[...] = terms
+        return float(terms.sum())
+
     def _batchnorm_forward_train(self, X, gamma, beta, running_mean, running_var, momentum,
                                  eps, Y, mean, invstd, kind, param, n_threads):
         x = X.astype(np.float64)
@@ -194,6 +240,33 @@ class NumpyBackend(Backend):
         if dgamma is not None:
             dgamma += sum_dz_xhat
         dX[...] = gamma * invstd / n * (n * dz - sum_dz - xhat * sum_dz_xhat)
+
+    def _rownorm_forward(self, X, gamma, beta, eps, Y, mean, invstd, n_threads):
+        x = X.astype(np.float64)
+        if mean is not None:  # LayerNorm: centered; RMSNorm: not
+            m = x.mean(axis=1)
+            mean[...] = m + (x - m[:, None]).mean(axis=1)  # refined: its rounding error added
+            x = x - mean[:, None]
+        invstd[...] = 1.0 / np.sqrt((x * x).mean(axis=1) + eps)
+        y = x * invstd[:, None]
+        if gamma is not None:
+            y = y * gamma.astype(np.float64)
+        if beta is not None:
+            y = y + beta.astype(np.float64)
+        Y[...] = y
+
+    def _rownorm_backward(self, dY, X, gamma, mean, invstd, dgamma, dbeta, dX, n_threads):
+        dy = dY.astype(np.float64)
+        x = X.astype(np.float64)
+        xhat = (x if mean is None else x - mean[:, None]) * invstd[:, None]
+        g = dy if gamma is None else dy * gamma.astype(np.float64)
+        centered = 0.0 if mean is None else g.mean(axis=1, keepdims=True)
+        dX[...] = invstd[:, None] * ((g - centered) - xhat * (g * xhat).mean(axis=1,
+                                                                           keepdims=True))
+        if dbeta is not None:
+            dbeta += dy.sum(axis=0)
+        if dgamma is not None:
+            dgamma += (dy * xhat).sum(axis=0)
 
     def _dropout_forward(self, X, threshold, scale, key, Y, mask, n_threads):
         counters = np.arange(1, X.size + 1, dtype=np.uint64)
@@ -250,6 +323,32 @@ class NumpyBackend(Backend):
             param[...] = param - t(lr) * momentum_buffer
         else:
             param[...] = param - t(lr) * (d / avg)
+
+    def _adam_moments(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, weight_decay, l1):
+        """d (the decayed gradient), and exp_avg and exp_avg_sq updated: Adam's first half."""
+        t = param.dtype.type
+        d = grad + t(weight_decay) * param
+        if l1 != 0:
+            d = d + t(l1) * _l1_sign(param)
+        exp_avg[...] = exp_avg + (t(1) - t(beta1)) * (d - exp_avg)
+        exp_avg_sq[...] = t(beta2) * exp_avg_sq + (t(1) - t(beta2)) * d * d
+        return d
+
+    def _nadam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc2, c1, c2, n_threads):
+        t = param.dtype.type
+        d = self._adam_moments(param, grad, exp_avg, exp_avg_sq, beta1, beta2, weight_decay, l1)
+        denom = np.sqrt(exp_avg_sq / t(bc2)) + t(eps)
+        param[...] = (param * t(decay) - t(c1) * (d / denom)) - t(c2) * (exp_avg / denom)
+
+    def _radam_step(self, param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay,
+                    l1, decay, bc1, lr, bc2_sqrt, rect, n_threads):
+        t = param.dtype.type
+        self._adam_moments(param, grad, exp_avg, exp_avg_sq, beta1, beta2, weight_decay, l1)
+        step = exp_avg / t(bc1) * t(lr)
+        if rect > 0:
+            step = step * (t(bc2_sqrt) / (np.sqrt(exp_avg_sq) + t(eps))) * t(rect)
+        param[...] = param * t(decay) - step
 
     def _adam_step(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, beta2, eps,
                    weight_decay, l1, decay, step_size, bc2_sqrt, n_threads):

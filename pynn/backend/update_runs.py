@@ -1,7 +1,7 @@
 """An optimizer's step in its own words, for a caller that runs the update loops itself (a
 compiled training step, pynn.nn.train_step): one named record per run of the optimizer's loop
 over one flat slice of its parameters (``AdamRun``, ``SGDRun``, ``AdagradRun``,
-``RMSpropRun``), holding the slices and the hyper-parameters of that step, named as the
+``RMSpropRun``, ``NAdamRun``, ``RAdamRun``), holding the slices and the hyper-parameters of that step, named as the
 backend's checked step (``Backend.adam_step``, ...) names its arguments.
 
 The protocol a compiled training step reaches an optimizer through (pynn.optim.Optimizer has
@@ -117,6 +117,48 @@ class RMSpropRun(NamedTuple):
 
     kernel = "rmsprop_step"
     n_arrays = 5
+
+
+class NAdamRun(NamedTuple):
+    """One run of NAdam's loop (``Backend.nadam_step``)."""
+
+    param: np.ndarray
+    grad: np.ndarray
+    exp_avg: np.ndarray
+    exp_avg_sq: np.ndarray
+    step: int
+    lr: float
+    mu_product: float  # the product of NAdam's momentum coefficients, this step's included
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    l1: float
+    momentum_decay: float
+    decoupled_weight_decay: bool
+
+    kernel = "nadam_step"
+    n_arrays = 4
+
+
+class RAdamRun(NamedTuple):
+    """One run of RAdam's loop (``Backend.radam_step``)."""
+
+    param: np.ndarray
+    grad: np.ndarray
+    exp_avg: np.ndarray
+    exp_avg_sq: np.ndarray
+    step: int
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    l1: float
+    decoupled_weight_decay: bool
+
+    kernel = "radam_step"
+    n_arrays = 4
 
 
 class UpdateRuns(NamedTuple):

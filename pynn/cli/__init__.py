@@ -1,5 +1,6 @@
 """The ``pynn`` command: ``pynn train``, ``pynn evaluate MODEL``, ``pynn predict MODEL``,
-``pynn bench`` (the speed comparison of ``pynn.bench``), ``pynn search`` (``pynn.search``).
+``pynn bench`` (the speed comparison of ``pynn.bench``), ``pynn search`` (``pynn.search``),
+``pynn export MODEL`` (an ONNX file, ``pynn.onnx``).
 
 ``pynn train`` with no arguments runs the lecture's recipe on the bundled digits: standardize
 (fit on the training part only), two Dense-BatchNorm-ReLU blocks with He initialization, Adam
@@ -16,12 +17,13 @@ imports it.
 import argparse
 import sys
 
-from . import bench, evaluate, search, train
+from . import bench, evaluate, export, search, train
 from ._common import CLIError
 
 # command name -> its run(args, out=None), in the order of ``pynn --help``
 COMMANDS = {"train": train.run, "evaluate": evaluate.run_evaluate,
-            "predict": evaluate.run_predict, "bench": bench.run, "search": search.run}
+            "predict": evaluate.run_predict, "bench": bench.run, "search": search.run,
+            "export": export.run}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +41,7 @@ def build_parser():
     evaluate.add_parsers(sub)
     bench.add_parser(sub)
     search.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

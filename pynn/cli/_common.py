@@ -70,3 +70,14 @@ def _write_json(path, payload):
     with atomic_open(path, "w") as f:
         json.dump(json_safe(payload), f, indent=2, allow_nan=False)
         f.write("\n")
+
+
+def mpi_ranks():
+    """(ranks in the MPI job, this process's rank): (1, 0) unless started by an MPI launcher
+    (mpirun, srun), whose job the command then runs data-parallel."""
+    from ..distributed import launched_size, world
+
+    if launched_size() == 1:
+        return 1, 0
+    w = world()
+    return w.size, w.rank

@@ -1,4 +1,5 @@
-"""``pynn evaluate MODEL`` and ``pynn predict MODEL``: a saved model on labelled or new data.
+"""``pynn evaluate MODEL`` and ``pynn predict MODEL``: a saved model (.npz, or .onnx through
+pynn.onnx.load) on labelled or new data.
 
 Both read the model and pick its input columns out of --data/--dataset the same way
 (:func:`_features_for`: by the header's names when the model was trained on named columns,
@@ -20,7 +21,8 @@ def add_parsers(sub):
     for name, helptext in (("evaluate", "loss and accuracy of a saved model on labelled data"),
                            ("predict", "write a saved model's predictions to a CSV")):
         p = sub.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("model", metavar="MODEL", help="a model saved by pynn train / pynn.save")
+        p.add_argument("model", metavar="MODEL",
+                       help="a model saved by pynn train / pynn.save, or an .onnx file")
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--data", metavar="FILE",
                          help="a CSV (columns matched to the model's by the header's names; "
@@ -35,10 +37,12 @@ def add_parsers(sub):
 
 
 def _load_model(path):
-    from ..io import load
-
     if not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
+    if path.lower().endswith(".onnx"):  # pynn export's metadata, or {} for another tool's
+        from ..onnx import load
+    else:
+        from ..io import load
     model, meta = load(path, return_metadata=True)
     model.eval()
     return model, meta

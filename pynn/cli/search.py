@@ -6,7 +6,7 @@ import sys
 
 from ..search.result import _cell
 from ..search.space import DEFAULT_GRID, DEFAULT_SPACE
-from ._common import CLIError, _fraction, _nonneg_int, _positive_int, _write_json
+from ._common import CLIError, _fraction, _nonneg_int, _positive_int, _write_json, mpi_ranks
 from ._common import add_training_data_arguments
 from ._data import _decide_task, _is_csv, _load_data
 
@@ -64,10 +64,16 @@ def run(args, out=None):
             n_jobs = 1
         else:
             n_jobs = -1
+    # Under an MPI launcher (mpirun -n N pynn search ...) the trials are spread over the
+    # ranks; rank 0 alone prints, refits and writes.
+    ranks, rank = mpi_ranks()
+    if rank != 0:
+        out, args.verbose = open(os.devnull, "w"), 0
     X, y_raw, features, target_name, source = _load_data(args, target=args.target)
     task, y = ("classification", y_raw) if args.data is None else _decide_task(y_raw, args.task)
     options = dict(epochs=args.epochs, patience=args.patience, val_fraction=args.val_size,
-                   task=task, seed=args.seed, n_jobs=n_jobs, verbose=args.verbose,
+                   task=task, seed=args.seed, n_jobs=1 if ranks > 1 else n_jobs,
+                   verbose=args.verbose, distributed=ranks > 1,
                    # pixels share one scale; the columns of a user's table each have their own
                    standardize="feature" if args.data else "common")
     n_trials = math.prod(map(len, DEFAULT_GRID.values())) if args.method == "grid" else args.trials
@@ -78,6 +84,9 @@ def run(args, out=None):
         result = grid_search(X, y, DEFAULT_GRID, **options)
     else:
         result = random_search(X, y, DEFAULT_SPACE, args.trials, **options)
+    if rank != 0:
+        out.close()
+        return 0
 
     os.makedirs(args.out, exist_ok=True)
     model_path = os.path.join(args.out, "model.npz")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..train.recipe import OPTIMIZERS, build_mlp, make_optimizer
 from ._common import (CLIError, _dropout, _fraction, _hidden, _nonneg_int, _positive_float,
-                      _positive_int, _write_json, add_training_data_arguments)
+                      _positive_int, _write_json, add_training_data_arguments, mpi_ranks)
 from ._data import _decide_task, _is_csv, _load_data
 
 SCHEDULES = ("exponential", "cosine", "onecycle", "constant")
@@ -185,6 +185,7 @@ def _fit(data, idx, scaled, args, out):
         scheduler=scheduler, callbacks=[EarlyStopping("val_loss", patience=args.patience)],
         clip_grad_norm=args.clip_grad_norm,
         class_weight=None if args.class_weight == "none" else args.class_weight,
+        distributed=args.ranks > 1,
     )
     return model, loss, history, trainer.evaluate(Xs["test"], ys["test"]), schedule_text
 
@@ -241,6 +242,11 @@ def run(args, out=None):
     out = out or sys.stdout
     if args.target is not None and args.data is None:
         raise CLIError("--target needs --data")
+    # Under an MPI launcher (mpirun -n N pynn train ...) every rank trains its shard of each
+    # batch (Trainer.fit(distributed=True)); rank 0 alone prints and writes.
+    args.ranks, rank = mpi_ranks()
+    if rank != 0:
+        out, args.verbose = open(os.devnull, "w"), 0
     if args.backend is not None:
         pynn.set_backend(args.backend)
     t_start = time.perf_counter()
@@ -248,6 +254,9 @@ def run(args, out=None):
     idx = _split(data["y"], data["task"], args)
     scaled = _standardize(data, idx, args)
     model, loss, history, test, schedule_text = _fit(data, idx, scaled, args, out)
+    if rank != 0:
+        out.close()
+        return 0
     model_path = _save_model(model, loss, data, scaled, args)
     plot_path = _plot_curves(history, args, data["source"])
 
@@ -256,7 +265,7 @@ def run(args, out=None):
     test_loss = (test["loss"] if task == "classification"
                  else test["loss"] * scaled["y_scale"] ** 2)  # in the target's own units
     report_path = args.report or os.path.join(args.out, "report.json")
-    config = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    config = {k: v for k, v in vars(args).items() if k not in ("func",)}  # (ranks included)
     config.update({"dataset": args.dataset or (None if args.data else "digits"), "task": task,
                    "scaling": scaled["scaling"], "backend": pynn.get_backend().name,
                    "recipe": _recipe_text(args, scaled["scaling"], schedule_text)})

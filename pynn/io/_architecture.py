@@ -11,6 +11,8 @@ from ..nn.containers import ModuleList, Sequential
 from ..nn.dense import Dense
 from ..nn.dropout import Dropout
 from ..nn.module import Module
+from ..nn.normalization import LayerNorm, RMSNorm
+from ..nn.residual import Residual
 from ..nn.standardizer import Standardizer
 
 # How deeply a file's architecture may nest containers (a hostile file's limit).
@@ -38,10 +40,11 @@ def register(cls):
 
 
 def _register_builtins():
-    for cls in (Dense, BatchNorm, Dropout, Sequential, ModuleList, Standardizer):
+    for cls in (Dense, BatchNorm, LayerNorm, RMSNorm, Dropout, Sequential, ModuleList, Residual,
+                Standardizer):
         register(cls)
     for name in ("Identity", "Step", "Sigmoid", "Tanh", "ReLU", "Square", "LeakyReLU", "ELU",
-                 "Softmax"):
+                 "GELU", "SiLU", "Softplus", "Mish", "Softmax"):
         register(getattr(_act, name))
 
 
@@ -50,7 +53,19 @@ _register_builtins()
 
 def _is_list_container(cls):
     # containers whose children are their constructor arguments
-    return issubclass(cls, (Sequential, ModuleList))
+    return issubclass(cls, (Sequential, ModuleList, Residual))
+
+
+def _child_names(cls, count):
+    """The state_dict names of a list container's ``count`` children: "0", "1", ..., or the
+    class's ``child_names`` (Residual's "block"), whose number a file must then match."""
+    names = getattr(cls, "child_names", None)
+    if names is None:
+        return [str(i) for i in range(count)]
+    if count != len(names):
+        raise ModelFileError(f"architecture: {cls.__name__} takes {len(names)} layer(s), got "
+                             f"{count}")
+    return list(names)
 
 
 # ---------------------------------------------------------------------------- architecture
@@ -91,8 +106,8 @@ def _expected_shapes(arch, prefix="", depth=0):
     cls = _arch_type(arch, depth)
     if _is_list_container(cls):
         out = {}
-        for i, sub in enumerate(arch["layers"]):
-            shapes = _expected_shapes(sub, f"{prefix}{i}.", depth + 1)
+        for name, sub in zip(_child_names(cls, len(arch["layers"])), arch["layers"]):
+            shapes = _expected_shapes(sub, f"{prefix}{name}.", depth + 1)
             if shapes is None:
                 return None
             out.update(shapes)
@@ -110,6 +125,7 @@ def build(arch, depth=0):
     """A fresh model from an architecture description (as ``architecture`` returns)."""
     cls = _arch_type(arch, depth)
     if _is_list_container(cls):
+        _child_names(cls, len(arch["layers"]))  # a Residual of one block, say
         children = [build(sub, depth + 1) for sub in arch["layers"]]
         return cls(children)
     try:

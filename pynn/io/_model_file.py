@@ -116,6 +116,7 @@ def save(model, path, metadata=None):
     """
     if not isinstance(model, Module):
         raise TypeError(f"model must be a pynn Module, got {type(model).__name__}")
+    model = model.saved_module()  # a wrapper (DataParallel) saves the model it trains
     header = {"format": FORMAT_MODEL, "version": VERSION, "architecture": architecture(model),
               "metadata": _plain_json("metadata", metadata or {})}
     _atomic_savez(path, header, _model_arrays(model))
@@ -144,6 +145,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, his
     """
     if not isinstance(model, Module):
         raise TypeError(f"model must be a pynn Module, got {type(model).__name__}")
+    model = model.saved_module()  # a wrapper (DataParallel) saves the model it trains
     arrays = _model_arrays(model)
     state_arrays = {}
     if history is not None and hasattr(history, "history"):
@@ -329,6 +331,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None):
     dict with "epoch", "history" (dict of lists or None), "extra", "optimizer", "scheduler"
     (the decoded state dicts).
     """
+    model = model.saved_module()  # a wrapper (DataParallel) restores the model it trains
     archive = Archive(path)
     try:
         header = _read_header(archive)

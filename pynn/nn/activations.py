@@ -1,7 +1,9 @@
 """Activation layers. Each caches its input and output; derivatives come from the output where
-the math allows (ReLU, sigmoid, tanh), so a Dense before one can fuse it into its kernel."""
+the math allows (ReLU, sigmoid, tanh), so a Dense or BatchNorm before one can fuse it into its
+kernel; the smooth ones of today's MLP blocks (GELU, SiLU, Softplus, Mish) need their input, and
+a Dense they are fused into keeps its pre-activation for them."""
 from .._checks import check_real
-from ..backend.codes import activation_code, derivative_from_output
+from ..backend.codes import activation_code, derivative_from_output, keeps_preactivation
 from ._layer_checks import check_input
 from .module import Module
 
@@ -24,7 +26,7 @@ class Activation(Module):
 
     @property
     def param(self):
-        """The activation's scalar parameter (slope, alpha) or None."""
+        """The activation's parameter (slope, alpha; Softplus's (beta, threshold)) or None."""
         return None
 
     def forward(self, X):
@@ -44,14 +46,22 @@ class Activation(Module):
         return self.backend.activation_forward(X, self.activation, self.param)
 
 
-def fusable(act):
+def fusable(act, into="batchnorm"):
     """(activation name, parameter) when the activation layer ``act`` can run in the epilogue
-    of the Dense or BatchNorm kernel before it, else (None, None): its derivative must be
-    computable from its output alone."""
+    of the kernel of the op ``into`` ("dense" or "batchnorm") before it, else (None, None): its
+    derivative must be computable from its output alone, or (into a Dense) it is one of the
+    smooth kinds, for which the Dense keeps its pre-activation (``needs_preactivation``)."""
     a, p = act.activation, act.param
-    if derivative_from_output(*activation_code(a, p)):
+    kind, param = activation_code(a, p)
+    if derivative_from_output(kind, param) or (into == "dense" and keeps_preactivation(kind)):
         return a, p
     return None, None
+
+
+def needs_preactivation(act):
+    """True when the Dense that ``act`` is fused into must keep its pre-activation for the
+    backward (the smooth kinds: GELU, SiLU, Softplus, Mish)."""
+    return keeps_preactivation(activation_code(act.activation, act.param)[0])
 
 
 def is_plain_activation(module):
@@ -143,6 +153,67 @@ class ELU(Activation):
 
     def config(self):
         return {"alpha": self.alpha}
+
+
+class GELU(Activation):
+    """Gaussian error linear unit, v -> v Phi(v) with Phi the standard normal CDF
+    (Hendrycks & Gimpel 2016), torch's ``nn.GELU``.
+
+    Parameters
+    ----------
+    approximate : "none" (default) or "tanh"
+        "tanh": torch's approximation ``0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)))``.
+    """
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+        self.activation = "gelu" if approximate == "none" else "gelu_tanh"
+
+    def config(self):
+        return {"approximate": self.approximate}
+
+
+class SiLU(Activation):
+    """Sigmoid linear unit (swish), v -> v sigmoid(v) (Elfwing et al. 2018), torch's
+    ``nn.SiLU``."""
+
+    activation = "silu"
+
+
+class Softplus(Activation):
+    """v -> log(1 + exp(beta v)) / beta, and v itself where beta v > threshold (torch's
+    ``nn.Softplus``; computed without overflow for any v).
+
+    Parameters
+    ----------
+    beta : float, default 1.0 (nonzero)
+    threshold : float, default 20.0
+    """
+
+    activation = "softplus"
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta = check_real("beta", beta)
+        if self.beta == 0:
+            raise ValueError("beta must be nonzero (softplus divides by it)")
+        self.threshold = check_real("threshold", threshold)
+
+    @property
+    def param(self):
+        return (self.beta, self.threshold)
+
+    def config(self):
+        return {"beta": self.beta, "threshold": self.threshold}
+
+
+class Mish(Activation):
+    """v -> v tanh(softplus(v)) (Misra 2019), torch's ``nn.Mish``."""
+
+    activation = "mish"
 
 
 class Softmax(Module):

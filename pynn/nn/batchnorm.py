@@ -91,10 +91,28 @@ class BatchNorm(Module):
                 f"input of shape {X.shape} (use eval() to normalize single samples)"
             )
         momentum = self._counter().next_momentum()
+        reducer = self.__dict__.get("_stats_reducer")
+        if reducer is not None:
+            return _synced_forward(self, X, momentum, reducer, activation, param)
         return self.backend.batchnorm_forward_train(
             X, self.weight.data, self.bias.data, self.running_mean, self.running_var,
             momentum, self.eps, activation=activation, param=param,
         )
+
+    def sync_statistics(self, reducer):
+        """Compute training-mode batch statistics over the rows of every replica (torch's
+        SyncBatchNorm): ``reducer.sum(values)`` returns the sum over the replicas of a float64
+        array, the same on each (``pynn.distributed.DataParallel(sync_batchnorm=True)`` sets
+        its MPI world here); None goes back to this process's rows. The forward then averages
+        over the global batch and the backward reduces its two column sums, so N replicas of
+        B/N rows train like one of B. Parameter gradients stay this replica's part (the
+        gradients' allreduce adds them up). Runs eagerly (the compiled step does not take it).
+        """
+        if reducer is None:
+            self.__dict__.pop("_stats_reducer", None)
+        else:
+            self.__dict__["_stats_reducer"] = reducer  # not state: never saved or pickled
+        Module.registry_version += 1  # plans built before do not know
 
     def _counter(self):
         """This layer's ``BatchCounter`` (made on first use; a copy makes its own)."""
@@ -107,6 +125,7 @@ class BatchNorm(Module):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_batch_counter", None)  # a memoryview: neither pickled nor deep-copied
+        state.pop("_stats_reducer", None)  # an MPI communicator: the copy is not synced
         return state
 
     def _eval_apply(self, X, activation=None, param=None):
@@ -127,6 +146,10 @@ class BatchNorm(Module):
         dbeta = self.bias.grad if self.bias.requires_grad else None
         if dgamma is None and dbeta is None and not input_grad:
             return None
+        if mean is not None and "_stats_reducer" in self.__dict__:
+            dX = _synced_backward(self, dY, X, Y, mean, invstd, dgamma, dbeta, activation,
+                                  param)
+            return dX if input_grad else None
         if mean is not None:
             dX = self.backend.batchnorm_backward(
                 dY, X, self.weight.data, mean, invstd, dgamma, dbeta, Y=Y,
@@ -185,3 +208,51 @@ class BatchNorm(Module):
         return {"weight": (n,), "bias": (n,), "running_mean": (n,), "running_var": (n,),
                 "num_batches_tracked": ()}
 
+
+
+# torch's SyncBatchNorm, in float64 NumPy (as the reference backend's BatchNorm): the local
+# column sums are reduced over the replicas, each a fixed number of times per step, so every
+# replica calls the reducer in the same order.
+def _synced_forward(layer, X, momentum, reducer, activation, param):
+    x = X.astype(np.float64)
+    totals = reducer.sum(np.append(x.sum(axis=0), x.shape[0]))
+    n = totals[-1]
+    if n < 2:
+        raise ValueError(f"BatchNorm: expected more than 1 value per feature in training "
+                         f"mode over all replicas, got {int(n)} rows")
+    mean = totals[:-1] / n
+    var = reducer.sum(((x - mean) ** 2).sum(axis=0)) / n
+    invstd = 1.0 / np.sqrt(var + layer.eps)
+    layer.running_mean[...] = ((1.0 - momentum) * layer.running_mean.astype(np.float64)
+                               + momentum * mean)
+    layer.running_var[...] = ((1.0 - momentum) * layer.running_var.astype(np.float64)
+                              + momentum * var * n / (n - 1))
+    layer.__dict__["_synced_rows"] = n
+    Y = _synced_normalize(layer, x, mean, invstd)
+    if activation is not None:  # a container fused the activation after it
+        Y = layer.backend.activation_forward(Y, activation, param)
+    return Y, mean, invstd
+
+
+def _synced_normalize(layer, x, mean, invstd):
+    return ((x - mean) * invstd * layer.weight.data + layer.bias.data).astype(layer.dtype)
+
+
+def _synced_backward(layer, dY, X, Y, mean, invstd, dgamma, dbeta, activation, param):
+    """dY is the gradient of the global loss (the mean over every replica's rows)."""
+    x = X.astype(np.float64)
+    if activation is not None:
+        Z = _synced_normalize(layer, x, mean, invstd)
+        dY = layer.backend.activation_backward(dY, Z, Y, activation, param)
+    dz = dY.astype(np.float64)
+    xhat = (x - mean) * invstd
+    sums = np.concatenate([dz.sum(axis=0), (dz * xhat).sum(axis=0)])
+    if dbeta is not None:
+        dbeta += sums[:layer.num_features]
+    if dgamma is not None:
+        dgamma += sums[layer.num_features:]
+    total = layer.__dict__["_stats_reducer"].sum(sums)
+    n = layer.__dict__["_synced_rows"]
+    sum_dz, sum_dz_xhat = total[:layer.num_features], total[layer.num_features:]
+    return (layer.weight.data * invstd / n * (n * dz - sum_dz - xhat * sum_dz_xhat)).astype(
+        layer.dtype)

@@ -2,7 +2,8 @@
 ``ModuleList`` (modules held for a custom module's own forward)."""
 import numpy as np
 
-from .activations import ELU, Activation, LeakyReLU, ReLU, fusable, is_plain_activation
+from .activations import (ELU, Activation, LeakyReLU, ReLU, fusable, is_plain_activation,
+                          needs_preactivation)
 from .batchnorm import BatchNorm
 from .dense import Dense
 from . import plan as _plan
@@ -38,8 +39,9 @@ class Sequential(Module):
     Fusion is this container's execution detail and never changes a layer: a Dense or a
     BatchNorm directly followed by an activation whose derivative can be taken from its output
     (identity, step, sigmoid, tanh, ReLU, leaky ReLU with slope >= 0, ELU with alpha > 0) runs
-    as one kernel call with the activation in its epilogue, and the forward's intermediate
-    values are kept here, not on the layers. The layers themselves still compute exactly their
+    as one kernel call with the activation in its epilogue, and so does a Dense followed by
+    GELU, SiLU, Softplus or Mish (the Dense then keeps its pre-activation for their
+    derivative); the forward's intermediate values are kept here, not on the layers. The layers themselves still compute exactly their
     own function when called alone or from another container.
 
     The parameters are packed into one contiguous arena per dtype when the container is built.
@@ -161,11 +163,17 @@ class Sequential(Module):
         ctx = []
         for kind, layer, act in self._steps():
             if kind != _PLAIN:
-                a, p = fusable(act)
+                a, p = fusable(act, "dense" if kind == _DENSE_ACT else "batchnorm")
                 if a is not None:
                     if kind == _DENSE_ACT:
-                        Y = layer._apply(X, a, p)
-                        ctx.append((X, Y, None, None, a, p))
+                        # (a Dense's context keeps its pre-activation where mean and invstd
+                        # go for a BatchNorm)
+                        Z = None
+                        if needs_preactivation(act):
+                            Y, Z = layer._apply(X, a, p, keep_preactivation=True)
+                        else:
+                            Y = layer._apply(X, a, p)
+                        ctx.append((X, Y, Z, None, a, p))
                     elif layer.training:
                         Y, mean, invstd = layer._train_apply(X, a, p)
                         ctx.append((X, Y, mean, invstd, a, p))
@@ -201,7 +209,7 @@ class Sequential(Module):
             if c is not None:
                 X, Y, mean, invstd, a, p = c
                 if kind == _DENSE_ACT:
-                    dY = layer._grad(dY, X, Y, a, p, input_grad=need)
+                    dY = layer._grad(dY, X, Y, a, p, input_grad=need, Z=mean)
                 else:
                     dY = layer._grad(dY, X, Y, mean, invstd, a, p, input_grad=need)
             elif act is not None:
@@ -291,7 +299,8 @@ class Sequential(Module):
         """[(index, "Dense+relu"), ...]: the layer pairs that run as one kernel call."""
         out, i = [], 0
         for kind, layer, act in self._steps():
-            if kind != _PLAIN and fusable(act)[0] is not None:
+            if kind != _PLAIN and fusable(
+                    act, "dense" if kind == _DENSE_ACT else "batchnorm")[0] is not None:
                 out.append((i, f"{type(layer).__name__}+{act.activation}"))
             i += 1 if act is None else 2
         return out

@@ -63,18 +63,23 @@ class Dense(Module):
     # The two functional halves. They keep nothing on the layer, so a container can run this
     # Dense with an activation fused into its epilogue (its own execution detail) while the
     # layer itself stays ``X @ W.T + b`` for everyone else who holds it.
-    def _apply(self, X, activation=None, param=None):
-        """act(X @ W.T + b) for a validated X; stores nothing."""
+    def _apply(self, X, activation=None, param=None, keep_preactivation=False):
+        """act(X @ W.T + b) for a validated X; stores nothing. With ``keep_preactivation``
+        (an activation whose derivative needs it): (Y, Z), Z = X @ W.T + b."""
         X = check_input(self, X, features=self.in_features, dtype=self.dtype)
         if self._auto_init:
             self._auto_init = False  # weights in use: no container may re-draw them any more
-        return self.backend.dense_forward(
+        Z = (np.empty((X.shape[0], self.out_features), self.dtype) if keep_preactivation
+             else None)
+        Y = self.backend.dense_forward(
             X, self.weight.data, None if self.bias is None else self.bias.data,
-            activation=activation, param=param,
+            activation=activation, param=param, preact_out=Z,
         )
+        return (Y, Z) if keep_preactivation else Y
 
-    def _grad(self, dY, X, Y, activation=None, param=None, input_grad=True):
-        """Accumulate dW, db (unless frozen) from the forward's X and output Y; dX or None."""
+    def _grad(self, dY, X, Y, activation=None, param=None, input_grad=True, Z=None):
+        """Accumulate dW, db (unless frozen) from the forward's X and output Y (and its kept
+        pre-activation Z, for an activation that needs it); dX or None."""
         dY = check_input(self, dY, "dY", features=self.out_features, dtype=self.dtype)
         dW = self.weight.grad if self.weight.requires_grad else None
         db = self.bias.grad if self.bias is not None and self.bias.requires_grad else None
@@ -82,7 +87,7 @@ class Dense(Module):
             return None  # frozen and first: nothing to compute
         return self.backend.dense_backward(
             dY, X, self.weight.data, Y, dW, db, activation=activation, param=param,
-            need_dX=input_grad,
+            need_dX=input_grad, Z=Z,
         )
 
     def forward(self, X):

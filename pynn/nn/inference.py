@@ -6,7 +6,7 @@ statistics, a Standardizer's mean and scale), never copies of them: every call r
 as they are then, so a write into a parameter's ``.data`` or a running statistic is seen by the
 next call. What cannot be seen that way -- an array replaced by another (an optimizer re-packing
 the parameters, a buffer assigned, a refitted Standardizer), a layer added or replaced, a
-backend, an ``eps`` or an activation's slope changed -- is checked before each call (``holds``)
+backend, an ``eps`` or an activation's parameter or form changed -- is checked before each call (``holds``)
 and makes the container build a new program. With every layer on the Cython backend the whole
 forward is one call into C without the GIL (pynn._kernels.inference); otherwise the layers'
 backends run the same ops from Python. See ``InferencePlan``.
@@ -16,7 +16,7 @@ import numpy as np
 from .. import _threads
 from .. import backend as _backends
 from ..backend._arrays import as_kernel_array
-from ..backend.codes import IDENTITY, activation_code
+from ..backend.codes import IDENTITY, activation_code, kernel_params
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
@@ -104,7 +104,7 @@ class InferencePlan:
                     op.post = len(ops) + 1  # the activation runs after BatchNorm
                     i += 1
                 else:
-                    op.code, op.param, op.act, i = _epilogue(layers, i + 1)
+                    op.code, op.param, op.act, i = _epilogue(layers, i + 1, "dense")
             elif cls_ is BatchNorm:
                 op = _Op("batchnorm", layer, layer.num_features)
                 op.code, op.param, op.act, i = _epilogue(layers, i + 1)
@@ -140,8 +140,9 @@ class InferencePlan:
                         for op in self.ops for name in _BUFFERS.get(op.kind, ())]
         self.settings = [(op.layer, "eps", op.layer.eps) for op in self.ops
                          if op.kind == "batchnorm"]
-        self.settings += [(op.act, "param", op.act.param) for op in self.ops
-                          if op.act is not None and op.act.param is not None]
+        # (an activation's name too: GELU's form is an attribute of the layer)
+        self.settings += [(op.act, name, getattr(op.act, name)) for op in self.ops
+                          if op.act is not None for name in ("activation", "param")]
         self.backends = [op.layer.backend for op in self.ops]
 
     # -- validity and choices ---------------------------------------------------------------
@@ -269,12 +270,14 @@ def _readable(a, dtype):
             and a.flags.aligned)
 
 
-def _epilogue(layers, i):
+def _epilogue(layers, i, into="batchnorm"):
     """(activation code, param, activation layer, next index) when layers[i] is an activation
-    that can run in the epilogue of the op before it; (IDENTITY, 0.0, None, i) otherwise."""
+    that can run in the epilogue of the op ``into`` before it; (IDENTITY, 0.0, None, i)
+    otherwise. (No backward here: a Dense runs the smooth kinds in its epilogue without
+    keeping its pre-activation.)"""
     act = layers[i] if i < len(layers) else None
     if is_plain_activation(act):
-        name, param = fusable(act)
+        name, param = fusable(act, into)
         if name is not None:
             return (*activation_code(name, param), act, i + 1)
     return IDENTITY, 0.0, None, i
@@ -294,14 +297,15 @@ def _compiled(plan):
     width = plan.in_width
     for op in plan.ops:
         layer = op.layer
+        param, param2 = kernel_params(op.param)  # (the activation's two scalars)
         if op.kind == "dense":
             bias = layer.bias
-            program.add_dense(act=op.code, param=op.param, k=width, m=op.width,
+            program.add_dense(act=op.code, param=param, param2=param2, k=width, m=op.width,
                               W=layer.weight._data.ctypes.data,
                               b=0 if bias is None else bias._data.ctypes.data,
                               pre=op.pre, post=op.post)
         elif op.kind == "batchnorm":
-            program.add_batchnorm(act=op.code, param=op.param, features=op.width,
+            program.add_batchnorm(act=op.code, param=param, param2=param2, features=op.width,
                                   eps=layer.eps, gamma=layer.weight._data.ctypes.data,
                                   beta=layer.bias._data.ctypes.data,
                                   running_mean=layer.running_mean.ctypes.data,
@@ -311,7 +315,7 @@ def _compiled(plan):
             program.add_standardize(width=op.width, mean=layer.mean.ctypes.data,
                                     scale=layer.scale.ctypes.data, foldable=op.foldable)
         elif op.kind == "activation":
-            program.add_activation(act=op.code, param=op.param, width=op.width)
+            program.add_activation(act=op.code, param=param, param2=param2, width=op.width)
         else:
             program.add_softmax(width=op.width)
         width = op.width

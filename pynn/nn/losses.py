@@ -11,6 +11,7 @@ batch whose weights sum to zero has loss 0 and a zero gradient, where torch retu
 """
 import numpy as np
 
+from .._checks import check_real
 from ..backend import backend_for
 from ..backend._arrays import check_reduction
 
@@ -94,6 +95,68 @@ class MSELoss(Loss):
         return loss
 
 
+class L1Loss(Loss):
+    """Absolute error ``|output - target|``, reduced over all N*K elements (a weighted mean
+    with ``sample_weight``); torch's ``nn.L1Loss``. Its gradient is sign(output - target), 0
+    where they are equal."""
+
+    def forward(self, output, target, sample_weight=None):
+        _float_target(self, output, target)
+        loss, self._grad = self.backend.l1_loss(output, target, sample_weight=sample_weight,
+                                                reduction=self.reduction)
+        return loss
+
+
+class HuberLoss(Loss):
+    """Huber's loss, torch's ``nn.HuberLoss``: with d = output - target, ``d**2 / 2`` where
+    ``|d| < delta``, else ``delta * (|d| - delta / 2)`` (squared near 0, linear in the tails,
+    so outliers pull with at most ``delta``), reduced over all N*K elements.
+
+    Parameters
+    ----------
+    delta : float > 0, default 1.0
+    """
+
+    def __init__(self, delta=1.0, *, reduction="mean", backend=None):
+        super().__init__(reduction=reduction, backend=backend)
+        self.delta = check_real("delta", delta, 0.0, low_open=True)
+
+    def _extra_repr(self):
+        return {"delta": self.delta}
+
+    def forward(self, output, target, sample_weight=None):
+        _float_target(self, output, target)
+        loss, self._grad = self.backend.huber_loss(output, target, delta=self.delta,
+                                                   sample_weight=sample_weight,
+                                                   reduction=self.reduction)
+        return loss
+
+
+class SmoothL1Loss(Loss):
+    """torch's ``nn.SmoothL1Loss``: with d = output - target, ``d**2 / (2 beta)`` where
+    ``|d| < beta``, else ``|d| - beta / 2`` (Huber's loss divided by beta; beta = 0 is the L1
+    loss), reduced over all N*K elements.
+
+    Parameters
+    ----------
+    beta : float >= 0, default 1.0
+    """
+
+    def __init__(self, beta=1.0, *, reduction="mean", backend=None):
+        super().__init__(reduction=reduction, backend=backend)
+        self.beta = check_real("beta", beta, 0.0)
+
+    def _extra_repr(self):
+        return {"beta": self.beta}
+
+    def forward(self, output, target, sample_weight=None):
+        _float_target(self, output, target)
+        loss, self._grad = self.backend.smooth_l1_loss(output, target, beta=self.beta,
+                                                       sample_weight=sample_weight,
+                                                       reduction=self.reduction)
+        return loss
+
+
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits (sigmoid fused in, stable for any logit), reduced over
     all N*K elements. Targets are probabilities in [0, 1] of the output's dtype.
@@ -133,6 +196,11 @@ class CrossEntropyLoss(Loss):
     weight : array (C,), optional
         torch's class weights: row r counts ``weight[label_r]`` times, and the mean divides by
         the sum of the rows' weights (torch's class-weighted mean).
+    label_smoothing : float in [0, 1], default 0
+        torch's: the target becomes ``(1 - label_smoothing) onehot + label_smoothing / C``;
+        with class weights, torch's form (each class's share of the smoothed term weighted by
+        its own weight, the mean still divided by the rows' weights). The compiled training
+        step runs only the unsmoothed, unweighted loss; this one runs the eager lines.
 
     Shape
     -----
@@ -140,12 +208,16 @@ class CrossEntropyLoss(Loss):
     - target: (N,) integers in [0, C)
     """
 
-    def __init__(self, weight=None, *, reduction="mean", backend=None):
+    def __init__(self, weight=None, *, reduction="mean", label_smoothing=0.0, backend=None):
         super().__init__(reduction=reduction, backend=backend)
         self.weight = _class_weights("weight", weight)
+        self.label_smoothing = check_real("label_smoothing", label_smoothing, 0.0, 1.0)
 
     def _extra_repr(self):
-        return {} if self.weight is None else {"weight": self.weight.tolist()}
+        extra = {} if self.weight is None else {"weight": self.weight.tolist()}
+        if self.label_smoothing:
+            extra["label_smoothing"] = self.label_smoothing
+        return extra
 
     def probabilities(self, output):
         """softmax(output) along each row: the class probabilities (rows sum to 1)."""
@@ -154,5 +226,5 @@ class CrossEntropyLoss(Loss):
     def forward(self, output, target, sample_weight=None):
         loss, self._grad = self.backend.softmax_cross_entropy_loss(
             output, target, sample_weight=sample_weight, class_weight=self.weight,
-            reduction=self.reduction)
+            reduction=self.reduction, label_smoothing=self.label_smoothing)
         return loss

@@ -339,6 +339,11 @@ class Module(StateDict):
         """Constructor arguments as plain values (for summaries and saved architectures)."""
         return {}
 
+    def saved_module(self):
+        """The module ``pynn.save`` and checkpoints write for this one: itself, or the model a
+        wrapper trains (``pynn.distributed.DataParallel``)."""
+        return self
+
     @classmethod
     def from_config(cls, config):
         """A new module from ``config()``'s values (how ``pynn.load`` rebuilds it)."""

@@ -21,7 +21,7 @@ from .. import backend as _backends
 from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
 from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_DROPOUT, OP_SOFTMAX,
                              activation_code, dropout_key, dropout_threshold)
-from .activations import Softmax, fusable, is_plain_activation
+from .activations import Softmax, fusable, is_plain_activation, needs_preactivation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
@@ -33,12 +33,13 @@ from .parameter import ParameterArena
 class _Step:
     """One kernel call of the plan and its buffers."""
 
-    __slots__ = ("kind", "layer", "act", "code", "param", "Y", "dX", "mean", "invstd", "mask",
-                 "nt", "eval_ran", "dropped", "be", "w", "b")
+    __slots__ = ("kind", "layer", "act", "code", "param", "Y", "Z", "dX", "mean", "invstd",
+                 "mask", "nt", "eval_ran", "dropped", "be", "w", "b")
 
     def __init__(self, kind, layer, act, code, param):
         self.kind, self.layer, self.act, self.code, self.param = kind, layer, act, code, param
-        self.Y = self.dX = self.mean = self.invstd = self.mask = None
+        # Z: a Dense's pre-activation, kept for an activation whose derivative needs it
+        self.Y = self.Z = self.dX = self.mean = self.invstd = self.mask = None
         self.be = layer.backend
         # the layer's parameters (weight/gamma, bias/beta), looked up once
         self.w = layer._parameters.get("weight")
@@ -55,8 +56,10 @@ def build(seq, X):
         return None
     steps = []
     for _, layer, act in seq._steps():
-        # an activation whose derivative needs its input runs as a step of its own
-        fused = act if act is not None and fusable(act)[0] is not None else None
+        # an activation whose derivative needs its input runs as a step of its own (unless a
+        # Dense keeps its pre-activation for it: needs_preactivation)
+        into = "dense" if type(layer) is Dense else "batchnorm"
+        fused = act if act is not None and fusable(act, into)[0] is not None else None
         if act is None or fused is not None:
             modules = [(layer, fused)]
         else:
@@ -78,6 +81,8 @@ def _step_for(layer, act):
     """The step running ``layer`` (a Dense's or BatchNorm's activation layer ``act`` in its
     epilogue), or None when the plan has no step for it."""
     cls = type(layer)
+    if cls is BatchNorm and "_stats_reducer" in layer.__dict__:
+        return None  # synchronized statistics: the layer's own (eager) forward
     if cls is Dense or cls is BatchNorm:
         kind = OP_DENSE if cls is Dense else OP_BN
         name, param = (None, None) if act is None else (act.activation, act.param)
@@ -112,6 +117,8 @@ class Plan:
                 width = layer.out_features
                 s.nt = self.n_threads
                 layer._auto_init = False  # weights in use: no container re-draws them now
+                if s.act is not None and needs_preactivation(s.act):
+                    s.Z = np.empty((n, width), self.dtype)
             elif s.kind == OP_BN:
                 if layer.num_features != width or layer.dtype != self.dtype:
                     raise _Mismatch
@@ -131,11 +138,11 @@ class Plan:
         # (parameter, its data, its grad) of every parameter of the container, in its order
         self.params = [(p, p._data, p._grad) for p in seq.parameters()]
         self.generation = ParameterArena.generation
-        self.act_params = []  # (activation layer, the parameter the plan runs it with)
+        self.act_params = []  # (activation layer, its parameter when the plan was built)
         for s in steps:
             act = s.act if s.act is not None else (s.layer if s.kind == OP_ACT else None)
             if act is not None and act.param is not None:
-                self.act_params.append((act, s.param))
+                self.act_params.append((act, act.param))
         self.registry_version = Module.registry_version
         self.buffers = [(m, m.running_mean, m.running_var) for m in
                         (s.layer for s in steps if s.kind == OP_BN)]
@@ -170,7 +177,7 @@ class Plan:
                 return False
             self.backend_version = Module.backend_version  # assigned, but the same names
         for act, param in self.act_params:
-            if float(act.param) != param:
+            if act.param != param:
                 return False  # a slope or alpha was changed after the plan was built
         return True
 
@@ -193,7 +200,7 @@ class Plan:
             if kind == OP_DENSE:
                 b = s.b
                 be._dense_forward(X, s.w._data, None if b is None else b._data, s.Y,
-                                  s.code, s.param, s.nt)
+                                  s.code, s.param, s.nt, s.Z)
             elif kind == OP_BN:
                 s.eval_ran = not layer.training
                 if layer.training:
@@ -241,7 +248,7 @@ class Plan:
                 if dW is None and db is None and dX is None:
                     return None
                 be._dense_backward(dY, X, w._data, None if s.code == IDENTITY else s.Y, dW, db,
-                                   dX, s.code, s.param, s.nt)
+                                   dX, s.code, s.param, s.nt, s.Z)
             elif kind == OP_BN:
                 if s.eval_ran:  # rare: backward through running statistics, done in NumPy
                     dX = layer._grad(dY, X, s.Y, None, None, _act_name(s), s.param, need)

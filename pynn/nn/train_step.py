@@ -26,7 +26,7 @@ import numpy as np
 from .. import _threads
 from ..backend import backend_for
 from ..backend.codes import (BACKWARD, FORWARD, IDENTITY, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT,
-                             OP_BN, OP_DENSE, UPD_ADAM, UPD_SGD, UPDATE)
+                             OP_BN, OP_DENSE, UPD_ADAM, UPD_SGD, UPDATE, kernel_params)
 from ..backend.update_runs import AdamRun, SGDRun, run_update
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .parameter import Parameter, ParameterArena
@@ -113,6 +113,7 @@ class TrainStep:
         prog.set_loss(kind=self.loss_kind, G=self.G.ctypes.data, n=n, k=self.k_out,
                       n_threads=_threads.threads_for(n * self.k_out))
         self.momenta = np.zeros(max(len(plan.steps), 1), np.float64)
+        self.grad_rows = n  # the rows the program's loss gradient is a mean over
         self.prog = prog
         self.held = []  # the runs in the program: their arrays stay alive while it points in
         self.loaded = None  # the optimizer's version the runs were loaded at (None: reload)
@@ -125,6 +126,7 @@ class TrainStep:
         m = s.Y.shape[1]
         X = 0 if i == 0 else plan.steps[i - 1].Y.ctypes.data
         dX = s.dX if i > 0 else None  # the first op's only when the caller wants it: never
+        param, param2 = kernel_params(s.param)  # (the activation's two scalars)
         if s.kind == OP_DENSE:
             w, b = s.w, s.b
             dW = w._grad if w._requires_grad else None
@@ -135,11 +137,12 @@ class TrainStep:
             acc = self._scratch(n_acc * m, np.float64) if db is not None else None
             forward = self._kernel.dense_scratch(n, k, m)
             forward = self._scratch(forward, plan.dtype) if forward else None
-            prog.add_dense(act=s.code, param=s.param, n=n, k=k, m=m, n_threads=s.nt,
-                           backward_threads=nt, bias_rows=n_acc, X=X, Y=s.Y.ctypes.data,
-                           dX=_addr(dX), W=w._data.ctypes.data,
+            prog.add_dense(act=s.code, param=param, param2=param2, n=n, k=k, m=m,
+                           n_threads=s.nt, backward_threads=nt, bias_rows=n_acc, X=X,
+                           Y=s.Y.ctypes.data, dX=_addr(dX), W=w._data.ctypes.data,
                            b=_addr(None if b is None else b._data), dW=_addr(dW), db=_addr(db),
-                           dz=_addr(dz), bias_sums=_addr(acc), forward_scratch=_addr(forward))
+                           dz=_addr(dz), bias_sums=_addr(acc), forward_scratch=_addr(forward),
+                           Z=_addr(s.Z))
         elif s.kind == OP_BN:
             layer = s.layer
             if not layer.training or n < 2:
@@ -147,7 +150,8 @@ class TrainStep:
             g, bt = s.w, s.b
             fwd, bwd = self._kernel.batchnorm_scratch(n, m)
             prog.add_batchnorm(
-                act=s.code, param=s.param, n=n, features=m, n_threads=s.nt, eps=layer.eps, X=X,
+                act=s.code, param=param, param2=param2, n=n, features=m, n_threads=s.nt,
+                eps=layer.eps, X=X,
                 Y=s.Y.ctypes.data, dX=s.dX.ctypes.data,  # (the kernel always computes dX)
                 gamma=g._data.ctypes.data, beta=bt._data.ctypes.data,
                 dgamma=_addr(g._grad if g._requires_grad else None),
@@ -160,8 +164,8 @@ class TrainStep:
             self.bn_settings.append((layer, layer.eps))
             self.counters.append((i, layer._counter()))
         elif s.kind == OP_ACT:
-            prog.add_activation(act=s.code, param=s.param, n=n, width=m, n_threads=s.nt, X=X,
-                                Y=s.Y.ctypes.data, dX=_addr(dX))
+            prog.add_activation(act=s.code, param=param, param2=param2, n=n, width=m,
+                                n_threads=s.nt, X=X, Y=s.Y.ctypes.data, dX=_addr(dX))
         else:
             raise _Unsupported  # Dropout, Softmax: the eager step runs them
 
@@ -193,11 +197,17 @@ class TrainStep:
         return y
 
     # -- running ------------------------------------------------------------------------------
-    def run(self, X, y, finite_only=False):
+    def run(self, X, y, finite_only=False, reduce=None):
         """One step; the loss value, or None when the eager step must run instead.
 
         ``finite_only``: a non-finite loss skips the update (as ``Trainer`` with TerminateOnNaN
-        does); the step then takes two C calls instead of one."""
+        does); the step then takes two C calls instead of one.
+
+        ``reduce``: data parallelism's hook (``pynn.distributed``): the loss gradient is that
+        of the mean over ``reduce.rows`` rows (the global batch's), and ``reduce(value)`` runs
+        between the backward and the update: it makes every replica's gradients the global
+        ones and returns the global loss value (the one returned, and checked by
+        ``finite_only``, so every replica takes the same branch)."""
         target = self._target(y)
         if target is None or (self.loss_kind == LOSS_CE and not self._kernel.labels_in_range(
                 target, self.k_out)):
@@ -207,7 +217,17 @@ class TrainStep:
             momenta[i] = counter.next_momentum()
         if self.zero_first:
             self.optimizer.zero_grad()
-        if finite_only:
+        rows = self.n if reduce is None else reduce.rows
+        if rows != self.grad_rows:
+            self.prog.set_gradient_rows(rows)
+            self.grad_rows = rows
+        if reduce is not None:
+            value = reduce(self.prog.run(X, target, momenta, FORWARD | BACKWARD))
+            if finite_only and not math.isfinite(value):
+                return value  # every replica skips the update alike
+            after = self._load_updates()
+            self.prog.run(X, target, momenta, UPDATE)
+        elif finite_only:
             value = self.prog.run(X, target, momenta, FORWARD)
             if not math.isfinite(value):
                 if not self.zero_first:
@@ -285,10 +305,12 @@ def _add_update(prog, run):
 
 
 def _default_loss(loss):
-    """The loss computes what the program computes: the plain mean, no weights."""
+    """The loss computes what the program computes: the plain mean, no weights, no label
+    smoothing."""
     return (getattr(loss, "reduction", "mean") == "mean"
             and getattr(loss, "weight", None) is None
-            and getattr(loss, "pos_weight", None) is None)
+            and getattr(loss, "pos_weight", None) is None
+            and not getattr(loss, "label_smoothing", 0.0))
 
 
 def _signature(optimizer):

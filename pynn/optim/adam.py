@@ -53,20 +53,8 @@ class Adam(Optimizer):
         super().__init__(params, defaults, backend=backend)
 
     def _check_group(self, group):
-        check_hyper(group, "lr", "learning rate")
-        check_hyper(group, "eps", "epsilon value")
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
-        pair = {"betas": betas[0]}
-        b1 = check_hyper(pair, "betas", "beta parameter at index 0", high=1.0, high_open=True)
-        pair = {"betas": betas[1]}
-        b2 = check_hyper(pair, "betas", "beta parameter at index 1", high=1.0, high_open=True)
-        group["betas"] = (b1, b2)
-        check_hyper(group, "weight_decay", "weight_decay value")
-        check_hyper(group, "l1", "l1 value")
+        check_adam_group(group)
         check_flag(group, "amsgrad")
-        check_flag(group, "decoupled_weight_decay")
 
     def _step_group(self, gi, group, gstate):
         self._ensure_state(gi, "exp_avg")
@@ -81,6 +69,24 @@ class Adam(Optimizer):
             decoupled_weight_decay=group["decoupled_weight_decay"],
             eps_before_correction=self._eps_before_correction,
         )
+
+
+def check_adam_group(group):
+    """The hyper-parameters Adam, NAdam and RAdam share: lr, eps, betas, weight_decay, l1 and
+    decoupled_weight_decay (torch's wording)."""
+    check_hyper(group, "lr", "learning rate")
+    check_hyper(group, "eps", "epsilon value")
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of floats, got {betas!r}")
+    pair = {"betas": betas[0]}
+    b1 = check_hyper(pair, "betas", "beta parameter at index 0", high=1.0, high_open=True)
+    pair = {"betas": betas[1]}
+    b2 = check_hyper(pair, "betas", "beta parameter at index 1", high=1.0, high_open=True)
+    group["betas"] = (b1, b2)
+    check_hyper(group, "weight_decay", "weight_decay value")
+    check_hyper(group, "l1", "l1 value")
+    check_flag(group, "decoupled_weight_decay")
 
 
 class AdamW(Adam):

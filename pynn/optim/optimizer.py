@@ -54,6 +54,9 @@ class Optimizer(FlatLayout):
     state_keys = ()
     #: whether the per-parameter state holds a "step" entry (SGD's does not)
     has_step = True
+    #: scalar state entries beside "step", with their value before the first step, kept per
+    #: group like the step and shown in every parameter's entry (NAdam's "mu_product")
+    scalar_state = {}
     #: the record of one run of the update loop (pynn.backend.update_runs; subclasses set it):
     #: ``_step_group`` names its fields, ``_for_slices`` runs the backend's step of that name
     #: or, inside ``update_runs``, makes the records
@@ -320,6 +323,8 @@ class Optimizer(FlatLayout):
         keys = [k for k in self.state_keys if k in gstate["keys"]]
         for p in self.param_groups[gi]["params"]:
             entry = {"step": gstate["step"]} if self.has_step else {}
+            for key, first in self.scalar_state.items():
+                entry[key] = gstate.get(key, first)
             for key in keys:
                 view = self._view(p, key)
                 entry[key] = view.copy() if copy else view
@@ -331,7 +336,8 @@ class Optimizer(FlatLayout):
         if any(e is None for e in entries):
             raise ValueError(f"{where} covers only some of its parameters; a group is updated "
                              "as one buffer, so all or none must have state")
-        keysets = {frozenset(k for k in e if k != "step") for e in entries}
+        scalars = {"step", *self.scalar_state}
+        keysets = {frozenset(k for k in e if k not in scalars) for e in entries}
         if len(keysets) != 1:
             raise ValueError(f"{where} has different state keys for different parameters")
         keys = set(keysets.pop())
@@ -352,6 +358,13 @@ class Optimizer(FlatLayout):
             if len(steps) != 1:
                 raise ValueError(f"{where} has different steps for different parameters")
             step = steps.pop()
+        gstate = {"step": step, "keys": keys}
+        for key in self.scalar_state:  # one value per group, as the step
+            values = {float(np.asarray(e[key]).reshape(())) if key in e else None
+                      for e in entries}
+            if None in values or len(values) != 1 or not math.isfinite(min(values)):
+                raise ValueError(f"{where} needs one finite '{key}' for all its parameters")
+            gstate[key] = values.pop()
         writes = []
         for p, e in zip(params, entries):
             for key in keys:
@@ -362,7 +375,7 @@ class Optimizer(FlatLayout):
                 if value.dtype.kind not in "fiu":
                     raise TypeError(f"{where}: {key} must be numeric, got dtype {value.dtype}")
                 writes.append((p, key, value))
-        return {"step": step, "keys": keys}, writes
+        return gstate, writes
 
 
 # ---------------------------------------------------------------------- validation helpers

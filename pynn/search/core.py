@@ -11,20 +11,13 @@ from .._checks import check_int, check_real
 from .._threads import get_num_threads, set_num_threads
 from ..data import LabelEncoder, Standardizer, as_array, split_indices
 from ..train.recipe import build_mlp, make_optimizer
+from ._parallel import (active_backend, cluster_worker_threads, results_as,
+                        threads_per_trial_for, workers_for)
 from .result import SearchResult
 from .space import check_grid, check_space, expand_grid, sample_space
 
 TASKS = ("auto", "classification", "regression")
 STANDARDIZE = ("feature", "common", None)
-
-
-def _require_joblib():
-    try:
-        import joblib
-    except ImportError:
-        raise ImportError("n_jobs other than 1 needs joblib: pip install 'pynn[search]'") \
-            from None
-    return joblib
 
 
 # ---------------------------------------------------------------------------- data
@@ -132,16 +125,22 @@ def _score(model, X, y, task):
     return float(1.0 - residual / total) if total > 0 else float(-residual)
 
 
-def _run_trial(index, params, data, epochs, patience, seed, threads):
-    """One trial, in whichever process joblib chose: set this process's threads, train, score."""
-    if threads is not None and get_num_threads() != threads:
+def _run_trial(index, params, X, y, X_val, y_val, n_in, n_out, task, epochs, patience, seed,
+               threads):
+    """One trial, in whichever process joblib chose: set this process's threads (``threads``,
+    or None on a cluster worker: its share), train, score.
+
+    The holdout comes as four arrays, not inside one object: joblib's dask backend sends each
+    large array argument to the workers once per search (an object holding them would travel
+    inside every task, through the scheduler), and loky memory-maps large arrays."""
+    if threads is None:
+        threads = cluster_worker_threads()
+    if get_num_threads() != threads:
         set_num_threads(threads)
     start = time.perf_counter()
     model, history, best_epoch, diverged = _train(
-        params, data.fit_X, data.fit_y, data.val_X, data.val_y, data.n_in, data.n_out,
-        data.task, epochs, patience, seed)
-    return {"trial": index, "params": params,
-            "score": _score(model, data.val_X, data.val_y, data.task),
+        params, X, y, X_val, y_val, n_in, n_out, task, epochs, patience, seed)
+    return {"trial": index, "params": params, "score": _score(model, X_val, y_val, task),
             "best_epoch": best_epoch, "epochs_run": len(history), "diverged": diverged,
             "threads": get_num_threads(), "seconds": time.perf_counter() - start}
 
@@ -191,47 +190,30 @@ def _fmt(value):
     return str(value)
 
 
-def _workers(n_jobs, n_trials):
-    """(joblib or None, number of workers). n_jobs=1 never imports joblib; None follows
-    joblib.parallel_config when joblib is installed (1 outside such a context), else 1."""
-    if n_jobs is None:
-        try:
-            import joblib
-        except ImportError:
-            return None, 1
-    else:
-        n_jobs = check_int("n_jobs", n_jobs)
-        if n_jobs == 0:
-            raise ValueError("n_jobs must not be 0: a positive count, or -1 for every core")
-        if n_jobs == 1:
-            return None, 1
-        joblib = _require_joblib()
-    workers = min(joblib.effective_n_jobs(n_jobs), n_trials)
-    return (joblib, workers) if workers > 1 else (None, 1)
-
-
 def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
-            threads_per_trial, refit, verbose):
-    joblib, workers = _workers(n_jobs, len(candidates))
-    if threads_per_trial is None:
-        # n_jobs processes x threads each must not exceed the cores pynn may use, or the trials
-        # oversubscribe them and every one slows down
-        threads_per_trial = max(1, get_num_threads() // workers)
-    else:
-        threads_per_trial = check_int("threads_per_trial", threads_per_trial, 1)
+            threads_per_trial, refit, verbose, distributed=False):
+    if distributed:
+        return _search_over_ranks(candidates, knobs, method, data, epochs=epochs,
+                                  patience=patience, seed=seed,
+                                  threads_per_trial=threads_per_trial, refit=refit,
+                                  verbose=verbose)
+    joblib, workers = workers_for(n_jobs, len(candidates))
+    backend = None if joblib is None else active_backend(joblib)
+    threads_per_trial = threads_per_trial_for(backend, workers, threads_per_trial)
     metric = "accuracy" if data.task == "classification" else "r2"
     progress = _TrialProgress(verbose, len(candidates), metric)
-    args = (data, epochs, patience, seed)
+    args = (data.fit_X, data.fit_y, data.val_X, data.val_y, data.n_in, data.n_out, data.task,
+            epochs, patience, seed, threads_per_trial)
     before = get_num_threads()
     rows = []
     try:
         if joblib is None:
             for i, params in enumerate(candidates):
-                rows.append(_run_trial(i, params, *args, threads_per_trial))
+                rows.append(_run_trial(i, params, *args))
                 progress.update(rows[-1], knobs)
         else:
-            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
-            for row in parallel(joblib.delayed(_run_trial)(i, params, *args, threads_per_trial)
+            parallel = joblib.Parallel(n_jobs=n_jobs, return_as=results_as(backend))
+            for row in parallel(joblib.delayed(_run_trial)(i, params, *args)
                                 for i, params in enumerate(candidates)):
                 rows.append(row)
                 progress.update(row, knobs)
@@ -240,11 +222,47 @@ def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
         # a threading backend runs trials in this process: give the caller its count back
         if get_num_threads() != before:
             set_num_threads(before)
+    if threads_per_trial is None:
+        # the cluster's workers chose: what every trial ran with, when they agree
+        ran_with = {row["threads"] for row in rows}
+        threads_per_trial = ran_with.pop() if len(ran_with) == 1 else None
+    return _result(rows, knobs, method, metric, data, threads_per_trial, workers, refit, seed)
+
+
+def _result(rows, knobs, method, metric, data, threads_per_trial, workers, refit, seed):
     result = SearchResult(rows, knobs, method, metric, data.task, threads_per_trial, workers)
     result.classes = None if data.encoder is None else data.encoder.classes_
     if refit:
         result.model = _refit(result.best_params, result.results[0]["best_epoch"], data, seed)
     return result
+
+
+def _search_over_ranks(candidates, knobs, method, data, *, epochs, patience, seed,
+                       threads_per_trial, refit, verbose):
+    """The trials of an MPI job's search (``mpirun -n N``): rank r runs trials r, r + N, ...
+    with its share of the node's cores, every rank gets every row (one allgather), and rank 0
+    refits the winner (the others' ``model`` is None)."""
+    from ..distributed import world
+
+    w = world()
+    w.share_cores()
+    threads = (get_num_threads() if threads_per_trial is None
+               else check_int("threads_per_trial", threads_per_trial, 1))
+    metric = "accuracy" if data.task == "classification" else "r2"
+    progress = _TrialProgress(verbose if w.is_root else 0, len(candidates), metric)
+    mine = []
+    try:
+        for i in range(w.rank, len(candidates), w.size):
+            mine.append(_run_trial(i, candidates[i], data.fit_X, data.fit_y, data.val_X,
+                                   data.val_y, data.n_in, data.n_out, data.task, epochs,
+                                   patience, seed, threads))
+            progress.update(mine[-1], knobs)
+    finally:
+        progress.close()
+    rows = sorted((row for part in w.gather_all(mine) for row in part),
+                  key=lambda row: row["trial"])
+    return _result(rows, knobs, method, metric, data, threads, w.size, refit and w.is_root,
+                   seed)
 
 
 def _refit(params, epochs, data, seed):
@@ -289,17 +307,24 @@ _COMMON_DOC = """
         Trials run at once through joblib (the ``search`` extra). 1 runs them here, in order,
         without joblib; -1 uses every core; None follows ``joblib.parallel_config`` (1
         outside one), so ``with joblib.parallel_config(backend="dask"): ...(n_jobs=-1)``
-        spreads them over a cluster.
+        spreads them over a cluster (docs/cluster_search.md).
     threads_per_trial : int, optional
         pynn threads in each trial; default ``pynn.get_num_threads() // workers`` (at least 1),
-        so workers x threads never exceeds the cores. Scores are reproducible at the same
-        threads per trial, whatever ``n_jobs``: another thread count cuts the matrix products
-        differently, which changes their rounding.
+        so workers x threads never exceeds the cores. On a cluster backend (dask, ray) each
+        worker takes its own share instead: the cores its process may use (OMP_NUM_THREADS,
+        which Dask's nanny and Ray set) divided among the trials it runs at once. Scores are
+        reproducible at the same threads per trial, whatever ``n_jobs`` or backend: another
+        thread count cuts the matrix products differently, which changes their rounding.
     refit : bool, default True
         Retrain the best parameters on all of ``X, y`` for the epochs their trial used;
         ``result.model`` (the scaler as its first layer) takes raw features.
     verbose : 0 or 1, default 0
         1: a progress bar (tqdm on a terminal, the ``progress`` extra) or a line per trial.
+    distributed : bool, default False
+        Spread the trials over the ranks of the MPI job this process belongs to (``mpirun
+        -n N``; the ``mpi`` extra) instead of joblib: rank r runs trials r, r + N, ... with
+        its share of the node's cores; every rank returns every trial, and rank 0 alone
+        refits (the other ranks' ``model`` is None).
 
     Returns
     -------
@@ -320,7 +345,7 @@ def _check_common(epochs, patience, val_fraction, seed, verbose):
 
 def grid_search(X, y, grid, *, epochs=30, patience=5, val_fraction=0.2, task="auto",
                 standardize="feature", seed=0, n_jobs=None, threads_per_trial=None, refit=True,
-                verbose=0):
+                verbose=0, distributed=False):
     """Train the lecture's recipe at every point of ``grid`` and rank the points by their
     validation score.
 
@@ -341,12 +366,13 @@ def grid_search(X, y, grid, *, epochs=30, patience=5, val_fraction=0.2, task="au
     data = _Data(X, y, task, val_fraction, standardize, seed)
     return _search(expand_grid(grid), list(grid), "grid", data, epochs=epochs,
                    patience=patience, seed=seed, n_jobs=n_jobs,
-                   threads_per_trial=threads_per_trial, refit=refit, verbose=verbose)
+                   threads_per_trial=threads_per_trial, refit=refit, verbose=verbose,
+                   distributed=distributed)
 
 
 def random_search(X, y, space, n_trials=16, *, epochs=30, patience=5, val_fraction=0.2,
                   task="auto", standardize="feature", seed=0, sample_seed=None, n_jobs=None,
-                  threads_per_trial=None, refit=True, verbose=0):
+                  threads_per_trial=None, refit=True, verbose=0, distributed=False):
     """Train the lecture's recipe at ``n_trials`` points drawn from ``space`` and rank them by
     their validation score.
 
@@ -376,7 +402,7 @@ def random_search(X, y, space, n_trials=16, *, epochs=30, patience=5, val_fracti
     data = _Data(X, y, task, val_fraction, standardize, seed)
     return _search(candidates, list(space), "random", data, epochs=epochs, patience=patience,
                    seed=seed, n_jobs=n_jobs, threads_per_trial=threads_per_trial, refit=refit,
-                   verbose=verbose)
+                   verbose=verbose, distributed=distributed)
 
 
 for _search_function in (grid_search, random_search):

@@ -38,7 +38,8 @@ class SearchResult:
     classes : ndarray or None
         The class labels (sorted), for classification.
     threads_per_trial, workers : int
-        pynn threads in each trial and trials run at once.
+        pynn threads in each trial and trials run at once. threads_per_trial is None when the
+        workers of a cluster chose different shares (each row's ``threads`` says which).
     """
 
     def __init__(self, rows, knobs, method, metric, task, threads_per_trial, workers):

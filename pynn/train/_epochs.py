@@ -80,42 +80,80 @@ class _EpochLoop:
         self.nan_cb = next((c for c in trainer._active if isinstance(c, TerminateOnNaN)), None)
         self.batch_cbs = [c for c in trainer._active if c.wants_batch_end()]
         self.metric_items = list(trainer.metrics.items())
+        self.dist = trainer._distributed
+        # running logs per batch: the same decision on every rank (rank 0 alone shows a bar)
+        self.running = bool(self.batch_cbs) or trainer._progress.bar
+        if self.dist is not None:  # (only rank 0 may have a bar)
+            self.running = self.dist.world.sum([self.running])[0] > 0
         # clipping edits the gradients between backward and the update: such a fit runs the
         # eager lines
         self.compiled = not clip
 
     def epoch(self, epoch, batch_size, order):
         """One epoch's batches: its logs (loss and metrics), or None when it did not finish."""
-        trainer, train = self.trainer, self.train
+        trainer, train, dist = self.trainer, self.train, self.dist
         trainer._progress.epoch_begin(epoch, train.n_batches(batch_size))
         total = LossTotal(trainer.loss)
         sums = dict.fromkeys(trainer.metrics, 0.0)
-        seen = 0
-        for b, (Xb, yb, wb) in enumerate(train.batches(batch_size, order)):
+        seen = rows_done = 0  # rows of this process's outputs; rows of the (global) batches
+        rng = trainer._rng if dist is None else dist.augmentation_rng(epoch)
+        batches = (train.batches(batch_size, order) if dist is None
+                   else train.batches(batch_size, order, shard=dist.shard))
+        for b, (Xb, yb, wb) in enumerate(batches):
             wb = self.class_weights.rows(wb, yb, train.width)
             for aug in self.augment:
-                Xb = aug(Xb, trainer._rng)
+                Xb = aug(Xb, rng)
+            rows_done += yb.shape[0]
             try:
-                out = self._step(epoch, b, Xb, yb, wb, total)
+                if dist is None:
+                    out = self._step(epoch, b, Xb, yb, wb, total)
+                else:
+                    out, yb = self._shard_step(epoch, b, Xb, yb, wb, total)
             except _Stop:
                 return None
             n_b = yb.shape[0]
-            for k, f in self.metric_items:
-                sums[k] += f(out, yb) * n_b
+            if n_b:
+                for k, f in self.metric_items:
+                    sums[k] += f(out, yb) * n_b
             seen += n_b
-            if self.batch_cbs or trainer._progress.bar:
-                running = {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
+            if self.running:
+                running = self._running(total, sums, seen)
                 trainer._progress.batch_end(b, running)
                 for cb in self.batch_cbs:
                     cb.on_batch_end(epoch, b, running)
             if trainer.stop_training:
                 # a stream's length is unknown: stopping there leaves its epoch unfinished
-                if train.n is None or seen != train.n:
+                if train.n is None or rows_done != train.n:
                     return None
                 break
-        if seen == 0:
+        if rows_done == 0:
             raise ValueError(f"X yielded no batches in epoch {epoch + 1}")
+        if dist is not None:
+            sums, seen = dist.reduce_metrics(sums, seen)
         return {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
+
+    def _running(self, total, sums, seen):
+        """The logs so far, for batch callbacks and the progress bar (over every rank's rows:
+        callbacks on each rank must decide alike)."""
+        if self.dist is not None:
+            sums, seen = self.dist.reduce_metrics(sums, seen)
+        return {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
+
+    def _shard_step(self, epoch, b, Xb, yb, wb, total):
+        """The step on this rank's shard of a global batch (``Xb`` its rows already; ``yb``,
+        ``wb`` the whole batch's): (its output, its targets)."""
+        trainer, loss_fn, nan_cb = self.trainer, self.trainer.loss, self.nan_cb
+        part = self.dist.shard(yb.shape[0])
+        share, batch_weight = self.dist.share(loss_fn, yb.shape[0], wb, part)
+        ys, ws = yb[part], None if wb is None else wb[part]
+        value, out = self.dist.dp.step(
+            Xb, ys, loss_fn, trainer.optimizer, share=share, rows=yb.shape[0], sample_weight=ws,
+            zero_grad="model", finite_only=nan_cb is not None, clip=self.clip or None)
+        total.record(value, batch_weight)
+        if not math.isfinite(value) and nan_cb is not None:
+            nan_cb.terminate(epoch, b, value)  # every rank skipped the update alike
+            raise _Stop
+        return out, ys
 
     def _step(self, epoch, b, Xb, yb, wb, total):
         """One training step on a batch, its loss counted into ``total``: the model's output.

@@ -2,7 +2,7 @@
 the metrics (accuracy, or the user's callables)."""
 import numpy as np
 
-from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 
 
 def check_training_reduction(loss):
@@ -59,7 +59,8 @@ def accuracy_for(loss):
 def resolve_metrics(metrics, loss):
     """{name: f(output, y) -> float} from the Trainer's ``metrics`` argument."""
     if metrics == "auto":
-        metrics = [] if isinstance(loss, MSELoss) else ["accuracy"]
+        # accuracy for the classification losses; none for a regression loss (MSE, L1, Huber)
+        metrics = ["accuracy"] if isinstance(loss, (CrossEntropyLoss, BCEWithLogitsLoss)) else []
     if metrics is None:
         metrics = []
     if isinstance(metrics, str) or callable(metrics):

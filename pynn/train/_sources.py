@@ -110,16 +110,24 @@ class ArrayBatches:
         """(X, y, w) when everything is in memory, else None."""
         return (self.X, self.y, self.w) if self.convert is None else None
 
-    def batches(self, batch_size, order=None):
-        """(X_batch, y_batch, w_batch) over the rows in ``order`` (a permutation) or in turn."""
+    def batches(self, batch_size, order=None, shard=None):
+        """(X_batch, y_batch, w_batch) over the rows in ``order`` (a permutation) or in turn.
+
+        ``shard(rows) -> slice``: data parallelism's part of each batch; X_batch then holds
+        only those rows (a rank gathers only its own), y_batch and w_batch the whole batch's
+        (the rank weighs its part by them)."""
         for lo, hi in batch_bounds(self.n, batch_size):
             idx = slice(lo, hi) if order is None else order[lo:hi]
+            xidx = idx
+            if shard is not None:
+                part = shard(hi - lo)
+                xidx = slice(lo + part.start, lo + part.stop) if order is None else idx[part]
             if self.convert is None:
-                Xb = self.X[idx]
+                Xb = self.X[xidx]
             else:
                 # A memmap reads just these rows (fancy indexing copies them out); converted
                 # and checked per batch, so the file is never loaded whole.
-                Xb = self.convert(self.X[idx if self.rows is None else self.rows[idx]])
+                Xb = self.convert(self.X[xidx if self.rows is None else self.rows[xidx]])
             yield Xb, self.y[idx], None if self.w is None else self.w[idx]
 
 
@@ -151,8 +159,9 @@ class StreamBatches:
     def whole(self):
         return None
 
-    def batches(self, batch_size=None, order=None):
-        """The source's batches, in its order (``batch_size`` and ``order`` do not apply)."""
+    def batches(self, batch_size=None, order=None, shard=None):
+        """The source's batches, in its order (``batch_size`` and ``order`` do not apply);
+        ``shard`` as for ``ArrayBatches.batches`` (every rank reads each whole batch)."""
         it = self.source() if callable(self.source) else iter(self.source)
         for b, item in enumerate(it):
             where = f"{self.name} batch {b}"
@@ -163,7 +172,7 @@ class StreamBatches:
                                                       f"{where} y", self.width)
             wb = None if len(item) == 2 else row_weights(f"{where} sample_weight", item[2],
                                                          Xb.shape[0])
-            yield Xb, yb, wb
+            yield (Xb if shard is None else Xb[shard(Xb.shape[0])]), yb, wb
 
 
 def array_source(targets, X, y, sample_weight, xname="X", yname="y", wname="sample_weight",

@@ -279,7 +279,7 @@ class TerminateOnNaN(Callback):
 class CSVLogger(Callback):
     """Append one row per epoch (epoch and every logged value) to a CSV file, flushed each epoch.
 
-    A resumed run appends to the existing file.
+    A resumed run appends to the existing file. In data-parallel training rank 0 writes it.
     """
 
     def __init__(self, path, separator=",", append=False):
@@ -291,6 +291,8 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
+        if self.trainer.rank != 0:
+            return  # (the other ranks' logs are the same numbers)
         append = self.append or self.trainer._resuming
         exists = append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._file = open(self.path, "a" if append else "w", newline="")
@@ -301,6 +303,8 @@ class CSVLogger(Callback):
             self._keys = first.split(self.separator)[1:] if first else None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._file is None:
+            return
         if self._keys is None:
             self._keys = list(logs)
             self._file.write(self.separator.join(["epoch", *self._keys]) + "\n")

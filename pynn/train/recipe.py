@@ -7,9 +7,9 @@ same arguments start from the same weights and draw the same dropout masks.
 """
 from .._checks import check_int, check_real
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "nadam", "radam")
 _OPTIMIZER_CLASSES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
-                      "adagrad": "Adagrad"}
+                      "adagrad": "Adagrad", "nadam": "NAdam", "radam": "RAdam"}
 
 
 def build_mlp(n_in, hidden, n_out, dropout=0.0, seed=0):

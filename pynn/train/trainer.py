@@ -18,7 +18,9 @@ from .._checks import check_int
 from .._random import draw_seed
 from ..data import as_array, augmentation_caller, batch_bounds
 from ..nn.losses import CrossEntropyLoss
+from ..distributed import DataParallel
 from ..nn.module import Module
+from ._distributed import DistributedFit
 from ._epochs import GradientClipping, train_epochs
 from ._metrics import LossTotal, check_training_reduction, resolve_metrics
 from ._progress import _Progress
@@ -79,6 +81,7 @@ class Trainer:
         self._has_validation = False
         self._log_keys = ()
         self._active = []
+        self._distributed = None  # a DistributedFit while fitting data-parallel
 
     # -- set-up helpers -----------------------------------------------------------------
     @property
@@ -118,6 +121,16 @@ class Trainer:
             counts[name] = counts.get(name, 0) + 1
         return keys
 
+    @property
+    def rank(self):
+        """This process's rank when the model is a ``pynn.distributed.DataParallel`` (or while
+        ``fit(distributed=True)`` runs), else 0. Rank 0 prints and writes files; a callback
+        that writes should check it."""
+        dist = self._distributed
+        if dist is None and isinstance(self.model, DataParallel):
+            return self.model.rank
+        return 0 if dist is None else dist.rank
+
     # -- control used by callbacks --------------------------------------------------------
     def stop(self, reason, nan=False):
         """Stop after the current batch/epoch, recording ``reason`` in ``history.stop_reason``."""
@@ -133,7 +146,11 @@ class Trainer:
             self._progress.message(text)
 
     def save_checkpoint(self, path, epoch):
-        """Write everything ``fit(resume_from=path)`` needs to continue after ``epoch`` epochs."""
+        """Write everything ``fit(resume_from=path)`` needs to continue after ``epoch`` epochs
+        (data-parallel: rank 0 writes; the replicas hold the same state, and the file resumes
+        on any number of ranks)."""
+        if self.rank != 0:
+            return
         extra = {
             "rng": self._rng.bit_generator.state,
             "seed": self._seed,
@@ -150,7 +167,8 @@ class Trainer:
     def fit(self, X, y=None, epochs=1, batch_size=32, validation_split=None, validation_data=None,
             shuffle=True, seed=None, verbose=1, callbacks=None, resume_from=None,
             scheduler=None, augment=None, sample_weight=None, class_weight=None,
-            clip_grad_norm=None, clip_grad_value=None, scheduler_interval=None):
+            clip_grad_norm=None, clip_grad_value=None, scheduler_interval=None,
+            distributed=False):
         """Train for ``epochs`` epochs of shuffled mini-batches.
 
         Parameters
@@ -219,6 +237,14 @@ class Trainer:
             Before each optimizer step, clamp every gradient element into
             ``[-clip_grad_value, clip_grad_value]`` (``clip_grad_value_``); with both, values
             are clamped first, then the norm is clipped.
+        distributed : bool, default False
+            Train data-parallel over the ranks of the MPI job (``mpirun -n N``): the model is
+            wrapped in ``pynn.distributed.DataParallel`` for this fit (as passing a Trainer a
+            DataParallel does). ``batch_size`` is the global batch: with the same seed the
+            same global batches as in one process, each rank training on its contiguous
+            shard of each (uneven shards weighted, so each step is the global batch's mean).
+            Losses, metrics and validation are reduced over the ranks; rank 0 alone prints and
+            writes checkpoints; augmentation draws per rank. Outside an MPI job: one rank.
 
         Returns
         -------
@@ -248,9 +274,14 @@ class Trainer:
             resume = read_resume(resume_from)
             if seed is None:
                 seed = resume["extra"]["seed"]
+        dp = self.model if isinstance(self.model, DataParallel) else (
+            DataParallel(self.model) if distributed else None)
         if seed is None:
             seed = draw_seed()
+            if dp is not None:  # every rank draws the same batches: rank 0's seed
+                seed = int(dp.world.broadcast_(np.array([seed], np.int64))[0])
         self._seed = int(seed)
+        self._distributed = None if dp is None else DistributedFit(dp, self._seed)
         if val is None and validation_split is not None:
             train, val = holdout(train, validation_split, self._is_classification(),
                                  np.random.default_rng([self._seed, 1]))
@@ -270,7 +301,7 @@ class Trainer:
         self._log_keys = tuple(names + [f"val_{k}" for k in names] * self._has_validation
                                + ["lr", "seconds"])
         self._active = self._collect_callbacks(callbacks, scheduler, scheduler_interval)
-        self._progress = _Progress(verbose, epochs)
+        self._progress = _Progress(verbose if self.rank == 0 else 0, epochs)
         self.history = History()
         self.stop_training = False
         self._resuming = resuming
@@ -292,15 +323,19 @@ class Trainer:
             if resume is not None:
                 start = apply_resume(self, resume_from, resume)
             run_epochs(start)
+            if self._distributed is not None:
+                self._distributed.dp.sync_buffers()  # every replica ends as rank 0's
         except BaseException:
             self._progress.abort()
             self._end_callbacks(started, failing=True)
             self.model.train(was_training)
+            self._distributed = None
             raise
         try:
             self._end_callbacks(started)
         finally:
             self.model.eval()
+            self._distributed = None
 
     def _end_callbacks(self, started, failing=False):
         """``on_train_end`` of every callback in ``started``, even when one of them raises.
@@ -330,12 +365,19 @@ class Trainer:
         ``X, y`` as for ``fit``: arrays, a memmap ``X`` (read a batch at a time), or ``X`` a
         source of ``(X, y[, sample_weight])`` batches with ``y`` None. Over arrays in memory the
         metrics see all outputs at once; over batches they are averaged weighted by batch size,
-        as during training.
+        as during training. With a ``DataParallel`` model every rank evaluates its contiguous
+        part of the rows (with rank 0's BatchNorm statistics) and gets the reduced result: call
+        it on every rank.
         """
         source, _ = source_for(self._targets(), X, y, sample_weight)
         return self._evaluate_source(source, batch_size)
 
     def _evaluate_source(self, source, batch_size=1024):
+        dist = self._distributed
+        if dist is None and isinstance(self.model, DataParallel):
+            dist = DistributedFit(self.model, None)
+        if dist is not None:
+            return dist.evaluate(self, source, batch_size)
         total = LossTotal(self.loss)
         whole = source.whole()
         if whole is not None:
