@@ -29,6 +29,7 @@ KERNEL_MODULES = {
     "optim": False,
     "dense": False,
     "rownorm": False,
+    "sparse": False,
     "activations": False,
     "losses": False,
     "dropout": False,

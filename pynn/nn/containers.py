@@ -257,8 +257,10 @@ class Sequential(Module):
         """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
         an inference program: BatchNorm folded into the Dense before it, activations fused,
         one buffer per batch, the results written straight into the output."""
+        # (rows 0 for no rows and for what the program does not take, e.g. a sparse X, whose
+        # first product Module.predict's batches run through the first Dense's CSR kernel)
         rows = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
-        program = InferencePlan.for_rows(self, rows) if self._compile else None
+        program = InferencePlan.for_rows(self, rows) if self._compile and rows else None
         if program is None or not program.fits(X) or X.shape[0] == 0:
             return super().predict(X, batch_size)
         _check_batch_size(batch_size)
