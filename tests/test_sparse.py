@@ -269,3 +269,27 @@ def test_estimators_on_csr_train_to_the_dense_copys_weights(kind, settings):
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(fits[0].predict(Xs), fits[1].predict(X), rtol=1e-10,
                                atol=1e-10)
+
+
+def test_a_fit_on_a_csr_never_allocates_its_dense_matrix(rng):
+    # dense, this X would take 16 GB: a fit that densified anything of its size would fail
+    # or show in the peak of traced allocations
+    import tracemalloc
+
+    n, k, nnz = 20_000, 200_000, 40_000
+    X = sp.csr_matrix((rng.random(nnz, dtype=np.float32),
+                       (np.sort(rng.integers(0, n, nnz)), rng.integers(0, k, nnz))),
+                      shape=(n, k))
+    y = rng.integers(0, 2, n)
+    model = nn.Sequential(nn.Dense(k, 4), nn.ReLU(), nn.Dense(4, 2))
+    trainer = pynn.Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters()))
+    tracemalloc.start()
+    try:
+        trainer.fit(X, y, epochs=1, batch_size=512, validation_split=0.1, verbose=0)
+        trainer.evaluate(X, y)
+        trainer.predict(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    weights_bytes = 4 * k * 4
+    assert peak < 20 * weights_bytes + 10 * X.data.nbytes < n * k * 4 / 100
