@@ -161,7 +161,8 @@ def test_csr_trains_to_the_dense_copys_weights(act, backend, rng):
 
 def test_sparse_x_to_a_layer_that_is_not_a_dense_is_refused(rng):
     X = _csr(rng, 4, 5, np.float32)
-    with pytest.raises(TypeError, match="X must be a numpy.ndarray"):
+    with pytest.raises(TypeError, match="BatchNorm: X must be a numpy.ndarray, got csr_matrix; "
+                                        "a SciPy sparse input is taken by a Dense only"):
         nn.BatchNorm(5).forward(X)
     with pytest.raises(TypeError, match="X must be a numpy.ndarray"):
         nn.Sequential(nn.Dropout(0.5), nn.Dense(5, 2)).forward(X)
