@@ -30,6 +30,7 @@ KERNEL_MODULES = {
     "optim": False,
     "dense": False,
     "rownorm": False,
+    "sparse": False,
     "activations": False,
     "losses": False,
     "dropout": False,

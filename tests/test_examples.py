@@ -163,3 +163,14 @@ def test_13_recipe_on_mnist_5k(tmp_path):
     assert r["tuning"][r["chosen"]] == max(r["tuning"].values())
     # the quick run trains 4 epochs (the full one reaches >= 95%; see examples/README.md)
     assert r["test_accuracy"] > 0.93
+
+
+def test_15_tfidf_sparse_inputs_train_as_their_dense_copy(tmp_path):
+    pytest.importorskip("sklearn")
+    r = run_example("15_tfidf", tmp_path)
+    assert r["density"] < 0.02 and r["n_features"] > 1000
+    # the CSR fit is the dense fit: float64 round-off apart
+    assert r["weight_gap"] < 1e-10
+    assert r["dense_bytes"] > 20 * r["csr_bytes"]
+    for name, accuracy in r["accuracy"].items():
+        assert accuracy > 0.9, name

@@ -261,8 +261,10 @@ class Sequential(Module):
         while nothing it recorded is replaced; it reads the weights and statistics in place,
         so it is never stale): one call into C for the whole forward, BatchNorm folded into
         the Dense before it for many rows, activations fused, the results written straight
-        into the output."""
-        program = self._inference_program()
+        into the output. A sparse X (or no rows) runs ``Module.predict``'s batches, whose
+        first Dense takes the CSR rows through its sparse kernel."""
+        dense_rows = isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] > 0
+        program = self._inference_program() if dense_rows else None
         if program is None or not program.fits(X):
             return super().predict(X, batch_size)
         if type(batch_size) is not int or batch_size < 1:
