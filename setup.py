@@ -25,10 +25,12 @@ from setuptools.command.build_ext import build_ext
 # 6.3, activations 5.5, the rest under 4), so the parallel build does not end on one big module.
 KERNEL_MODULES = {
     "train_step": True,  # reads array data pointers through numpy's C API
+    "inference": True,  # likewise
     "batchnorm": False,
     "optim": False,
     "dense": False,
     "rownorm": False,
+    "sparse": False,
     "activations": False,
     "losses": False,
     "dropout": False,

@@ -1,9 +1,10 @@
 """Inference on a few rows: the latency of ``predict`` on the medium net (eval mode), and of a
 one-row Dense forward, each beside what it is measured against in one run.
 
-- ``predict`` on 1 and 16 rows: the program ``predict`` takes (unfolded for a few rows: the
-  layers on their live arrays), against the folded program (every folded weight copied in
-  float64 per call, what ``predict`` ran on a few rows before) and NumPy's matrix products.
+- ``predict`` on 1 and 16 rows: the program ``predict`` keeps on the model (unfolded for a few
+  rows: the layers on their live arrays, one call into C), against the same program forced to
+  fold (every folded weight computed per call, what ``predict`` ran on a few rows before) and
+  NumPy's matrix products.
 - one row of 784 -> 256: the Cython kernel (a matrix-vector product for at most 4 rows)
   against the NumPy reference backend (``X @ W.T``).
 """
@@ -12,7 +13,6 @@ import pytest
 
 from pynn import nn
 from pynn.backend import backend_for
-from pynn.nn.inference import InferencePlan
 
 from conftest import assert_matches_reference
 
@@ -50,7 +50,8 @@ def test_predict_few_rows(benchmark, n_threads, rows, how):
     if how == "predict":
         run = lambda: model.predict(x)  # noqa: E731
     elif how == "folded":
-        run = lambda: InferencePlan.build(model, fold=True).run(x, 1024)  # noqa: E731
+        program = model._inference_program()
+        run = lambda: program.run(x, 1024, fold=True)  # noqa: E731
     else:
         run = lambda: _numpy_predict(model, x)  # noqa: E731
     out = benchmark(run)

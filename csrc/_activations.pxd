@@ -274,3 +274,25 @@ cdef inline void act_backward_span(int kind, floating p, floating q, const float
         for i in range(n):
             dx[i] = dy[i]
 
+
+cdef inline void softmax_row(const floating* x, floating* y, idx_t k) noexcept nogil:
+    """y := exp(x - max(x)) / sum(exp(x - max(x))) for one row of length k >= 1 (float64;
+    float32 goes through the vectorized pynn_softmax_rows_f)."""
+    cdef idx_t j
+    cdef floating m = x[0]
+    cdef double s = 0  # the sum in double: k float32 terms would lose ~log2(k) bits
+    cdef floating denom
+    for j in range(1, k):
+        if x[j] > m:
+            m = x[j]
+    # (A NaN is skipped by the max but still turns its own term, the sum and so the whole row
+    # into NaN, as the reference does; a row of -inf gives NaN like NumPy's -inf - -inf.)
+    for j in range(k):
+        if floating is float:
+            y[j] = expf(x[j] - m)
+        else:
+            y[j] = exp(x[j] - m)
+        s += y[j]
+    denom = <floating>s
+    for j in range(k):
+        y[j] = y[j] / denom

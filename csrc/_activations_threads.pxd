@@ -3,7 +3,7 @@
 from cython.parallel cimport prange
 
 from _types cimport floating, idx_t
-from _activations cimport act_backward_span, act_forward_span
+from _activations cimport act_backward_span, act_forward_span, pynn_softmax_rows_f, softmax_row
 
 
 cdef enum:
@@ -50,3 +50,28 @@ cdef inline void act_backward_threads(int kind, floating p, floating q, const fl
         hi = min(lo + c, n)
         if lo < hi:
             act_backward_span(kind, p, q, dy + lo, x + lo, y + lo, dx + lo, hi - lo)
+
+
+cdef inline void softmax_forward_threads(const floating* x, floating* y, idx_t n, idx_t k,
+                                         int n_threads) noexcept nogil:
+    """Each of the n rows of k >= 1: y := softmax(x), one contiguous block of rows per
+    thread."""
+    cdef idx_t c, lo, hi, i
+    cdef int t
+    if floating is float:
+        # vectorized exp (see pynn_softmax_rows_f)
+        if n_threads <= 1:
+            pynn_softmax_rows_f(x, y, n, k)
+            return
+        c = (n + n_threads - 1) // n_threads
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            lo = t * c
+            hi = min(lo + c, n)
+            if lo < hi:
+                pynn_softmax_rows_f(x + lo * k, y + lo * k, hi - lo, k)
+    elif n_threads <= 1:
+        for i in range(n):
+            softmax_row(x + i * k, y + i * k, k)
+    else:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            softmax_row(x + i * k, y + i * k, k)

@@ -142,6 +142,27 @@ cdef inline void _normalize(const floating* x, floating* y, const double* mp, co
                         f, f, kind, p, q)
 
 
+cdef inline idx_t bn_eval_scratch(idx_t f) noexcept nogil:
+    """Doubles of scratch the evaluation forward needs: the running statistics as mean and
+    invstd, and gamma and beta, all in double."""
+    return 4 * f
+
+
+cdef inline void bn_forward_eval_core(const floating* x, const floating* g, const floating* bt,
+                                      const floating* rm, const floating* rv, double eps,
+                                      floating* y, double* scratch, idx_t n, idx_t f, int kind,
+                                      floating p, floating q, int n_threads) noexcept nogil:
+    """Y := act((X - running_mean) / sqrt(running_var + eps) * gamma + beta), the statistics
+    read as they are now: in double, 1/sqrt once per column, not once per element."""
+    cdef double* mp = scratch
+    cdef double* ip = scratch + f
+    cdef idx_t j
+    for j in range(f):
+        mp[j] = <double>rm[j]
+        ip[j] = 1.0 / sqrt(<double>rv[j] + eps)
+    _normalize(x, y, mp, ip, g, bt, scratch + 2 * f, n, f, kind, p, q, n_threads)
+
+
 cdef inline void _stat_pass(const floating* xp, const double* mp, double* scratch, idx_t nb,
                             idx_t n, idx_t f, idx_t c0, idx_t c1) noexcept nogil:
     """Columns c0..c1: every block's partial column sums into its scratch row, of x (mp NULL)

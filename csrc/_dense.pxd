@@ -37,6 +37,15 @@ cdef enum:
     # first, which for one row of a 784 x 256 layer took ~150 us where the product reads it in
     # ~15 us (this host's OpenBLAS).
     GEMV_ROWS = 4
+    # A forward of more than GEMV_ROWS and at most FEW_ROWS rows against a weight of at least
+    # FEW_ROWS_MIN_WEIGHT elements is one GEMM with the rows as BLAS's first operand and the
+    # weight as its second (_few_rows_product), which OpenBLAS runs faster for a few rows
+    # (measured, not traced: how it packs and tiles the operands differs with the orientation):
+    # 16 rows of 784 x 256 on one thread 186 -> 110 us, 256 x 128 40 -> 30 (minima on a busy
+    # AVX2 EPYC, OpenBLAS 0.3.30 Haswell kernel). From ~32 rows, or for a small weight
+    # (64 x 32), the usual orientation is as fast or faster.
+    FEW_ROWS = 16
+    FEW_ROWS_MIN_WEIGHT = 1 << 15
 
 
 cdef inline int dense_team(idx_t macs, idx_t rows, int n_threads) noexcept nogil:
@@ -54,16 +63,56 @@ cdef inline idx_t dense_tile(idx_t t, idx_t nt, idx_t rows) noexcept nogil:
     return (rows * t) // nt
 
 
+cdef inline idx_t dense_forward_scratch(idx_t n, idx_t k, idx_t m) noexcept nogil:
+    """Elements of scratch a forward of n rows of k features into m needs: n * m for the
+    few-rows product (see FEW_ROWS), else 0. Every caller of dense_forward_core and
+    dense_forward_cols passes that much, so every path takes the same product."""
+    if GEMV_ROWS < n <= FEW_ROWS and k * m >= FEW_ROWS_MIN_WEIGHT:
+        return n * m
+    return 0
+
+
+cdef inline void _few_rows_product(const floating* X, const floating* W, const floating* b,
+                                   floating* Y, floating* Z, floating* T, idx_t n, idx_t k,
+                                   idx_t m, idx_t ld, int kind, floating p,
+                                   floating q) noexcept nogil:
+    """Y[:n, :m] (rows ld apart) := act(X @ W.T + b) as T = W @ X.T (m x n, the bias rows
+    first), then transposed into Z (the kept pre-activation, rows ld apart; Y itself when none
+    is kept) and the activation read from there: BLAS's column-major view of T is X @ W.T
+    with the rows as its first operand (see FEW_ROWS). BLAS single-threaded in this thread."""
+    cdef idx_t i, j
+    cdef floating beta = 0
+    if m <= 0:
+        return
+    if b != NULL:
+        beta = 1  # as _forward_rows: the GEMM adds onto the bias
+        for j in range(m):
+            for i in range(n):
+                T[j * n + i] = b[j]
+    pynn_blas_single()
+    gemm_rm(False, True, <int>m, <int>n, <int>k, 1, W, <int>k, X, <int>k, beta, T, <int>n)
+    for i in range(n):
+        for j in range(m):
+            Z[i * ld + j] = T[j * n + i]
+        if kind != IDENTITY:
+            act_forward_span(kind, p, q, Z + i * ld, Y + i * ld, m)
+
+
 cdef inline void _forward_rows(const floating* X, const floating* W, const floating* b,
-                               floating* Y, idx_t lo, idx_t hi, idx_t k, idx_t m, int kind,
-                               floating p, floating q, floating* zs) noexcept nogil:
+                               floating* Y, floating* scratch, idx_t lo, idx_t hi, idx_t k,
+                               idx_t m, int kind, floating p, floating q,
+                               floating* zs) noexcept nogil:
     """Rows lo..hi of Y := act(X @ W.T + b), BLAS single-threaded in this thread. ``zs``
     (unless NULL) keeps the pre-activation Z = X @ W.T + b: the product goes there and the
-    activation reads it from there."""
+    activation reads it from there. ``scratch`` (dense_forward_scratch of the whole product,
+    or NULL) only when lo..hi is all of it."""
     cdef idx_t i
     cdef floating beta = 0
     cdef floating* Z = zs if zs != NULL else Y
     if hi <= lo:
+        return
+    if scratch != NULL:
+        _few_rows_product(X, W, b, Y, Z, scratch, hi - lo, k, m, m, kind, p, q)
         return
     if b != NULL and m > 0:
         beta = 1  # the GEMM adds onto the bias rows: no separate bias pass
@@ -82,15 +131,20 @@ cdef inline void _forward_rows(const floating* X, const floating* W, const float
 
 
 cdef inline void dense_forward_cols(const floating* X, const floating* W, const floating* b,
-                                    floating* Y, idx_t lo, idx_t hi, idx_t n, idx_t k, idx_t m,
-                                    int kind, floating p, floating q,
-                                    floating* zs) noexcept nogil:
+                                    floating* Y, floating* scratch, idx_t lo, idx_t hi,
+                                    idx_t n, idx_t k, idx_t m, int kind, floating p,
+                                    floating q, floating* zs) noexcept nogil:
     """Columns lo..hi of Y := act(X @ W.T + b), every row; BLAS single-threaded in this
-    thread. ``zs``: as in _forward_rows."""
+    thread. ``zs``: as in _forward_rows. ``scratch``: dense_forward_scratch(n, k, m) elements
+    or NULL (this tile uses its columns' share)."""
     cdef idx_t i
     cdef floating beta = 0
     cdef floating* Z = zs if zs != NULL else Y
     if hi <= lo or n <= 0:
+        return
+    if scratch != NULL:
+        _few_rows_product(X, W + lo * k, b + lo if b != NULL else NULL, Y + lo, Z + lo,
+                          scratch + lo * n, n, k, hi - lo, m, kind, p, q)
         return
     if b != NULL:
         beta = 1
@@ -121,34 +175,38 @@ cdef inline bint dense_forward_by_cols(idx_t n, idx_t m) noexcept nogil:
 
 
 cdef inline void dense_forward_core(const floating* X, const floating* W, const floating* b,
-                                    floating* y, idx_t n, idx_t k, idx_t m, int kind,
-                                    floating p, floating q, floating* zs,
+                                    floating* y, floating* scratch, idx_t n, idx_t k, idx_t m,
+                                    int kind, floating p, floating q, floating* zs,
                                     int n_threads) noexcept nogil:
     """Y := act(X @ W.T + b); b may be NULL; zs (unless NULL) keeps the pre-activation (see
     _forward_rows). Sizes checked against the BLAS int range. Tiles by batch rows or output
-    columns: dense_forward_by_cols."""
+    columns: dense_forward_by_cols. ``scratch``: dense_forward_scratch(n, k, m) elements (NULL
+    when that is 0)."""
     cdef idx_t t
     cdef bint by_cols = dense_forward_by_cols(n, m)
     cdef int nt = dense_team(n * m * k, m if by_cols else n, n_threads)
+    if dense_forward_scratch(n, k, m) == 0:
+        scratch = NULL
     if n <= GEMV_ROWS:
         # one product per row, this thread
-        _forward_rows(X, W, b, y, 0, n, k, m, kind, p, q, zs)
+        _forward_rows(X, W, b, y, NULL, 0, n, k, m, kind, p, q, zs)
     elif not pynn_blas_control():
         # No per-thread BLAS control: one call, BLAS's threads; OpenMP only for the epilogue.
-        _forward_rows(X, W, b, zs if zs != NULL else y, 0, n, k, m, IDENTITY, p, q, NULL)
+        _forward_rows(X, W, b, zs if zs != NULL else y, scratch, 0, n, k, m, IDENTITY, p, q,
+                      NULL)
         if kind != IDENTITY and n * m > 0:
             act_forward_threads(kind, p, q, zs if zs != NULL else y, y, n * m,
                                 n_threads if n * m >= 1 << 20 else 1)
     elif nt == 1:
-        _forward_rows(X, W, b, y, 0, n, k, m, kind, p, q, zs)
+        _forward_rows(X, W, b, y, scratch, 0, n, k, m, kind, p, q, zs)
     elif by_cols:
         for t in prange(nt, schedule="static", num_threads=nt):
-            dense_forward_cols(X, W, b, y, dense_tile(t, nt, m), dense_tile(t + 1, nt, m), n,
-                               k, m, kind, p, q, zs)
-    else:
+            dense_forward_cols(X, W, b, y, scratch, dense_tile(t, nt, m),
+                               dense_tile(t + 1, nt, m), n, k, m, kind, p, q, zs)
+    else:  # (never a few-rows product: a row tile is at least MIN_TILE rows)
         for t in prange(nt, schedule="static", num_threads=nt):
-            _forward_rows(X, W, b, y, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k, m,
-                          kind, p, q, zs)
+            _forward_rows(X, W, b, y, NULL, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k,
+                          m, kind, p, q, zs)
 
 
 cdef inline void _dz_rows(int kind, floating p, floating q, const floating* dy,

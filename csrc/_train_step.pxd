@@ -58,6 +58,7 @@ cdef struct Op:
     void* dW                   # NULL: frozen
     void* db
     void* dz                   # dense: dZ scratch (activation)
+    void* fwd                  # dense: the forward's scratch (dense_forward_scratch; or NULL)
     void* zs                   # dense: the kept pre-activation (codes.keeps_preactivation)
     double* acc                # dense: bias partial sums / batchnorm: backward scratch
     double* fscratch           # batchnorm: forward scratch

@@ -162,8 +162,9 @@ cdef inline void dense_bn_forward(const Op* d, const Op* b, floating* X,
     for t in prange(nt, schedule="static", num_threads=nt):
         c0 = dense_tile(t, nt, d.m)
         c1 = dense_tile(t + 1, nt, d.m)
-        dense_forward_cols(X, <floating*>d.W, <floating*>d.b, <floating*>d.Y, c0, c1, d.n, d.k,
-                           d.m, d.act, <floating>d.param, <floating>d.param2, <floating*>d.zs)
+        dense_forward_cols(X, <floating*>d.W, <floating*>d.b, <floating*>d.Y,
+                           <floating*>d.fwd, c0, c1, d.n, d.k, d.m, d.act, <floating>d.param,
+                           <floating>d.param2, <floating*>d.zs)
         bn_forward_cols(<floating*>d.Y, <floating*>b.W, <floating*>b.b, <floating*>b.rm,
                         <floating*>b.rv, momentum, b.eps, <floating*>b.Y, b.mean, b.invstd,
                         b.fscratch, b.n, b.k, c0, c1, b.act, <floating>b.param,

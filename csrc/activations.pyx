@@ -5,11 +5,9 @@ writeable outputs, n_threads already 1 below the parallel threshold).
 """
 from cython.parallel cimport prange
 
-from libc.math cimport exp, expf
-
 from _types cimport floating, idx_t
-from _activations cimport pynn_softmax_rows_f
-from _activations_threads cimport act_backward_threads, act_forward_threads
+from _activations_threads cimport (act_backward_threads, act_forward_threads,
+                                   softmax_forward_threads)
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 
@@ -36,29 +34,6 @@ def activation_backward(const floating[::1] dY, const floating[::1] X, const flo
                              &dX[0], n, n_threads)
 
 
-cdef inline void _softmax_row(const floating* x, floating* y, idx_t k) noexcept nogil:
-    """y := exp(x - max(x)) / sum(exp(x - max(x))) for one row of length k >= 1 (float64;
-    float32 goes through the vectorized pynn_softmax_rows_f)."""
-    cdef idx_t j
-    cdef floating m = x[0]
-    cdef double s = 0  # the sum in double: k float32 terms would lose ~log2(k) bits
-    cdef floating denom
-    for j in range(1, k):
-        if x[j] > m:
-            m = x[j]
-    # (A NaN is skipped by the max but still turns its own term, the sum and so the whole row
-    # into NaN, as the reference does; a row of -inf gives NaN like NumPy's -inf - -inf.)
-    for j in range(k):
-        if floating is float:
-            y[j] = expf(x[j] - m)
-        else:
-            y[j] = exp(x[j] - m)
-        s += y[j]
-    denom = <floating>s
-    for j in range(k):
-        y[j] = y[j] / denom
-
-
 cdef inline void _softmax_backward_row(const floating* dy, const floating* y, floating* dx,
                                        idx_t k) noexcept nogil:
     """dx := y * (dy - sum(dy * y)) for one row."""
@@ -75,28 +50,10 @@ cdef inline void _softmax_backward_row(const floating* dy, const floating* y, fl
 def softmax_forward(const floating[:, ::1] X, floating[:, ::1] Y, int n_threads):
     """Y[i] := exp(X[i] - max X[i]) / sum_j exp(X[i, j] - max X[i])"""
     cdef idx_t n = X.shape[0], k = X.shape[1]
-    cdef idx_t i, c, lo, hi
-    cdef int t
     if n == 0 or k == 0:
         return
     with nogil:
-        if floating is float:
-            # vectorized exp (see pynn_softmax_rows_f); one contiguous block of rows per thread
-            if n_threads <= 1:
-                pynn_softmax_rows_f(&X[0, 0], &Y[0, 0], n, k)
-            else:
-                c = (n + n_threads - 1) // n_threads
-                for t in prange(n_threads, schedule="static", num_threads=n_threads):
-                    lo = t * c
-                    hi = min(lo + c, n)
-                    if lo < hi:
-                        pynn_softmax_rows_f(&X[0, 0] + lo * k, &Y[0, 0] + lo * k, hi - lo, k)
-        elif n_threads <= 1:
-            for i in range(n):
-                _softmax_row(&X[i, 0], &Y[i, 0], k)
-        else:
-            for i in prange(n, schedule="static", num_threads=n_threads):
-                _softmax_row(&X[i, 0], &Y[i, 0], k)
+        softmax_forward_threads(&X[0, 0], &Y[0, 0], n, k, n_threads)
 
 
 def softmax_backward(const floating[:, ::1] dY, const floating[:, ::1] Y, floating[:, ::1] dX,

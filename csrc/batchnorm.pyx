@@ -20,13 +20,12 @@ written into dX's own rows a statistics block at a time and summed while in L1; 
 then turns it into dX in place. Both use the span loops of _activations.pxd, so fused results equal
 batchnorm followed by the separate activation kernel.
 """
-from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY
-from _batchnorm cimport (_normalize, bn_backward_core, bn_backward_scratch, bn_forward_scratch,
-                         bn_forward_train_core)
+from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_eval_scratch,
+                         bn_forward_eval_core, bn_forward_scratch, bn_forward_train_core)
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
 
 
@@ -66,24 +65,17 @@ def batchnorm_forward_eval(const floating[:, ::1] X, const floating[::1] gamma,
     """Y := act((X - running_mean) / sqrt(running_var + eps) * gamma + beta)."""
     cdef idx_t n = X.shape[0]
     cdef idx_t f = X.shape[1]
-    cdef idx_t j
-    cdef double* mp
-    cdef double* ip
-    cdef floating p = <floating>param
+    cdef double* scratch
     if n == 0 or f == 0:
         return
-    # The running statistics in double, and 1/sqrt once per column, not once per element.
-    mp = _scratch(4 * f)  # mean, invstd, and gamma and beta in double
-    ip = mp + f
+    scratch = _scratch(bn_eval_scratch(f))
     try:
         with nogil:
-            for j in range(f):
-                mp[j] = <double>running_mean[j]
-                ip[j] = 1.0 / sqrt(<double>running_var[j] + eps)
-            _normalize(&X[0, 0], &Y[0, 0], mp, ip, &gamma[0], &beta[0], mp + 2 * f, n, f, kind,
-                       p, <floating>param2, n_threads)
+            bn_forward_eval_core(&X[0, 0], &gamma[0], &beta[0], &running_mean[0],
+                                 &running_var[0], eps, &Y[0, 0], scratch, n, f, kind,
+                                 <floating>param, <floating>param2, n_threads)
     finally:
-        free(mp)
+        free(scratch)
 
 
 def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,

@@ -11,7 +11,7 @@ from scipy.linalg.cython_blas cimport sgemm
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
-                     pynn_blas_control, pynn_blas_threads_init)
+                     dense_forward_scratch, pynn_blas_control, pynn_blas_threads_init)
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
@@ -38,6 +38,8 @@ def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, object b,
     cdef idx_t n = X.shape[0], k = X.shape[1], m = W.shape[0]
     cdef const floating[::1] bv
     cdef const floating* bp = NULL
+    cdef idx_t count = dense_forward_scratch(n, k, m)
+    cdef floating* scratch = NULL
     cdef floating[:, ::1] Zv
     cdef floating* zp = NULL
     _check_blas_dims(n, m, k)
@@ -48,9 +50,16 @@ def dense_forward(const floating[:, ::1] X, const floating[:, ::1] W, object b,
     if Z is not None:
         Zv = Z
         zp = &Zv[0, 0]
-    with nogil:
-        dense_forward_core(&X[0, 0], &W[0, 0], bp, &Y[0, 0], n, k, m, kind, <floating>param,
-                           <floating>param2, zp, n_threads)
+    if count > 0:
+        scratch = <floating*>malloc(count * sizeof(floating))
+        if scratch == NULL:
+            raise MemoryError()
+    try:
+        with nogil:
+            dense_forward_core(&X[0, 0], &W[0, 0], bp, &Y[0, 0], scratch, n, k, m, kind,
+                               <floating>param, <floating>param2, zp, n_threads)
+    finally:
+        free(scratch)
 
 
 def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,

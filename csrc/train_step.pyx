@@ -33,7 +33,7 @@ from _activations_threads cimport act_backward_threads, act_forward_threads
 from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
                          bn_forward_train_core)
 from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
-                     pynn_blas_threads_init)
+                     dense_forward_scratch, pynn_blas_threads_init)
 from _losses cimport bce_core, mse_core, softmax_ce_core
 from _rownorm cimport rn_backward_scratch
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
@@ -110,16 +110,19 @@ cdef class StepProgram:
     def add_dense(self, *, int act, double param, idx_t n, idx_t k, idx_t m, int n_threads,
                   int backward_threads, int bias_rows, uintptr_t X, uintptr_t Y, uintptr_t dX,
                   uintptr_t W, uintptr_t b, uintptr_t dW, uintptr_t db, uintptr_t dz,
-                  uintptr_t bias_sums, double param2=0.0, uintptr_t Z=0):
+                  uintptr_t bias_sums, uintptr_t forward_scratch, double param2=0.0,
+                  uintptr_t Z=0):
         """A Dense op: X (n x k; 0: the batch handed to run()) times W.T plus b, its activation
-        ``act`` (parameters param, param2) in the epilogue, into Y (n x m). Backward into dW,
-        db (0: frozen) and dX (0: no input gradient) on ``backward_threads`` with ``bias_rows``
-        rows of bias partial sums (``dense_backward_threads``) in ``bias_sums``; dz: the dZ
-        scratch (0: no activation); Z: where the pre-activation is kept for an activation
-        whose derivative needs it (0: none)."""
+        ``act`` (parameters param, param2) in the epilogue, into Y (n x m), with
+        ``dense_forward_scratch`` elements of forward scratch (0: none needed). Backward into
+        dW, db (0: frozen) and dX (0: no input gradient) on ``backward_threads`` with
+        ``bias_rows`` rows of bias partial sums (``dense_backward_threads``) in ``bias_sums``;
+        dz: the dZ scratch (0: no activation); Z: where the pre-activation is kept for an
+        activation whose derivative needs it (0: none)."""
         cdef Op* o = self._new_op(OP_DENSE, act, param, param2, n, k, m, n_threads, X, Y, dX)
         o.bnt, o.n_acc = backward_threads, bias_rows
         o.W, o.b, o.dW, o.db, o.dz = <void*>W, <void*>b, <void*>dW, <void*>db, <void*>dz
+        o.fwd = <void*>forward_scratch
         o.zs = <void*>Z
         o.acc = <double*>bias_sums
 
@@ -336,8 +339,8 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
             i += 2
             continue
         if o.kind == OP_DENSE:
-            dense_forward_core(X, <real*>o.W, <real*>o.b, <real*>o.Y, o.n, o.k, o.m, o.act,
-                               <real>o.param, <real>o.param2, <real*>o.zs, o.nt)
+            dense_forward_core(X, <real*>o.W, <real*>o.b, <real*>o.Y, <real*>o.fwd, o.n, o.k,
+                               o.m, o.act, <real>o.param, <real>o.param2, <real*>o.zs, o.nt)
         elif o.kind == OP_BN:
             bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
                                   momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
@@ -425,6 +428,11 @@ def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, 
 def rownorm_scratch(idx_t n, idx_t f):
     """Doubles of backward scratch of a rownorm op."""
     return rn_backward_scratch(n, f)
+
+
+def dense_scratch(idx_t n, idx_t k, idx_t m):
+    """Elements (of the op's dtype) of forward scratch of a dense op of n x k -> m."""
+    return dense_forward_scratch(n, k, m)
 
 
 def batchnorm_scratch(idx_t n, idx_t f):

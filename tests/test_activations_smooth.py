@@ -196,8 +196,11 @@ def test_compiled_step_is_the_eager_step_bit_for_bit(dtype, n_threads, rng):
 def test_predict_runs_them_in_the_dense_epilogue(dtype, rng):
     net = _smooth_net(dtype)
     X = rng.standard_normal((50, 12)).astype(dtype)
-    program = nn.inference.InferencePlan.build(net, fold=False)
-    assert [op[0] for op in program.ops] == ["dense-live"] * 6  # no activation op of its own
+    program = net.eval()._inference_program()
+    # no activation op of its own
+    assert program.compiled and [op.kind for op in program.ops] == ["dense"] * 6
+    assert program.describe(50) == ["dense+gelu", "dense+silu", "dense+softplus", "dense+mish",
+                                    "dense+gelu_tanh", "dense"]
     assert_close(net.predict(X, batch_size=16), net.eval().forward(X), dtype, k=16)
 
 

@@ -39,14 +39,32 @@ def test_predict_runs_the_blocks_in_its_program_bit_for_bit(name, dtype, rows):
                      nn.CrossEntropyLoss(),
                      pynn.optim.Adam(model.parameters(), lr=0.05))  # move off the init
     model.eval()
-    assert InferencePlan.for_rows(model, rows) is not None
+    plan = InferencePlan.build(model)
+    assert plan is not None and plan.compiled  # one C call, the blocks included
     expected = nn.Module.predict(model, X, batch_size=256)  # each layer's own infer
     got = model.predict(X, batch_size=256)
+    assert model._inference is not None and model._inference.holds()
+    np.testing.assert_array_equal(plan.run(X, 256, fold=False), expected)
+    np.testing.assert_array_equal(plan._run_layers(X, np.empty_like(got), 256), expected)
     if name == "norms-nested" and rows > 3:  # BatchNorm folded into its Dense: rounds apart
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
     else:
         np.testing.assert_array_equal(got, expected)
+
+
+def test_the_kept_program_sees_the_norms_weights_and_rebuilds_for_a_new_eps():
+    model = nn.Sequential(nn.Dense(6, 8, seed=1), nn.Residual(nn.LayerNorm(8), nn.Dense(8, 8)),
+                          nn.RMSNorm(8), nn.Dense(8, 3, seed=2)).eval()
+    X = np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)
+    model.predict(X)
+    kept = model._inference
+    model[1].block[0].weight.data[:] = 2.0  # a write in place: read by the next call
+    np.testing.assert_array_equal(model.predict(X), nn.Module.predict(model, X))
+    assert model._inference is kept
+    model[2].eps = 1e-2  # a setting: the program is rebuilt
+    np.testing.assert_array_equal(model.predict(X), nn.Module.predict(model, X))
+    assert model._inference is not kept
 
 
 def test_a_residual_changing_the_width_is_not_compiled_for_predict():

@@ -1,6 +1,7 @@
 """pynn bench (pynn/bench/: the harness and the worker; pynn/cli/bench.py: its options): the
 harness end to end at toy sizes, and the contenders computing the same thing as pynn, so the
 comparison is apples to apples."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -151,6 +152,55 @@ def test_resnet_case_is_the_same_net_in_pynn_and_torch(cython_backend):
     assert program.op_names().count("dropout") == spec["blocks"]
 
 
+@pytest.mark.parametrize("case", ["small", "medium"])
+def test_jax_contender_follows_pynn_loss_trajectory(case, cython_backend):
+    jax = pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    spec = worker.case_spec(case, quick=True)
+    sizes, bn = spec["sizes"], spec["bn"]
+    weights = worker.initial_weights(sizes, bn, np.float64)
+    model, step, _ = _pynn_net(sizes, bn)
+    worker.load_weights(model, weights)
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        jax_step, _, jax_weights = worker.jax_programs(weights)
+        X, y = _batch(sizes)
+        ours = [step(X, y) for _ in range(6)]
+        theirs = [jax_step(X, y) for _ in range(6)]
+        np.testing.assert_allclose(theirs, ours, rtol=1e-10)
+        after = worker.NumpyLoopMLP.from_pynn(model, sizes, bn).params
+        for a, b in zip(after, jax_weights()):
+            for k in a:  # (a Dense bias before BatchNorm moves by rounding noise only)
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-9, atol=1e-10, err_msg=k)
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def test_every_contender_predicts_the_same_from_the_shared_weights(cython_backend):
+    # the predict and latency cases run every contender on inference_weights: the same logits
+    spec = worker.case_spec("latency-16")
+    X, _ = worker.make_data(spec, np.float32)
+    weights = worker.inference_weights(spec, np.float32)
+    model = worker.load_weights(worker.pynn_model(spec["sizes"], spec["bn"], np.float32),
+                                weights).eval()
+    ours = model.predict(X)
+    tol = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(worker.NumpyLoopMLP(spec["sizes"], spec["bn"], np.float32,
+                                                   params=weights).predict(X), ours, **tol)
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        session = worker.ort_session(worker.onnx_graph(weights, np.float32), 1)
+        np.testing.assert_allclose(session.run(None, {"X": X})[0], ours, **tol)
+    if importlib.util.find_spec("jax") and importlib.util.find_spec("optax"):
+        np.testing.assert_allclose(worker.jax_programs(weights)[1](X), ours, **tol)
+    torch = _torch_or_none()
+    if torch is not None:
+        net = worker.torch_load_weights(
+            torch, worker.torch_model(torch, spec["sizes"], spec["bn"], np.float32), weights)
+        with torch.no_grad():
+            np.testing.assert_allclose(net.eval()(torch.from_numpy(X)).numpy(), ours, **tol)
+
+
 def test_floor_products_are_the_case_gemms():
     spec = worker.case_spec("medium", quick=True)
     for variant in ("numpy", "scipy"):
@@ -257,6 +307,61 @@ def test_torch_contenders_run_isolated(tmp_path, capsys):
         bench.child_environment().get("OMP_WAIT_POLICY")
     after = entries["pynn-after-torch"]["runs"][0]["info"]
     assert after["torch_loaded"] and after["pynn_loaded"]
+
+
+def test_jax_and_onnxruntime_contenders_run_isolated(tmp_path, capsys):
+    """The JAX and ONNX Runtime contenders (or their skip notes): a step, predict and latency
+    case each where they apply, in processes that never import pynn."""
+    contenders = ["pynn", "jax", "onnxruntime"]
+    out = tmp_path / "out"
+    status = bench_main(["--quick", "--cases", "small,predict,latency-1", "--contenders",
+                         ",".join(contenders), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    results = json.loads((out / "compare.json").read_text())
+    assert "onnxruntime" not in results["cases"]["small"]["contenders"]  # no training there
+    installed = {"jax": bool(importlib.util.find_spec("jax") and importlib.util.find_spec("optax")),
+                 "onnxruntime": bool(importlib.util.find_spec("onnxruntime")
+                                     and importlib.util.find_spec("onnx"))}
+    for case in ("predict", "latency-1"):
+        for name in ("jax", "onnxruntime"):
+            entry = results["cases"][case]["contenders"][name]
+            if not installed[name]:
+                assert entry["status"] == "skipped" and "is not importable" in entry["reason"]
+                continue
+            assert entry["status"] == "ok", entry.get("stderr")
+            info = entry["runs"][0]["info"]
+            assert not info["pynn_loaded"]
+    if installed["onnxruntime"]:
+        entries = results["cases"]
+        assert entries["latency-1"]["contenders"]["onnxruntime"]["runs"][0]["info"][
+            "ort_threads"] == 1
+        assert entries["predict"]["contenders"]["onnxruntime"]["runs"][0]["info"][
+            "ort_threads"] == 2
+    if installed["jax"]:
+        info = results["cases"]["small"]["contenders"]["jax"]["runs"][0]["info"]
+        assert info["jax_loaded"] and info["step_path"].startswith("jax.jit")
+
+
+def test_missing_peers_are_skipped_with_a_note(tmp_path, capsys, monkeypatch):
+    """Without jax or onnxruntime (here: made unimportable in the contenders' processes) their
+    rows are skipped with a note, and the run goes on."""
+    for name in ("jax", "onnxruntime"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(
+            f"raise ImportError({'No module named ' + name + ' (hidden by the test)'!r}, "
+            f"name={name!r})\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    out = tmp_path / "out"
+    status = bench_main(["--quick", "--cases", "latency-1", "--contenders",
+                         "pynn,jax,onnxruntime,floor", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    entries = json.loads((out / "compare.json").read_text())["cases"]["latency-1"]["contenders"]
+    for name in ("jax", "onnxruntime"):
+        assert entries[name]["status"] == "skipped"
+        assert f"{name}: skipped" in printed
+    assert entries["pynn"]["status"] == entries["floor"]["status"] == "ok"
 
 
 def test_bad_options_are_one_line_errors(capsys):

@@ -12,9 +12,14 @@ FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # (1031, 3, 1021), by output columns in forward (131, 17, 263: M > N); a backward wanting dW
 # and dX gives half the team to each (on two threads each product is one thread's), dX alone
 # is split by batch rows or, when K > N, by its columns (the frozen-weight test's 64, 257, 300).
+# A forward of 5 to 16 rows of a weight of 2**15 elements or more runs in the other orientation
+# (FEW_ROWS): (16, 300, 263) and (5, 257, 131).
 SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
     (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021), (37, 300, 41), (64, 257, 300),
     (2, 300, 1021),  # a few rows of a wide layer: one matrix-vector product per row
+    # 5 to 16 rows of a large weight: the weight as BLAS's second operand, the product
+    # transposed into Y (FEW_ROWS in csrc/_dense.pxd); whole, or by output columns on 2 threads
+    (16, 300, 263), (5, 257, 131),
 ]
 
 
@@ -228,3 +233,18 @@ def test_dense_backward_gradient(backend, rng, activation, bias):
     np.testing.assert_allclose(dW, numerical_grad(loss, W), rtol=1e-6, atol=1e-8)
     if bias:
         np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-8)
+
+
+# every forward path keeps the pre-activation: one product per row, the few-rows product
+# (FEW_ROWS: transposed into Z, the epilogue reading it there), row tiles, column tiles
+@pytest.mark.parametrize("activation", ["gelu", "softplus", "mish"])
+@pytest.mark.parametrize("shape", [(3, 300, 263), (16, 300, 263), (5, 257, 131),
+                                   (1031, 3, 1021), (131, 17, 263)], ids=str)
+def test_a_kept_preactivation_on_every_forward_path(fast, dtype, n_threads, rng, shape,
+                                                     activation):
+    n, k, m = shape
+    X, W, b = _arrays(rng, dtype, n, k, m)
+    Z = np.full((n, m), np.nan, dtype)
+    Y = fast.dense_forward(X, W, b, activation, preact_out=Z)
+    np.testing.assert_array_equal(Z, fast.dense_forward(X, W, b))
+    np.testing.assert_array_equal(Y, fast.activation_forward(Z, activation))

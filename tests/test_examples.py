@@ -175,3 +175,14 @@ def test_14_blocks_residual_layernorm_trains_compiled(tmp_path):
     assert all(r["ops"].values()), r["ops"]
     block = ["res_begin", "rownorm", "dense", "dropout", "dense", "res_end"]
     assert r["ops"]["residual + LayerNorm"] == ["dense"] + block * 3 + ["rownorm", "act", "dense"]
+
+
+def test_15_tfidf_sparse_inputs_train_as_their_dense_copy(tmp_path):
+    pytest.importorskip("sklearn")
+    r = run_example("15_tfidf", tmp_path)
+    assert r["density"] < 0.02 and r["n_features"] > 1000
+    # the CSR fit is the dense fit: float64 round-off apart
+    assert r["weight_gap"] < 1e-10
+    assert r["dense_bytes"] > 20 * r["csr_bytes"]
+    for name, accuracy in r["accuracy"].items():
+        assert accuracy > 0.9, name

@@ -231,7 +231,10 @@ def test_inference_program_folds_and_matches_layer_by_layer_eval(dtype, rng):
     for _ in range(3):
         model.forward(Xtr)  # running statistics away from 0 and 1
     program = nn.inference.InferencePlan.build(model)
-    assert [op[0] for op in program.ops] == [0, 0, 2, 0, 3]  # dense, dense, square, dense, softmax
+    # 37 rows fold (the weights are tiny): the Standardizer and both BatchNorms disappear into
+    # the Dense layers, the ReLU into the first one's epilogue
+    assert program.describe(37) == ["standardize+dense+batchnorm+relu", "dense+batchnorm",
+                                     "square", "dense", "softmax"]
     X = rng.standard_normal((37, 6)).astype(dtype)
     model.eval()
     h = X
@@ -246,9 +249,8 @@ def test_inference_program_folds_and_matches_layer_by_layer_eval(dtype, rng):
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 def test_a_few_rows_run_unfolded_and_many_folded(dtype, rng):
-    # folding copies every folded weight in float64: for a few rows the layers run as they are
-    # (the layer-by-layer eval forward, the same bits), for many the folded program runs
-    from pynn.backend.codes import OP_DENSE
+    # folding computes every folded weight in float64: for a few rows the layers run as they
+    # are (the layer-by-layer eval forward, the same bits), for many the folded program runs
     from pynn.data import Standardizer
     from pynn.nn.inference import InferencePlan
 
@@ -259,10 +261,12 @@ def test_a_few_rows_run_unfolded_and_many_folded(dtype, rng):
     for _ in range(3):
         model.forward(Xtr)
     model.eval()
-    # fold cost: the two folded weights (6 x 9 each); per unfolded row: 6 + 9 extra elements
-    few, many = InferencePlan.for_rows(model, 7), InferencePlan.for_rows(model, 8)
-    assert [op[0] for op in few.ops] == ["standardize", "dense-live", 1, "dense-live"]
-    assert [op[0] for op in many.ops] == [OP_DENSE, OP_DENSE]
+    # fold cost: the Standardizer's and BatchNorm's folds into the 6 x 9 weight; per unfolded
+    # row: 6 + 9 extra elements
+    program = InferencePlan.build(model)
+    assert not program.folds(7) and program.folds(8)
+    assert program.describe(7) == ["standardize", "dense", "batchnorm+relu", "dense"]
+    assert program.describe(8) == ["standardize+dense+batchnorm+relu", "dense"]
     X = rng.standard_normal((37, 6)).astype(dtype)
 
     def layer_by_layer(X):
@@ -277,13 +281,16 @@ def test_a_few_rows_run_unfolded_and_many_folded(dtype, rng):
     # nothing to fold: never a copy of the weights, however many rows
     plain = nn.Sequential(nn.Dense(6, 9, seed=1, dtype=dtype), nn.ReLU(),
                           nn.Dense(9, 4, seed=2, dtype=dtype))
-    assert [op[0] for op in InferencePlan.for_rows(plain, 10**6).ops] == ["dense-live"] * 2
+    assert not InferencePlan.build(plain).folds(10**6)
+    assert InferencePlan.build(plain).describe(10**6) == ["dense+relu", "dense"]
 
 
 def test_predict_is_never_stale(rng):
-    # whatever predict prepares (today: nothing kept; a cached program must keep this true),
-    # its answer is the model's as it is now: after a training step, after load_state_dict,
-    # after a write straight into a parameter's or a running statistic's array
+    # predict keeps its program on the model and reads the arrays in place: its answer is the
+    # model's as it is now, after a training step, after load_state_dict, after a write
+    # straight into a parameter's or a running statistic's array, on a few rows (the layers as
+    # they are) and on many (BatchNorm folded per call); the program itself is kept throughout
+    # (tests/test_inference.py: what makes it rebuild)
     model = nn.Sequential(nn.Dense(6, 9, seed=1, dtype=F64), nn.BatchNorm(9, dtype=F64),
                           nn.ReLU(), nn.Dense(9, 4, seed=2, dtype=F64))
     other = nn.Sequential(nn.Dense(6, 9, seed=7, dtype=F64), nn.BatchNorm(9, dtype=F64),
@@ -293,31 +300,37 @@ def test_predict_is_never_stale(rng):
     loss = nn.CrossEntropyLoss()
     opt = Adam(model.parameters(), lr=0.05)
 
-    def layer_by_layer(m):
-        h = X[:3]
+    def layer_by_layer(m, rows):
+        h = X[:rows]
         for layer in m:
             h = layer.infer(h)
         return h
 
     def check():
         model.eval()
-        np.testing.assert_allclose(model.predict(X[:3]), layer_by_layer(model), rtol=1e-12,
+        program = model._inference_program()
+        assert not program.folds(3) and program.folds(16)
+        np.testing.assert_array_equal(model.predict(X[:3]), layer_by_layer(model, 3))
+        np.testing.assert_allclose(model.predict(X), layer_by_layer(model, 16), rtol=1e-12,
                                    atol=1e-13)
         model.train()
+        return program
 
-    check()
+    program = check()
     before = model.predict(X[:3])
     model.train_step(X, y, loss, opt)
-    check()
+    assert check() is program
     assert not np.allclose(model.predict(X[:3]), before)
     other.forward(X)  # running statistics of its own
     model.load_state_dict(other.state_dict())
-    check()
+    assert check() is program
     np.testing.assert_array_equal(model.predict(X[:3]), other.predict(X[:3]))
+    np.testing.assert_array_equal(model.predict(X), other.predict(X))
     model[0].weight.data[0, 0] += 1.0
     model[1].running_var[:] *= 4.0
-    check()
+    assert check() is program
     assert not np.allclose(model.predict(X[:3]), other.predict(X[:3]))
+    assert not np.allclose(model.predict(X), other.predict(X))
 
 
 def test_inference_falls_back_for_unknown_layers_and_bad_input(rng):

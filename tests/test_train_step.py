@@ -142,6 +142,25 @@ def _fusable(d, batchnorm=True):
         nn.Tanh(), nn.Dense(64, 10, seed=3, dtype=d))
 
 
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
+def test_a_few_rows_of_a_wide_layer_keep_their_preactivation(n_threads):
+    # 16 rows of 96 -> 512 with GELU and 512 -> 64 with Softplus: the few-rows product writes
+    # the kept pre-activation Z, the epilogue and the backward read it (eager bits)
+    pynn.set_num_threads(n_threads)
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((16, 96)).astype(F32)
+    y = rng.integers(0, 10, 16)
+    a = nn.Sequential(nn.Dense(96, 512, seed=1, dtype=F32), nn.GELU(),
+                      nn.Dense(512, 64, seed=2, dtype=F32), nn.Softplus(beta=1.5, threshold=4.0),
+                      nn.Dense(64, 10, seed=3, dtype=F32))
+    b = copy.deepcopy(a)
+    opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
+    for _ in range(3):
+        _step_both(a, b, X, y, opt_a, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    assert a.compiled_step(X, nn.CrossEntropyLoss(), opt_a) is not None
+
+
 # (BatchNorm after the first Dense, threads) -> (dense ops whose forward runs the BatchNorm
 # after it, the ops whose backward runs by column tiles with the update), op indices (a
 # BatchNorm and its activation are one op): 3 threads cut 512 columns where BatchNorm's
@@ -172,6 +191,24 @@ def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dty
     # the first Dense's W and b and the first BatchNorm's gamma and beta are updated on the
     # fused backward's tiles, unless the optimizer's loop runs after the program (RMSprop)
     assert tied == (4 if backward and opt_name != "rmsprop" else 0)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
+def test_a_few_rows_of_a_wide_layer_give_the_eager_bits(n_threads):
+    # 16 rows of 96 -> 512: the forward is the few-rows product (FEW_ROWS in csrc/_dense.pxd),
+    # whole on one thread and on the fused column tiles on two, in the program's scratch
+    pynn.set_num_threads(n_threads)
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((16, 96)).astype(F32)
+    y = rng.integers(0, 10, 16)
+    a = _fusable(F32)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = Adam(a.parameters()), Adam(b.parameters())
+    for _ in range(3):
+        _step_both(a, b, X, y, opt_a, opt_b)
+    _assert_same(a, b, opt_a, opt_b)
+    forward, _, _ = a.compiled_step(X, nn.CrossEntropyLoss(), opt_a).prog.fusion()
+    assert forward == ([0, 2] if n_threads == 2 else [])  # (512 x 64 too: a few rows)
 
 
 def test_fused_updates_skip_frozen_and_foreign_parameters():

@@ -14,7 +14,8 @@ buffers) sharing memory with another of its arguments: that raises ValueError na
 ("out must not share memory with X"). The only exceptions are the elementwise kernels that say
 so in their docstrings (activations, dropout), where ``out`` may be its input exactly, in place.
 The losses live in _loss_steps.py (``LossSteps``), the optimizer steps in _optim_steps.py
-(``OptimizerSteps``) and LayerNorm/RMSNorm in _rownorm_steps.py (``RowNormSteps``), mixins of
+(``OptimizerSteps``) and LayerNorm/RMSNorm in _rownorm_steps.py (``RowNormSteps``) and the sparse first
+layer's products in _sparse_steps.py (``SparseSteps``), mixins of
 ``Backend``.
 """
 import abc
@@ -27,11 +28,12 @@ from ._arrays import _accumulator, _float_array, _ndim, _output, _same_shape, as
 from ._loss_steps import LossSteps
 from ._optim_steps import OptimizerSteps
 from ._rownorm_steps import RowNormSteps
+from ._sparse_steps import SparseSteps
 from .codes import (IDENTITY, MASK64, activation_code, dropout_key, dropout_threshold,
                     fused_activation_code, keeps_preactivation)
 
 
-class Backend(LossSteps, OptimizerSteps, RowNormSteps, abc.ABC):
+class Backend(LossSteps, OptimizerSteps, RowNormSteps, SparseSteps, abc.ABC):
     """Shared Python side of every backend. Subclasses implement the ``_<op>`` loops only."""
 
     name = "abstract"

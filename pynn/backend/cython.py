@@ -12,6 +12,7 @@ from .._kernels import dropout as _dropout
 from .._kernels import losses as _losses
 from .._kernels import optim as _optim
 from .._kernels import rownorm as _rownorm
+from .._kernels import sparse as _sparse
 from .base import Backend
 from .codes import kernel_params
 
@@ -43,6 +44,12 @@ class CythonBackend(Backend):
     def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
         p, q = kernel_params(param)
         _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, p, q, n_threads, Z)
+
+    def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, n_threads):
+        _sparse.csr_dense_forward(data, indices, indptr, W, b, Y, n_threads)
+
+    def _sparse_dense_backward(self, dZ, data, indices, indptr, n_cols, dW, db, n_threads):
+        _sparse.csr_dense_backward(dZ, data, indices, indptr, dW, db, n_threads)
 
     def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
         return _losses.mse_loss(Y, T, W, G, L, scale, n_threads)

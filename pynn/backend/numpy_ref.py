@@ -69,6 +69,13 @@ def _l1_sign(p):
     return np.where(np.isnan(p), p.dtype.type(0), np.sign(p))
 
 
+def _csr(data, indices, indptr, shape):
+    """SciPy's CSR matrix over the kernel's three arrays (no copy)."""
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix((data, indices, indptr), shape=shape, copy=False)
+
+
 def mix64_array(z):
     """splitmix64's finalizer over a uint64 array (wrapping arithmetic)."""
     z = z ^ (z >> np.uint64(30))
@@ -113,6 +120,18 @@ class NumpyBackend(Backend):
             dW += dZ.T @ X
         if dX is not None:
             dX[...] = dZ @ W
+
+    def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, n_threads):
+        X = _csr(data, indices, indptr, (Y.shape[0], W.shape[1]))
+        Y[...] = X @ W.T
+        if b is not None:
+            Y += b
+
+    def _sparse_dense_backward(self, dZ, data, indices, indptr, n_cols, dW, db, n_threads):
+        if db is not None:
+            db += dZ.sum(axis=0)
+        if dW is not None:
+            dW += (_csr(data, indices, indptr, (dZ.shape[0], n_cols)).T @ dZ).T
 
     def _mse_loss(self, Y, T, W, G, L, scale, n_threads):
         d = Y.astype(np.float64) - T

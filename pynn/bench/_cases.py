@@ -9,9 +9,12 @@ import numpy as np
 
 # ---------------------------------------------------------------------------------- the cases
 # kind "step": time per training step on one fixed batch; "predict": time per predict call over
-# n rows; "epoch": time per epoch of shuffled mini-batches over n rows. "calls" is how many
-# steps/calls one timed repetition runs (the time reported is per step/call), "warmup" how many
-# run untimed first, "reps" the default number of timed repetitions per process.
+# n rows; "latency": time of one predict call on n rows (1 or 16: a service answering a request),
+# each call timed on its own; "epoch": time per epoch of shuffled mini-batches over n rows.
+# "calls" is how many steps/calls one timed repetition runs (the time reported is per
+# step/call), "warmup" how many run untimed first, "reps" the default number of timed
+# repetitions per process. The predict and latency cases run every contender on the same
+# weights and running statistics (inference_weights).
 CASES = {
     "small": dict(kind="step", sizes=(64, 32, 32, 10), bn=False, batch=32,
                   calls=1000, warmup=200, reps=5,
@@ -45,6 +48,14 @@ CASES = {
                     calls=1, warmup=1, reps=5,
                     title="predict: 60,000 rows, medium net (eval mode), batch 1024: "
                           "time per call"),
+    "latency-1": dict(kind="latency", sizes=(784, 256, 128, 10), bn=True, n=1, batch=1,
+                      calls=1, warmup=300, reps=1000,
+                      title="latency-1: predict on 1 row, medium net (eval mode): the median "
+                            "call"),
+    "latency-16": dict(kind="latency", sizes=(784, 256, 128, 10), bn=True, n=16, batch=16,
+                       calls=1, warmup=200, reps=600,
+                       title="latency-16: predict on 16 rows, medium net (eval mode): the "
+                             "median call"),
     "epoch": dict(kind="epoch", sizes=(784, 256, 128, 10), bn=True, n=60000, batch=128,
                   calls=1, warmup=20, reps=3,
                   title="epoch: one epoch over 60,000 rows, medium net, batch 128, Adam: "
@@ -69,6 +80,8 @@ QUICK = {
     "medium-dropout": dict(sizes=(32, 16, 8, 4), batch=16, calls=4, warmup=2, reps=2),
     "resnet": dict(sizes=(32, 16, 4), inner=24, blocks=2, batch=16, calls=3, warmup=1, reps=2),
     "predict": dict(sizes=(32, 16, 8, 4), n=300, batch=64, calls=1, warmup=1, reps=2),
+    "latency-1": dict(sizes=(32, 16, 8, 4), warmup=2, reps=5),
+    "latency-16": dict(sizes=(32, 16, 8, 4), warmup=2, reps=5),
     "epoch": dict(sizes=(32, 16, 8, 4), n=300, batch=32, calls=1, warmup=2, reps=2),
     "sk-digits": dict(sizes=(64, 8, 8, 10), epochs=2, calls=5, reps=2),
     "sk-mnist": dict(sizes=(32, 16, 8, 4), n=300, batch=32, epochs=1, reps=2),
@@ -125,10 +138,48 @@ def make_data(spec, dtype):
         std = X.std(0)
         return ((X - X.mean(0)) / np.where(std > 0, std, 1)).astype(dtype), y
     rng = np.random.default_rng(SEED)
-    rows = spec["n"] if spec["kind"] in ("predict", "epoch", "fit") else spec["batch"]
+    rows = spec["n"] if spec["kind"] in ("predict", "latency", "epoch", "fit") else spec["batch"]
     X = rng.random((rows, spec["sizes"][0]), dtype=np.float32).astype(dtype, copy=False)
     y = rng.integers(0, spec["sizes"][-1], rows)
     return X, y
+
+
+def initial_weights(sizes, bn, dtype, seed=SEED):
+    """A network's weights before training, as the NumPy loop and JAX draw them: per Dense
+    layer a dict of "W" (out, in; He normal), "b" (zeros) and, before a hidden layer's ReLU
+    with BatchNorm, "gamma" (ones), "beta" (zeros), "running_mean" (zeros), "running_var"
+    (ones)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    dims = layer_dims(sizes)
+    for i, (n_in, n_out) in enumerate(dims):
+        std = np.sqrt(2.0 / n_in)  # He normal
+        layer = {"W": (rng.standard_normal((n_out, n_in)) * std).astype(dtype),
+                 "b": np.zeros(n_out, dtype)}
+        if bn and i < len(dims) - 1:
+            layer.update(gamma=np.ones(n_out, dtype), beta=np.zeros(n_out, dtype),
+                         running_mean=np.zeros(n_out, dtype),
+                         running_var=np.ones(n_out, dtype))
+        layers.append(layer)
+    return layers
+
+
+def inference_weights(spec, dtype):
+    """The weights every contender of a predict or latency case runs: per Dense layer a dict
+    of "W" (out, in; He normal), "b" and, before a hidden layer's ReLU with BatchNorm, "gamma",
+    "beta", "running_mean", "running_var" (away from 0 and 1, as after training)."""
+    rng = np.random.default_rng([SEED, 1])
+    layers = []
+    dims = layer_dims(spec["sizes"])
+    for i, (n_in, n_out) in enumerate(dims):
+        layer = {"W": rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in),
+                 "b": rng.standard_normal(n_out) * 0.1}
+        if spec["bn"] and i < len(dims) - 1:
+            layer.update(gamma=rng.uniform(0.5, 1.5, n_out), beta=rng.standard_normal(n_out) * 0.1,
+                         running_mean=rng.standard_normal(n_out) * 0.5,
+                         running_var=rng.uniform(0.5, 2.0, n_out))
+        layers.append({k: v.astype(dtype) for k, v in layer.items()})
+    return layers
 
 
 def epoch_order(rep, n):
@@ -168,7 +219,7 @@ def run_case(spec, X, y, step, predict, epoch, warm_epoch):
     kind = spec["kind"]
     if kind == "step":
         return time_reps(lambda: step(X, y), spec["calls"], spec["warmup"], spec["reps"])
-    if kind == "predict":
+    if kind in ("predict", "latency"):
         return time_reps(lambda: predict(X), spec["calls"], spec["warmup"], spec["reps"])
     warm_epoch()
     return time_epochs(epoch, spec["reps"])

@@ -13,8 +13,8 @@ def _gemm_calls(spec, dtype, variant):
     "call" (one training step, one predict call, one epoch).
 
     Training step, per Dense layer (X: the layer's input, W: (out, in)): forward X @ W.T,
-    dW = dY.T @ X, and dX = dY @ W except for the first layer. Predict: the forward products
-    per batch of rows. Epoch: a training step's products for every batch's size.
+    dW = dY.T @ X, and dX = dY @ W except for the first layer. Predict and latency: the
+    forward products per batch of rows. Epoch: a training step's products for every batch's size.
     variant "numpy": ``np.matmul(a, b, out=c)``; "scipy": ``scipy.linalg.blas`` ?gemm writing
     into c (the row-major product computed as the column-major transpose, no copies).
     """
@@ -60,7 +60,7 @@ def _gemm_calls(spec, dtype, variant):
         calls = step_products(spec["batch"])
     else:
         bounds = batch_bounds(spec["n"], spec["batch"])
-        make = forward_products if kind == "predict" else step_products
+        make = forward_products if kind in ("predict", "latency") else step_products
         by_rows = {}
         calls = []
         for lo, hi in bounds:
@@ -101,7 +101,7 @@ def time_floor(spec, dtype, threads, info):
                 mm(a, b, c, ta, tb)
 
         # an epoch's "warmup" counts batches; here one call is a whole epoch of products
-        warmup = spec["warmup"] if spec["kind"] == "step" else 1
+        warmup = spec["warmup"] if spec["kind"] in ("step", "latency") else 1
         if spec["kind"] == "fit" and spec["per"] == "step":
             warmup = spec["calls"]
         variants[variant] = time_reps(run, spec["calls"], warmup, spec["reps"])

@@ -5,8 +5,8 @@ import numpy as np
 
 # Loaded by path by pynn/bench/_worker.py, after it loaded _cases.py as _pynn_bench_cases
 # (this file is not imported as part of the pynn package: see _worker.py).
-from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, layer_dims, run_case,
-                               time_epochs, time_fits)
+from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, inference_weights,
+                               layer_dims, run_case, time_epochs, time_fits)
 
 
 def torch_model(torch, sizes, bn, dtype, dropout=0.0):
@@ -44,6 +44,22 @@ def torch_resnet(torch, spec, dtype):
     layers += [nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, n_out)]
     tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
     return nn.Sequential(*layers).to(tdtype[np.dtype(dtype)])
+
+
+def torch_load_weights(torch, model, weights):
+    """``inference_weights``' arrays into a :func:`torch_model` network."""
+    linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
+    with torch.no_grad():
+        for layer, w in zip(linear, weights):
+            layer.weight.copy_(torch.from_numpy(w["W"]))
+            layer.bias.copy_(torch.from_numpy(w["b"]))
+        for layer, w in zip(norms, weights):
+            layer.weight.copy_(torch.from_numpy(w["gamma"]))
+            layer.bias.copy_(torch.from_numpy(w["beta"]))
+            layer.running_mean.copy_(torch.from_numpy(w["running_mean"]))
+            layer.running_var.copy_(torch.from_numpy(w["running_var"]))
+    return model
 
 
 def torch_adam(torch, params, info, name="adam"):
@@ -85,21 +101,25 @@ def time_torch(spec, X, y, dtype, threads, info):
         opt.step()
         return loss
 
-    try:  # a fused step the build cannot run shows here, not in the middle of the timing
-        step(Xt[:2], yt[:2])
-    except RuntimeError as exc:
-        if info["torch_adam"] != "fused":
-            raise
-        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-        opt = cls(model.parameters(), lr=LR, foreach=True)
-        info["torch_adam"] = f"foreach (fused step failed: {exc})"
-
-    def predict(Xp):
-        model.eval()
+    def predict(Xp):  # (only the predict and latency cases call it: eval mode throughout)
         with torch.no_grad():
-            out = torch.cat([model(Xp[i:i + batch]) for i in range(0, Xp.shape[0], batch)])
-        model.train()
-        return out
+            if Xp.shape[0] <= batch:
+                return model(Xp)
+            return torch.cat([model(Xp[i:i + batch]) for i in range(0, Xp.shape[0], batch)])
+
+    if spec["kind"] in ("predict", "latency"):
+        torch_load_weights(torch, model, inference_weights(spec, dtype)).eval()
+        info.pop("torch_adam")  # no training here: no Adam to report
+        info.pop("torch_optimizer")
+    else:
+        try:  # a fused step the build cannot run shows here, not in the middle of the timing
+            step(Xt[:2], yt[:2])
+        except RuntimeError as exc:
+            if info["torch_adam"] != "fused":
+                raise
+            cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+            opt = cls(model.parameters(), lr=LR, foreach=True)
+            info["torch_adam"] = f"foreach (fused step failed: {exc})"
 
     n = X.shape[0]
     warm = min(spec["warmup"], len(batch_bounds(n, batch))) * batch

@@ -4,7 +4,8 @@ import numpy as np
 
 # Loaded by path by pynn/bench/_worker.py, after it loaded _cases.py as _pynn_bench_cases
 # (this file is not imported as part of the pynn package: see _worker.py).
-from _pynn_bench_cases import LR, SEED, batch_bounds, epoch_order, layer_dims, run_case
+from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, inference_weights,
+                               initial_weights, run_case)
 
 
 class NumpyLoopMLP:
@@ -26,18 +27,7 @@ class NumpyLoopMLP:
         self.lr, self.beta1, self.beta2, self.eps = lr, betas[0], betas[1], eps
         self.bn_eps, self.momentum = bn_eps, momentum
         if params is None:
-            rng = np.random.default_rng(seed)
-            params = []
-            dims = layer_dims(sizes)
-            for i, (n_in, n_out) in enumerate(dims):
-                std = np.sqrt(2.0 / n_in)  # He normal
-                layer = {"W": (rng.standard_normal((n_out, n_in)) * std).astype(dtype),
-                         "b": np.zeros(n_out, dtype)}
-                if bn and i < len(dims) - 1:
-                    layer.update(gamma=np.ones(n_out, dtype), beta=np.zeros(n_out, dtype),
-                                 running_mean=np.zeros(n_out, dtype),
-                                 running_var=np.ones(n_out, dtype))
-                params.append(layer)
+            params = initial_weights(sizes, bn, dtype, seed)
         self.params = params
         self.trainable = [(i, k) for i, layer in enumerate(params)
                           for k in ("W", "b", "gamma", "beta") if k in layer]
@@ -143,7 +133,10 @@ def time_numpy_loop(spec, X, y, dtype, threads, info):
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
-    net = NumpyLoopMLP(spec["sizes"], spec["bn"], dtype)
+    params = None
+    if spec["kind"] in ("predict", "latency"):
+        params = inference_weights(spec, dtype)
+    net = NumpyLoopMLP(spec["sizes"], spec["bn"], dtype, params=params)
     batch = spec["batch"]
     warm = min(spec["warmup"], len(batch_bounds(X.shape[0], batch))) * batch
 

@@ -5,8 +5,8 @@ import numpy as np
 
 # Loaded by path by pynn/bench/_worker.py, after it loaded _cases.py as _pynn_bench_cases
 # (this file is not imported as part of the pynn package: see _worker.py).
-from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, layer_dims, run_case,
-                               time_fits)
+from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, inference_weights,
+                               layer_dims, run_case, time_fits)
 
 
 def pynn_resnet(spec, dtype, seed=SEED):
@@ -47,6 +47,23 @@ def pynn_model(sizes, bn, dtype, seed=SEED, dropout=0.0):
     return nn.Sequential(*layers)
 
 
+def load_weights(model, weights):
+    """``inference_weights``' arrays into a :func:`pynn_model` network, in place."""
+    from pynn import nn
+
+    dense = [m for m in model if isinstance(m, nn.Dense)]
+    norms = [m for m in model if isinstance(m, nn.BatchNorm)]
+    for layer, w in zip(dense, weights):
+        layer.weight.data = w["W"]
+        layer.bias.data = w["b"]
+    for layer, w in zip(norms, weights):
+        layer.weight.data = w["gamma"]
+        layer.bias.data = w["beta"]
+        layer.running_mean[...] = w["running_mean"]
+        layer.running_var[...] = w["running_var"]
+    return model
+
+
 def pynn_train_step(model, loss, optimizer, eager=False):
     """pynn's training step, ``step(X, y) -> loss value``, and the name of the path it takes.
 
@@ -85,6 +102,8 @@ def time_pynn(spec, X, y, dtype, threads, backend, info, fit=True, eager=False):
         model = pynn_resnet(spec, dtype)
     else:
         model = pynn_model(spec["sizes"], spec["bn"], dtype, dropout=spec.get("dropout", 0.0))
+    if spec["kind"] in ("predict", "latency"):
+        load_weights(model, inference_weights(spec, dtype)).eval()
     loss = nn.CrossEntropyLoss()
     optimizer = pynn.optim.AdamW if spec.get("optimizer") == "adamw" else pynn.optim.Adam
     opt = optimizer(model.parameters(), lr=LR)

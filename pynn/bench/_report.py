@@ -68,6 +68,8 @@ def machine_info(threads, child_env):
         "versions": {
             "numpy": np.__version__, "scipy": scipy.__version__, "pynn": pynn.__version__,
             "threadpoolctl": _version("threadpoolctl"), "torch": _version("torch"),
+            "jax": _version("jax"), "optax": _version("optax"), "onnx": _version("onnx"),
+            "onnxruntime": _version("onnxruntime"),
             "scikit-learn": _version("scikit-learn"), "matplotlib": _version("matplotlib"),
         },
         "pynn_file": pynn.__file__,
@@ -174,6 +176,10 @@ def _notes(name, entry):
         notes.append(info["epoch_via"].split("(")[0])
     if "torch_adam" in info:
         notes.append(info.get("torch_optimizer", "Adam") + " " + info["torch_adam"].split(" (")[0])
+    if "ort_threads" in info:
+        notes.append(f"{info['ort_threads']} intra-op thread(s)")
+    if name == "jax" and "step_path" in info:
+        notes.append("step: jit + optax.adam")
     if "floor_best" in info:
         notes.append(info["floor_best"])
     if entry.get("env_variant"):

@@ -14,6 +14,10 @@ Contenders (``--contenders``):
   Adam; BatchNorm where the net has it);
 - ``torch``: torch eager, same threads, ``Adam(fused=True)`` where it applies (optional: skipped
   when torch is not importable);
+- ``jax``: JAX, the training step one ``jax.jit`` function with optax's Adam, predict another
+  (optional: skipped without jax and optax);
+- ``onnxruntime``: ONNX Runtime's CPU session on the same network and weights, predict and
+  latency cases, one thread for latency (optional: skipped without onnx and onnxruntime);
 - ``sklearn``: scikit-learn's ``MLPClassifier``, one ``partial_fit`` pass per epoch (epoch case
   only; optional);
 - ``pynn-after-torch``: pynn in a process that imported torch first (optional, needs torch);
@@ -23,9 +27,10 @@ Contenders (``--contenders``):
 Cases (``--cases``): ``small``, ``medium``, ``wide`` (time per training step),
 ``medium-dropout`` (the medium net with Dropout(0.1) after each ReLU), ``resnet`` (a training
 step of the ResNet-MLP with LayerNorm, GELU, Dropout and AdamW, against torch's with fused
-AdamW), ``predict`` (60,000 rows), ``epoch`` (one epoch over 60,000 rows), ``sk-digits`` and
-``sk-mnist`` (``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same
-settings, per step on the bundled digits, per epoch on 60,000x784; they need scikit-learn); see
+AdamW), ``predict`` (60,000 rows), ``latency-1`` and ``latency-16`` (predict on 1 and 16 rows,
+each call timed), ``epoch`` (one epoch over 60,000 rows), ``sk-digits`` and ``sk-mnist``
+(``MLPClassifier.fit``, pynn.sklearn's against scikit-learn's with the same settings, per step
+on the bundled digits, per epoch on 60,000x784; they need scikit-learn); see
 ``pynn/bench/_cases.py``'s ``CASES``.
 
 Every (case, contender) runs in a fresh ``python`` process (this interpreter), rounds alternate
@@ -57,6 +62,9 @@ DESCRIPTIONS = {
     "pynn-numpy": "pynn, NumPy reference backend",
     "numpy-loop": "hand-written NumPy loop (forward, softmax CE, backward, Adam)",
     "torch": "torch eager, Adam fused (else foreach); predict under no_grad + eval",
+    "jax": "JAX: the step jax.jit with optax.adam, predict jax.jit (NumPy in and out)",
+    "onnxruntime": "ONNX Runtime CPU session (Gemm, BatchNormalization, Relu); latency: 1 "
+                   "intra-op thread",
     "sklearn": "scikit-learn MLPClassifier: partial_fit = one epoch (epoch; no BatchNorm), "
                "fit (sk-*: the same settings as pynn.sklearn's)",
     "pynn-after-torch": "pynn, Cython backend, in a process that imported torch first",
@@ -65,20 +73,22 @@ DESCRIPTIONS = {
 }
 # Which case kinds each contender runs.
 APPLIES = {
-    "pynn": {"step", "predict", "epoch", "fit"},
+    "pynn": {"step", "predict", "latency", "epoch", "fit"},
     "pynn-eager": {"step"},
     "pynn-loop": {"epoch"},
-    "pynn-numpy": {"step", "predict", "epoch"},
-    "numpy-loop": {"step", "predict", "epoch"},
-    "torch": {"step", "predict", "epoch"},
+    "pynn-numpy": {"step", "predict", "latency", "epoch"},
+    "numpy-loop": {"step", "predict", "latency", "epoch"},
+    "torch": {"step", "predict", "latency", "epoch"},
+    "jax": {"step", "predict", "latency"},
+    "onnxruntime": {"predict", "latency"},
     "sklearn": {"epoch", "fit"},
-    "pynn-after-torch": {"step", "predict", "epoch"},
-    "floor": {"step", "predict", "epoch", "fit"},
+    "pynn-after-torch": {"step", "predict", "latency", "epoch"},
+    "floor": {"step", "predict", "latency", "epoch", "fit"},
 }
 # Contenders that import pynn (they get the harness's pynn first on sys.path).
 USES_PYNN = {"pynn", "pynn-eager", "pynn-loop", "pynn-numpy", "pynn-after-torch"}
 UNITS = {"step": "seconds per training step", "predict": "seconds per predict call",
-         "epoch": "seconds per epoch"}
+         "latency": "seconds per predict call", "epoch": "seconds per epoch"}
 
 
 class _Printer:
@@ -152,6 +162,8 @@ def _print_header(out, args, rounds, info):
         f"{info['cpus_in_affinity_mask']} in this process's affinity mask")
     out(f"Python {info['python']} ({sys.executable}); numpy {v['numpy']}, scipy {v['scipy']}, "
         f"pynn {v['pynn']}, torch {v['torch'] or '(not installed)'}, "
+        f"jax {v['jax'] or '(not installed)'}, optax {v['optax'] or '(not installed)'}, "
+        f"onnxruntime {v['onnxruntime'] or '(not installed)'}, "
         f"scikit-learn {v['scikit-learn'] or '(not installed)'}, "
         f"threadpoolctl {v['threadpoolctl']}")
     out(f"pynn: {pynn.__file__}" + (f" (git {info['pynn_git']})" if info["pynn_git"] else ""))

@@ -52,7 +52,8 @@ def add_arguments(parser):
 def add_parser(sub):
     """The ``pynn bench`` subcommand, on the subparsers ``sub``."""
     parser = sub.add_parser(
-        "bench", help="time pynn against a NumPy loop, torch and scikit-learn",
+        "bench", help="time pynn against a NumPy loop, torch, JAX, ONNX Runtime and "
+                      "scikit-learn",
         description="End-to-end speed comparison, each contender in its own fresh process "
                     "(see bench/README.md). Quote figures with "
                     "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset.")
@@ -70,8 +71,8 @@ def build_parser(prog=None):
     """The parser of ``python bench/compare.py`` (plain argparse, as a script's)."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="pynn against a hand-written NumPy loop, torch and scikit-learn, each "
-                    "contender in its own fresh process.")
+        description="pynn against a hand-written NumPy loop, torch, JAX, ONNX Runtime and "
+                    "scikit-learn, each contender in its own fresh process.")
     return add_arguments(parser)
 
 

@@ -25,8 +25,12 @@ def check_input(layer, X, name="X", features=None, dtype=None, shape=None):
     Never casts: another dtype is a TypeError naming both.
     """
     if not isinstance(X, np.ndarray):
+        # a SciPy sparse X is the data: only a first Dense reads one (its CSR kernels)
+        hint = ("; a SciPy sparse input is taken by a Dense only, as the first layer"
+                if type(X).__module__.startswith("scipy.sparse") else "")
         raise TypeError(
-            f"{type(layer).__name__}: {name} must be a numpy.ndarray, got {type(X).__name__}"
+            f"{type(layer).__name__}: {name} must be a numpy.ndarray, got "
+            f"{type(X).__name__}{hint}"
         )
     if dtype is not None and X.dtype != dtype:
         raise TypeError(

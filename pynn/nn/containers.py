@@ -78,6 +78,7 @@ class Sequential(Module):
         self._compiled = {}
         self._uncompilable = None  # the step list a plan could not be built for
         self._compile = True
+        self._inference = None  # the inference program of predict (pynn.nn.inference)
         self._default_inits()
         self.pack()
 
@@ -132,6 +133,7 @@ class Sequential(Module):
         state["_compiled"] = {}
         state["_uncompilable"] = None
         state["_last_train_step"] = None
+        state["_inference"] = None
         return state
 
     # -- running --------------------------------------------------------------------------
@@ -257,14 +259,29 @@ class Sequential(Module):
 
     def predict(self, X, batch_size=1024):
         """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
-        an inference program: BatchNorm folded into the Dense before it, activations fused,
-        one buffer per batch, the results written straight into the output."""
-        rows = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
-        program = InferencePlan.for_rows(self, rows) if self._compile else None
-        if program is None or not program.fits(X) or X.shape[0] == 0:
+        the container's inference program (pynn.nn.inference: built on first use and kept
+        while nothing it recorded is replaced; it reads the weights and statistics in place,
+        so it is never stale): one call into C for the whole forward, BatchNorm folded into
+        the Dense before it for many rows, activations fused, the results written straight
+        into the output. A sparse X (or no rows) runs ``Module.predict``'s batches, whose
+        first Dense takes the CSR rows through its sparse kernel."""
+        dense_rows = isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] > 0
+        program = self._inference_program() if dense_rows else None
+        if program is None or not program.fits(X):
             return super().predict(X, batch_size)
-        _check_batch_size(batch_size)
+        if type(batch_size) is not int or batch_size < 1:
+            _check_batch_size(batch_size)
         return program.run(X, batch_size)
+
+    def _inference_program(self):
+        """The inference program (kept on the container), or None (``predict`` then runs the
+        layers' own ``infer``)."""
+        if not self._compile:
+            return None
+        program = self.__dict__.get("_inference")
+        if program is None or not program.holds():
+            program = self._inference = InferencePlan.build(self)
+        return program
 
     def infer(self, X):
         """Eval-mode forward that writes nothing on the model: safe from several threads."""

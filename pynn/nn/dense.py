@@ -2,6 +2,7 @@
 import numpy as np
 
 from .._checks import MAX_FEATURES, check_int
+from ..backend._sparse import is_sparse
 from . import init as _init
 from ._layer_checks import check_dtype_arg, check_input, config_int
 from .module import Module
@@ -25,7 +26,9 @@ class Dense(Module):
 
     Shape
     -----
-    - Input: (N, in_features)
+    - Input: (N, in_features): an ndarray, or a SciPy sparse matrix or array of the layer's
+      dtype (scikit-learn's sparse inputs: the data, so the first layer). A sparse X is read
+      from its CSR arrays, never densified, and gets no gradient (``backward`` returns None).
     - Output: (N, out_features)
 
     Attributes
@@ -66,6 +69,8 @@ class Dense(Module):
     def _apply(self, X, activation=None, param=None, keep_preactivation=False):
         """act(X @ W.T + b) for a validated X; stores nothing. With ``keep_preactivation``
         (an activation whose derivative needs it): (Y, Z), Z = X @ W.T + b."""
+        if is_sparse(X):
+            return self._apply_sparse(X, activation, param, keep_preactivation)
         X = check_input(self, X, features=self.in_features, dtype=self.dtype)
         if self._auto_init:
             self._auto_init = False  # weights in use: no container may re-draw them any more
@@ -77,10 +82,36 @@ class Dense(Module):
         )
         return (Y, Z) if keep_preactivation else Y
 
+    def _apply_sparse(self, X, activation, param, keep_preactivation):
+        """``_apply`` for sparse data: the CSR product, then the activation as its own pass
+        (the dense kernels fuse it into their GEMM tiles; there is no GEMM here)."""
+        if self._auto_init:
+            self._auto_init = False
+        b = None if self.bias is None else self.bias.data
+        Z = self.backend.sparse_dense_forward(X, self.weight.data, b)
+        Y = Z if activation is None else self.backend.activation_forward(Z, activation, param)
+        return (Y, Z) if keep_preactivation else Y
+
+    def _grad_sparse(self, dY, X, Y, activation, param, Z):
+        """``_grad`` for sparse data: dZ through the activation (from Z when kept, else from
+        the output: the kinds fused without Z take their derivative from it), dW and db from
+        the CSR product; no dX."""
+        dW = self.weight.grad if self.weight.requires_grad else None
+        db = self.bias.grad if self.bias is not None and self.bias.requires_grad else None
+        if dW is None and db is None:
+            return None
+        if activation is not None:
+            dY = self.backend.activation_backward(dY, Z if Z is not None else Y, Y, activation,
+                                                  param)
+        self.backend.sparse_dense_backward(dY, X, dW, db)
+        return None
+
     def _grad(self, dY, X, Y, activation=None, param=None, input_grad=True, Z=None):
         """Accumulate dW, db (unless frozen) from the forward's X and output Y (and its kept
         pre-activation Z, for an activation that needs it); dX or None."""
         dY = check_input(self, dY, "dY", features=self.out_features, dtype=self.dtype)
+        if is_sparse(X):
+            return self._grad_sparse(dY, X, Y, activation, param, Z)
         dW = self.weight.grad if self.weight.requires_grad else None
         db = self.bias.grad if self.bias is not None and self.bias.requires_grad else None
         if dW is None and db is None and not input_grad:
@@ -97,7 +128,7 @@ class Dense(Module):
 
     def backward(self, dY, input_grad=True):
         """Accumulate the weight and bias gradients; return dX (None with ``input_grad=False``,
-        which skips the dX GEMM)."""
+        which skips the dX GEMM, and for a sparse X: the data has no gradient)."""
         self._check_cached("_X")
         return self._grad(dY, self._X, self._Y, input_grad=input_grad)
 

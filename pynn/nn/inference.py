@@ -1,178 +1,245 @@
-"""A Sequential's inference program: the eval-mode forward of one ``predict`` call, compiled.
+"""A Sequential's inference program: the eval-mode forward of ``predict``, prepared once and kept
+on the model.
 
-For many rows, BatchNorm (running statistics) is folded into the Dense before it and a
-Standardizer into the Dense after it; for a few rows, where folding (a float64 copy of every
-folded weight) would cost more than the rows, the layers run as they are, reading the weights
-and statistics in place. LayerNorm and RMSNorm run their kernel; nested Sequentials are
-flattened and a Residual's block runs between two marks (its input copied aside at the first,
-added to the block's output at the second). Activations run in the epilogues, and each batch's
-result is written straight into the output. Nothing is kept between calls, so a prediction is
-never stale. See ``InferencePlan``.
+The program records which layers run and which arrays they read (weights, biases, running
+statistics, a Standardizer's mean and scale), never copies of them: every call reads the arrays
+as they are then, so a write into a parameter's ``.data`` or a running statistic is seen by the
+next call. What cannot be seen that way -- an array replaced by another (an optimizer re-packing
+the parameters, a buffer assigned, a refitted Standardizer), a layer added or replaced, a
+backend, an ``eps`` or an activation's parameter or form changed -- is checked before each call
+(``holds``) and makes the container build a new program. Nested Sequentials are flattened and a
+Residual's block runs between two marks (its input set aside at the first, added to the
+block's output at the second); LayerNorm and RMSNorm run their kernel. With every layer on the
+Cython backend the whole forward is one call into C without the GIL (pynn._kernels.inference);
+otherwise the layers' backends run the same ops from Python. See ``InferencePlan``.
 """
 import numpy as np
 
 from .. import _threads
+from .. import backend as _backends
 from ..backend._arrays import as_kernel_array
-from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_RES_BEGIN, OP_RES_END,
-                             OP_ROWNORM, OP_SOFTMAX, activation_code)
+from ..backend.codes import IDENTITY, activation_code, kernel_params
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
+from .module import Module
 from .normalization import LayerNorm, RMSNorm
+from .parameter import ParameterArena
 from .plan import plan_role
 from .standardizer import Standardizer
 
 
-# Ops of an unfolded program besides the step kinds it shares with the plans: a Dense reading
-# its layer's arrays at run time, and a Standardizer.
-_DENSE_LIVE, _STANDARDIZE = "dense-live", "standardize"
+class _Op:
+    """One op of the program: ``kind`` ("standardize", "dense", "batchnorm", "activation",
+    "softmax", "rownorm", "res_begin", "res_end"), its layer (a mark's: its Residual), the
+    activation run in its epilogue (``code``, ``param``, ``act``: the activation layer or
+    None), its output width; a dense op's ``pre``/``post``: the index of the
+    Standardizer op before it and of the BatchNorm op after it that fold into it (or -1); a
+    Standardizer or BatchNorm op's ``foldable``."""
+
+    __slots__ = ("kind", "layer", "code", "param", "act", "width", "pre", "post", "foldable")
+
+    def __init__(self, kind, layer, width, code=IDENTITY, param=0.0, act=None):
+        self.kind, self.layer, self.width = kind, layer, width
+        self.code, self.param, self.act = code, param, act
+        self.pre = self.post = -1
+        self.foldable = False
 
 
 class InferencePlan:
-    """The eval-mode program of a Sequential for one ``predict`` call.
+    """The eval-mode program of a Sequential, kept on it for every ``predict`` call while it
+    ``holds``.
 
-    Folded (``fold=True``, for many rows): BatchNorm (running statistics) is folded into the
-    Dense before it, and a Standardizer into the Dense after it (W' = W * s per output row,
-    b' = (b - mean) * s + beta; the columns for a Standardizer), computed in float64 and rounded
-    once. Unfolded (for a few rows): each layer runs its own kernel on its live arrays, the
-    layer-by-layer eval forward. Either way activations run in the epilogues and Dropout is the
-    identity. Buffers for one batch are allocated per call and every batch's result is written
-    straight into the output. Nothing is written on the model, so any number of threads may
-    predict with it at once.
+    For a few rows the layers run as they are (the layer-by-layer eval forward, bit for bit);
+    for many, where folding costs less than the normalizations' passes over the rows (``folds``:
+    the folded weights' elements against the rows times the normalizations' widths; never for a
+    net with nothing to fold), each BatchNorm is folded into the Dense before it and a
+    Standardizer into the Dense after it, per call, from the arrays as they are then, in float64
+    and rounded once (equal to the layer-by-layer forward up to that rounding). Activations run
+    in the epilogues, Dropout is the identity. Every buffer belongs to one call and each batch
+    is written straight into the output; nothing is written on the model, so any number of
+    threads may predict at once.
     """
 
-    def __init__(self, ops, dtype, in_width, out_width):
-        self.ops, self.dtype = ops, dtype
-        self.in_width, self.out_width = in_width, out_width
+    def __init__(self, seq, ops, in_width):
+        self.ops, self.in_width = ops, in_width
+        self.dtype = seq.dtype
+        self.out_width = ops[-1].width
+        fold_cost = row_cost = 0  # see folds: elements touched
+        for op in ops:
+            if op.kind == "dense":
+                fold_cost += op.layer.weight._data.size * ((op.pre >= 0) + (op.post >= 0))
+            if op.foldable:
+                row_cost += op.width
+        self.fold_cost, self.unfolded_row_cost = fold_cost, row_cost
+        self._record(seq)
+        self.program = _compiled(self)
 
+    # -- building -------------------------------------------------------------------------
     @classmethod
-    def for_rows(cls, seq, n):
-        """The program for a call on ``n`` rows: unfolded unless folding costs less than the
-        rows (an estimate in elements touched: every folded weight copied, against the
-        normalizations' extra passes over n rows), so always for a net with nothing to fold;
-        None as ``build``."""
-        program = cls.build(seq, fold=False)
-        if program is None or n * program.unfolded_row_cost <= program.fold_cost:
-            return program
-        return cls.build(seq, fold=True)
-
-    @classmethod
-    def build(cls, seq, fold=True):
-        """The program of ``seq`` now (its current weights), or None when a layer is not a
-        built-in one (then ``predict`` runs each layer's own ``infer``)."""
-        layers = _flat_layers(seq.layers)
+    def build(cls, seq):
+        """The program of ``seq``, or None when a layer is not a built-in one or the layers do
+        not fit together (``predict`` then runs each layer's own ``infer``, which raises the
+        layer's own error)."""
         dtype = seq.dtype
-        ops, width, in_width = [], None, None
-        fold_cost = row_cost = 0  # see for_rows
-        pending = None  # a Standardizer's (mean, scale) waiting for the next Dense
-        opened = []  # the widths of the residuals begun and not yet ended
-        i = 0
+        layers = _flat_layers(seq.layers)
+        ops, width, i, opened = [], None, 0, []  # opened: the open residuals' widths
         while i < len(layers):
             layer = layers[i]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if type(layer) is Standardizer and layer.mean is not None and type(nxt) is Dense:
-                if layer.dtype != dtype:
+            cls_ = type(layer)
+            if cls_ in (Standardizer, Dense, BatchNorm, LayerNorm, RMSNorm):
+                n_in = layer.num_features if cls_ is not Dense else layer.in_features
+                if layer.dtype != dtype or (width is not None and n_in != width):
                     return None
-                in_width = in_width or layer.num_features
-                fold_cost += nxt.weight._data.size
-                row_cost += layer.num_features
+                if not ops:
+                    in_width = n_in
+            if cls_ is Standardizer:
+                if layer.mean is None:
+                    return None  # not fitted: its infer says so
+                op = _Op("standardize", layer, layer.num_features)
+                op.foldable = type(layers[i + 1]) is Dense if i + 1 < len(layers) else False
                 i += 1
-                if fold:
-                    pending = (layer.mean.astype(np.float64), layer.scale.astype(np.float64))
-                else:
-                    ops.append((_STANDARDIZE, None, layer, None, IDENTITY, 0.0,
-                                layer.num_features))
-                    width = layer.num_features
-                continue
-            if type(layer) is Dense:
-                if layer.dtype != dtype or (width is not None and layer.in_features != width):
-                    return None
-                i += 1
-                if not fold:
-                    if type(nxt) is BatchNorm and nxt.num_features == layer.out_features:
-                        fold_cost += layer.weight._data.size
-                        row_cost += nxt.num_features
-                        code, param = IDENTITY, 0.0  # the activation runs after BatchNorm
-                    else:
-                        code, param, i = _epilogue(layers, i, "dense")
-                    in_width = in_width or layer.in_features
-                    width = layer.out_features
-                    ops.append((_DENSE_LIVE, layer.backend, layer, None, code, param, width))
-                    continue
-                W = layer.weight._data.astype(np.float64)
-                b = (np.zeros(layer.out_features) if layer.bias is None
-                     else layer.bias._data.astype(np.float64))
-                if pending is not None:  # (X - mean) / scale, then W: fold into the columns
-                    mean, scale = pending
-                    W = W / scale
-                    b = b - W @ mean
-                    pending = None
+            elif cls_ is Dense:
+                nxt = layers[i + 1] if i + 1 < len(layers) else None
+                op = _Op("dense", layer, layer.out_features)
+                if ops and ops[-1].foldable and ops[-1].kind == "standardize":
+                    op.pre = len(ops) - 1
                 if type(nxt) is BatchNorm and nxt.num_features == layer.out_features:
-                    s = nxt.weight._data.astype(np.float64) / np.sqrt(
-                        nxt.running_var.astype(np.float64) + nxt.eps)
-                    W = W * s[:, None]
-                    b = (b - nxt.running_mean.astype(np.float64)) * s + \
-                        nxt.bias._data.astype(np.float64)
+                    op.post = len(ops) + 1  # the activation runs after BatchNorm
                     i += 1
-                code, param, i = _epilogue(layers, i, "dense")
-                in_width = in_width or layer.in_features
-                width = layer.out_features
-                ops.append((OP_DENSE, layer.backend, np.ascontiguousarray(W, dtype),
-                            np.ascontiguousarray(b, dtype), code, param, width))
-                continue
-            if pending is not None:
-                return None
-            if type(layer) is _Mark:
+                else:
+                    op.code, op.param, op.act, i = _epilogue(layers, i + 1, "dense")
+            elif cls_ is BatchNorm:
+                op = _Op("batchnorm", layer, layer.num_features)
+                op.code, op.param, op.act, i = _epilogue(layers, i + 1)
+                op.foldable = bool(ops) and ops[-1].post == len(ops)
+            elif cls_ in (LayerNorm, RMSNorm):
+                op = _Op("rownorm", layer, layer.num_features)
                 i += 1
+            elif cls_ is _Mark:
+                if width is None:
+                    return None  # starts with a residual: its width comes from the data
                 if layer.begin:
-                    if width is None:
-                        return None  # starts with a residual: its width comes from the data
                     opened.append(width)
-                elif not opened or opened.pop() != width:
+                elif opened.pop() != width:
                     return None  # the block changes the width: Residual.infer's error
-                ops.append((OP_RES_BEGIN if layer.begin else OP_RES_END, None, None, None,
-                            IDENTITY, 0.0, width))
-            elif type(layer) in (LayerNorm, RMSNorm):
-                if layer.dtype != dtype or (width is not None and layer.num_features != width):
-                    return None
-                in_width = in_width or layer.num_features
-                width = layer.num_features
-                ops.append((OP_ROWNORM, layer.backend, layer, None, IDENTITY, 0.0, width))
+                op = _Op("res_begin" if layer.begin else "res_end", layer.residual, width)
                 i += 1
-            elif type(layer) is BatchNorm:
-                if layer.dtype != dtype or (width is not None and layer.num_features != width):
-                    return None
-                code, param, i = _epilogue(layers, i + 1)
-                in_width = in_width or layer.num_features
-                width = layer.num_features
-                ops.append((OP_BN, layer.backend, layer, None, code, param, width))
-            elif is_plain_activation(layer):
-                code, param = activation_code(layer.activation, layer.param)
-                ops.append((OP_ACT, layer.backend, None, None, code, param, width))
-                i += 1
-            elif type(layer) is Softmax:
-                ops.append((OP_SOFTMAX, layer.backend, None, None, IDENTITY, 0.0, width))
+            elif is_plain_activation(layer) or cls_ is Softmax:
+                if width is None:
+                    return None  # starts with an activation: its width comes from the data
+                kind = "softmax" if cls_ is Softmax else "activation"
+                op = _Op(kind, layer, width)
+                if kind == "activation":
+                    op.code, op.param = activation_code(layer.activation, layer.param)
+                    op.act = layer
                 i += 1
             else:
                 return None
-        if not ops or ops[0][6] is None or in_width is None or opened:
-            return None  # starts with an activation: its width comes from the data
-        program = cls(ops, dtype, in_width, width)
-        program.fold_cost, program.unfolded_row_cost = fold_cost, row_cost
-        return program
+            ops.append(op)
+            width = op.width
+        if not ops:
+            return None
+        if any(not _readable(a, dtype) for op in ops for a in _arrays(op)):
+            return None  # an array assigned by hand the kernels cannot read: infer says why
+        return cls(seq, ops, in_width)
+
+    def _record(self, seq):
+        """What ``holds`` checks: everything the program found by looking that could be
+        replaced without a write into an array it reads."""
+        self.registry_version = Module.registry_version
+        self.backend_version = Module.backend_version
+        self.backend_current = _backends._current
+        self.generation = ParameterArena.generation
+        self.params = [(p, p._data) for op in self.ops if op.kind not in _MARKS
+                       for p in op.layer.parameters()]
+        self.buffers = [(op.layer._buffers, name, op.layer._buffers[name])
+                        for op in self.ops for name in _BUFFERS.get(op.kind, ())]
+        self.settings = [(op.layer, "eps", op.layer.eps) for op in self.ops
+                         if op.kind in ("batchnorm", "rownorm")]
+        # (an activation's name too: GELU's form is an attribute of the layer)
+        self.settings += [(op.act, name, getattr(op.act, name)) for op in self.ops
+                          if op.act is not None for name in ("activation", "param")]
+        self.backends = [None if op.kind in _MARKS else op.layer.backend for op in self.ops]
+
+    # -- validity and choices ---------------------------------------------------------------
+    def holds(self):
+        """Nothing the program recorded has been replaced (see the module doc)."""
+        if (Module.registry_version != self.registry_version
+                or Module.backend_version != self.backend_version
+                or _backends._current != self.backend_current):
+            return False
+        if ParameterArena.generation != self.generation:
+            # parameters move only when some arena packs: look, then remember it was fine
+            for p, data in self.params:
+                if p._data is not data:
+                    return False
+            self.generation = ParameterArena.generation
+        for table, name, array in self.buffers:
+            if table[name] is not array:
+                return False
+        for obj, name, value in self.settings:
+            now = getattr(obj, name)
+            if now is not value and now != value:
+                return False
+        return True
 
     def fits(self, X):
         return (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
                 and X.shape[1] == self.in_width)
 
-    def run(self, X, batch_size):
-        """Outputs for every row of X, ``batch_size`` rows at a time."""
+    def folds(self, rows):
+        """Whether a call on ``rows`` rows runs folded: folding costs less than running the
+        normalizations on every row."""
+        return rows * self.unfolded_row_cost > self.fold_cost
+
+    def describe(self, rows):
+        """The ops a call on ``rows`` rows runs, as names: "dense+relu", "batchnorm+tanh",
+        "standardize+dense+batchnorm+relu" (folded), "softmax", ..."""
+        fold = self.compiled and self.folds(rows)
+        names = []
+        for op in self.ops:
+            if fold and op.foldable:
+                continue
+            name = op.layer.activation if op.kind == "activation" else op.kind
+            code, act = op.code, op.act
+            if fold and op.kind == "dense":
+                if op.pre >= 0:
+                    name = "standardize+" + name
+                if op.post >= 0:
+                    name += "+batchnorm"
+                    code, act = self.ops[op.post].code, self.ops[op.post].act
+            if op.kind in ("dense", "batchnorm") and code != IDENTITY:
+                name += "+" + act.activation
+            names.append(name)
+        return names
+
+    @property
+    def compiled(self):
+        """The whole forward runs as one C call (every layer on the Cython backend)."""
+        return self.program is not None
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, X, batch_size, fold=None):
+        """Outputs for every row of X (``fits``), ``batch_size`` rows at a time; ``fold``:
+        True/False to force the choice ``folds`` makes (the compiled program only folds)."""
         n = X.shape[0]
         X = as_kernel_array(X)
         out = np.empty((n, self.out_width), self.dtype)
+        if n == 0:
+            return out
+        if self.program is not None:
+            self.program.run(X, out, batch_size, _threads.get_num_threads(),
+                             self.folds(n) if fold is None else fold)
+            return out
+        return self._run_layers(X, out, batch_size)
+
+    def _run_layers(self, X, out, batch_size):
+        """The ops unfolded, each on its layer's backend (a layer not on the Cython backend)."""
+        n = X.shape[0]
         rows = max(1, min(batch_size, n))
-        widest = max(op[6] for op in self.ops)
+        widest = max(op.width for op in self.ops)
         buffers = [np.empty(rows * widest, self.dtype), np.empty(rows * widest, self.dtype)]
         dense_threads = _threads.get_num_threads()
         last = len(self.ops) - 1
@@ -180,33 +247,32 @@ class InferencePlan:
             hi = min(lo + rows, n)
             h = X[lo:hi]
             skips, flip = [], 0  # the open residuals' inputs; the buffer the next op writes
-            for j, (kind, be, W, b, code, param, width) in enumerate(self.ops):
-                if kind == OP_RES_BEGIN:
+            for j, (op, be) in enumerate(zip(self.ops, self.backends)):
+                layer, kind = op.layer, op.kind
+                if kind == "res_begin":
                     skips.append(h.copy())  # the two buffers take turns under the block
                     continue
                 Y = out[lo:hi] if j == last else \
-                    buffers[flip][:(hi - lo) * width].reshape(hi - lo, width)
+                    buffers[flip][:(hi - lo) * op.width].reshape(hi - lo, op.width)
                 flip = 1 - flip
-                if kind == OP_RES_END:
+                if kind == "res_end":
                     np.add(skips.pop(), h, out=Y)  # Residual.infer's X + block(X)
-                elif kind == OP_ROWNORM:
-                    _rownorm(W, h, Y)
-                elif kind == OP_DENSE:
-                    be._dense_forward(h, W, b, Y, code, param, dense_threads)
-                elif kind == _DENSE_LIVE:  # the layer's own arrays, read where they are now
-                    bias = W.bias
-                    be._dense_forward(h, W.weight._data, None if bias is None else bias._data,
-                                      Y, code, param, dense_threads)
-                elif kind == _STANDARDIZE:  # Standardizer.infer's arithmetic, into Y
-                    np.subtract(h, W.mean, out=Y)
-                    np.divide(Y, W.scale, out=Y)
-                elif kind == OP_BN:
-                    bn = W
+                elif kind == "rownorm":
+                    _rownorm(layer, h, Y)
+                elif kind == "dense":
+                    bias = layer.bias
+                    be._dense_forward(h, layer.weight._data, None if bias is None else bias._data,
+                                      Y, op.code, op.param, dense_threads)
+                elif kind == "standardize":  # Standardizer.infer's arithmetic, into Y
+                    np.subtract(h, layer.mean, out=Y)
+                    np.divide(Y, layer.scale, out=Y)
+                elif kind == "batchnorm":
                     be._batchnorm_forward_eval(
-                        h, bn.weight._data, bn.bias._data, bn.running_mean, bn.running_var,
-                        bn.eps, Y, code, param, _threads.threads_for(Y.size))
-                elif kind == OP_ACT:
-                    be._activation_forward(h.reshape(-1), Y.reshape(-1), code, param,
+                        h, layer.weight._data, layer.bias._data, layer.running_mean,
+                        layer.running_var, layer.eps, Y, op.code, op.param,
+                        _threads.threads_for(Y.size))
+                elif kind == "activation":
+                    be._activation_forward(h.reshape(-1), Y.reshape(-1), op.code, op.param,
                                            _threads.threads_for(Y.size))
                 else:
                     be._softmax_forward(h, Y, _threads.threads_for(Y.size))
@@ -214,11 +280,17 @@ class InferencePlan:
         return out
 
 
+# The buffers each kind of op reads (the parameters are the layer's own, all of them).
+_BUFFERS = {"standardize": ("mean", "scale"), "batchnorm": ("running_mean", "running_var")}
+# The ops that mark where a Residual's block begins and ends (they read no arrays).
+_MARKS = ("res_begin", "res_end")
+
+
 class _Mark:
     """Where a Residual's block begins or ends in the flattened layers."""
 
-    def __init__(self, begin):
-        self.begin = begin
+    def __init__(self, residual, begin):
+        self.residual, self.begin = residual, begin
 
 
 def _flat_layers(layers):
@@ -234,7 +306,7 @@ def _flat_layers(layers):
         elif role == "residual":
             block = layer.block
             inner = block.layers if plan_role(block) == "sequence" else [block]
-            flat += [_Mark(True), *_flat_layers(inner), _Mark(False)]
+            flat += [_Mark(layer, True), *_flat_layers(inner), _Mark(layer, False)]
         else:
             flat.append(layer)
     return flat
@@ -250,13 +322,78 @@ def _rownorm(layer, X, Y):
         _threads.threads_for(Y.size))
 
 
+def _arrays(op):
+    """The arrays op reads."""
+    if op.kind in _MARKS:
+        return []
+    layer = op.layer
+    arrays = [p._data for p in layer.parameters()]
+    return arrays + [layer._buffers[name] for name in _BUFFERS.get(op.kind, ())]
+
+
+def _readable(a, dtype):
+    """``a`` can be read in place by the kernels (a buffer may have been assigned by hand)."""
+    return (type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+            and a.flags.aligned)
+
+
 def _epilogue(layers, i, into="batchnorm"):
-    """(activation code, param, next index) when layers[i] is an activation that can run in the
-    epilogue of the op ``into`` before it; (IDENTITY, 0.0, i) otherwise. (No backward here: a
-    Dense runs the smooth kinds in its epilogue without keeping its pre-activation.)"""
+    """(activation code, param, activation layer, next index) when layers[i] is an activation
+    that can run in the epilogue of the op ``into`` before it; (IDENTITY, 0.0, None, i)
+    otherwise. (No backward here: a Dense runs the smooth kinds in its epilogue without
+    keeping its pre-activation.)"""
     act = layers[i] if i < len(layers) else None
     if is_plain_activation(act):
         name, param = fusable(act, into)
         if name is not None:
-            return (*activation_code(name, param), i + 1)
-    return IDENTITY, 0.0, i
+            return (*activation_code(name, param), act, i + 1)
+    return IDENTITY, 0.0, None, i
+
+
+def _compiled(plan):
+    """The plan as one C program (pynn._kernels.inference), or None when a layer is not on the
+    Cython backend."""
+    from ..backend.cython import CythonBackend
+
+    if any(be is not None and type(be) is not CythonBackend for be in plan.backends):
+        return None
+    from .._kernels import inference as _kernel
+
+    program = _kernel.InferenceProgram(plan.dtype == np.float32, len(plan.ops),
+                                       _threads.PARALLEL_MIN_ELEMENTS)
+    width = plan.in_width
+    for op in plan.ops:
+        layer = op.layer
+        param, param2 = kernel_params(op.param)  # (the activation's two scalars)
+        if op.kind == "dense":
+            bias = layer.bias
+            program.add_dense(act=op.code, param=param, param2=param2, k=width, m=op.width,
+                              W=layer.weight._data.ctypes.data,
+                              b=0 if bias is None else bias._data.ctypes.data,
+                              pre=op.pre, post=op.post)
+        elif op.kind == "batchnorm":
+            program.add_batchnorm(act=op.code, param=param, param2=param2, features=op.width,
+                                  eps=layer.eps, gamma=layer.weight._data.ctypes.data,
+                                  beta=layer.bias._data.ctypes.data,
+                                  running_mean=layer.running_mean.ctypes.data,
+                                  running_var=layer.running_var.ctypes.data,
+                                  foldable=op.foldable)
+        elif op.kind == "standardize":
+            program.add_standardize(width=op.width, mean=layer.mean.ctypes.data,
+                                    scale=layer.scale.ctypes.data, foldable=op.foldable)
+        elif op.kind == "rownorm":
+            weight, bias = layer._parameters.get("weight"), layer._parameters.get("bias")
+            program.add_rownorm(features=op.width, eps=layer.kernel_eps(),
+                                gamma=0 if weight is None else weight._data.ctypes.data,
+                                beta=0 if bias is None else bias._data.ctypes.data,
+                                center=type(layer) is LayerNorm)
+        elif op.kind == "res_begin":
+            program.add_residual_begin(width=op.width)
+        elif op.kind == "res_end":
+            program.add_residual_end(width=op.width)
+        elif op.kind == "activation":
+            program.add_activation(act=op.code, param=param, param2=param2, width=op.width)
+        else:
+            program.add_softmax(width=op.width)
+        width = op.width
+    return program

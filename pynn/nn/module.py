@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from ..backend import backend_for
+from ..backend._sparse import is_sparse
 from ._state_dict import StateDict
 from .eager_step import eager_step
 from .parameter import Parameter, ParameterArena, arenas_of
@@ -317,8 +318,11 @@ class Module(StateDict):
         model's mode, caches and running statistics are untouched), so several threads may
         predict with one model at once, even while it is in training mode."""
         _check_batch_size(batch_size)
-        if not isinstance(X, np.ndarray):
-            raise TypeError(f"X must be a numpy.ndarray, got {type(X).__name__}")
+        if not isinstance(X, np.ndarray) and not is_sparse(X):
+            raise TypeError(f"X must be a numpy.ndarray or a SciPy sparse matrix, got "
+                            f"{type(X).__name__}")
+        if is_sparse(X) and X.format != "csr":
+            X = X.tocsr()  # once, not per batch: the rows are sliced below
         if X.ndim < 1 or X.shape[0] <= batch_size:
             return self.infer(X)
         outs = [self.infer(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]

@@ -166,11 +166,14 @@ class TrainStep:
                                                             dX is not None, s.nt)
             dz = self._scratch(n * m, plan.dtype) if s.code != IDENTITY else None
             acc = self._scratch(n_acc * m, np.float64) if db is not None else None
+            forward = self._kernel.dense_scratch(n, k, m)
+            forward = self._scratch(forward, plan.dtype) if forward else None
             prog.add_dense(act=s.code, param=param, param2=param2, n=n, k=k, m=m,
                            n_threads=s.nt, backward_threads=nt, bias_rows=n_acc, X=X,
                            Y=s.Y.ctypes.data, dX=_addr(dX), W=w._data.ctypes.data,
                            b=_addr(None if b is None else b._data), dW=_addr(dW), db=_addr(db),
-                           dz=_addr(dz), bias_sums=_addr(acc), Z=_addr(s.Z))
+                           dz=_addr(dz), bias_sums=_addr(acc), forward_scratch=_addr(forward),
+                           Z=_addr(s.Z))
         elif s.kind == OP_BN:
             layer = s.layer
             if not layer.training or n < 2:

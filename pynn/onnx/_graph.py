@@ -37,12 +37,20 @@ class GraphView:
         if len(graph.sparse_initializer):
             raise self.error("sparse initializers are not supported")
         self.nodes = list(graph.node)
+        for i, node in enumerate(self.nodes):
+            # protobuf hands a string field that is not UTF-8 back as bytes
+            if not all(isinstance(v, str) for v in (node.op_type, node.domain, node.name,
+                                                      *node.input, *node.output)):
+                raise self.error(f"node #{i}: a name or operator that is not UTF-8 text")
         self.constants, self.constant_nodes, self._arrays = {}, set(), {}
         for tensor in graph.initializer:
             self._add_constant(tensor.name, tensor)
         for i, node in enumerate(self.nodes):
             if node.op_type == "Constant" and node.domain in DOMAINS:
                 self._add_constant_node(i, node)
+        # nodes walked past while reading a Residual's block (its closing Add): unseen by
+        # consumers_of until the block is read
+        self.hidden = set()
         self.producer, self.consumers = {}, {}
         for i, node in enumerate(self.nodes):
             for name in node.output:
@@ -142,7 +150,7 @@ class GraphView:
         return f"node {name} ({op})"
 
     def consumers_of(self, name):
-        return self.consumers.get(name, [])
+        return [i for i in self.consumers.get(name, []) if i not in self.hidden]
 
     def check_inputs(self, i, data, low, high=None):
         """Node i reads the chain's tensor ``data`` as its first input only, and has from
@@ -164,12 +172,34 @@ class GraphView:
         for attr in self.nodes[i].attribute:
             if attr.name not in defaults:
                 raise self.error(f"{self.describe(i)}: attribute {attr.name!r} is not supported")
-            want = A.FLOAT if isinstance(defaults[attr.name], float) else A.INT
+            default = defaults[attr.name]
+            want = (A.FLOAT if isinstance(default, float) else A.STRING
+                    if isinstance(default, str) else A.INTS if isinstance(default, list)
+                    else A.INT)
             if attr.type != want:
                 raise self.error(f"{self.describe(i)}: attribute {attr.name!r} must be "
                                  f"{A.AttributeType.Name(want)}")
-            out[attr.name] = helper.get_attribute_value(attr)
+            value = helper.get_attribute_value(attr)
+            if want == A.STRING:
+                value = value.decode("utf-8", "replace")
+            out[attr.name] = list(value) if want == A.INTS else value
         return out
+
+    def int64s(self, i, slot, what):
+        """The few int64 values (ReduceMean's axes) that node i reads at input ``slot``."""
+        name = self.nodes[i].input[slot] if slot < len(self.nodes[i].input) else ""
+        if name not in self.constants:
+            raise self.error(self._dynamic(i, name))
+        tensor = self.constants[name]
+        if tensor.data_type != self.onnx.TensorProto.INT64 or len(tensor.dims) > 1 \
+                or math.prod(tensor.dims) > 8 or tensor.data_location == \
+                self.onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            raise self.error(f"{self.describe(i)}: {what} {name!r} must be at most 8 int64 "
+                             f"values stored in the file")
+        count, raw = math.prod(tensor.dims), len(tensor.raw_data)
+        if (raw != 8 * count) if raw else len(tensor.int64_data) != count:
+            raise self.error(f"{self.describe(i)}: {what} {name!r} is truncated or corrupt")
+        return [int(v) for v in self.onnx.numpy_helper.to_array(tensor).reshape(-1)]
 
     def array(self, i, slot, what, ndims=(1, 2)):
         """The checked weight that node i reads at input ``slot``: a new C-contiguous array of
@@ -203,7 +233,7 @@ class GraphView:
         if tensor.HasField("segment"):
             raise self.error(f"{where} is a segment of a tensor (not supported)")
         dtype = DTYPES.get(tensor.data_type)
-        if dtype != self.dtype:
+        if dtype is None or dtype != self.dtype:  # (np.dtype(None) is float64: None == it)
             raise self.error(f"{where} is {self._type_name(tensor.data_type)}, the model's "
                              f"input {self.dtype.name}")
         dims = list(tensor.dims)

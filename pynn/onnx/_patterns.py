@@ -10,29 +10,18 @@ state), the tensor after them, the nodes used and the width after them. Read:
 - Dropout (inference) and Flatten(axis=1) of the 2-D input -> nothing
 - what ``pynn.onnx.export`` writes: Sub and/or Div by constant rows -> Standardizer,
   Cast(Greater(X, 0)) -> Step, Mul(X, X) -> Square, and the float64 Where forms of LeakyReLU
-  and ELU.
+  and ELU
+- issue 21's layers (GELU, SiLU, Softplus, Mish, LayerNorm, RMSNorm): _load_blocks.py; the
+  residual skip (x + block(x)): load.py.
 
 Anything else names its node and operator in a ModelFileError.
 """
-from collections import namedtuple
-
 import numpy as np
 
+from . import _load_blocks as blocks
 from ._common import ELEM_TYPES
 from ._graph import DOMAINS
-
-Match = namedtuple("Match", "layers output nodes width")
-
-
-def _spec(view, type_name, config=None, **state):
-    """One layer: its pynn.io architecture entry (dtype added where the layer has one) and its
-    state ({state_dict key: array})."""
-    config = dict(config or {})
-    if type_name in ("Dense", "BatchNorm", "Standardizer"):
-        config["dtype"] = view.dtype.name
-    arch = {"type": type_name, "config": config}
-    return arch, {k: v for k, v in state.items() if v is not None}
-
+from ._layer_spec import Match, spec as _spec
 
 def _takes(view, i, width, n):
     if width is not None and n != width:
@@ -301,7 +290,7 @@ _ONE_READER = {
     "LeakyRelu": _activation("LeakyReLU", {"alpha": 0.01}, {"negative_slope": "alpha"}),
     "Elu": _activation("ELU", {"alpha": 1.0}, {"alpha": "alpha"}),
     "Softmax": _softmax, "Greater": _step, "Mul": _square, "Sub": _standardizer,
-    "Div": _standardizer, "Dropout": _dropout, "Flatten": _flatten,
+    "Div": _standardizer, "Dropout": _dropout, "Flatten": _flatten, **blocks.ONE_READER,
 }
 # several nodes reading the chain's tensor: the float64 forms export writes
 _MANY_READERS = {("Greater", "Mul", "Where"): _where_leaky_relu,
@@ -313,8 +302,9 @@ def _refuse_unsupported(view, j):
     if node.domain not in DOMAINS or node.op_type not in _ONE_READER:
         raise view.error(f"{view.describe(j)}: operator {node.op_type} is not supported "
                          f"(pynn.onnx loads Gemm, MatMul, Add, BatchNormalization, Relu, "
-                         f"LeakyRelu, Elu, Sigmoid, Tanh, Softmax, Identity, Dropout, Flatten "
-                         f"and the forms pynn.onnx.export writes)")
+                         f"LeakyRelu, Elu, Sigmoid, Tanh, Softmax, Identity, Dropout, Flatten, "
+                         f"Gelu, Mish, Softplus, LayerNormalization, RMSNormalization, a "
+                         f"residual Add and the forms pynn.onnx.export writes)")
 
 
 def match(view, cur, width):

@@ -17,6 +17,9 @@ Square         Mul(X, X)
 LeakyReLU      float32: LeakyRelu(alpha); float64: Where(Greater(X, 0), X, Mul(X, slope))
 ELU            float32: Elu(alpha); float64: Where(Greater(X, 0), X,
                Mul(Sub(Exp(Min(X, 0)), 1), alpha))
+GELU, SiLU, Softplus, Mish, LayerNorm, RMSNorm: ONNX's operator or an expression, by dtype
+               and opset (_export_blocks.py)
+Residual       its block's nodes, then Add(the block's input, the block's output)
 =============  ===============================================================================
 
 Why the float64 forms: ONNX stores an operator's float attributes as float32, so a float64
@@ -40,7 +43,10 @@ from ..nn.containers import ModuleList, Sequential
 from ..nn.dense import Dense
 from ..nn.dropout import Dropout
 from ..nn.module import Module
+from ..nn.normalization import LayerNorm, RMSNorm
+from ..nn.residual import Residual
 from ..nn.standardizer import Standardizer
+from . import _export_blocks as blocks
 from ._common import (DEFAULT_OPSET, ELEM_TYPES, KEY_ARCHITECTURE, KEY_METADATA, KEY_VERSION,
                       MIN_OPSET, require_onnx)
 
@@ -51,8 +57,8 @@ class _Builder:
     """The graph under construction: nodes, initializers, unique names, and ``x``, the name of
     the chain's current tensor (what the next layer reads)."""
 
-    def __init__(self, onnx, dtype, input_name, output_name):
-        self.onnx, self.dtype = onnx, dtype
+    def __init__(self, onnx, dtype, opset, input_name, output_name):
+        self.onnx, self.dtype, self.opset = onnx, dtype, opset
         self.nodes, self.initializers = [], []
         self.names = {input_name, output_name}
         self.x = input_name
@@ -68,6 +74,13 @@ class _Builder:
         """A constant of the model's dtype (an initializer); returns its name."""
         name = self._unique(name)
         array = np.asarray(value, dtype=self.dtype)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def const_int64(self, name, values):
+        """An int64 constant (ReduceMean's axes from opset 18); returns its name."""
+        name = self._unique(name)
+        array = np.asarray(values, dtype=np.int64)
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
         return name
 
@@ -167,12 +180,15 @@ _EMITTERS = {
     act.Sigmoid: _emit_op("Sigmoid"), act.Tanh: _emit_op("Tanh"),
     act.Softmax: _emit_op("Softmax", axis=-1), act.Step: _emit_step, act.Square: _emit_square,
     act.LeakyReLU: _emit_leaky_relu, act.ELU: _emit_elu,
+    act.GELU: blocks.emit_gelu, act.SiLU: blocks.emit_silu, act.Softplus: blocks.emit_softplus,
+    act.Mish: blocks.emit_mish, LayerNorm: blocks.emit_layernorm, RMSNorm: blocks.emit_rmsnorm,
 }
 
 
 # ---------------------------------------------------------------------------- the walk
 def _leaves(module, path):
-    """(path, layer) of every layer in order; containers are their layers."""
+    """(path, layer) of every layer in order; containers are their layers (a Residual is one
+    layer: its block is walked when it is emitted)."""
     if type(module) in _CONTAINERS:
         for name, child in module.named_children():
             yield from _leaves(child, f"{path}.{name}" if path else name)
@@ -184,24 +200,34 @@ def _widths(layer):
     """(input width, output width) of a layer that has them, else (None, None)."""
     if type(layer) is Dense:
         return layer.in_features, layer.out_features
-    if type(layer) in (BatchNorm, Standardizer):
+    if type(layer) in (BatchNorm, Standardizer, LayerNorm, RMSNorm):
         return layer.num_features, layer.num_features
     return None, None
 
 
-def _layers_to_export(model):
-    """[(label, layer)] without Dropout; an unknown layer or a width mismatch raises; also
-    (input width or None, output width or None)."""
-    layers, width, in_width = [], None, None
-    for path, layer in _leaves(model, ""):
-        label = path or type(layer).__name__
+def _layers_to_export(model, path="", width=None):
+    """[(label, layer, block)] without Dropout (block: a Residual's own such list, else
+    None); an unknown layer or a width mismatch raises; also (input width or None, output
+    width or None)."""
+    layers, in_width = [], None
+    for sub, layer in _leaves(model, path):
+        label = sub or type(layer).__name__
         if type(layer) is Dropout:
+            continue
+        if type(layer) is Residual:
+            block, block_in, block_out = _layers_to_export(layer.block, f"{label}.block", width)
+            if width is None and block_in is not None:
+                in_width = width = block_in
+            if width is not None and block_out != width:
+                raise ValueError(f"model: the Residual at {label!r} maps {width} features "
+                                 f"to {block_out}; x + block(x) needs the same number")
+            layers.append((label, layer, block))
             continue
         if type(layer) not in _EMITTERS:
             raise TypeError(
                 f"model: cannot export the {type(layer).__name__} at {label!r} to ONNX "
                 f"(pynn.onnx exports Sequential/ModuleList nests of "
-                f"{', '.join(sorted(c.__name__ for c in _EMITTERS))} and Dropout)")
+                f"{', '.join(sorted(c.__name__ for c in _EMITTERS))}, Residual and Dropout)")
         needs, gives = _widths(layer)
         if needs is not None:
             if width is not None and needs != width:
@@ -210,8 +236,30 @@ def _layers_to_export(model):
             if width is None:  # the first layer with a width: the model's input width
                 in_width = needs
             width = gives
-        layers.append((label, layer))
+        layers.append((label, layer, None))
     return layers, in_width, width
+
+
+def _emit_layers(b, layers):
+    """Each layer's nodes after ``b.x``: a Dense followed by a BatchNorm as one Gemm; a
+    Residual as its block's nodes then Add(its input, the block's output)."""
+    i = 0
+    while i < len(layers):
+        label, layer, block = layers[i]
+        nxt_label, nxt, _ = layers[i + 1] if i + 1 < len(layers) else (None, None, None)
+        if type(layer) is Dense and type(nxt) is BatchNorm:
+            _emit_dense(b, label, layer, nxt, nxt_label)
+            i += 2
+            continue
+        if block is not None:
+            x = b.x
+            _emit_layers(b, block)
+            if b.x == x:  # an empty block (Dropout alone): x + x, written so the loader
+                b.then("Identity", f"{label}.block")  # sees the skip and the block apart
+            b.x = b.node("Add", [x, b.x], label)
+        else:
+            _EMITTERS[type(layer)](b, label, layer)
+        i += 1
 
 
 def _model_dtype(model):
@@ -224,19 +272,10 @@ def _model_dtype(model):
     return dtypes.pop() if dtypes else np.dtype(np.float32)
 
 
-def _graph(onnx, model, dtype, input_name, output_name):
+def _graph(onnx, model, dtype, opset, input_name, output_name):
     layers, in_width, out_width = _layers_to_export(model)
-    b = _Builder(onnx, dtype, input_name, output_name)
-    i = 0
-    while i < len(layers):
-        label, layer = layers[i]
-        nxt_label, nxt = layers[i + 1] if i + 1 < len(layers) else (None, None)
-        if type(layer) is Dense and type(nxt) is BatchNorm:
-            _emit_dense(b, label, layer, nxt, nxt_label)
-            i += 2
-            continue
-        _EMITTERS[type(layer)](b, label, layer)
-        i += 1
+    b = _Builder(onnx, dtype, opset, input_name, output_name)
+    _emit_layers(b, layers)
     if not b.nodes:  # nothing but Dropout: still a graph from input to output
         b.then("Identity", "identity")
     b.nodes[-1].output[0] = output_name  # the chain's last tensor is the graph's output
@@ -273,7 +312,7 @@ def to_model(model, opset=None, input_name="input", output_name="output", metada
     if _check_name("input_name", input_name) == _check_name("output_name", output_name):
         raise ValueError(f"input_name and output_name must differ, both are {input_name!r}")
     meta = json.dumps(_plain_json("metadata", metadata or {}))
-    graph = _graph(onnx, model, _model_dtype(model), input_name, output_name)
+    graph = _graph(onnx, model, _model_dtype(model), opset, input_name, output_name)
     props = {KEY_VERSION: __version__, KEY_ARCHITECTURE: json.dumps(architecture(model)),
              KEY_METADATA: meta}
     opsets = [onnx.helper.make_opsetid("", opset)]
@@ -293,7 +332,8 @@ def export(model, path, opset=None, input_name="input", output_name="output", me
     ----------
     model : Sequential, ModuleList or a single layer
         Any nest of Sequential/ModuleList (a ModuleList is its modules in order) over Dense,
-        BatchNorm, Standardizer (fitted), Dropout and pynn's activations, float32 or float64.
+        BatchNorm, Standardizer (fitted), Dropout, pynn's activations, LayerNorm, RMSNorm and
+        Residual, float32 or float64.
     path : str or os.PathLike
         Written atomically (temporary file + rename).
     opset : int, optional

@@ -4,7 +4,8 @@
 The file is untrusted (SECURITY.md): it is read as bytes up to protobuf's 2 GiB limit, parsed
 by onnx's protobuf bindings (never ``onnx.load(path)``, which would follow external-data
 references to other files), and walked from its one input along a chain of nodes to its one
-output (_graph.py checks the graph, _patterns.py maps operators to layers). Nothing in it runs:
+output (_graph.py checks the graph, _patterns.py and _load_blocks.py map operators to layers;
+the one branch read is a residual skip, here). Nothing in it runs:
 the operators come from a fixed table, and the weights are plain arrays, checked before they
 are read. The pynn model is built through pynn.io's architecture table, as ``pynn.load``
 builds one, and filled by ``load_state_dict``.
@@ -16,7 +17,9 @@ import stat
 from ..io._archive import ModelFileError
 from ..io._architecture import build
 from ._common import KEY_METADATA, require_onnx
-from ._graph import GraphView
+from ._graph import DOMAINS, GraphView
+from ._layer_spec import Match
+from ._load_blocks import read_form
 from ._patterns import match
 
 # protobuf refuses a message over 2 GiB: a larger file cannot be an ONNX model without external
@@ -54,22 +57,61 @@ def _parse(onnx, data, path):
 def _walk(view):
     """The layer specs (pynn.io architecture entry, state) along the chain from the input to
     the output; every node must be on it."""
-    cur, width, specs, used = view.input_name, view.width, [], set()
-    while cur != view.output_name:
-        if not view.consumers_of(cur):
-            raise view.error(f"tensor {cur!r} is read by no node and is not the output "
-                             f"{view.output_name!r}: the graph is not a chain from the input "
-                             f"to the output")
-        m = match(view, cur, width)
-        _check_closed(view, cur, m, used)
-        used |= m.nodes
-        specs += m.layers
-        cur, width = m.output, m.width
+    specs, used, _ = _chain(view, view.input_name, view.output_name, view.width)
     stray = [i for i in range(len(view.nodes)) if i not in used | view.constant_nodes]
     if stray:
         raise view.error(f"{view.describe(stray[0])} is not on the chain from the input to the "
                          f"output (a branch); pynn loads a chain of layers")
     return specs
+
+
+def _chain(view, cur, stop, width):
+    """(specs, nodes used, width) of the layers from tensor ``cur`` to tensor ``stop``."""
+    specs, used = [], set()
+    while cur != stop:
+        if not view.consumers_of(cur) or cur == view.output_name:
+            raise view.error(f"tensor {cur!r} is read by no node and is not "
+                             f"{stop!r}: the graph is not a chain from the input to the output")
+        # an expression's readers first: GELU's tanh form adds x to x^3 * kappa, which
+        # is not a residual block
+        m = read_form(view, cur, width) or _residual(view, cur, width) \
+            or match(view, cur, width)
+        _check_closed(view, cur, m, used)
+        used |= m.nodes
+        specs += m.layers
+        cur, width = m.output, m.width
+    return specs, used, width
+
+
+def _residual(view, cur, width):
+    """The Match of a residual block starting at ``cur``, or None: ``cur`` is read by the
+    block's first node and by an Add of ``cur`` and the block's output (the last such Add in
+    the graph's order, which ONNX requires topological, is the outermost of nested blocks).
+    The block is read as a chain from ``cur`` to that output while the Add is hidden."""
+    adds = [j for j in view.consumers_of(cur) if view.nodes[j].op_type == "Add"
+            and view.nodes[j].domain in DOMAINS and len(view.nodes[j].input) == 2
+            and list(view.nodes[j].input).count(cur) == 1
+            and not set(view.nodes[j].input) & set(view.constants)]
+    if not adds or len(view.consumers_of(cur)) < 2:
+        return None
+    j = max(adds)
+    view.attributes(j, {})
+    block_out = next(name for name in view.nodes[j].input if name != cur)
+    view.hidden.add(j)
+    try:
+        specs, used, block_width = _chain(view, cur, block_out, width)
+    finally:
+        view.hidden.discard(j)
+    if width is not None and block_width != width:
+        raise view.error(f"{view.describe(j)}: adds a block's {block_width} features to the "
+                         f"{width} before it")
+    if not specs:  # a block of Dropout or Flatten alone: the identity
+        specs = [({"type": "Identity", "config": {}}, {})]
+    block = {"type": "Sequential", "layers": [arch for arch, _ in specs]}
+    state = {f"block.{k}.{key}": value for k, (_, st) in enumerate(specs)
+             for key, value in st.items()}
+    return Match([({"type": "Residual", "layers": [block]}, state)], view.nodes[j].output[0],
+                 used | {j}, block_width)
 
 
 def _check_closed(view, cur, m, used):
@@ -119,8 +161,10 @@ def load(path, return_metadata=False):
 
     Reads a single-input, single-output chain of Gemm (with or without transposes, alpha,
     beta) or MatMul + Add, BatchNormalization, Relu, LeakyRelu, Elu, Sigmoid, Tanh, Softmax,
-    Identity, Dropout, Flatten, and everything ``pynn.onnx.export`` writes (so an exported
-    model loads back with its predictions), float32 or float64. Its weights must be stored in
+    Identity, Dropout, Flatten, Gelu, Mish, Softplus, LayerNormalization, RMSNormalization,
+    residual skips (an Add of a block's input and output: a Residual), and everything
+    ``pynn.onnx.export`` writes (so an exported model loads back with its predictions),
+    float32 or float64. Its weights must be stored in
     the file (initializers or Constant nodes, not external data).
 
     Parameters

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import nn
+from ..backend._sparse import as_sparse_array, is_sparse
 from ..train import snapshot
 from ._solvers import STOCHASTIC_SOLVERS, _Solvers
 
@@ -167,6 +168,8 @@ class _BaseMLP(_Solvers, BaseEstimator):
                              "adamw): L-BFGS's line search needs a deterministic loss")
         first_pass = not hasattr(self, "_model") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if is_sparse(X) and X.format != "csr":
+            X = X.tocsr()  # once: batches are CSR row slices
         if not first_pass:
             X = X.astype(self._model.dtype, copy=False)  # the network keeps its dtype
         if sample_weight is not None:
@@ -247,12 +250,16 @@ class _BaseMLP(_Solvers, BaseEstimator):
         check_is_fitted(self)
         if check_input:
             X = self._validate_predict_input(X)
+        if is_sparse(X):
+            # CSR of the network's dtype (a CSC X converted once): the first Dense reads it
+            return self._model.predict(as_sparse_array("X", X, self._model.dtype))
         return self._model.predict(np.ascontiguousarray(X, dtype=self._model.dtype))
 
     def _validate_predict_input(self, X):
-        return validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        return validate_data(self, X, dtype=(np.float64, np.float32),
+                             accept_sparse=["csr", "csc"], reset=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False  # dense arrays only: pynn's kernels are dense
+        tags.input_tags.sparse = True  # CSR/CSC: the first Dense's sparse kernels
         return tags

@@ -27,6 +27,7 @@ from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 
 from .. import nn, optim
+from ..backend._sparse import is_sparse
 from ..data import batch_bounds
 from ..nn.eager_step import eager_step
 from ..nn.utils import clip_grad_norm_, clip_grad_value_
@@ -46,12 +47,17 @@ def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
     into the block's rows of X, target and sample_weight (None), gathered in ``order`` when
     ``shuffled`` (views when not). A block holds about _BLOCK_BYTES of X, at least a batch."""
     widest = max(b.stop - b.start for b in batches)
-    per_block = max(1, _BLOCK_BYTES // max(1, widest * X[:1].nbytes))
+    sparse = is_sparse(X)
+    # a sparse row's bytes: its average share of the stored values and their column indices
+    row_bytes = ((X.data.nbytes + X.indices.nbytes) // max(1, X.shape[0]) if sparse
+                 else X[:1].nbytes)
+    per_block = max(1, _BLOCK_BYTES // max(1, widest * row_bytes))
     for k in range(0, len(batches), per_block):
         block = batches[k:k + per_block]
         start, stop = block[0].start, block[-1].stop
         rows = order[start:stop] if shuffled else slice(start, stop)
-        Xb = np.take(X, rows, axis=0) if shuffled else X[rows]  # (take: the faster gather)
+        # (take: the faster gather of dense rows; CSR rows are gathered by scipy, still CSR)
+        Xb = np.take(X, rows, axis=0) if shuffled and not sparse else X[rows]
         yield ([slice(b.start - start, b.stop - start) for b in block], Xb, target[rows],
                None if sample_weight is None else sample_weight[rows])
 
@@ -142,6 +148,8 @@ class _Solvers:
         sample_idx = np.arange(n_samples, dtype=int)
         batches = self._batches(n_samples)
         step = _BatchStep(self, sample_weight is None)
+        if is_sparse(X):
+            step.compiled = False  # the compiled step takes dense batches: the eager lines
         model = self._model
         model.train()  # predict (validation scores) runs in eval mode regardless
         try:

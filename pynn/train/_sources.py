@@ -1,12 +1,14 @@
 """Where ``Trainer.fit`` and ``evaluate`` get their batches: arrays in memory, rows of a
 ``numpy.memmap`` gathered one batch at a time (the array is never loaded whole), or an
 iterable of ready-made ``(X, y)`` / ``(X, y, sample_weight)`` batches for data that does not
-fit in memory at all. Each batch comes out in the model's dtype, checked (finite values, labels
+fit in memory at all. A SciPy sparse ``X`` (scikit-learn's sparse inputs) becomes CSR once and its
+batches are CSR row slices: never densified. Each batch comes out in the model's dtype, checked (finite values, labels
 in range) and with its row weights.
 """
 import numpy as np
 
 from ..backend._arrays import row_weights
+from ..backend._sparse import as_sparse_array, is_sparse
 from ..data import as_array, batch_bounds, split_indices
 from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 
@@ -19,16 +21,22 @@ class Targets:
 
     def output_width(self, X):
         """The model's number of outputs, from a forward pass over (at most) two rows."""
-        X2 = as_array("X", X[:2], self.dtype, ndim=2)
+        X2 = self.convert("X", X[:2])
         try:
             return self.model.predict(X2).shape[1] if hasattr(self.model, "predict") else \
                 self.model.forward(X2).shape[1]
         except (ValueError, TypeError) as exc:
             raise ValueError(f"X does not fit the model: {exc}") from None
 
+    def convert(self, name, X):
+        """``X`` in the model's dtype, checked: a 2-D ndarray, or CSR for a sparse ``X``."""
+        if is_sparse(X):
+            return as_sparse_array(name, X, self.dtype)
+        return as_array(name, X, self.dtype, ndim=2)
+
     def prepare(self, X, y, xname="X", yname="y", width=None):
         """Convert once to the model's dtype (labels to int), validate, return (X, y, width)."""
-        X = as_array(xname, X, self.dtype, ndim=2)
+        X = self.convert(xname, X)
         if X.shape[0] == 0:
             raise ValueError(f"{xname} is empty")
         y, width = self.targets(X, y, xname, yname, width)
@@ -190,7 +198,7 @@ def array_source(targets, X, y, sample_weight, xname="X", yname="y", wname="samp
 def source_for(targets, X, y, sample_weight, names=("X", "y", "sample_weight"), width=None):
     """The batch source of ``X, y``: batches from an iterable when ``y`` is None and ``X`` is
     no array, else arrays (in memory or a memmap); and the output width (None if unknown)."""
-    if y is None and not isinstance(X, np.ndarray):
+    if y is None and not isinstance(X, np.ndarray) and not is_sparse(X):
         if sample_weight is not None:
             raise ValueError(f"{names[2]} cannot be given with batches from an iterable; "
                              f"yield (X, y, sample_weight) batches instead")

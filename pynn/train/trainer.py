@@ -173,8 +173,9 @@ class Trainer:
 
         Parameters
         ----------
-        X : array-like (N, features), numpy.memmap, or batches
-            Converted once to the model's dtype; NaN/Inf are rejected. A ``numpy.memmap`` is
+        X : array-like (N, features), SciPy sparse matrix, numpy.memmap, or batches
+            Converted once to the model's dtype; NaN/Inf are rejected. A sparse ``X`` becomes
+            CSR once; its batches are CSR row slices for a first ``Dense``, never densified. A ``numpy.memmap`` is
             never loaded whole: each batch's rows are gathered and converted as it is needed
             (shuffling, ``validation_split`` and weights work as for arrays; ``y`` is read into
             memory). For data that does not fit even so, pass the batches themselves, with
@@ -412,5 +413,5 @@ class Trainer:
                 self.model.predict(as_array("X", X[lo:hi], self.dtype, ndim=2),
                                    batch_size=batch_size)
                 for lo, hi in batch_bounds(X.shape[0], batch_size)])
-        X = as_array("X", X, self.dtype, ndim=2)
+        X = self._targets().convert("X", X)
         return self.model.predict(X, batch_size=batch_size)

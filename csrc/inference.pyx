@@ -1,0 +1,340 @@
+"""pynn._kernels.inference: a Sequential's eval-mode forward (``predict``) in one call without
+the GIL.
+
+The ops record the addresses of the layers' own arrays (weights, biases, BatchNorm's gamma, beta
+and running statistics, a Standardizer's mean and scale) and read them in place on every run:
+nothing is copied when the program is built, so a write into any of them shows in the next run
+(pynn.nn.inference checks before each run that the arrays still live where they were recorded).
+The layers run through the very loops their per-call kernels use (the .pxd cores of dense,
+batchnorm, rownorm and activations), so an unfolded run is the layer-by-layer eval forward bit
+for bit. A Residual's block runs between two ops: its begin copies the block's input aside (one
+skip buffer per open residual), its end adds it to the block's output (Residual.infer's sum).
+
+A folded run (``fold``, for many rows) first folds each BatchNorm into the Dense before it and a
+Standardizer into the Dense after it, from the arrays as they are at that moment, in double and
+rounded once (W' = W s per output row, b' = (b - running_mean) s + beta with s = gamma /
+sqrt(running_var + eps); a Standardizer divides W's columns by its scale and takes W' mean off
+b), into the run's own scratch. Every buffer of a run (the two activations between ops, the
+folded weights, the kernels' scratch) is allocated for that run and freed after it, so any
+number of threads may run one program at once.
+"""
+cimport numpy as cnp
+from libc.math cimport sqrt
+from libc.stdint cimport uintptr_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport sgemm
+
+from _types cimport idx_t
+from _activations cimport IDENTITY
+from _activations_threads cimport act_forward_threads, softmax_forward_threads
+from _batchnorm cimport bn_eval_scratch, bn_forward_eval_core
+from _dense cimport dense_forward_core, dense_forward_scratch, pynn_blas_threads_init
+from _rownorm cimport rn_forward_core
+cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
+
+pynn_blas_threads_init(<void*>sgemm)
+cnp.import_array()
+
+
+cdef enum:
+    # the op kinds (the builder's methods name them)
+    INF_DENSE = 0
+    INF_BN = 1
+    INF_ACT = 2
+    INF_SOFTMAX = 3
+    INF_STANDARDIZE = 4
+    INF_ROWNORM = 5      # LayerNorm (center) or RMSNorm
+    INF_RES_BEGIN = 6    # a Residual's input copied aside
+    INF_RES_END = 7      # ... added to its block's output
+
+
+cdef struct InfOp:
+    int kind, act
+    double param, param2  # the activation's two scalars (codes.kernel_params)
+    double eps
+    idx_t k, m          # input and output width
+    void* W             # dense: weight (m x k) / batchnorm, rownorm: gamma (rownorm: or
+                        # NULL) / standardize: mean
+    void* b             # dense: bias or NULL / batchnorm, rownorm: beta (rownorm: or NULL) /
+                        # standardize: scale
+    void* rm            # batchnorm: running statistics
+    void* rv
+    int pre, post       # dense: the standardize op before it and the batchnorm op after it
+                        # that a folded run folds into it (-1: none)
+    bint folded         # standardize, batchnorm: folded into a dense op in a folded run
+    idx_t fold_at       # dense with pre or post: offset of its folded W' and b' in the
+                        # run's fold scratch (elements)
+    bint center         # rownorm: LayerNorm (rows centered) rather than RMSNorm
+    int slot            # res_begin, res_end: the skip buffer (the residual's nesting depth)
+
+
+cdef class InferenceProgram:
+    """The eval-mode ops of one Sequential (see the module doc), built by keyword methods."""
+    cdef InfOp* ops
+    cdef int n_ops, cap_ops, depth, max_depth
+    cdef bint is_float
+    cdef idx_t widest, fold_elems, min_parallel
+
+    def __cinit__(self, bint is_float, int max_ops, idx_t min_parallel):
+        """``min_parallel``: elements below which an elementwise op runs on one thread (the
+        backends' threshold)."""
+        self.is_float = is_float
+        self.min_parallel = min_parallel
+        self.ops = <InfOp*>calloc(max_ops if max_ops > 0 else 1, sizeof(InfOp))
+        if self.ops == NULL:
+            raise MemoryError()
+        self.cap_ops = max_ops
+
+    def __dealloc__(self):
+        free(self.ops)
+
+    cdef InfOp* _new_op(self, int kind, int act, double param, double param2, idx_t k,
+                        idx_t m) except NULL:
+        if self.n_ops >= self.cap_ops:
+            raise ValueError("more ops than the program was made for")
+        cdef InfOp* o = &self.ops[self.n_ops]
+        memset(o, 0, sizeof(InfOp))
+        o.kind, o.act, o.param, o.param2, o.k, o.m = kind, act, param, param2, k, m
+        o.pre = o.post = -1
+        self.n_ops += 1
+        self.widest = max(self.widest, m)
+        return o
+
+    def add_dense(self, *, int act, double param, idx_t k, idx_t m, uintptr_t W, uintptr_t b,
+                  int pre=-1, int post=-1, double param2=0.0):
+        """A Dense: X (k wide) times W.T plus b (0: no bias), ``act`` (parameters param,
+        param2) in the epilogue. ``pre``, ``post``: indices of the Standardizer op before it
+        and the BatchNorm op after it (added later) that a folded run folds into it, or -1."""
+        cdef InfOp* o = self._new_op(INF_DENSE, act, param, param2, k, m)
+        o.W, o.b, o.pre, o.post = <void*>W, <void*>b, pre, post
+        if pre >= 0 or post >= 0:
+            o.fold_at = self.fold_elems
+            self.fold_elems += m * k + m
+
+    def add_batchnorm(self, *, int act, double param, idx_t features, double eps,
+                      uintptr_t gamma, uintptr_t beta, uintptr_t running_mean,
+                      uintptr_t running_var, bint foldable, double param2=0.0):
+        """An eval-mode BatchNorm with its running statistics, ``act`` in the epilogue;
+        ``foldable``: a folded run folds it into the dense op before it (whose ``post`` it is),
+        which then applies ``act``."""
+        cdef InfOp* o = self._new_op(INF_BN, act, param, param2, features, features)
+        o.eps, o.folded = eps, foldable
+        o.W, o.b, o.rm, o.rv = <void*>gamma, <void*>beta, <void*>running_mean, <void*>running_var
+
+    def add_activation(self, *, int act, double param, idx_t width, double param2=0.0):
+        self._new_op(INF_ACT, act, param, param2, width, width)
+
+    def add_softmax(self, *, idx_t width):
+        self._new_op(INF_SOFTMAX, IDENTITY, 0.0, 0.0, width, width)
+
+    def add_standardize(self, *, idx_t width, uintptr_t mean, uintptr_t scale, bint foldable):
+        """(X - mean) / scale; ``foldable``: a folded run folds it into the dense op after it."""
+        cdef InfOp* o = self._new_op(INF_STANDARDIZE, IDENTITY, 0.0, 0.0, width, width)
+        o.W, o.b, o.folded = <void*>mean, <void*>scale, foldable
+
+    def add_rownorm(self, *, idx_t features, double eps, uintptr_t gamma, uintptr_t beta,
+                    bint center):
+        """A LayerNorm (``center``) or RMSNorm over ``features``, ``eps`` as its kernel takes it;
+        gamma, beta: 0 where the layer has none."""
+        cdef InfOp* o = self._new_op(INF_ROWNORM, IDENTITY, 0.0, 0.0, features, features)
+        o.eps, o.center, o.W, o.b = eps, center, <void*>gamma, <void*>beta
+
+    def add_residual_begin(self, *, idx_t width):
+        """A Residual's block begins here (its ops follow, then ``add_residual_end``)."""
+        cdef InfOp* o = self._new_op(INF_RES_BEGIN, IDENTITY, 0.0, 0.0, width, width)
+        o.slot = self.depth
+        self.depth += 1
+        self.max_depth = max(self.max_depth, self.depth)
+
+    def add_residual_end(self, *, idx_t width):
+        """The innermost open Residual's block ends: its input plus the block's output."""
+        if self.depth == 0:
+            raise ValueError("a residual's end without its begin")
+        self.depth -= 1
+        cdef InfOp* o = self._new_op(INF_RES_END, IDENTITY, 0.0, 0.0, width, width)
+        o.slot = self.depth
+
+    def run(self, cnp.ndarray X, cnp.ndarray out, idx_t batch_rows, int n_threads, bint fold):
+        """Every row of X through the ops into ``out``, ``batch_rows`` rows at a time, the
+        products on ``n_threads``; ``fold``: the folded run (see the module doc).
+
+        The caller has checked X (C-contiguous, aligned, the program's dtype and input width)
+        and allocated ``out`` (C-contiguous, X's rows by the last op's width)."""
+        cdef idx_t n = cnp.PyArray_DIM(X, 0)
+        cdef idx_t rows = batch_rows if batch_rows < n else n
+        cdef size_t item = sizeof(float) if self.is_float else sizeof(double)
+        cdef void* xp = cnp.PyArray_DATA(X)
+        cdef void* op = cnp.PyArray_DATA(out)
+        cdef void* buffers
+        cdef void* dense_scratch
+        cdef double* bn_scratch
+        cdef void* folds = NULL
+        cdef void* skips = NULL
+        cdef double* rn_scratch
+        if n <= 0 or self.n_ops == 0:
+            return
+        if self.depth != 0:
+            raise ValueError("a residual begun and not ended")
+        # two activations between ops, the dense few-rows product's scratch (at most rows x
+        # widest: dense_forward_scratch), BatchNorm's statistics in double
+        buffers = malloc(3 * rows * self.widest * item)
+        bn_scratch = <double*>malloc(bn_eval_scratch(self.widest) * sizeof(double))
+        # rownorm's gamma and beta in double, its per-row mean and invstd
+        rn_scratch = <double*>malloc((2 * self.widest + 2 * rows) * sizeof(double))
+        if fold and self.fold_elems > 0:
+            folds = malloc(self.fold_elems * item)
+        if self.max_depth > 0:
+            skips = malloc(self.max_depth * rows * self.widest * item)
+        try:
+            if buffers == NULL or bn_scratch == NULL or rn_scratch == NULL or (
+                    fold and self.fold_elems > 0 and folds == NULL) or (
+                    self.max_depth > 0 and skips == NULL):
+                raise MemoryError()
+            dense_scratch = <char*>buffers + 2 * rows * self.widest * item
+            with nogil:
+                if self.is_float:
+                    _run[float](self, <float*>xp, <float*>op, n, rows, n_threads, fold,
+                                <float*>buffers, <float*>dense_scratch, bn_scratch,
+                                <float*>folds, rn_scratch, <float*>skips)
+                else:
+                    _run[double](self, <double*>xp, <double*>op, n, rows, n_threads, fold,
+                                 <double*>buffers, <double*>dense_scratch, bn_scratch,
+                                 <double*>folds, rn_scratch, <double*>skips)
+        finally:
+            free(buffers)
+            free(bn_scratch)
+            free(folds)
+            free(rn_scratch)
+            free(skips)
+
+
+ctypedef fused real:
+    float
+    double
+
+
+cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t rows,
+               int n_threads, bint fold, real* buffers, real* dense_scratch, double* bn_scratch,
+               real* folds, double* rn_scratch, real* skips) noexcept nogil:
+    """The batches of a run (see InferenceProgram.run)."""
+    cdef int i, last = -1, cur
+    cdef idx_t lo, hi, r, r2, elems
+    cdef InfOp* o
+    cdef InfOp* bn
+    cdef const real* h
+    cdef real* Y
+    cdef const real* W
+    cdef const real* b
+    cdef int act, nt
+    cdef double param, param2
+    cdef idx_t out_width = 0
+    cdef real* skip
+    if fold:
+        for i in range(prog.n_ops):
+            o = &prog.ops[i]
+            if o.kind == INF_DENSE and (o.pre >= 0 or o.post >= 0):
+                _fold(prog, o, folds + o.fold_at)
+    for i in range(prog.n_ops):
+        if not (fold and prog.ops[i].folded):
+            last = i
+            out_width = prog.ops[i].m
+    lo = 0
+    while lo < n:
+        hi = min(lo + rows, n)
+        r = hi - lo
+        h = X + lo * prog.ops[0].k
+        cur = 0
+        for i in range(last + 1):
+            o = &prog.ops[i]
+            if fold and o.folded:
+                continue
+            if o.kind == INF_RES_BEGIN:  # h stays the input of the block's first op
+                memcpy(skips + o.slot * rows * prog.widest, h, r * o.m * sizeof(real))
+                continue
+            Y = out + lo * out_width if i == last else buffers + cur * rows * prog.widest
+            elems = r * o.m
+            nt = n_threads if elems >= prog.min_parallel else 1
+            if o.kind == INF_DENSE:
+                W, b = <const real*>o.W, <const real*>o.b
+                act, param, param2 = o.act, o.param, o.param2
+                if fold and (o.pre >= 0 or o.post >= 0):
+                    W = folds + o.fold_at
+                    b = W + o.m * o.k
+                    if o.post >= 0:  # the BatchNorm's activation, in this epilogue now
+                        bn = &prog.ops[o.post]
+                        act, param, param2 = bn.act, bn.param, bn.param2
+                dense_forward_core(h, W, b, Y,
+                                   dense_scratch if dense_forward_scratch(r, o.k, o.m) else NULL,
+                                   r, o.k, o.m, act, <real>param, <real>param2, NULL,
+                                   n_threads)
+            elif o.kind == INF_BN:
+                bn_forward_eval_core(h, <const real*>o.W, <const real*>o.b, <const real*>o.rm,
+                                     <const real*>o.rv, o.eps, Y, bn_scratch, r, o.m, o.act,
+                                     <real>o.param, <real>o.param2, nt)
+            elif o.kind == INF_ACT:
+                act_forward_threads(o.act, <real>o.param, <real>o.param2, h, Y, elems, nt)
+            elif o.kind == INF_SOFTMAX:
+                softmax_forward_threads(h, Y, r, o.m, nt)
+            elif o.kind == INF_ROWNORM:
+                _affine_in_double(<const real*>o.W, <const real*>o.b, rn_scratch, o.m)
+                rn_forward_core(h, Y, r, o.m, o.eps, rn_scratch, rn_scratch + o.m,
+                                rn_scratch + 2 * prog.widest if o.center else NULL,
+                                rn_scratch + 2 * prog.widest + rows, nt)
+            elif o.kind == INF_RES_END:
+                skip = skips + o.slot * rows * prog.widest
+                for r2 in range(elems):  # Residual.infer's X + block(X), in the dtype
+                    Y[r2] = skip[r2] + h[r2]
+            else:
+                _standardize(h, <const real*>o.W, <const real*>o.b, Y, r, o.m)
+            h = Y
+            cur = 1 - cur
+        lo = hi
+
+
+cdef void _affine_in_double(const real* gamma, const real* beta, double* dest,
+                            idx_t f) noexcept nogil:
+    """A rownorm's gamma and beta in double, 1 and 0 where the layer has none (as its per-call
+    kernel converts them)."""
+    cdef idx_t j
+    for j in range(f):
+        dest[j] = <double>gamma[j] if gamma != NULL else 1.0
+        dest[f + j] = <double>beta[j] if beta != NULL else 0.0
+
+
+cdef void _standardize(const real* x, const real* mean, const real* scale, real* y, idx_t n,
+                       idx_t f) noexcept nogil:
+    """y := (x - mean) / scale per row: Standardizer's arithmetic in the dtype (NumPy's
+    subtract, then divide)."""
+    cdef idx_t i, j
+    for i in range(n):
+        for j in range(f):
+            y[i * f + j] = (x[i * f + j] - mean[j]) / scale[j]
+
+
+cdef void _fold(InferenceProgram prog, const InfOp* d, real* dest) noexcept nogil:
+    """Dense op d's W' (m x k) and b' (m) into dest, from the arrays as they are now: the
+    Standardizer before it folded into W's columns, the BatchNorm after it into W's rows (see
+    the module doc); in double, rounded once."""
+    cdef const InfOp* st = &prog.ops[d.pre] if d.pre >= 0 else NULL
+    cdef const InfOp* bn = &prog.ops[d.post] if d.post >= 0 else NULL
+    cdef const real* W = <const real*>d.W
+    cdef const real* b = <const real*>d.b
+    cdef real* Wf = dest
+    cdef real* bf = dest + d.m * d.k
+    cdef idx_t j, c
+    cdef double s, w, shift
+    for j in range(d.m):
+        s = 1.0
+        if bn != NULL:
+            s = <double>(<const real*>bn.W)[j] / sqrt(<double>(<const real*>bn.rv)[j] + bn.eps)
+        shift = <double>b[j] if b != NULL else 0.0
+        for c in range(d.k):
+            w = <double>W[j * d.k + c]
+            if st != NULL:  # (x - mean) / scale, then W: W / scale, and W' mean off the bias
+                w = w / <double>(<const real*>st.b)[c]
+                shift -= w * <double>(<const real*>st.W)[c]
+            Wf[j * d.k + c] = <real>(w * s)
+        if bn != NULL:
+            shift = (shift - <double>(<const real*>bn.rm)[j]) * s + <double>(<const real*>bn.b)[j]
+        bf[j] = <real>shift
