@@ -5,7 +5,7 @@
     mpirun -n 2 python bench/distributed_scaling.py --net medium        # 2 ranks x 1 thread
 
 Each run trains the net (medium: 784-256-128-10 with BatchNorm, global batch 256; wide:
-784-1024-1024-10, global batch 512; float32, Adam) with ``DataParallel.train_step`` on its
+784-1024-1024-10, global batch 512; float32, Adam) with ``DataParallel.step`` (Trainer.fit's step) on its
 rank's contiguous part of every global batch (the compiled step: forward, backward, one
 allreduce of the gradient arena, update), and prints one JSON line from rank 0: the median
 time per step over ``--rounds`` rounds of ``--steps`` steps, and the allreduce's own time per
@@ -55,15 +55,20 @@ def measure(net, steps, rounds, threads):
     part = slice(batch * w.rank // w.size, batch * (w.rank + 1) // w.size)  # (even here)
     Xs, ys = np.ascontiguousarray(X[part]), y[part]
     loss, opt = nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-4)
+    share = Xs.shape[0] / batch
+
+    def step():  # Trainer.fit's step: the global batch's rows are known, nothing to reduce
+        dp.step(Xs, ys, loss, opt, share=share, rows=batch, zero_grad="model")
+
     for _ in range(steps):  # warm-up: plans, programs, MPI connections
-        dp.train_step(Xs, ys, loss, opt)
+        step()
     step_times, reduce_times = [], []
     grads = dp._gradient_buffers()
     for _ in range(rounds):
         w.sum([0.0])  # start each round together
         t0 = time.perf_counter()
         for _ in range(steps):
-            dp.train_step(Xs, ys, loss, opt)
+            step()
         step_times.append((time.perf_counter() - t0) / steps)
         w.sum([0.0])
         t0 = time.perf_counter()
@@ -86,8 +91,9 @@ def measure(net, steps, rounds, threads):
                     f"{blas.get('architecture')}"}))
 
 
-def compare(net, steps, rounds, pairs):
-    """The three configurations, alternated, each a fresh process."""
+def compare(net, steps, rounds, pairs, mpirun_args=()):
+    """The three configurations, alternated, each a fresh process (``mpirun_args``: extra
+    options for the 2-rank run's mpirun, e.g. Open MPI MCA settings)."""
     here = os.path.abspath(__file__)
     mpirun = shutil.which("mpirun", path=os.pathsep.join(
         [os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
@@ -95,7 +101,7 @@ def compare(net, steps, rounds, pairs):
     base = [sys.executable, here, "--net", net, "--steps", str(steps), "--rounds", str(rounds)]
     runs = {"1 process x 1 thread": base + ["--threads", "1"],
             "1 process x 2 threads": base + ["--threads", "2"],
-            "2 ranks x 1 thread": [mpirun, "-n", "2", *root] + base}
+            "2 ranks x 1 thread": [mpirun, "-n", "2", *root, *mpirun_args] + base}
     results = {k: [] for k in runs}
     for _ in range(pairs):
         for name, cmd in runs.items():
@@ -164,6 +170,8 @@ def main():
                     help="pynn threads (default: the rank's share of the cores)")
     ap.add_argument("--compare", type=int, metavar="PAIRS", default=0,
                     help="run the three configurations PAIRS times, alternated")
+    ap.add_argument("--mpirun-args", default="",
+                    help="extra mpirun options for --compare's 2-rank run (one string)")
     ap.add_argument("--model", type=float, metavar="STEP_MS", default=None,
                     help="print the scaling model for a measured one-node step time")
     args = ap.parse_args()
@@ -173,7 +181,7 @@ def main():
         params += 2 * sum(widths[1:-1]) if NETS[args.net][1] else 0
         print(model_table(args.net, args.model, params, batch))
     elif args.compare:
-        compare(args.net, args.steps, args.rounds, args.compare)
+        compare(args.net, args.steps, args.rounds, args.compare, args.mpirun_args.split())
     else:
         measure(args.net, args.steps, args.rounds, args.threads)
 
