@@ -79,9 +79,10 @@ def measure(net, steps, rounds, threads):
     if w.rank == 0:
         from threadpoolctl import threadpool_info
 
-        # the BLAS the kernels call: scipy's (numpy may load another copy)
+        # the BLAS the kernels call: scipy's (scipy.libs/; numpy's own copy is in numpy.libs/)
         infos = [i for i in threadpool_info() if i["user_api"] == "blas"]
-        blas = next((i for i in infos if "scipy" in i["filepath"]), infos[0] if infos else {})
+        blas = next((i for i in infos if "scipy.libs" in i["filepath"]),
+                    infos[0] if infos else {})
         print(json.dumps({
             "net": net, "ranks": w.size, "threads": pynn.get_num_threads(),
             "global_batch": batch, "parameters": int(sum(p.size for p in model.parameters())),
