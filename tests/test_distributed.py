@@ -36,8 +36,11 @@ def _mpirun():
 
 
 def _run(args, timeout=240, program=None, cwd=None, **env):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]), **env)
+    # tests/ for mpi_cases; never the checkout itself, whose pynn has no built kernels when
+    # the package was installed (CI) rather than built in place
+    # (an empty entry would be the working directory: the checkout again)
+    paths = [str(HERE)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), **env)
     env.pop("OMP_NUM_THREADS", None)
     program = program or [sys.executable, str(HERE / "mpi_cases.py")]
     return subprocess.run(_mpirun() + program + list(args), capture_output=True, text=True,
