@@ -6,7 +6,7 @@ waiting in their next allreduce). Only rank 0 prints and writes files."""
 import numpy as np
 
 from ..distributed import DataParallel
-from ._metrics import LossTotal
+from ._metrics import score_batches
 
 
 def shard_bounds(rows, rank, size):
@@ -52,6 +52,14 @@ class DistributedFit:
         mine = (part.stop - part.start) if weights is None else float(weights[part].sum())
         return (mine / total if total else 0.0), total
 
+    def _own_rows(self, parts):
+        """(X, y, w) of this rank's rows, from parts holding its rows of X and the whole
+        batch's y and w; a rank left without rows skips the batch."""
+        for Xb, yb, wb in parts:
+            part = self.shard(len(yb))
+            if part.stop > part.start:
+                yield Xb, yb[part], None if wb is None else wb[part]
+
     def reduce_metrics(self, sums, seen):
         """(global metric sums, global row count) from this rank's."""
         keys = list(sums)
@@ -62,25 +70,14 @@ class DistributedFit:
         """``Trainer._evaluate_source`` over the ranks: each evaluates its contiguous part of
         the rows (rank 0's BatchNorm statistics in every replica first), then one reduction."""
         self.dp.sync_buffers()
-        total = LossTotal(trainer.loss)
-        sums = dict.fromkeys(trainer.metrics, 0.0)
-        seen = 0
         whole = source.whole()
         if whole is not None:
             X, y, w = whole
             parts = [(X[self.shard(len(y))], y, w)]
         else:
             parts = source.batches(batch_size, shard=self.shard)
-        for Xb, yb, wb in parts:  # this rank's rows of X; the whole batch's y and w
-            part = self.shard(len(yb))
-            yb, wb = yb[part], None if wb is None else wb[part]
-            if yb.shape[0] == 0:
-                continue
-            out = self.dp.module.predict(Xb, batch_size=batch_size)
-            total.add(out, yb, wb)
-            for k, f in trainer.metrics.items():
-                sums[k] += f(out, yb) * yb.shape[0]
-            seen += yb.shape[0]
+        total, sums, seen = score_batches(self.dp.module, trainer.loss, trainer.metrics,
+                                          self._own_rows(parts), batch_size)
         loss_sum, weight = self.world.sum([total.total, total.weight])
         sums, seen = self.reduce_metrics(sums, seen)
         if seen == 0:

@@ -47,6 +47,21 @@ class LossTotal:
         return float(self.total / self.weight)
 
 
+def score_batches(model, loss, metrics, batches, batch_size):
+    """(LossTotal, metric sums weighted by rows, rows seen) of ``model.predict`` over
+    ``batches`` of (X, y, w): evaluation's loop, in one process or on one rank's part."""
+    total = LossTotal(loss)
+    sums = dict.fromkeys(metrics, 0.0)
+    seen = 0
+    for Xb, yb, wb in batches:
+        out = model.predict(Xb, batch_size=batch_size)
+        total.add(out, yb, wb)
+        for k, f in metrics.items():
+            sums[k] += f(out, yb) * yb.shape[0]
+        seen += yb.shape[0]
+    return total, sums, seen
+
+
 def accuracy_for(loss):
     """The accuracy metric f(output, y) of a classification loss."""
     if isinstance(loss, CrossEntropyLoss):

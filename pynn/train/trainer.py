@@ -22,7 +22,7 @@ from ..distributed import DataParallel
 from ..nn.module import Module
 from ._distributed import DistributedFit
 from ._epochs import GradientClipping, train_epochs
-from ._metrics import LossTotal, check_training_reduction, resolve_metrics
+from ._metrics import LossTotal, check_training_reduction, resolve_metrics, score_batches
 from ._progress import _Progress
 from ._resume import apply_resume, read_resume
 from ._sources import (ArrayBatches, Targets, check_memmap, fit_sources, holdout, is_memmap,
@@ -386,14 +386,8 @@ class Trainer:
             out = self.model.predict(X, batch_size=batch_size)
             total.add(out, y, w)
             return {"loss": total.value(), **{k: float(f(out, y)) for k, f in self.metrics.items()}}
-        sums = dict.fromkeys(self.metrics, 0.0)
-        seen = 0
-        for Xb, yb, wb in source.batches(batch_size):
-            out = self.model.predict(Xb, batch_size=batch_size)
-            total.add(out, yb, wb)
-            for k, f in self.metrics.items():
-                sums[k] += f(out, yb) * yb.shape[0]
-            seen += yb.shape[0]
+        total, sums, seen = score_batches(self.model, self.loss, self.metrics,
+                                          source.batches(batch_size), batch_size)
         if seen == 0:
             raise ValueError("the evaluation data yielded no batches")
         return {"loss": total.value(), **{k: v / seen for k, v in sums.items()}}
