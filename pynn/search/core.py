@@ -1,7 +1,6 @@
 """grid_search and random_search: each trial trains the lecture's recipe (pynn.train.recipe) on one
 training part and scores it on one validation part (the lecture's "one fold"); trials run in
 parallel through joblib; the winner is refit on all the data."""
-import sys
 import time
 import warnings
 
@@ -11,6 +10,7 @@ from .._checks import check_int, check_real
 from .._threads import get_num_threads, set_num_threads
 from ..data import LabelEncoder, Standardizer, as_array, split_indices
 from ..train.recipe import build_mlp, make_optimizer
+from ._progress import TrialProgress
 from ._parallel import (active_backend, cluster_worker_threads, results_as,
                         threads_per_trial_for, workers_for)
 from .result import SearchResult
@@ -146,50 +146,6 @@ def _run_trial(index, params, X, y, X_val, y_val, n_in, n_out, task, epochs, pat
 
 
 # ---------------------------------------------------------------------------- the search
-class _TrialProgress:
-    """Trials done so far: a tqdm bar on a terminal when tqdm is installed, else a line per
-    trial; nothing at verbose=0."""
-
-    def __init__(self, verbose, total, metric, file=None):
-        self.verbose, self.total, self.metric = verbose, total, metric
-        self.file = file or sys.stderr
-        self.done = 0
-        self.best = -np.inf
-        self.bar = None
-        if verbose and getattr(self.file, "isatty", lambda: False)():
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=total, desc="trials", unit="trial", file=self.file,
-                                dynamic_ncols=True)
-
-    def update(self, row, knobs):
-        self.done += 1
-        self.best = max(self.best, row["score"])
-        if self.bar is not None:
-            self.bar.set_postfix({f"best {self.metric}": f"{self.best:.4f}"}, refresh=False)
-            self.bar.update(1)
-        elif self.verbose:
-            shown = ", ".join(f"{k}={_fmt(row['params'][k])}" for k in knobs)
-            self.file.write(f"trial {self.done}/{self.total}: {self.metric} "
-                            f"{row['score']:.4f} ({shown}); best {self.best:.4f}\n")
-            self.file.flush()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return str(value)
-
-
 def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
             threads_per_trial, refit, verbose, distributed=False):
     if distributed:
@@ -201,7 +157,7 @@ def _search(candidates, knobs, method, data, *, epochs, patience, seed, n_jobs,
     backend = None if joblib is None else active_backend(joblib)
     threads_per_trial = threads_per_trial_for(backend, workers, threads_per_trial)
     metric = "accuracy" if data.task == "classification" else "r2"
-    progress = _TrialProgress(verbose, len(candidates), metric)
+    progress = TrialProgress(verbose, len(candidates), metric)
     args = (data.fit_X, data.fit_y, data.val_X, data.val_y, data.n_in, data.n_out, data.task,
             epochs, patience, seed, threads_per_trial)
     before = get_num_threads()
@@ -249,7 +205,7 @@ def _search_over_ranks(candidates, knobs, method, data, *, epochs, patience, see
     threads = (get_num_threads() if threads_per_trial is None
                else check_int("threads_per_trial", threads_per_trial, 1))
     metric = "accuracy" if data.task == "classification" else "r2"
-    progress = _TrialProgress(verbose if w.is_root else 0, len(candidates), metric)
+    progress = TrialProgress(verbose if w.is_root else 0, len(candidates), metric)
     mine = []
     try:
         for i in range(w.rank, len(candidates), w.size):
