@@ -24,9 +24,10 @@
 #   backward: dW[o, j] adds dZ[i, o] X[i, j] over rows i ascending (duplicates in stored
 #     order): the same operations as the row walk, bit for bit; db[o] sums dZ[:, o] in row
 #     order in double.
-# The view is built when it costs at most what the products do (use_column_view: k <= m nnz):
-# a feature count far above the batch's work (one row through a 10^6-wide vocabulary) walks
-# the rows instead. The choice depends on the shapes only: the same for any thread count, and
+# The view is built when a row of W is too large to stay cached (above VIEW_MIN_ROW_BYTES:
+# below it the row walk's reads hit the cache and the view's extra passes cost more) and it
+# costs at most what the products do (k <= m nnz: a feature count far above the batch's work,
+# one row through a 10^6-wide vocabulary, walks the rows). The choice depends on the shapes only: the same for any thread count, and
 # the same in the per-call kernels and the compiled programs.
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t
@@ -53,10 +54,19 @@ cdef struct ColumnView:
     void* vals
 
 
-cdef inline bint use_column_view(idx_t k, idx_t m, idx_t nnz) noexcept nogil:
-    """Whether a product walks the batch by columns (see the header): building the view
-    (O(nnz + k)) costs at most the products (m nnz)."""
-    return nnz > 0 and k <= m * nnz
+cdef enum:
+    # Bytes of a row of W above which its random reads (row walk) cost more than the view's
+    # build, gathers and strided stores: measured on a 2-core x86 (busy; 256-row batches of 50
+    # stored values a row, 128 features): at 80 KB the two walks were even (the view 1.2x
+    # slower below it, 2-3x faster at 200 KB).
+    VIEW_MIN_ROW_BYTES = 128 * 1024
+
+
+cdef inline bint use_column_view(idx_t k, idx_t m, idx_t nnz, idx_t itemsize) noexcept nogil:
+    """Whether a product walks the batch by columns (see the header): a row of W too large to
+    stay cached (VIEW_MIN_ROW_BYTES), and building the view (O(nnz + k)) costs at most the
+    products (m nnz)."""
+    return nnz > 0 and k * itemsize > VIEW_MIN_ROW_BYTES and k <= m * nnz
 
 
 cdef inline idx_t column_view_bytes(idx_t k, idx_t nnz) noexcept nogil:
@@ -202,7 +212,7 @@ cdef inline char* csr_view_alloc(const floating* data, const sparse_index* indic
     cdef idx_t nnz = indptr[n] - indptr[0]
     cdef idx_t view = column_view_bytes(k, nnz)
     cdef char* scratch
-    if not use_column_view(k, m, nnz):
+    if not use_column_view(k, m, nnz, sizeof(floating)):
         return NULL
     view = (view + 7) // 8 * 8  # the doubles after it, aligned
     scratch = <char*>malloc(view + <idx_t>n_threads * n * sizeof(double))
@@ -210,3 +220,54 @@ cdef inline char* csr_view_alloc(const floating* data, const sparse_index* indic
         csr_column_view(data, indices, indptr, n, k, scratch, v)
         acc[0] = <double*>(scratch + view)
     return scratch
+
+
+# ------------------------------------------------------------------ for the compiled programs
+cdef struct CsrArrays:
+    # a CSR's three arrays as a compiled program holds them: data of the program's dtype,
+    # indices and indptr of one index type (wide: int64, else int32)
+    const void* data
+    const void* indices
+    const void* indptr
+    bint wide
+
+
+cdef inline bint _forward_rows(const floating* data, const sparse_index* indices,
+                               const sparse_index* indptr, idx_t n, idx_t k,
+                               const floating* W, const floating* b, floating* Y, idx_t m,
+                               int act, floating p, floating q, floating* Z, char* scratch,
+                               ColumnView* v, double* acc, int nt) noexcept nogil:
+    cdef bint view = use_column_view(k, m, indptr[n] - indptr[0], sizeof(floating))
+    if view:
+        csr_column_view(data, indices, indptr, n, k, scratch, v)
+    csr_forward_core(data, indices, indptr, n, k, W, b, Y, m, act, p, q, Z,
+                     v if view else NULL, acc, nt)
+    return view
+
+
+cdef inline bint csr_forward_rows(const CsrArrays* x, idx_t lo, idx_t n, idx_t k,
+                                  const floating* W, const floating* b, floating* Y, idx_t m,
+                                  int act, floating p, floating q, floating* Z, char* scratch,
+                                  ColumnView* v, double* acc, int nt) noexcept nogil:
+    """csr_forward_core on rows lo..lo + n of x, through their column view (built into
+    ``scratch``: column_view_bytes of their stored values) when use_column_view says so, as
+    the per-call kernel decides; True when it did (``v`` then holds the view)."""
+    if x.wide:
+        return _forward_rows(<const floating*>x.data, <const int64_t*>x.indices,
+                             <const int64_t*>x.indptr + lo, n, k, W, b, Y, m, act, p, q, Z,
+                             scratch, v, acc, nt)
+    return _forward_rows(<const floating*>x.data, <const int32_t*>x.indices,
+                         <const int32_t*>x.indptr + lo, n, k, W, b, Y, m, act, p, q, Z,
+                         scratch, v, acc, nt)
+
+
+cdef inline void csr_backward_rows(const floating* dZ, const CsrArrays* x, idx_t n, idx_t k,
+                                   floating* dW, floating* db, idx_t m, const ColumnView* v,
+                                   double* acc, bint accumulate, int nt) noexcept nogil:
+    """csr_backward_core on the n rows of x (v: their forward's column view, or NULL)."""
+    if x.wide:
+        csr_backward_core(dZ, <const floating*>x.data, <const int64_t*>x.indices,
+                          <const int64_t*>x.indptr, n, k, dW, db, m, v, acc, accumulate, nt)
+    else:
+        csr_backward_core(dZ, <const floating*>x.data, <const int32_t*>x.indices,
+                          <const int32_t*>x.indptr, n, k, dW, db, m, v, acc, accumulate, nt)

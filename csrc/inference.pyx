@@ -24,7 +24,7 @@ the CSR's arrays in place (a batch is a range of indptr); the ops after it as fo
 """
 cimport numpy as cnp
 from libc.math cimport sqrt
-from libc.stdint cimport int32_t, int64_t, uintptr_t
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm
@@ -35,8 +35,7 @@ from _activations_threads cimport act_forward_threads, softmax_forward_threads
 from _batchnorm cimport bn_eval_scratch, bn_forward_eval_core
 from _dense cimport dense_forward_core, dense_forward_scratch, pynn_blas_threads_init
 from _rownorm cimport rn_forward_core
-from _sparse cimport (ColumnView, column_view_bytes, csr_column_view, csr_forward_core,
-                      sparse_index, use_column_view)
+from _sparse cimport ColumnView, CsrArrays, column_view_bytes, csr_forward_rows
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
@@ -76,13 +75,9 @@ cdef struct InfOp:
 
 
 cdef struct CsrRows:
-    # run_csr's X: data of the program's dtype, indices and indptr of one index type (wide:
-    # int64); the column view's scratch (for the batch with the most stored values) and the
-    # sparse product's n doubles per thread
-    const void* data
-    const void* indices
-    const void* indptr
-    bint wide
+    # run_csr's X; the column view's scratch (for the batch with the most stored values) and
+    # the sparse product's n doubles per thread
+    CsrArrays arrays
     char* scratch
     double* acc
 
@@ -181,20 +176,20 @@ cdef class InferenceProgram:
         cdef CsrRows csr
         cdef idx_t n = cnp.PyArray_DIM(indptr, 0) - 1
         cdef idx_t rows = batch_rows if batch_rows < n else n
-        cdef idx_t most, view
+        cdef idx_t most = 0, view, lo = 0, hi
         if n <= 0:
             return
         if self.n_ops == 0 or self.ops[0].kind != INF_DENSE:
             raise ValueError("run_csr needs a program whose first op is a dense op")
         # the batch with the most stored values sizes the view's scratch
-        bounds = indptr[::rows]
-        most = int(indptr[n] - bounds[-1])
-        if bounds.shape[0] > 1:
-            most = max(most, int((bounds[1:] - bounds[:-1]).max()))
-        csr.data = cnp.PyArray_DATA(data)
-        csr.indices = cnp.PyArray_DATA(indices)
-        csr.indptr = cnp.PyArray_DATA(indptr)
-        csr.wide = cnp.PyArray_ITEMSIZE(indices) == 8
+        while lo < n:
+            hi = min(lo + rows, n)
+            most = max(most, <idx_t>(indptr[hi] - indptr[lo]))
+            lo = hi
+        csr.arrays.data = cnp.PyArray_DATA(data)
+        csr.arrays.indices = cnp.PyArray_DATA(indices)
+        csr.arrays.indptr = cnp.PyArray_DATA(indptr)
+        csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
         view = (column_view_bytes(self.ops[0].k, most) + 7) // 8 * 8
         csr.scratch = <char*>malloc(view + n_threads * rows * sizeof(double))
         if csr.scratch == NULL:
@@ -285,6 +280,7 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
     cdef double param, param2
     cdef idx_t out_width = 0
     cdef real* skip
+    cdef ColumnView view  # the sparse first op's batch by column (csr_forward_rows)
     if fold:
         for i in range(prog.n_ops):
             o = &prog.ops[i]
@@ -320,7 +316,9 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
                         bn = &prog.ops[o.post]
                         act, param, param2 = bn.act, bn.param, bn.param2
                 if csr != NULL and i == 0:
-                    _csr_dense(o, csr, lo, r, W, b, Y, n_threads)
+                    csr_forward_rows(&csr.arrays, lo, r, o.k, W, b, Y, o.m, act, <real>param,
+                                     <real>param2, NULL, csr.scratch, &view, csr.acc,
+                                     n_threads)
                 else:
                     dense_forward_core(h, W, b, Y,
                                        dense_scratch if dense_forward_scratch(r, o.k, o.m)
@@ -348,26 +346,6 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
             h = Y
             cur = 1 - cur
         lo = hi
-
-
-cdef void _csr_dense(const InfOp* o, const CsrRows* x, idx_t lo, idx_t r, const real* W,
-                     const real* b, real* Y, int nt) noexcept nogil:
-    """The first (dense) op on rows lo..lo + r of run_csr's X, into Y."""
-    if x.wide:
-        _csr_rows(o, x, <const int64_t*>x.indices, <const int64_t*>x.indptr + lo, r, W, b, Y, nt)
-    else:
-        _csr_rows(o, x, <const int32_t*>x.indices, <const int32_t*>x.indptr + lo, r, W, b, Y, nt)
-
-
-cdef void _csr_rows(const InfOp* o, const CsrRows* x, const sparse_index* indices,
-                    const sparse_index* indptr, idx_t r, const real* W, const real* b, real* Y,
-                    int nt) noexcept nogil:
-    cdef ColumnView v
-    cdef bint view = use_column_view(o.k, o.m, indptr[r] - indptr[0])
-    if view:
-        csr_column_view(<const real*>x.data, indices, indptr, r, o.k, x.scratch, &v)
-    csr_forward_core(<const real*>x.data, indices, indptr, r, o.k, W, b, Y, o.m, o.act,
-                     <real>o.param, <real>o.param2, NULL, &v if view else NULL, x.acc, nt)
 
 
 cdef void _affine_in_double(const real* gamma, const real* beta, double* dest,

@@ -16,9 +16,15 @@ cdef char* _view(const floating* dp, const sparse_index* ip, const sparse_index*
     """The call's column view (or NULL: the rows are walked); MemoryError when it is due and
     cannot be had (the row walk would sum unsorted indices in another order)."""
     cdef char* scratch = csr_view_alloc(dp, ip, indptr, n, k, m, n_threads, v, acc)
-    if scratch == NULL and use_column_view(k, m, indptr[n] - indptr[0]):
+    if scratch == NULL and use_column_view(k, m, indptr[n] - indptr[0], sizeof(floating)):
         raise MemoryError()
     return scratch
+
+
+def walks_columns(idx_t k, idx_t m, idx_t nnz, idx_t itemsize):
+    """Whether a product of a batch of nnz stored values over k features with m output
+    features walks the batch's column view (else its rows): for tests and timings."""
+    return use_column_view(k, m, nnz, itemsize)
 
 
 def csr_dense_forward(const floating[::1] data, const sparse_index[::1] indices,

@@ -342,10 +342,10 @@ cdef class StepProgram:
             raise ValueError("run_csr needs a program whose first op is a sparse dense op")
         if cnp.PyArray_DIM(indptr, 0) != first.n + 1:
             raise ValueError(f"indptr must have {first.n + 1} entries")
-        self.csr.data = cnp.PyArray_DATA(data)
-        self.csr.indices = cnp.PyArray_DATA(indices)
-        self.csr.indptr = cnp.PyArray_DATA(indptr)
-        self.csr.wide = cnp.PyArray_ITEMSIZE(indices) == 8
+        self.csr.arrays.data = cnp.PyArray_DATA(data)
+        self.csr.arrays.indices = cnp.PyArray_DATA(indices)
+        self.csr.arrays.indptr = cnp.PyArray_DATA(indptr)
+        self.csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
         self.csr.nnz = cnp.PyArray_DIM(data, 0)
         if phases & FORWARD:
             self.csr.has_view = False  # (the forward builds this batch's)

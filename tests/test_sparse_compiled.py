@@ -185,20 +185,70 @@ def test_the_inference_program_predicts_a_csr_in_its_call(rng):
 
 
 # ------------------------------------------------------------------ the kernels' two walks
-@pytest.mark.parametrize("shape", [(2, 5000, 1), (3, 40000, 2), (64, 300, 20)],
+def _walks_columns(X, m):
+    from pynn._kernels.sparse import walks_columns
+
+    return walks_columns(X.shape[1], m, X.nnz, X.dtype.itemsize)
+
+
+@pytest.mark.parametrize("shape", [(2, 5000, 1, 2e-3), (3, 40000, 2, 2e-4),
+                                   (64, 40000, 8, 3e-3)],
                          ids=["rows", "rows-wide", "columns"])
 def test_both_walks_equal_the_dense_product(shape, dtype, rng):
-    # a batch with few stored values over many features walks its rows (the column view
-    # would cost more than the product); the others walk the batch's column view
-    n, k, m = shape
-    X = _csr(rng, n, k, dtype, density=min(1.0, 8 / k) if k > 1000 else 0.2)
+    # a row of W that stays cached, or a batch whose column view would cost more than its
+    # products, walks its rows; a wide W with enough stored values walks the column view
+    n, k, m, density = shape
+    X = _csr(rng, n, k, dtype, density=density)
+    assert _walks_columns(X, m) == (shape[0] == 64)
     W = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal(m).astype(dtype)
     dZ = rng.standard_normal((n, m)).astype(dtype)
+    dZ[1] = 0  # a row of zero gradient adds nothing, in either walk
     cy = backend_for("cython")
     dense = X.toarray()
     assert_close(cy.sparse_dense_forward(X, W, b), dense @ W.T + b, dtype, 30)
-    dW, db = np.zeros_like(W), np.zeros_like(b)
+    dW, db = np.ones_like(W), np.ones_like(b)
     cy.sparse_dense_backward(dZ, X, dW, db)
-    assert_close(dW, dZ.T @ dense, dtype, 30)
-    assert_close(db, dZ.sum(axis=0), dtype, 30)
+    assert_close(dW, 1 + dZ.T @ dense, dtype, 30)
+    assert_close(db, 1 + dZ.sum(axis=0), dtype, 30)
+
+
+def test_the_column_view_sums_sorted_indices_as_the_row_walk(rng):
+    # canonical CSR (sorted indices): the view's column order is the rows' stored order, so
+    # its results are the row walk's bits; the walk over the rows is what a batch slicing
+    # W's columns to a cached width gives (the same values in each row, W's other columns
+    # never read)
+    X = _csr(rng, 64, 40000, np.float64, density=3e-3, unsorted=False, explicit_zeros=False)
+    used = np.unique(X.indices)
+    assert _walks_columns(X, 8) and not _walks_columns(X[:, used], 8)
+    W = rng.standard_normal((8, 40000))
+    dZ = rng.standard_normal((64, 8))
+    cy = backend_for("cython")
+    narrow = sp.csr_matrix(X[:, used])
+    narrow.sort_indices()
+    np.testing.assert_array_equal(cy.sparse_dense_forward(X, W),
+                                  cy.sparse_dense_forward(narrow, np.ascontiguousarray(W[:, used])))
+    dW, dW_narrow = np.zeros_like(W), np.zeros((8, used.size))
+    cy.sparse_dense_backward(dZ, X, dW)
+    cy.sparse_dense_backward(dZ, narrow, dW_narrow)
+    np.testing.assert_array_equal(dW[:, used], dW_narrow)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64], ids=["i32", "i64"])
+def test_the_compiled_step_walks_the_column_view_as_the_eager_step(index_dtype, n_threads,
+                                                                    rng):
+    X = _csr(rng, 32, 40000, np.float64, density=4e-3, index_dtype=index_dtype)
+    assert _walks_columns(X, 12)
+    y = rng.integers(0, 3, 32)
+    a = _net("gelu", 40000, np.float64)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = optim.Adam(a.parameters()), optim.Adam(b.parameters())
+    for _ in range(3):
+        assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == nn.Module.train_step(
+            b, X, y, nn.CrossEntropyLoss(), opt_b)
+    assert a._last_train_step[2].sparse
+    np.testing.assert_array_equal(_flat(a), _flat(b))
+    a.eval()  # predict's program: each batch as the layers' own eval forward gives it
+    np.testing.assert_array_equal(a.predict(X, batch_size=16), np.concatenate(
+        [a.infer(X[:16]), a.infer(X[16:])]))
+    np.testing.assert_array_equal(a.predict(X, batch_size=32), a.infer(X))  # (the view)
