@@ -16,6 +16,7 @@ cdef enum:
     OP_ROWNORM = 5    # LayerNorm (mean != NULL) or RMSNorm
     OP_RES_BEGIN = 6  # a Residual's input: Y is X (no buffer); backward dX := dY + the skip's
     OP_RES_END = 7    # Y := X + the Residual's input (skip); backward: dX is dY (no buffer)
+    OP_SPARSE_DENSE = 8  # the first Dense on the CSR batch handed to run_csr (_sparse.pxd)
     # loss kinds
     LOSS_CE = 0
     LOSS_MSE = 1
@@ -60,7 +61,8 @@ cdef struct Op:
     void* dz                   # dense: dZ scratch (activation)
     void* fwd                  # dense: the forward's scratch (dense_forward_scratch; or NULL)
     void* zs                   # dense: the kept pre-activation (codes.keeps_preactivation)
-    double* acc                # dense: bias partial sums / batchnorm: backward scratch
+    double* acc                # dense: bias partial sums / batchnorm: backward scratch /
+                               # sparse dense: n doubles per thread
     double* fscratch           # batchnorm: forward scratch
     double* mean
     double* invstd

@@ -17,6 +17,10 @@ sqrt(running_var + eps); a Standardizer divides W's columns by its scale and tak
 b), into the run's own scratch. Every buffer of a run (the two activations between ops, the
 folded weights, the kernels' scratch) is allocated for that run and freed after it, so any
 number of threads may run one program at once.
+
+``run_csr`` runs a CSR X (scikit-learn's sparse inputs) when the first op is a Dense: each
+batch's rows go through the sparse product's core (_sparse.pxd, the eager kernel's), read from
+the CSR's arrays in place (a batch is a range of indptr); the ops after it as for a dense X.
 """
 cimport numpy as cnp
 from libc.math cimport sqrt
@@ -31,6 +35,7 @@ from _activations_threads cimport act_forward_threads, softmax_forward_threads
 from _batchnorm cimport bn_eval_scratch, bn_forward_eval_core
 from _dense cimport dense_forward_core, dense_forward_scratch, pynn_blas_threads_init
 from _rownorm cimport rn_forward_core
+from _sparse cimport ColumnView, CsrArrays, column_view_bytes, csr_forward_rows
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
@@ -67,6 +72,14 @@ cdef struct InfOp:
                         # run's fold scratch (elements)
     bint center         # rownorm: LayerNorm (rows centered) rather than RMSNorm
     int slot            # res_begin, res_end: the skip buffer (the residual's nesting depth)
+
+
+cdef struct CsrRows:
+    # run_csr's X; the column view's scratch (for the batch with the most stored values) and
+    # the sparse product's n doubles per thread
+    CsrArrays arrays
+    char* scratch
+    double* acc
 
 
 cdef class InferenceProgram:
@@ -155,6 +168,38 @@ cdef class InferenceProgram:
         cdef InfOp* o = self._new_op(INF_RES_END, IDENTITY, 0.0, 0.0, width, width)
         o.slot = self.depth
 
+    def run_csr(self, cnp.ndarray data, cnp.ndarray indices, cnp.ndarray indptr,
+                cnp.ndarray out, idx_t batch_rows, int n_threads):
+        """``run`` (unfolded) on X = CSR(data, indices, indptr), checked by the caller
+        (csr_arrays: C-contiguous, data of the program's dtype, int32/int64 indices in range,
+        indptr of their type), for a program whose first op is a Dense."""
+        cdef CsrRows csr
+        cdef idx_t n = cnp.PyArray_DIM(indptr, 0) - 1
+        cdef idx_t rows = batch_rows if batch_rows < n else n
+        cdef idx_t most = 0, view, lo = 0, hi
+        if n <= 0:
+            return
+        if self.n_ops == 0 or self.ops[0].kind != INF_DENSE:
+            raise ValueError("run_csr needs a program whose first op is a dense op")
+        # the batch with the most stored values sizes the view's scratch
+        while lo < n:
+            hi = min(lo + rows, n)
+            most = max(most, <idx_t>(indptr[hi] - indptr[lo]))
+            lo = hi
+        csr.arrays.data = cnp.PyArray_DATA(data)
+        csr.arrays.indices = cnp.PyArray_DATA(indices)
+        csr.arrays.indptr = cnp.PyArray_DATA(indptr)
+        csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
+        view = (column_view_bytes(self.ops[0].k, most) + 7) // 8 * 8
+        csr.scratch = <char*>malloc(view + n_threads * rows * sizeof(double))
+        if csr.scratch == NULL:
+            raise MemoryError()
+        csr.acc = <double*>(csr.scratch + view)
+        try:
+            self._execute(NULL, n, out, rows, n_threads, False, &csr)
+        finally:
+            free(csr.scratch)
+
     def run(self, cnp.ndarray X, cnp.ndarray out, idx_t batch_rows, int n_threads, bint fold):
         """Every row of X through the ops into ``out``, ``batch_rows`` rows at a time, the
         products on ``n_threads``; ``fold``: the folded run (see the module doc).
@@ -162,9 +207,14 @@ cdef class InferenceProgram:
         The caller has checked X (C-contiguous, aligned, the program's dtype and input width)
         and allocated ``out`` (C-contiguous, X's rows by the last op's width)."""
         cdef idx_t n = cnp.PyArray_DIM(X, 0)
-        cdef idx_t rows = batch_rows if batch_rows < n else n
+        self._execute(cnp.PyArray_DATA(X), n, out, batch_rows if batch_rows < n else n,
+                      n_threads, fold, NULL)
+
+    cdef _execute(self, const void* xp, idx_t n, cnp.ndarray out, idx_t rows, int n_threads,
+                  bint fold, const CsrRows* csr):
+        """A run's buffers, then its batches without the GIL: n rows of the dense X at xp, or
+        of ``csr`` (xp NULL)."""
         cdef size_t item = sizeof(float) if self.is_float else sizeof(double)
-        cdef void* xp = cnp.PyArray_DATA(X)
         cdef void* op = cnp.PyArray_DATA(out)
         cdef void* buffers
         cdef void* dense_scratch
@@ -194,13 +244,13 @@ cdef class InferenceProgram:
             dense_scratch = <char*>buffers + 2 * rows * self.widest * item
             with nogil:
                 if self.is_float:
-                    _run[float](self, <float*>xp, <float*>op, n, rows, n_threads, fold,
+                    _run[float](self, <const float*>xp, <float*>op, n, rows, n_threads, fold,
                                 <float*>buffers, <float*>dense_scratch, bn_scratch,
-                                <float*>folds, rn_scratch, <float*>skips)
+                                <float*>folds, rn_scratch, <float*>skips, csr)
                 else:
-                    _run[double](self, <double*>xp, <double*>op, n, rows, n_threads, fold,
+                    _run[double](self, <const double*>xp, <double*>op, n, rows, n_threads, fold,
                                  <double*>buffers, <double*>dense_scratch, bn_scratch,
-                                 <double*>folds, rn_scratch, <double*>skips)
+                                 <double*>folds, rn_scratch, <double*>skips, csr)
         finally:
             free(buffers)
             free(bn_scratch)
@@ -216,8 +266,8 @@ ctypedef fused real:
 
 cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t rows,
                int n_threads, bint fold, real* buffers, real* dense_scratch, double* bn_scratch,
-               real* folds, double* rn_scratch, real* skips) noexcept nogil:
-    """The batches of a run (see InferenceProgram.run)."""
+               real* folds, double* rn_scratch, real* skips, const CsrRows* csr) noexcept nogil:
+    """The batches of a run (see InferenceProgram.run; csr: run_csr's X, or NULL)."""
     cdef int i, last = -1, cur
     cdef idx_t lo, hi, r, r2, elems
     cdef InfOp* o
@@ -230,6 +280,7 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
     cdef double param, param2
     cdef idx_t out_width = 0
     cdef real* skip
+    cdef ColumnView view  # the sparse first op's batch by column (csr_forward_rows)
     if fold:
         for i in range(prog.n_ops):
             o = &prog.ops[i]
@@ -243,7 +294,7 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
     while lo < n:
         hi = min(lo + rows, n)
         r = hi - lo
-        h = X + lo * prog.ops[0].k
+        h = X + lo * prog.ops[0].k if X != NULL else NULL  # (NULL: csr's rows)
         cur = 0
         for i in range(last + 1):
             o = &prog.ops[i]
@@ -264,10 +315,15 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
                     if o.post >= 0:  # the BatchNorm's activation, in this epilogue now
                         bn = &prog.ops[o.post]
                         act, param, param2 = bn.act, bn.param, bn.param2
-                dense_forward_core(h, W, b, Y,
-                                   dense_scratch if dense_forward_scratch(r, o.k, o.m) else NULL,
-                                   r, o.k, o.m, act, <real>param, <real>param2, NULL,
-                                   n_threads)
+                if csr != NULL and i == 0:
+                    csr_forward_rows(&csr.arrays, lo, r, o.k, W, b, Y, o.m, act, <real>param,
+                                     <real>param2, NULL, csr.scratch, &view, csr.acc,
+                                     n_threads)
+                else:
+                    dense_forward_core(h, W, b, Y,
+                                       dense_scratch if dense_forward_scratch(r, o.k, o.m)
+                                       else NULL, r, o.k, o.m, act, <real>param, <real>param2,
+                                       NULL, n_threads)
             elif o.kind == INF_BN:
                 bn_forward_eval_core(h, <const real*>o.W, <const real*>o.b, <const real*>o.rm,
                                      <const real*>o.rv, o.eps, Y, bn_scratch, r, o.m, o.act,

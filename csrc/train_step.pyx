@@ -10,8 +10,9 @@ validated or allocated per step but the caller's batch and labels (checked by th
 Each op records raw addresses: the Python side owns the arrays and keeps them alive while the
 program exists, and re-checks before every run that none has moved. The builder's methods take
 keywords (``add_dense``, ``add_batchnorm``, ``add_activation``, ``add_rownorm``,
-``add_dropout``, ``add_residual_begin``/``add_residual_end``, ``set_loss``, ``add_update``,
-``set_adam``, ``set_sgd``); the kinds they name are ``step_kinds()``.
+``add_dropout``, ``add_residual_begin``/``add_residual_end``, ``add_sparse_dense``, ``set_loss``,
+``add_update``, ``set_adam``, ``set_sgd``); the kinds they name are ``step_kinds()``. A program
+whose first op is a sparse dense one runs on a CSR batch's arrays (``run_csr``).
 
 A Residual is two marker ops around its block's ops (nested ones nest): the begin op passes its
 input on and, in the backward, adds the gradient that reached the residual's output (the skip
@@ -36,11 +37,14 @@ from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_cor
                      dense_forward_scratch, pynn_blas_threads_init)
 from _losses cimport bce_core, mse_core, softmax_ce_core
 from _rownorm cimport rn_backward_scratch
+from _sparse cimport column_view_bytes
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
                           OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM, OP_SOFTMAX,
-                          UPD_ADAM, UPD_SGD, UPDATE, Fusion, Loops, Op, Update, update_range)
+                          OP_SPARSE_DENSE, UPD_ADAM, UPD_SGD, UPDATE, Fusion, Loops, Op, Update,
+                          update_range)
 from _train_step_blocks cimport block_backward, block_forward, is_block_op
 from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
+from _train_step_sparse cimport CsrBatch, sparse_backward, sparse_forward
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
@@ -52,7 +56,7 @@ def step_kinds():
     pynn.backend.codes.STEP_KINDS must equal."""
     return {"OP_DENSE": OP_DENSE, "OP_BN": OP_BN, "OP_ACT": OP_ACT, "OP_SOFTMAX": OP_SOFTMAX,
             "OP_DROPOUT": OP_DROPOUT, "OP_ROWNORM": OP_ROWNORM, "OP_RES_BEGIN": OP_RES_BEGIN,
-            "OP_RES_END": OP_RES_END, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE,
+            "OP_RES_END": OP_RES_END, "OP_SPARSE_DENSE": OP_SPARSE_DENSE, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE,
             "LOSS_BCE": LOSS_BCE, "UPD_ADAM": UPD_ADAM, "UPD_SGD": UPD_SGD, "FORWARD": FORWARD,
             "BACKWARD": BACKWARD, "UPDATE": UPDATE}
 
@@ -73,6 +77,7 @@ cdef class StepProgram:
     # the updates change
     cdef Fusion fused
     cdef bint planned, tied_ok
+    cdef CsrBatch csr  # the batch of run_csr (a program whose first op is OP_SPARSE_DENSE)
 
     def __cinit__(self, bint is_float, int max_ops, int max_updates, bint accumulate,
                   dict loops):
@@ -92,6 +97,7 @@ cdef class StepProgram:
         free(self.ops)
         free(self.upd)
         free(self.fused.rest)
+        free(self.csr.scratch)
 
     cdef Op* _new_op(self, int kind, int act, double param, double param2, idx_t n, idx_t k,
                      idx_t m, int nt, uintptr_t X, uintptr_t Y, uintptr_t dX) except NULL:
@@ -125,6 +131,22 @@ cdef class StepProgram:
         o.fwd = <void*>forward_scratch
         o.zs = <void*>Z
         o.acc = <double*>bias_sums
+
+    def add_sparse_dense(self, *, int act, double param, double param2, idx_t n, idx_t k,
+                         idx_t m, int n_threads, uintptr_t Y, uintptr_t W, uintptr_t b,
+                         uintptr_t dW, uintptr_t db, uintptr_t dz, uintptr_t Z,
+                         uintptr_t thread_rows):
+        """The first op, a Dense on the CSR batch of run_csr (n x k): act(X W.T + b) into Y
+        (n x m), Z: the kept pre-activation (0: none); backward into dW, db (0: frozen) with
+        dz (the dZ scratch; 0: no activation); ``thread_rows``: n doubles per thread (float64
+        scratch of n_threads * n). No dX."""
+        if self.n_ops != 0:
+            raise ValueError("a sparse dense op must be the program's first")
+        cdef Op* o = self._new_op(OP_SPARSE_DENSE, act, param, param2, n, k, m, n_threads, 0, Y,
+                                  0)
+        o.W, o.b, o.dW, o.db, o.dz = <void*>W, <void*>b, <void*>dW, <void*>db, <void*>dz
+        o.zs = <void*>Z
+        o.acc = <double*>thread_rows
 
     def add_batchnorm(self, *, int act, double param, idx_t n, idx_t features, int n_threads,
                       double eps, uintptr_t X, uintptr_t Y, uintptr_t dX, uintptr_t gamma,
@@ -305,6 +327,43 @@ cdef class StepProgram:
         return loss
 
 
+    def run_csr(self, cnp.ndarray data, cnp.ndarray indices, cnp.ndarray indptr,
+                cnp.ndarray target, cnp.ndarray momenta, int phases):
+        """``run`` on a CSR batch (data, indices, indptr: C-contiguous, data of the program's
+        dtype, int32 or int64 indices with indptr of the same type, checked by the caller:
+        csr_arrays) for a program whose first op is OP_SPARSE_DENSE."""
+        cdef double loss
+        cdef Op* first = &self.ops[0]
+        cdef idx_t need
+        cdef char* grown
+        cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
+        cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
+        if self.n_ops == 0 or first.kind != OP_SPARSE_DENSE:
+            raise ValueError("run_csr needs a program whose first op is a sparse dense op")
+        if cnp.PyArray_DIM(indptr, 0) != first.n + 1:
+            raise ValueError(f"indptr must have {first.n + 1} entries")
+        self.csr.arrays.data = cnp.PyArray_DATA(data)
+        self.csr.arrays.indices = cnp.PyArray_DATA(indices)
+        self.csr.arrays.indptr = cnp.PyArray_DATA(indptr)
+        self.csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
+        self.csr.nnz = cnp.PyArray_DIM(data, 0)
+        if phases & FORWARD:
+            self.csr.has_view = False  # (the forward builds this batch's)
+            need = column_view_bytes(first.k, self.csr.nnz)
+            if need > self.csr.capacity:  # the batch's stored values outgrew the scratch
+                grown = <char*>realloc(self.csr.scratch, need + need // 4)
+                if grown == NULL:
+                    raise MemoryError()
+                self.csr.scratch, self.csr.capacity = grown, need + need // 4
+        with nogil:
+            self._plan()
+            if self.is_float:
+                loss = _run[float](self, <float*>NULL, tp, mp, phases)
+            else:
+                loss = _run[double](self, <double*>NULL, tp, mp, phases)
+        return loss
+
+
 ctypedef fused real:
     float
     double
@@ -347,6 +406,8 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
                                   o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt)
         elif is_block_op(o.kind):
             block_forward(o, X, X0, prog.keys[i])
+        elif o.kind == OP_SPARSE_DENSE:
+            sparse_forward(o, &prog.csr, X0)
         else:
             act_forward_threads(o.act, <real>o.param, <real>o.param2, X, <real*>o.Y, o.n * o.k,
                                 o.nt)
@@ -401,6 +462,8 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
                              o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt, acc)
         elif is_block_op(o.kind):
             block_backward(o, dY, X, acc)
+        elif o.kind == OP_SPARSE_DENSE:
+            sparse_backward(o, &prog.csr, dY, acc)
         elif o.dX != NULL:
             act_backward_threads(o.act, <real>o.param, <real>o.param2, dY, X, <real*>o.Y,
                                  <real*>o.dX, o.n * o.k, o.nt)

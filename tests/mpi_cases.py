@@ -124,13 +124,36 @@ def checkpointed(path=None, epochs=2, resume=False):
     return _state(model, _history_numbers(history))
 
 
+def sparse_adam():
+    """A CSR X (the compiled step's sparse first Dense on each rank's CSR rows): 5
+    ``train_step`` steps of a global batch of 64, then 3 epochs of Adam through
+    Trainer.fit(distributed=True) over 150 rows in global batches of 40 (shards 20/20 and
+    15/15)."""
+    import scipy.sparse as sp
+
+    X = sp.random(150, 40, density=0.15, format="csr", random_state=1, dtype=np.float64)
+    y = np.asarray(X @ np.random.default_rng(1).standard_normal((40, 3))).argmax(axis=1)
+    pynn.manual_seed(7)
+    model = nn.Sequential(nn.Dense(40, 16, dtype=np.float64), nn.ReLU(),
+                          nn.Dense(16, 3, dtype=np.float64))
+    dp = DataParallel(model)
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    part = slice(*shard_bounds(64, dp.world.rank, dp.world.size))
+    losses = [dp.train_step(X[part], y[part], nn.CrossEntropyLoss(), opt) for _ in range(5)]
+    compiled = model._last_train_step  # (model, loss, plan, program) of the last step
+    trainer = pynn.Trainer(model, nn.CrossEntropyLoss(), opt)
+    history = trainer.fit(X, y, epochs=3, batch_size=40, seed=6, verbose=0, distributed=True)
+    return {**_state(model, _history_numbers(history)), "losses": np.array(losses),
+            "sparse_compiled": np.array(float(compiled is not None and compiled[2].sparse))}
+
+
 def _history_numbers(history):
     return {k: v for k, v in history.history.items() if k != "seconds"}
 
 
 CASES = {f.__name__: f for f in (sgd_momentum_steps, sgd_momentum_fit, adam_uneven,
                                  weighted_eager, sync_batchnorm, batchnorm_per_rank,
-                                 checkpointed)}
+                                 checkpointed, sparse_adam)}
 
 
 def main(argv):

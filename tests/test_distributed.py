@@ -74,9 +74,12 @@ def _reference(name, tmp_path_factory=None):
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum_steps", "sgd_momentum_fit", "adam_uneven",
-                                  "weighted_eager", "sync_batchnorm", "checkpointed"])
+                                  "weighted_eager", "sync_batchnorm", "checkpointed",
+                                  "sparse_adam"])
 def test_two_ranks_train_like_one_process(two_ranks, name):
     ref = _reference(name)
+    if name == "sparse_adam":  # CSR batches ran in the compiled step, on each rank too
+        assert ref["sparse_compiled"] == 1 == two_ranks["rank0/sparse_adam/sparse_compiled"]
     for key, expected in ref.items():
         got = two_ranks[f"rank0/{name}/{key}"]
         np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-12, err_msg=key)

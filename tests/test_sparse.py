@@ -208,13 +208,17 @@ def test_trainer_batches_of_a_csr_are_csr_slices(rng):
     X = _csr(rng, 50, 20, np.float32)
     seen = []
     net = _net(20, act=nn.ReLU, dtype=np.float32)
-    forward = net.forward
+    forward, compiled_step = net.forward, net.compiled_step
 
     def spy(Xb):
         seen.append(Xb)
         return forward(Xb)
 
-    net.forward = spy
+    def spy_compiled(Xb, *args, **kwargs):  # (the compiled step takes CSR batches too)
+        seen.append(Xb)
+        return compiled_step(Xb, *args, **kwargs)
+
+    net.forward, net.compiled_step = spy, spy_compiled
     pynn.Trainer(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1)).fit(
         X, rng.integers(0, 3, 50), epochs=1, batch_size=8, verbose=0)
     assert seen and all(sp.issparse(Xb) and Xb.format == "csr" for Xb in seen)

@@ -40,6 +40,8 @@ ROBUST_L1, ROBUST_HUBER, ROBUST_SMOOTH_L1 = range(3)
 # op kinds: a plan's steps (a compiled training step runs all but OP_SOFTMAX); a Residual is
 # its block's steps between OP_RES_BEGIN and OP_RES_END, a LayerNorm or RMSNorm OP_ROWNORM
 OP_DENSE, OP_BN, OP_ACT, OP_SOFTMAX, OP_DROPOUT, OP_ROWNORM, OP_RES_BEGIN, OP_RES_END = range(8)
+# a compiled training step's first Dense on a CSR batch (its plan step is an OP_DENSE)
+OP_SPARSE_DENSE = 8
 # loss kinds of a compiled training step: softmax cross-entropy, squared error, BCE with logits
 LOSS_CE, LOSS_MSE, LOSS_BCE = range(3)
 # update kinds: the optimizer loops a compiled training step holds by address
@@ -49,7 +51,7 @@ FORWARD, BACKWARD, UPDATE = 1, 2, 4
 STEP_KINDS = {
     "OP_DENSE": OP_DENSE, "OP_BN": OP_BN, "OP_ACT": OP_ACT, "OP_SOFTMAX": OP_SOFTMAX,
     "OP_DROPOUT": OP_DROPOUT, "OP_ROWNORM": OP_ROWNORM, "OP_RES_BEGIN": OP_RES_BEGIN,
-    "OP_RES_END": OP_RES_END, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE, "LOSS_BCE": LOSS_BCE,
+    "OP_RES_END": OP_RES_END, "OP_SPARSE_DENSE": OP_SPARSE_DENSE, "LOSS_CE": LOSS_CE, "LOSS_MSE": LOSS_MSE, "LOSS_BCE": LOSS_BCE,
     "UPD_ADAM": UPD_ADAM, "UPD_SGD": UPD_SGD, "FORWARD": FORWARD, "BACKWARD": BACKWARD,
     "UPDATE": UPDATE,
 }

@@ -45,8 +45,10 @@ class CythonBackend(Backend):
         p, q = kernel_params(param)
         _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, p, q, n_threads, Z)
 
-    def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, n_threads):
-        _sparse.csr_dense_forward(data, indices, indptr, W, b, Y, n_threads)
+    def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, kind, param, n_threads,
+                              Z=None):
+        p, q = kernel_params(param)
+        _sparse.csr_dense_forward(data, indices, indptr, W, b, Y, kind, p, q, Z, n_threads)
 
     def _sparse_dense_backward(self, dZ, data, indices, indptr, n_cols, dW, db, n_threads):
         _sparse.csr_dense_backward(dZ, data, indices, indptr, dW, db, n_threads)

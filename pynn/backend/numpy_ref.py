@@ -121,11 +121,14 @@ class NumpyBackend(Backend):
         if dX is not None:
             dX[...] = dZ @ W
 
-    def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, n_threads):
-        X = _csr(data, indices, indptr, (Y.shape[0], W.shape[1]))
-        Y[...] = X @ W.T
+    def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, kind, param, n_threads,
+                              Z=None):
+        pre = _csr(data, indices, indptr, (Y.shape[0], W.shape[1])) @ W.T
         if b is not None:
-            Y += b
+            pre += b
+        if Z is not None:
+            Z[...] = pre
+        Y[...] = act_forward(pre, kind, param)
 
     def _sparse_dense_backward(self, dZ, data, indices, indptr, n_cols, dW, db, n_threads):
         if db is not None:

@@ -2,6 +2,7 @@
 ``ModuleList`` (modules held for a custom module's own forward)."""
 import numpy as np
 
+from ..backend._sparse import is_sparse
 from .activations import (ELU, Activation, LeakyReLU, ReLU, fusable, is_plain_activation,
                           needs_preactivation)
 from .batchnorm import BatchNorm
@@ -76,7 +77,7 @@ class Sequential(Module):
         # Execution plans by input (shape, dtype), see pynn.nn.plan. _compile=False runs eagerly
         # (the tests compare the two paths).
         self._compiled = {}
-        self._uncompilable = None  # the step list a plan could not be built for
+        self._uncompilable = None  # (step list, CSR input) a plan could not be built for
         self._compile = True
         self._inference = None  # the inference program of predict (pynn.nn.inference)
         self._default_inits()
@@ -137,23 +138,28 @@ class Sequential(Module):
         return state
 
     # -- running --------------------------------------------------------------------------
-    def _compiled_for(self, X):
-        """The plan for input ``X`` (built on first sight of its shape), or None to run eagerly."""
-        if type(X) is not np.ndarray or not self._compile:
+    def _compiled_for(self, X, sparse=False):
+        """The plan for input ``X`` (built on first sight of its shape), or None to run eagerly.
+        ``sparse``: a CSR ``X`` gets one too (the compiled training step's, which alone runs
+        a plan on one)."""
+        csr = sparse and is_sparse(X) and X.format == "csr"
+        if (type(X) is not np.ndarray and not csr) or not self._compile:
             return None
         steps = self._steps()
-        plan = self._compiled.get((X.shape, X.dtype))
+        key = (X.shape, X.dtype, csr)
+        plan = self._compiled.get(key)
         if plan is not None and plan.structure is steps and plan.fits(X):
             return plan
-        if self._uncompilable is steps:
+        failed = self._uncompilable
+        if failed is not None and failed[0] is steps and failed[1] == csr:
             return None
         plan = _plan.build(self, X)
         if plan is None:
-            self._uncompilable = steps
+            self._uncompilable = (steps, csr)
             return None
         if len(self._compiled) >= _MAX_PLANS:
             self._compiled.clear()  # many shapes in turn: keep memory bounded
-        self._compiled[(X.shape, X.dtype)] = plan
+        self._compiled[key] = plan
         return plan if plan.fits(X) else None
 
     def forward(self, X):
@@ -247,10 +253,10 @@ class Sequential(Module):
             claim()
         last = self._last_train_step
         if (last is not None and last[0] is loss and last[1] is optimizer
-                and type(X) is np.ndarray and last[2].fits(X) and last[3].fits(loss, optimizer)):
+                and last[2].fits(X) and last[3].fits(loss, optimizer)):
             program = last[3]
         else:
-            plan = self._compiled_for(X)
+            plan = self._compiled_for(X, sparse=True)
             program = None if plan is None else program_for(plan, loss, optimizer)
             self._last_train_step = None if program is None else (loss, optimizer, plan, program)
         if zero_grad == "model" and program is not None and program.zero_first:
@@ -263,10 +269,13 @@ class Sequential(Module):
         while nothing it recorded is replaced; it reads the weights and statistics in place,
         so it is never stale): one call into C for the whole forward, BatchNorm folded into
         the Dense before it for many rows, activations fused, the results written straight
-        into the output. A sparse X (or no rows) runs ``Module.predict``'s batches, whose
-        first Dense takes the CSR rows through its sparse kernel."""
-        dense_rows = isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] > 0
-        program = self._inference_program() if dense_rows else None
+        into the output. A sparse X runs in the program too (its rows as CSR, through the
+        first Dense's sparse core) when the first layer is a Dense; else (or no rows)
+        ``Module.predict``'s batches."""
+        if is_sparse(X) and X.ndim == 2 and X.format != "csr":
+            X = X.tocsr()  # once, not per batch
+        rows = (isinstance(X, np.ndarray) or is_sparse(X)) and X.ndim == 2 and X.shape[0] > 0
+        program = self._inference_program() if rows else None
         if program is None or not program.fits(X):
             return super().predict(X, batch_size)
         if type(batch_size) is not int or batch_size < 1:

@@ -83,13 +83,15 @@ class Dense(Module):
         return (Y, Z) if keep_preactivation else Y
 
     def _apply_sparse(self, X, activation, param, keep_preactivation):
-        """``_apply`` for sparse data: the CSR product, then the activation as its own pass
-        (the dense kernels fuse it into their GEMM tiles; there is no GEMM here)."""
+        """``_apply`` for sparse data: the CSR product with the activation in the same call
+        (the kernel the compiled step and the inference program run too)."""
         if self._auto_init:
             self._auto_init = False
         b = None if self.bias is None else self.bias.data
-        Z = self.backend.sparse_dense_forward(X, self.weight.data, b)
-        Y = Z if activation is None else self.backend.activation_forward(Z, activation, param)
+        Z = (np.empty((X.shape[0], self.out_features), self.dtype) if keep_preactivation
+             else None)
+        Y = self.backend.sparse_dense_forward(X, self.weight.data, b, activation=activation,
+                                              param=param, preact_out=Z)
         return (Y, Z) if keep_preactivation else Y
 
     def _grad_sparse(self, dY, X, Y, activation, param, Z):

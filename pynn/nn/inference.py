@@ -18,6 +18,7 @@ import numpy as np
 from .. import _threads
 from .. import backend as _backends
 from ..backend._arrays import as_kernel_array
+from ..backend._sparse import csr_arrays, is_sparse
 from ..backend.codes import IDENTITY, activation_code, kernel_params
 from .activations import Softmax, fusable, is_plain_activation
 from .batchnorm import BatchNorm
@@ -186,8 +187,18 @@ class InferencePlan:
         return True
 
     def fits(self, X):
-        return (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
-                and X.shape[1] == self.in_width)
+        """X is an input of the program: an ndarray, or a CSR when the compiled program
+        starts with a Dense (``takes_csr``), of its dtype and input width."""
+        if type(X) is not np.ndarray and not (self.takes_csr and is_sparse(X)
+                                              and X.format == "csr"):
+            return False
+        return X.ndim == 2 and X.dtype == self.dtype and X.shape[1] == self.in_width
+
+    @property
+    def takes_csr(self):
+        """A CSR X runs in the one C call (``run_csr``): the first op is a Dense, which reads
+        its arrays through the sparse product's core."""
+        return self.program is not None and self.ops[0].kind == "dense"
 
     def folds(self, rows):
         """Whether a call on ``rows`` rows runs folded: folding costs less than running the
@@ -225,10 +236,17 @@ class InferencePlan:
         """Outputs for every row of X (``fits``), ``batch_size`` rows at a time; ``fold``:
         True/False to force the choice ``folds`` makes (the compiled program only folds)."""
         n = X.shape[0]
-        X = as_kernel_array(X)
         out = np.empty((n, self.out_width), self.dtype)
         if n == 0:
             return out
+        if is_sparse(X):
+            # unfolded: the layer-by-layer eval forward's answers, bit for bit, as the
+            # per-batch ``infer`` gave them before the program took CSR
+            data, indices, indptr = csr_arrays("X", X, self.dtype, self.in_width)
+            self.program.run_csr(data, indices, indptr, out, batch_size,
+                                 _threads.get_num_threads())
+            return out
+        X = as_kernel_array(X)
         if self.program is not None:
             self.program.run(X, out, batch_size, _threads.get_num_threads(),
                              self.folds(n) if fold is None else fold)

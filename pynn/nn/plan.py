@@ -23,6 +23,7 @@ import numpy as np
 from .. import _threads
 from .. import backend as _backends
 from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
+from ..backend._sparse import is_sparse
 from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_DROPOUT, OP_RES_BEGIN,
                              OP_RES_END, OP_ROWNORM, OP_SOFTMAX, activation_code, dropout_key,
                              dropout_threshold)
@@ -66,14 +67,18 @@ class _Step:
 
 def build(seq, X):
     """The plan of Sequential ``seq`` for inputs shaped like ``X``, or None when some step is
-    not a built-in layer (the container then runs eagerly)."""
+    not a built-in layer (the container then runs eagerly). A CSR ``X`` gets a plan for the
+    compiled training step only (``Plan.sparse``): its first step must be a Dense."""
     if X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
         return None
     steps = []
     if not _add_steps(seq._steps(), steps) or not steps:
         return None
+    sparse = is_sparse(X)
+    if sparse and steps[0].kind != OP_DENSE:
+        return None  # only a Dense takes sparse data: the eager path says so
     try:
-        return Plan(seq, steps, X.shape, X.dtype)
+        return Plan(seq, steps, X.shape, X.dtype, sparse)
     except _Mismatch:
         return None  # the eager path raises the layer's own error
 
@@ -147,9 +152,12 @@ def _step_for(layer, act):
 class Plan:
     """Prepared buffers and kernel calls for one input shape and dtype (see the module doc)."""
 
-    def __init__(self, seq, steps, shape, dtype):
+    def __init__(self, seq, steps, shape, dtype, sparse=False):
         self.structure = seq._steps()  # the container's step list this plan was built from
         self.steps = steps
+        # for CSR batches: only a compiled training step runs it (Sequential._compiled_for);
+        # its first Dense reads the batch's arrays and has no dX buffer
+        self.sparse = sparse
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.n_threads = _threads.get_num_threads()
@@ -198,7 +206,7 @@ class Plan:
         self.out_width = width
         # dX buffers: step i's dX is the dY of the step before (step 0's only when the caller
         # wants it); a residual's end passes its dY down as its dX
-        for s in steps:
+        for s in steps[1:] if sparse else steps:
             if s.kind != OP_RES_END:
                 s.dX = np.empty((n, s.in_width), self.dtype)
         # (parameter, its data, its grad) of every parameter of the container, in its order
@@ -219,7 +227,11 @@ class Plan:
     # -- validity -------------------------------------------------------------------------
     def fits(self, X):
         """X is an input this plan was built for, and nothing the plan recorded has moved."""
-        if X.shape != self.shape or X.dtype != self.dtype or not (
+        if self.sparse:
+            if not (is_sparse(X) and X.format == "csr" and X.shape == self.shape
+                    and X.dtype == self.dtype):
+                return False
+        elif type(X) is not np.ndarray or X.shape != self.shape or X.dtype != self.dtype or not (
                 X.flags.c_contiguous and X.flags.aligned):
             return False  # (the eager path copies such an X before a kernel reads it)
         if _threads.get_num_threads() != self.n_threads:

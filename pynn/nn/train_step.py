@@ -16,7 +16,9 @@ the plan's trainable parameters (the same values, without the memset).
 Dropout in training mode runs in the program with the eager layer's mask: its key comes from
 the layer's seed and step counter, which ``run`` moves once per step as the eager forward does
 (so checkpoints and the eager path continue the same stream). LayerNorm, RMSNorm and Residual
-blocks (nested Sequentials flattened by the plan) are ops too.
+blocks (nested Sequentials flattened by the plan) are ops too. A CSR batch (scikit-learn's
+sparse X) has a plan of its own (``Plan.sparse``) whose first Dense becomes the program's
+"sparse_dense" op: the eager sparse kernels' cores on the batch's arrays, checked per step.
 
 Anything it does not know runs the four eager lines instead, never a guess: another backend, a
 layer the plan has no op for (Softmax, BatchNorm or Dropout in eval mode, Dropout with p=0),
@@ -25,12 +27,14 @@ optimizer without ``update_runs``, a batch or target that needs converting or is
 eager path then raises its own error). The runs of optimizers whose loops the program has no
 address for (Adagrad, RMSprop) run right after the C call.
 """
+import functools
 import math
 
 import numpy as np
 
 from .. import _threads
 from ..backend import backend_for
+from ..backend._sparse import csr_arrays
 from ..backend.codes import (BACKWARD, FORWARD, IDENTITY, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT,
                              OP_BN, OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM,
                              STEP_KINDS, UPD_ADAM, UPD_SGD, UPDATE, dropout_key,
@@ -112,6 +116,7 @@ class TrainStep:
             raise _Unsupported
         n = plan.shape[0]
         self.n, self.k_out = n, plan.out_width
+        self.sparse = plan.sparse  # batches are CSR (the first op: OP_SPARSE_DENSE)
         self.loss_kind = _LOSS_KINDS[type(loss)]
         self.signature = _signature(optimizer)
         own = _owns_gradients(plan, optimizer)
@@ -154,6 +159,8 @@ class TrainStep:
         n, k = plan.shape[0], s.in_width
         if s.kind in _BLOCK_OPS:
             return self._add_block_op(prog, plan, i, s)
+        if plan.sparse and i == 0:
+            return self._add_sparse_dense(prog, n, k, s)
         m = s.Y.shape[1]
         X = 0 if s.src < 0 else plan.steps[s.src].Y.ctypes.data
         dX = s.dX if i > 0 else None  # the first op's only when the caller wants it: never
@@ -199,6 +206,19 @@ class TrainStep:
                                 n_threads=s.nt, X=X, Y=s.Y.ctypes.data, dX=_addr(dX))
         else:
             raise _Unsupported  # Softmax: the eager step runs it
+
+    def _add_sparse_dense(self, prog, n, k, s):
+        """The first Dense on the CSR batch: the eager sparse kernels' cores, the activation in
+        the forward's call (Z kept as the plan keeps it), dW and db; no dX."""
+        param, param2 = kernel_params(s.param)
+        w, b = s.w, s.b
+        dz = self._scratch(n * s.Y.shape[1], self.plan.dtype) if s.code != IDENTITY else None
+        prog.add_sparse_dense(act=s.code, param=param, param2=param2, n=n, k=k,
+                              m=s.Y.shape[1], n_threads=s.nt, Y=s.Y.ctypes.data,
+                              W=w._data.ctypes.data, b=_addr(None if b is None else b._data),
+                              dW=_addr(grad_of(w)), db=_addr(grad_of(b)), dz=_addr(dz),
+                              Z=_addr(s.Z),
+                              thread_rows=self._scratch(s.nt * n, np.float64).ctypes.data)
 
     def _add_block_op(self, prog, plan, i, s):
         """Add op i of a block kind (_BLOCK_OPS): dropout, rownorm, a residual's marks."""
@@ -289,6 +309,7 @@ class TrainStep:
         if target is None or (self.loss_kind == LOSS_CE and not self._kernel.labels_in_range(
                 target, self.k_out)):
             return None  # the eager loss names what is wrong
+        call = self._caller(X)
         momenta = self.momenta
         for i, counter in self.counters:
             momenta[i] = counter.next_momentum()
@@ -303,25 +324,33 @@ class TrainStep:
             self.prog.set_gradient_rows(rows)
             self.grad_rows = rows
         if reduce is not None:
-            value = reduce(self.prog.run(X, target, momenta, FORWARD | BACKWARD))
+            value = reduce(call(target, momenta, FORWARD | BACKWARD))
             if finite_only and not math.isfinite(value):
                 return value  # every replica skips the update alike
             after = self._load_updates()
-            self.prog.run(X, target, momenta, UPDATE)
+            call(target, momenta, UPDATE)
         elif finite_only:
-            value = self.prog.run(X, target, momenta, FORWARD)
+            value = call(target, momenta, FORWARD)
             if not math.isfinite(value):
                 if not self.zero_first:
                     self.optimizer.zero_grad()  # as the eager zero_grad left them
                 return value
             after = self._load_updates()
-            self.prog.run(X, target, momenta, BACKWARD | UPDATE)
+            call(target, momenta, BACKWARD | UPDATE)
         else:
             after = self._load_updates()
-            value = self.prog.run(X, target, momenta, _WHOLE_STEP)
+            value = call(target, momenta, _WHOLE_STEP)
         for update in after:
             run_update(update, self.backend)
         return value
+
+    def _caller(self, X):
+        """``(target, momenta, phases) -> value``: the program's run on batch X (a CSR
+        batch's arrays checked once, as the eager kernels check them: csr_arrays)."""
+        if not self.sparse:
+            return functools.partial(self.prog.run, X)
+        data, indices, indptr = csr_arrays("X", X, self.plan.dtype, self.plan.shape[1])
+        return functools.partial(self.prog.run_csr, data, indices, indptr)
 
     def output(self):
         """The last step's model output (the program's buffer: valid until the next step)."""

@@ -148,8 +148,6 @@ class _Solvers:
         sample_idx = np.arange(n_samples, dtype=int)
         batches = self._batches(n_samples)
         step = _BatchStep(self, sample_weight is None)
-        if is_sparse(X):
-            step.compiled = False  # the compiled step takes dense batches: the eager lines
         model = self._model
         model.train()  # predict (validation scores) runs in eval mode regardless
         try:
@@ -372,7 +370,9 @@ class _BatchStep:
             # the step compiled for this batch shape serves every batch of the shape: between
             # them only this loop touches the model
             program = self.program
-            if program is None or program.n != n_rows or not Xi.flags.c_contiguous:
+            sparse = is_sparse(Xi)
+            if (program is None or program.n != n_rows or program.sparse != sparse
+                    or not (sparse or Xi.flags.c_contiguous)):
                 program = self.program = self.model.compiled_step(Xi, self.pynn_loss, self.opt)
             step_value = None if program is None else program.run(Xi, ti)
             if step_value is None:  # declined: the eager lines
