@@ -1,0 +1,253 @@
+"""The process's choices: one strategy per product key, decided once and kept.
+
+A key not seen yet is decided when a plan is built (``prepare``: all of the plan's keys, the
+biggest products first) or, for an eager call, when it first runs. In "measure" mode its
+candidates are timed (``_measure``) within a budget per ``prepare``; past the budget, below
+a size where timing cannot matter, above one where a single repetition would take longer than
+the budget, or without an OpenBLAS thread setter, the fixed rules' estimate decides. In
+"estimate" mode the estimate always decides: today's rules, bit for bit.
+
+Every caller of a product looks its strategy up here (the eager kernels, a plan, a compiled
+training step, an inference program), so one key gets one strategy in the process: eager and
+compiled stay bit-identical. Anything that can change a decided choice (``clear``, ``set_mode``,
+``load``, ``_force``) bumps ``generation()``; plans and programs built under another
+generation are rebuilt.
+
+A forward's orientation (GEMV, transposed or plain; it can change round-off) is decided on the
+one-thread key of the shape and every thread count uses it, so the 1-vs-2-thread bit-identity of
+the threaded strategies holds in either mode.
+"""
+import os
+import threading
+import time
+import warnings
+
+from . import _measure
+from ._strategies import (BLAS_THREADS, DTYPE_NAMES, FEW_ROWS, GEMV, ONE_THREAD, TILES,
+                          TRANSPOSED, Key, NAMES, describe, macs, with_orientation)
+
+MODES = ("measure", "estimate")
+# Seconds of timing one ``prepare`` (a plan build) may spend; the keys left then take the
+# estimate. Enough for a medium net's six products several times over; a wide net's biggest.
+BUDGET_SECONDS = 0.1
+# Below this many multiply-adds a product takes the estimate untimed: its candidates differ by
+# a microsecond or two, less than timing them would resolve on a busy host.
+MIN_MEASURED_MACS = 1 << 15
+# Above this many, one repetition takes longer than the budget (~15 ms at 2 cores): estimate.
+MAX_MEASURED_MACS = 1 << 29
+# BLAS's own threads are a candidate from this many multiply-adds (below, waking its threads
+# costs more than they save) when there are threads to use and OpenBLAS's setter exists.
+BLAS_THREADS_MIN_MACS = 1 << 21
+# Forward orientations: the matrix-vector path up to GEMV_MAX_ROWS rows, the transposed one up
+# to FEW_ROWS_MAX_ROWS (the estimate's own limits are 4 and 16 rows).
+GEMV_MAX_ROWS = 16
+FEW_ROWS_MAX_ROWS = 64
+
+
+class Choice:
+    """A key's decided strategy, how it was decided (``source``: "measured", "estimate",
+    "over budget", "only candidate", "wisdom" or "forced"), the candidates' times (seconds,
+    by code) and the time spent deciding it (``measuring_ms``)."""
+
+    __slots__ = ("strategy", "source", "times", "measuring_ms")
+
+    def __init__(self, strategy, source, times=None, measuring_ms=0.0):
+        self.strategy, self.source = strategy, source
+        self.times = times or {}
+        self.measuring_ms = measuring_ms
+
+
+_lock = threading.RLock()
+_choices = {}  # Key -> Choice
+_state = {"mode": None, "generation": 0, "forced": None, "measured": 0}
+
+
+def get_mode():
+    """"measure" or "estimate" (``set_mode``, else the environment's PYNN_TUNE, else
+    "measure")."""
+    mode = _state["mode"]
+    if mode is None:
+        value = os.environ.get("PYNN_TUNE", "").strip().lower()
+        if value and value not in MODES:
+            warnings.warn(f"PYNN_TUNE={value!r} is not one of {MODES}; pynn measures",
+                          RuntimeWarning, stacklevel=3)
+        mode = _state["mode"] = value if value in MODES else "measure"
+    return mode
+
+
+def set_mode(mode):
+    """How products not decided yet are decided: "measure" (time the candidates once) or
+    "estimate" (the fixed rules). Forgets the choices made so far, so the mode decides every
+    product from now on (``load`` wisdom after this, not before)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    with _lock:
+        _state["mode"] = mode
+        _forget()
+
+
+def clear():
+    """Forget every choice (and what deciding them spent): products are decided again."""
+    with _lock:
+        _forget()
+
+
+def generation():
+    """A number that changes whenever a decided choice may have changed (plans built under
+    another one are rebuilt)."""
+    return _state["generation"]
+
+
+def measurements():
+    """How many keys have been timed in this process (``pynn bench`` re-times a repetition
+    during which this moved)."""
+    return _state["measured"]
+
+
+def _forget():
+    _choices.clear()
+    _state["generation"] += 1
+
+
+def _force(strategies):
+    """Test hook: every product takes ``strategies`` ({"forward": name, "backward": name}, a
+    missing op its estimate), or None to go back to the mode. Forgets the choices."""
+    if strategies is not None:
+        for op, name in strategies.items():
+            if op not in NAMES or name not in NAMES[op].values():
+                raise ValueError(f"strategies: no {op!r} strategy named {name!r}")
+    with _lock:
+        _state["forced"] = None if strategies is None else dict(strategies)
+        _forget()
+
+
+def _set_choices(entries):
+    """Install (Key, Choice) pairs (``load``): replaces those keys' choices."""
+    with _lock:
+        for key, choice in entries:
+            _choices[key] = choice
+        _state["generation"] += 1
+
+
+def snapshot():
+    """(Key, Choice) pairs of every choice, in the order they were decided."""
+    with _lock:
+        return list(_choices.items())
+
+
+# -- lookups ---------------------------------------------------------------------------------
+def forward_key(n, k, m, dtype, threads):
+    return Key("forward", n, k, m, DTYPE_NAMES[dtype], threads, False, False)
+
+
+def backward_key(n, m, k, dtype, threads, has_dW, has_dX):
+    return Key("backward", n, k, m, DTYPE_NAMES[dtype], threads, bool(has_dW), bool(has_dX))
+
+
+def forward_strategy(n, k, m, dtype, threads):
+    """The strategy of a forward of n rows of k features into m in ``dtype`` on ``threads``."""
+    choice = _choices.get(("forward", n, k, m, DTYPE_NAMES[dtype], threads, False, False))
+    if choice is not None:
+        return choice.strategy
+    return prepare([forward_key(n, k, m, dtype, threads)])[0]
+
+
+def backward_strategy(n, m, k, dtype, threads, has_dW, has_dX):
+    """The strategy of a backward (dZ n x m, X n x k) computing dW and/or dX."""
+    choice = _choices.get(("backward", n, k, m, DTYPE_NAMES[dtype], threads, bool(has_dW),
+                           bool(has_dX)))
+    if choice is not None:
+        return choice.strategy
+    return prepare([backward_key(n, m, k, dtype, threads, has_dW, has_dX)])[0]
+
+
+def prepare(keys):
+    """Decide every key of ``keys`` not decided yet, the biggest products first, timing them
+    (in "measure" mode) within one BUDGET_SECONDS; the strategies, in order of ``keys``."""
+    with _lock:
+        todo = sorted({key for key in keys if key not in _choices}, key=macs, reverse=True)
+        deadline = time.perf_counter() + BUDGET_SECONDS
+        for key in todo:
+            if key not in _choices:  # (a forward's one-thread key may have come first)
+                _decide(key, deadline)
+        return [_choices[key].strategy for key in keys]
+
+
+# -- deciding --------------------------------------------------------------------------------
+def _decide(key, deadline):
+    forced = _state["forced"]
+    if forced is not None:
+        name = forced.get(key.op)
+        strategy = (_estimate(key) if name is None
+                    else {v: c for c, v in NAMES[key.op].items()}[name])
+        _choices[key] = Choice(strategy, "forced")
+        return
+    if get_mode() == "estimate" or not _measure.blas_thread_control():
+        _choices[key] = Choice(_estimate(key), "estimate")
+        return
+    orientation = None
+    if key.op == "forward" and key.threads > 1:
+        # the orientation is the one-thread key's, decided first (see the module doc)
+        single = key._replace(threads=1)
+        if single not in _choices:
+            _decide(single, deadline)
+        orientation = _choices[single].strategy
+    candidates = _candidates(key, orientation)
+    if len(candidates) == 1:
+        _choices[key] = Choice(candidates[0], "only candidate")
+    elif not MIN_MEASURED_MACS <= macs(key) <= MAX_MEASURED_MACS:
+        _choices[key] = Choice(_estimate(key, orientation), "estimate")
+    elif time.perf_counter() > deadline:
+        _choices[key] = Choice(_estimate(key, orientation), "over budget")
+    else:
+        t0 = time.perf_counter()
+        times = _measure.time_candidates(key, candidates)
+        best = min(times, key=times.get)
+        _choices[key] = Choice(best, "measured", times, (time.perf_counter() - t0) * 1e3)
+        _state["measured"] += 1
+
+
+def _estimate(key, orientation=None):
+    """The fixed rules' strategy of ``key``, in ``orientation`` when one was decided."""
+    if key.op == "backward":
+        return _measure.backward_estimate(key)
+    strategy = _measure.forward_estimate(key)
+    return strategy if orientation is None else with_orientation(strategy, orientation)
+
+
+def _candidates(key, orientation):
+    """The strategies worth timing for ``key``; a forward on more than one thread only in
+    ``orientation`` (its one-thread key's choice)."""
+    n, threads, total = key.n, key.threads, macs(key)
+    if key.op == "forward" and threads == 1:
+        found = [ONE_THREAD]
+        if n <= GEMV_MAX_ROWS:
+            found.append(GEMV)
+        if n <= FEW_ROWS_MAX_ROWS:
+            found.append(FEW_ROWS)
+        return found
+    if orientation == GEMV:
+        return [GEMV]  # one row at a time, on one thread: nothing to thread
+    flag = (orientation or 0) & TRANSPOSED
+    found = []
+    if _measure.team(key, TILES | flag) >= 2:
+        found.append(TILES | flag)
+    if threads > 1 and total >= BLAS_THREADS_MIN_MACS:
+        found.append(BLAS_THREADS | flag)
+    # one thread, unless the product is big enough for BLAS's threads and another way to
+    # use the second core exists (then one thread cannot win but on a host busy elsewhere)
+    if not found or total < BLAS_THREADS_MIN_MACS:
+        found.insert(0, ONE_THREAD | flag)
+    return found
+
+
+def choice_dicts():
+    """``pynn.tune.choices()``: every choice as a dict."""
+    result = []
+    for key, choice in snapshot():
+        names = NAMES[key.op]
+        result.append({"key": describe(key), "strategy": names[choice.strategy],
+                       "source": choice.source,
+                       "times": {names[c]: t for c, t in choice.times.items()},
+                       "measuring_ms": choice.measuring_ms})
+    return result
