@@ -42,6 +42,10 @@ BLAS_THREADS_MIN_MACS = 1 << 21
 # to FEW_ROWS_MAX_ROWS (the estimate's own limits are 4 and 16 rows).
 GEMV_MAX_ROWS = 16
 FEW_ROWS_MAX_ROWS = 64
+# A forward of at most this many rows runs on one thread whatever the thread count, so its
+# result is the same on any (the estimate's GEMV_ROWS promise, kept: column tiles round
+# differently from one whole product).
+SAME_BITS_MAX_ROWS = 4
 
 
 class Choice:
@@ -226,8 +230,8 @@ def _candidates(key, orientation):
         if n <= FEW_ROWS_MAX_ROWS:
             found.append(FEW_ROWS)
         return found
-    if orientation == GEMV:
-        return [GEMV]  # one row at a time, on one thread: nothing to thread
+    if orientation == GEMV or (key.op == "forward" and n <= SAME_BITS_MAX_ROWS):
+        return [orientation]  # on one thread: the one-thread key's result (see above)
     flag = (orientation or 0) & TRANSPOSED
     found = []
     if _measure.team(key, TILES | flag) >= 2:
