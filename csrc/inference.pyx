@@ -233,7 +233,7 @@ cdef class InferenceProgram:
         cdef int i, j
         cdef int exclusive = 0
         cdef cnp.ndarray given
-        cdef const int* codes
+        cdef const int* codes = NULL
         cdef InfOp* o
         if strategies is not None:
             given = strategies

@@ -23,8 +23,8 @@ import time
 import warnings
 
 from . import _measure
-from ._strategies import (BLAS_THREADS, DTYPE_NAMES, FEW_ROWS, GEMV, ONE_THREAD, TILES,
-                          TRANSPOSED, Key, NAMES, describe, macs, with_orientation)
+from ._strategies import (BLAS_THREADS, CODES, DTYPE_NAMES, FEW_ROWS, GEMV, NAMES, ONE_THREAD,
+                          TILES, TRANSPOSED, Key, describe, macs, with_orientation)
 
 MODES = ("measure", "estimate")
 # Seconds of timing one ``prepare`` (a plan build) may spend; the keys left then take the
@@ -182,8 +182,7 @@ def _decide(key, deadline):
     forced = _state["forced"]
     if forced is not None:
         name = forced.get(key.op)
-        strategy = (_estimate(key) if name is None
-                    else {v: c for c, v in NAMES[key.op].items()}[name])
+        strategy = _estimate(key) if name is None else CODES[key.op][name]
         _choices[key] = Choice(strategy, "forced")
         return
     if get_mode() == "estimate" or not _measure.blas_thread_control():

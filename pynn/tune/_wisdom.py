@@ -13,7 +13,7 @@ import platform
 import warnings
 
 from . import _planner
-from ._strategies import CODES, DTYPE_NAMES, Key, describe
+from ._strategies import CODES, DTYPE_NAMES, NAMES, Key, describe
 
 FORMAT = "pynn-tune-wisdom"
 VERSION = 1
@@ -51,8 +51,7 @@ def save(path):
     were written."""
     entries = []
     for key, choice in _planner.snapshot():
-        entries.append({**describe(key),
-                        "strategy": {v: c for c, v in CODES[key.op].items()}[choice.strategy]})
+        entries.append({**describe(key), "strategy": NAMES[key.op][choice.strategy]})
     document = {"format": FORMAT, "version": VERSION, **machine_tag(), "choices": entries}
     from ..io._atomic import atomic_open  # (pynn.io imports the layers: not at import time)
 
