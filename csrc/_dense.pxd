@@ -18,10 +18,10 @@
 # by dense_forward_estimate / dense_backward_estimate, which are the fixed rules this file had
 # before the planner: estimate mode is those rules bit for bit). A strategy is how the product
 # is threaded (the low two bits) and, for a forward, whether it runs in the transposed
-# orientation (DENSE_TRANSPOSED, see _few_rows_product): the orientation can change float
-# round-off, the threading does not (row and column tiles, and OpenBLAS's own threads, split
-# the output, never the sum), which is why pynn.tune picks the orientation once per shape, on
-# one thread, for every thread count.
+# orientation (DENSE_TRANSPOSED, see _few_rows_product). Strategies may round the last bits
+# differently (OpenBLAS's kernels round a tile's edges, a transposed product and a
+# matrix-vector product each their own way), so every caller of one product takes the same
+# strategy: pynn.tune's choice for its key.
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 

@@ -13,9 +13,11 @@ compiled stay bit-identical. Anything that can change a decided choice (``clear`
 ``load``, ``_force``) bumps ``generation()``; plans and programs built under another
 generation are rebuilt.
 
-A forward's orientation (GEMV, transposed or plain; it can change round-off) is decided on the
-one-thread key of the shape and every thread count uses it, so the 1-vs-2-thread bit-identity of
-the threaded strategies holds in either mode.
+A forward's orientation (GEMV, transposed or plain) is decided on the one-thread key of the
+shape and every thread count uses it; a forward of at most SAME_BITS_MAX_ROWS rows takes the
+one-thread key's strategy on any thread count, so its result is the same on any (the fixed
+rules' promise). Other strategies may round the last bits differently (docs/design.md,
+"Measured plans"): that is why one key has one strategy in the process.
 """
 import os
 import threading
