@@ -12,7 +12,7 @@ from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport floating, idx_t
-from _activations cimport IDENTITY
+from _activations cimport IDENTITY as _IDENTITY
 from _dense cimport (DENSE_BLAS_THREADS, DENSE_FEW_ROWS, DENSE_GEMV, DENSE_ONE_THREAD,
                      DENSE_THREADING, DENSE_TILES, DENSE_TRANSPOSED, dense_forward_core,
                      dense_forward_estimate, dense_forward_scratch, dense_forward_team,
@@ -22,6 +22,9 @@ from _dense_backward cimport dense_backward_core, dense_backward_estimate, dense
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
+# the activation kind "none" as the kernels take it (pynn.tune times the bare products with it;
+# pynn.backend.codes.IDENTITY is the same value, a floor above)
+IDENTITY = _IDENTITY
 
 
 def blas_thread_control():
@@ -152,10 +155,10 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     cdef int nt, n_acc
     cdef bint exclusive
     _check_blas_dims(n, m, k)
-    if kind != IDENTITY and Y is not None:
+    if kind != _IDENTITY and Y is not None:
         Yv = Y
         y = &Yv[0, 0]
-    if kind != IDENTITY and Z is not None:
+    if kind != _IDENTITY and Z is not None:
         Zv = Z
         zp = &Zv[0, 0]
     if dW is not None:
@@ -175,7 +178,7 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
     exclusive = strategy == DENSE_BLAS_THREADS
     dense_backward_team(n, m, k, dwp != NULL, dxp != NULL, n_threads, strategy, &nt, &n_acc)
     try:
-        if kind != IDENTITY and n * m > 0:
+        if kind != _IDENTITY and n * m > 0:
             dz = <floating*>malloc(n * m * sizeof(floating))
             if dz == NULL:
                 raise MemoryError()

@@ -14,7 +14,7 @@ from .io import ModelFileError, load, load_checkpoint, save, save_checkpoint
 from .nn import GradcheckError, gradcheck
 from .train import Trainer
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def show_config(file=None):

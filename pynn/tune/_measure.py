@@ -12,8 +12,6 @@ import time
 
 import numpy as np
 
-from ..backend.codes import IDENTITY
-
 REPS = 3
 # A round past this many seconds is the last (a big product: its candidates differ by more
 # than the noise already, and the budget is better spent on the next key).
@@ -58,12 +56,13 @@ def _runner(key):
     b = np.zeros(m, dtype)
     if key.op == "forward":
         Y = np.empty((n, m), dtype)
-        return lambda s: dense.dense_forward(X, W, b, Y, IDENTITY, 0.0, 0.0, threads, None, s)
+        return lambda s: dense.dense_forward(X, W, b, Y, dense.IDENTITY, 0.0, 0.0, threads,
+                                             None, s)
     dY = np.full((n, m), 0.01, dtype)
     dW = np.zeros((m, k), dtype) if key.has_dW else None
     dX = np.empty((n, k), dtype) if key.has_dX else None
-    return lambda s: dense.dense_backward(dY, X, W, None, dW, b, dX, IDENTITY, 0.0, 0.0,
-                                          threads, None, s)
+    return lambda s: dense.dense_backward(dY, X, W, None, dW, b, dX, dense.IDENTITY, 0.0,
+                                          0.0, threads, None, s)
 
 
 def time_candidates(key, candidates):

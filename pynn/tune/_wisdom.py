@@ -5,13 +5,16 @@ kernels call: its library, version and kernel as threadpoolctl reports them, and
 version), and one entry per choice (its key and strategy name). A file from another CPU or
 BLAS is refused with a warning naming the path (the choices would be another machine's
 guesses); a file that is not a wisdom file raises ValueError naming the ``path`` argument.
-Written atomically (pynn.io._atomic): a reader sees the old file or the new one.
+Written atomically (pynn._atomic, the helper every save uses): a reader sees the old file or
+the new one.
 """
 import json
 import os
 import platform
 import warnings
 
+from .._atomic import atomic_open
+from .._version import __version__
 from . import _planner
 from ._strategies import CODES, DTYPE_NAMES, NAMES, Key, describe
 
@@ -23,7 +26,6 @@ _DTYPES = set(DTYPE_NAMES.values())
 def machine_tag():
     """What choices are only valid on: {"cpu": model name, "blas": [library, version, kernel],
     "pynn": version}."""
-    from .. import __version__
     import scipy.linalg  # noqa: F401  (loads the kernels' BLAS, so threadpoolctl sees it)
     from threadpoolctl import threadpool_info
 
@@ -53,8 +55,6 @@ def save(path):
     for key, choice in _planner.snapshot():
         entries.append({**describe(key), "strategy": NAMES[key.op][choice.strategy]})
     document = {"format": FORMAT, "version": VERSION, **machine_tag(), "choices": entries}
-    from ..io._atomic import atomic_open  # (pynn.io imports the layers: not at import time)
-
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(document, f, indent=1)
         f.write("\n")
