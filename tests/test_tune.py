@@ -394,3 +394,18 @@ def test_bench_retimes_a_repetition_in_which_the_tuner_measured():
     watch = TunerWatch(lambda: count[0])
     times = time_reps(fn, 1, 1, 3, watch)
     assert len(times) == 3 and watch.retimed == 1 and len(calls) == 5
+
+
+def test_fixed_rules_set_the_choices_aside_and_bring_them_back():
+    # pynn.search's trials run in it, so a worker process and this one decide alike
+    _decide_some()
+    made = pynn.tune.choices()
+    outer = pynn.tune.generation()
+    with _planner.fixed_rules():
+        with _planner.fixed_rules():  # nested (trials in threads): the outermost restores
+            assert pynn.tune.get_mode() == "estimate" and pynn.tune.choices() == []
+            _decide_some()
+            assert {c["source"] for c in pynn.tune.choices()} == {"estimate"}
+        assert pynn.tune.get_mode() == "estimate"
+    assert pynn.tune.get_mode() == "measure" and pynn.tune.choices() == made
+    assert pynn.tune.generation() > outer  # plans built inside are rebuilt

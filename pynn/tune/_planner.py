@@ -19,6 +19,7 @@ one-thread key's strategy on any thread count, so its result is the same on any 
 rules' promise). Other strategies may round the last bits differently (docs/design.md,
 "Measured plans"): that is why one key has one strategy in the process.
 """
+import contextlib
 import os
 import threading
 import time
@@ -65,7 +66,8 @@ class Choice:
 
 _lock = threading.RLock()
 _choices = {}  # Key -> Choice
-_state = {"mode": None, "generation": 0, "forced": None, "measured": 0}
+_state = {"mode": None, "generation": 0, "forced": None, "measured": 0,
+          "fixed_depth": 0, "fixed_saved": None}
 
 
 def get_mode():
@@ -113,6 +115,31 @@ def measurements():
 def _forget():
     _choices.clear()
     _state["generation"] += 1
+
+
+@contextlib.contextmanager
+def fixed_rules():
+    """Within the block every product takes the fixed rules' strategy (estimate mode) and the
+    process's choices are set aside, restored when the outermost such block (from any thread)
+    ends; plans built inside are rebuilt after (the generation moves on entry and exit). For
+    work whose result must not depend on which process ran it: pynn.search's trials, which run
+    here or in worker processes, each of which would measure for itself."""
+    with _lock:
+        if _state["fixed_depth"] == 0:
+            _state["fixed_saved"] = (dict(_choices), _state["mode"])
+            _state["mode"] = "estimate"
+            _forget()
+        _state["fixed_depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["fixed_depth"] -= 1
+            if _state["fixed_depth"] == 0:
+                choices, _state["mode"] = _state["fixed_saved"]
+                _state["fixed_saved"] = None
+                _forget()
+                _choices.update(choices)
 
 
 def _force(strategies):
