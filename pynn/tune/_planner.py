@@ -38,8 +38,16 @@ BUDGET_SECONDS = 0.1
 MIN_MEASURED_MACS = 1 << 15
 # Above this many, one repetition takes longer than the budget (~15 ms at 2 cores): estimate.
 MAX_MEASURED_MACS = 1 << 29
-# BLAS's own threads are a candidate from this many multiply-adds (below, waking its threads
-# costs more than they save) when there are threads to use and OpenBLAS's setter exists.
+# BLAS's own threads as a timed candidate: off. Measured (AMD EPYC, 2 cores, scipy's OpenBLAS
+# 0.3.30, pthreads build): once a product has run on OpenBLAS's threads they keep spinning
+# (sched_yield) for its THREAD_TIMEOUT, ~0.1 s, and pynn's OpenMP team fights them for the
+# cores: every product timed after it, tiles included, took ~4 ms instead of 0.1-2 ms, and
+# `pynn bench`'s medium step went from 1.36 ms to 28.7 ms, the wide one from 20.3 to 57 ms,
+# with the planner mixing the two pools. The strategy stays (forced, or from a wisdom file:
+# tested, and the products lock keeps it correct next to the others); with OFFER_BLAS_THREADS
+# it is timed from BLAS_THREADS_MIN_MACS multiply-adds (below, waking its threads costs more
+# than they save) when there are threads to use and OpenBLAS's setter exists.
+OFFER_BLAS_THREADS = False
 BLAS_THREADS_MIN_MACS = 1 << 21
 # Forward orientations: the matrix-vector path up to GEMV_MAX_ROWS rows, the transposed one up
 # to FEW_ROWS_MAX_ROWS (the estimate's own limits are 4 and 16 rows).
@@ -198,7 +206,9 @@ def prepare(keys):
     """Decide every key of ``keys`` not decided yet, the biggest products first, timing them
     (in "measure" mode) within one BUDGET_SECONDS; the strategies, in order of ``keys``."""
     with _lock:
-        todo = sorted({key for key in keys if key not in _choices}, key=macs, reverse=True)
+        # biggest first; ties in the caller's order (a set's would vary between runs)
+        todo = sorted(dict.fromkeys(key for key in keys if key not in _choices), key=macs,
+                      reverse=True)
         deadline = time.perf_counter() + BUDGET_SECONDS
         for key in todo:
             if key not in _choices:  # (a forward's one-thread key may have come first)
@@ -264,7 +274,7 @@ def _candidates(key, orientation):
     found = []
     if _measure.team(key, TILES | flag) >= 2:
         found.append(TILES | flag)
-    if threads > 1 and total >= BLAS_THREADS_MIN_MACS:
+    if OFFER_BLAS_THREADS and threads > 1 and total >= BLAS_THREADS_MIN_MACS:
         found.append(BLAS_THREADS | flag)
     # one thread, unless the product is big enough for BLAS's threads and another way to
     # use the second core exists (then one thread cannot win but on a host busy elsewhere)
