@@ -5,7 +5,8 @@ one thread; tiles over pynn's OpenMP team with BLAS single-threaded in each; one
 BLAS's own threads; for a few rows a matrix-vector product per row or the transposed product.
 Which is fastest depends on the CPU, the BLAS and the shape. In "measure" mode (the default)
 the first plan that needs a product (its key: op, rows, widths, dtype, threads) times the
-candidates once, a few repetitions each on scratch operands, within ~0.1 s per plan build,
+candidates once (BLAS's own threads excepted: docs/design.md, "Measured plans"), a few
+repetitions each on scratch operands, within ~0.1 s per plan build,
 and the process keeps the choice; in "estimate" mode (``set_mode`` or PYNN_TUNE=estimate) the
 fixed rules pynn had before decide, bit for bit. Every path of a product (eager, a plan, a
 compiled training step, ``predict``) takes the same choice, so they stay bit-identical.
