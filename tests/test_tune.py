@@ -226,6 +226,18 @@ def test_measured_choices_say_what_they_timed():
     assert (mode, count) == ("measure", len(pynn.tune.choices())) and ms >= biggest["measuring_ms"]
 
 
+@pytest.mark.skipif(not CONTROL, reason="the BLAS has no thread setter: nothing is timed")
+@pytest.mark.parametrize("gain, picked", [(0.02, "estimate"), (0.2, "other")])
+def test_a_candidate_must_beat_the_fixed_rules_clearly(monkeypatch, gain, picked):
+    # noise-sized wins keep the estimate, so two runs of one script choose alike
+    key = _planner.forward_key(64, 128, 64, np.dtype(F32), 2)
+    fixed = _dense.forward_estimate(64, 128, 64, 2)
+    other = TILES if fixed == ONE_THREAD else ONE_THREAD
+    monkeypatch.setattr(_measure, "time_candidates",
+                        lambda k, c: {s: 1.0 - gain if s == other else 1.0 for s in c})
+    assert _planner.prepare([key]) == [fixed if picked == "estimate" else other]
+
+
 def test_a_few_rows_keep_one_threads_bits_on_two(fast, dtype, rng):
     # the estimate's promise for up to 4 rows holds for measured choices too: the two-thread
     # key takes the one-thread key's strategy

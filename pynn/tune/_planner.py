@@ -49,6 +49,11 @@ MAX_MEASURED_MACS = 1 << 29
 # than they save) when there are threads to use and OpenBLAS's setter exists.
 OFFER_BLAS_THREADS = False
 BLAS_THREADS_MIN_MACS = 1 << 21
+# A timed candidate replaces the fixed rules' choice only when it is faster by more than this
+# fraction: a few percent is this host's noise (the medium step's 128 x 128 x 10 forward timed
+# 10 us on one thread and on tiles, the pick flipping between runs), and a pick that flips with
+# noise makes two runs of one script round differently for nothing.
+MIN_GAIN = 0.05
 # Forward orientations: the matrix-vector path up to GEMV_MAX_ROWS rows, the transposed one up
 # to FEW_ROWS_MAX_ROWS (the estimate's own limits are 4 and 16 rows).
 GEMV_MAX_ROWS = 16
@@ -245,6 +250,9 @@ def _decide(key, deadline):
         t0 = time.perf_counter()
         times = _measure.time_candidates(key, candidates)
         best = min(times, key=times.get)
+        fixed = _estimate(key, orientation)
+        if fixed in times and times[best] > times[fixed] * (1.0 - MIN_GAIN):
+            best = fixed  # not clearly faster: keep the fixed rules' choice (MIN_GAIN)
         _choices[key] = Choice(best, "measured", times, (time.perf_counter() - t0) * 1e3)
         _state["measured"] += 1
 
