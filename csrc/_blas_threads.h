@@ -3,9 +3,11 @@
  * library that provides the sgemm we call (scipy's, through scipy.linalg.cython_blas), so
  * another OpenBLAS in the process (numpy's) is never touched. The setting is process-wide
  * (openblas_set_num_threads_local, despite its name, sets the global count in the pthreads
- * builds scipy ships: measured), so the kernels set it to 1 before their products and never
- * restore it: two threads setting and restoring would race, and one of them could leave
- * BLAS threaded under the other's tiles. Without a setter (another BLAS, no dlfcn) the lookup
+ * builds scipy ships: measured), so the kernels set it before each product (1, or the thread
+ * count for a product the planner gave to BLAS's own threads) and never restore it: two
+ * threads setting and restoring would race. A product on BLAS's threads excludes every other
+ * product meanwhile (the products lock, _products_lock.h), so it never runs under another's
+ * tiles. Without a setter (another BLAS, no dlfcn) the lookup
  * gives NULL and the kernels fall back to one BLAS call with BLAS's own threads. */
 #ifndef PYNN_BLAS_THREADS_H
 #define PYNN_BLAS_THREADS_H
@@ -52,10 +54,14 @@ static void pynn_blas_threads_init(void *symbol) {
 /* Whether every BLAS call can run single-threaded inside pynn's team. */
 static inline int pynn_blas_control(void) { return pynn_blas_threads_fn != 0; }
 
-/* The BLAS we call runs single-threaded (process-wide; see the top of this file). */
-static inline void pynn_blas_single(void) {
+/* The BLAS we call runs on n threads (process-wide; see the top of this file): 1 inside
+ * pynn's team, n_threads for a product whose strategy is BLAS's own threads (which holds the
+ * products lock exclusively meanwhile: _products_lock.h). */
+static inline void pynn_blas_set(int n) {
     if (pynn_blas_threads_fn)
-        pynn_blas_threads_fn(1);
+        pynn_blas_threads_fn(n);
 }
+
+static inline void pynn_blas_single(void) { pynn_blas_set(1); }
 
 #endif

@@ -47,6 +47,7 @@ ctypedef void (*sgd_d_t)(double*, const double*, double*, idx_t, double, double,
 
 cdef struct Op:
     int kind, act, nt, bnt, n_acc
+    int fstrat, bstrat         # dense: the forward's and the backward's strategies (_dense.pxd)
     int fused_nt               # dense: > 0 when the forward of the BatchNorm op after it runs
                                # in the same region, on the same column tiles (see fusion)
     double param, param2, eps  # the activation's parameters (codes.kernel_params); BN's eps

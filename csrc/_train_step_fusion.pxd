@@ -18,9 +18,9 @@ from libc.stdlib cimport realloc
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY
 from _batchnorm cimport _col_tile, bn_backward_cols, bn_forward_cols, bn_team
-from _dense cimport (dense_backward_tile, dense_dz_cols, dense_forward_by_cols,
-                     dense_forward_cols, dense_forward_tiled, dense_team, dense_tile,
-                     pynn_blas_control)
+from _dense cimport (DENSE_THREADING, DENSE_TILES, dense_forward_cols,
+                     dense_forward_cols_tiled, dense_forward_team, dense_tile, pynn_blas_control)
+from _dense_backward cimport dense_backward_tile, dense_dz_cols
 from _train_step cimport (MAX_TIED, OP_BN, OP_DENSE, Fusion, Loops, Op, Piece, Update,
                           update_range)
 
@@ -56,10 +56,11 @@ cdef inline void plan_fusion(Op* ops, int n_ops, Fusion* fusion) noexcept nogil:
     for i in range(n_ops - 1):
         d = &ops[i]
         b = &ops[i + 1]
-        # forward: as dense_forward_core splits it, and BatchNorm's tiles agree
-        nt = dense_team(d.n * d.m * d.k, d.m, d.nt)
+        # forward: tiles by columns as dense_forward_core splits them, and BatchNorm's agree
+        nt = dense_forward_team(d.n, d.m, d.fstrat, d.nt)
         if (d.kind == OP_DENSE and b.kind == OP_BN and b.X == d.Y
-                and dense_forward_tiled(d.n) and dense_forward_by_cols(d.n, d.m) and nt >= 2
+                and d.fstrat & DENSE_THREADING == DENSE_TILES
+                and dense_forward_cols_tiled(d.n, d.m, d.fstrat) and nt >= 2
                 and _tiles_agree(d.m, nt)):
             d.fused_nt = nt
     # backward: the dense op where the backward ends (no dX, which would read every column of
@@ -195,7 +196,7 @@ cdef inline void tail_backward(const Op* ops, const Fusion* fusion, const Update
         dense_dz_cols(d.act, <floating>d.param, <floating>d.param2, dYd, <floating*>d.Y,
                       <floating*>d.zs, <floating*>d.dz, d.acc, d.n_acc, d.n, d.m, c0, c1)
         dense_backward_tile(t, nt, z, Xd, <floating*>d.W, <floating*>d.dW, <floating*>d.db,
-                            d.acc, d.n_acc, NULL, d.n, d.m, d.k, accumulate)
+                            d.acc, d.n_acc, NULL, d.n, d.m, d.k, accumulate, 1)
         if update:
             for i in range(fusion.n_tied):
                 update_range(loops, &upd[fusion.tied[i].u], z,

@@ -21,6 +21,11 @@ number of threads may run one program at once.
 ``run_csr`` runs a CSR X (scikit-learn's sparse inputs) when the first op is a Dense: each
 batch's rows go through the sparse product's core (_sparse.pxd, the eager kernel's), read from
 the CSR's arrays in place (a batch is a range of indptr); the ops after it as for a dense X.
+
+Each dense op's product runs with the strategy the caller passes for its batch size
+(``strategies``: pynn.tune's, one for the full batches and one for the last, shorter one), so
+a program's products are the eager kernel's on the same rows; a run that has one on BLAS's own
+threads holds the products lock exclusively (_products_lock.h), any other run shares it.
 """
 cimport numpy as cnp
 from libc.math cimport sqrt
@@ -33,12 +38,18 @@ from _types cimport idx_t
 from _activations cimport IDENTITY
 from _activations_threads cimport act_forward_threads, softmax_forward_threads
 from _batchnorm cimport bn_eval_scratch, bn_forward_eval_core
-from _dense cimport dense_forward_core, dense_forward_scratch, pynn_blas_threads_init
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_core,
+                     dense_forward_estimate, dense_forward_scratch, dense_strategy_valid,
+                     pynn_blas_threads_init, pynn_products_acquire, pynn_products_lock_adopt,
+                     pynn_products_release)
 from _rownorm cimport rn_forward_core
 from _sparse cimport ColumnView, CsrArrays, column_view_bytes, csr_forward_rows
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
+from pynn._kernels.dense import products_lock_address
+
 pynn_blas_threads_init(<void*>sgemm)
+pynn_products_lock_adopt(<void*><uintptr_t>products_lock_address())
 cnp.import_array()
 
 
@@ -169,10 +180,11 @@ cdef class InferenceProgram:
         o.slot = self.depth
 
     def run_csr(self, cnp.ndarray data, cnp.ndarray indices, cnp.ndarray indptr,
-                cnp.ndarray out, idx_t batch_rows, int n_threads):
+                cnp.ndarray out, idx_t batch_rows, int n_threads, object strategies=None):
         """``run`` (unfolded) on X = CSR(data, indices, indptr), checked by the caller
         (csr_arrays: C-contiguous, data of the program's dtype, int32/int64 indices in range,
-        indptr of their type), for a program whose first op is a Dense."""
+        indptr of their type), for a program whose first op is a Dense (the sparse product:
+        its entries in ``strategies`` are not read)."""
         cdef CsrRows csr
         cdef idx_t n = cnp.PyArray_DIM(indptr, 0) - 1
         cdef idx_t rows = batch_rows if batch_rows < n else n
@@ -196,22 +208,59 @@ cdef class InferenceProgram:
             raise MemoryError()
         csr.acc = <double*>(csr.scratch + view)
         try:
-            self._execute(NULL, n, out, rows, n_threads, False, &csr)
+            self._execute(NULL, n, out, rows, n_threads, False, &csr, strategies)
         finally:
             free(csr.scratch)
 
-    def run(self, cnp.ndarray X, cnp.ndarray out, idx_t batch_rows, int n_threads, bint fold):
+    def run(self, cnp.ndarray X, cnp.ndarray out, idx_t batch_rows, int n_threads, bint fold,
+            object strategies=None):
         """Every row of X through the ops into ``out``, ``batch_rows`` rows at a time, the
         products on ``n_threads``; ``fold``: the folded run (see the module doc).
+        ``strategies``: None (the fixed rules' estimates) or an int32 array of two entries per
+        op, a dense op's forward strategy (pynn.tune) for the full batches and for the last one
+        when it is shorter (others' entries are not read).
 
         The caller has checked X (C-contiguous, aligned, the program's dtype and input width)
         and allocated ``out`` (C-contiguous, X's rows by the last op's width)."""
         cdef idx_t n = cnp.PyArray_DIM(X, 0)
         self._execute(cnp.PyArray_DATA(X), n, out, batch_rows if batch_rows < n else n,
-                      n_threads, fold, NULL)
+                      n_threads, fold, NULL, strategies)
+
+    cdef int _strategies(self, object strategies, idx_t rows, idx_t tail, int n_threads,
+                         int* dest) except -1:
+        """Two strategies per op into dest (see run): ``strategies``' or the estimates'.
+        Returns 1 when some product runs on BLAS's own threads (the run is exclusive)."""
+        cdef int i, j
+        cdef int exclusive = 0
+        cdef cnp.ndarray given
+        cdef const int* codes = NULL
+        cdef InfOp* o
+        if strategies is not None:
+            given = strategies
+            if (cnp.PyArray_TYPE(given) != cnp.NPY_INT32 or not cnp.PyArray_IS_C_CONTIGUOUS(given)
+                    or cnp.PyArray_SIZE(given) != 2 * self.n_ops):
+                raise ValueError(f"strategies must be a C-contiguous int32 array of "
+                                 f"{2 * self.n_ops} entries (two per op)")
+            codes = <const int*>cnp.PyArray_DATA(given)
+        for i in range(self.n_ops):
+            o = &self.ops[i]
+            for j in range(2):
+                if o.kind != INF_DENSE:
+                    dest[2 * i + j] = 0
+                elif strategies is not None:
+                    dest[2 * i + j] = codes[2 * i + j]
+                    if not dense_strategy_valid(dest[2 * i + j], True):
+                        raise ValueError(f"strategies[{2 * i + j}]: not a forward strategy "
+                                         f"code, got {dest[2 * i + j]}")
+                else:
+                    dest[2 * i + j] = dense_forward_estimate(rows if j == 0 else tail, o.k,
+                                                             o.m, n_threads)
+                if dest[2 * i + j] & DENSE_THREADING == DENSE_BLAS_THREADS:
+                    exclusive = 1
+        return exclusive
 
     cdef _execute(self, const void* xp, idx_t n, cnp.ndarray out, idx_t rows, int n_threads,
-                  bint fold, const CsrRows* csr):
+                  bint fold, const CsrRows* csr, object strategies):
         """A run's buffers, then its batches without the GIL: n rows of the dense X at xp, or
         of ``csr`` (xp NULL)."""
         cdef size_t item = sizeof(float) if self.is_float else sizeof(double)
@@ -222,12 +271,23 @@ cdef class InferenceProgram:
         cdef void* folds = NULL
         cdef void* skips = NULL
         cdef double* rn_scratch
+        cdef int* codes
+        cdef int exclusive
         if n <= 0 or self.n_ops == 0:
             return
         if self.depth != 0:
             raise ValueError("a residual begun and not ended")
-        # two activations between ops, the dense few-rows product's scratch (at most rows x
-        # widest: dense_forward_scratch), BatchNorm's statistics in double
+        codes = <int*>malloc(2 * self.n_ops * sizeof(int))
+        if codes == NULL:
+            raise MemoryError()
+        try:
+            exclusive = self._strategies(strategies, rows, n % rows if n % rows else rows,
+                                         n_threads, codes)
+        except BaseException:
+            free(codes)
+            raise
+        # two activations between ops, a transposed product's scratch (at most rows x widest:
+        # dense_forward_scratch), BatchNorm's statistics in double
         buffers = malloc(3 * rows * self.widest * item)
         bn_scratch = <double*>malloc(bn_eval_scratch(self.widest) * sizeof(double))
         # rownorm's gamma and beta in double, its per-row mean and invstd
@@ -243,15 +303,18 @@ cdef class InferenceProgram:
                 raise MemoryError()
             dense_scratch = <char*>buffers + 2 * rows * self.widest * item
             with nogil:
+                pynn_products_acquire(exclusive)
                 if self.is_float:
                     _run[float](self, <const float*>xp, <float*>op, n, rows, n_threads, fold,
                                 <float*>buffers, <float*>dense_scratch, bn_scratch,
-                                <float*>folds, rn_scratch, <float*>skips, csr)
+                                <float*>folds, rn_scratch, <float*>skips, csr, codes)
                 else:
                     _run[double](self, <const double*>xp, <double*>op, n, rows, n_threads, fold,
                                  <double*>buffers, <double*>dense_scratch, bn_scratch,
-                                 <double*>folds, rn_scratch, <double*>skips, csr)
+                                 <double*>folds, rn_scratch, <double*>skips, csr, codes)
+                pynn_products_release(exclusive)
         finally:
+            free(codes)
             free(buffers)
             free(bn_scratch)
             free(folds)
@@ -266,8 +329,10 @@ ctypedef fused real:
 
 cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t rows,
                int n_threads, bint fold, real* buffers, real* dense_scratch, double* bn_scratch,
-               real* folds, double* rn_scratch, real* skips, const CsrRows* csr) noexcept nogil:
-    """The batches of a run (see InferenceProgram.run; csr: run_csr's X, or NULL)."""
+               real* folds, double* rn_scratch, real* skips, const CsrRows* csr,
+               const int* codes) noexcept nogil:
+    """The batches of a run (see InferenceProgram.run; csr: run_csr's X, or NULL; codes: two
+    strategies per op, for a full batch and for the last)."""
     cdef int i, last = -1, cur
     cdef idx_t lo, hi, r, r2, elems
     cdef InfOp* o
@@ -276,7 +341,7 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
     cdef real* Y
     cdef const real* W
     cdef const real* b
-    cdef int act, nt
+    cdef int act, nt, strategy
     cdef double param, param2
     cdef idx_t out_width = 0
     cdef real* skip
@@ -320,10 +385,12 @@ cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t r
                                      <real>param2, NULL, csr.scratch, &view, csr.acc,
                                      n_threads)
                 else:
+                    strategy = codes[2 * i + (r != rows)]
                     dense_forward_core(h, W, b, Y,
-                                       dense_scratch if dense_forward_scratch(r, o.k, o.m)
+                                       dense_scratch if dense_forward_scratch(r, o.k, o.m,
+                                                                              strategy)
                                        else NULL, r, o.k, o.m, act, <real>param, <real>param2,
-                                       NULL, n_threads)
+                                       NULL, n_threads, strategy)
             elif o.kind == INF_BN:
                 bn_forward_eval_core(h, <const real*>o.W, <const real*>o.b, <const real*>o.rm,
                                      <const real*>o.rv, o.eps, Y, bn_scratch, r, o.m, o.act,

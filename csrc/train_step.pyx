@@ -33,8 +33,10 @@ from _activations cimport IDENTITY
 from _activations_threads cimport act_backward_threads, act_forward_threads
 from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
                          bn_forward_train_core)
-from _dense cimport (dense_backward_core, dense_backward_team, dense_forward_core,
-                     dense_forward_scratch, pynn_blas_threads_init)
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_core,
+                     dense_forward_scratch, dense_strategy_valid, pynn_blas_threads_init,
+                     pynn_products_acquire, pynn_products_lock_adopt, pynn_products_release)
+from _dense_backward cimport dense_backward_core, dense_backward_team
 from _losses cimport bce_core, mse_core, softmax_ce_core
 from _rownorm cimport rn_backward_scratch
 from _sparse cimport column_view_bytes
@@ -47,7 +49,10 @@ from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, ti
 from _train_step_sparse cimport CsrBatch, sparse_backward, sparse_forward
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
+from pynn._kernels.dense import products_lock_address
+
 pynn_blas_threads_init(<void*>sgemm)
+pynn_products_lock_adopt(<void*><uintptr_t>products_lock_address())
 cnp.import_array()
 
 
@@ -78,6 +83,8 @@ cdef class StepProgram:
     cdef Fusion fused
     cdef bint planned, tied_ok
     cdef CsrBatch csr  # the batch of run_csr (a program whose first op is OP_SPARSE_DENSE)
+    # some product runs on BLAS's own threads: a run holds the products lock exclusively
+    cdef bint exclusive
 
     def __cinit__(self, bint is_float, int max_ops, int max_updates, bint accumulate,
                   dict loops):
@@ -116,17 +123,28 @@ cdef class StepProgram:
     def add_dense(self, *, int act, double param, idx_t n, idx_t k, idx_t m, int n_threads,
                   int backward_threads, int bias_rows, uintptr_t X, uintptr_t Y, uintptr_t dX,
                   uintptr_t W, uintptr_t b, uintptr_t dW, uintptr_t db, uintptr_t dz,
-                  uintptr_t bias_sums, uintptr_t forward_scratch, double param2=0.0,
-                  uintptr_t Z=0):
+                  uintptr_t bias_sums, uintptr_t forward_scratch, int forward_strategy,
+                  int backward_strategy, double param2=0.0, uintptr_t Z=0):
         """A Dense op: X (n x k; 0: the batch handed to run()) times W.T plus b, its activation
-        ``act`` (parameters param, param2) in the epilogue, into Y (n x m), with
-        ``dense_forward_scratch`` elements of forward scratch (0: none needed). Backward into
-        dW, db (0: frozen) and dX (0: no input gradient) on ``backward_threads`` with
-        ``bias_rows`` rows of bias partial sums (``dense_backward_threads``) in ``bias_sums``;
-        dz: the dZ scratch (0: no activation); Z: where the pre-activation is kept for an
-        activation whose derivative needs it (0: none)."""
+        ``act`` (parameters param, param2) in the epilogue, into Y (n x m), with the product's
+        ``forward_strategy`` (pynn.tune) and its ``dense_scratch`` elements of forward scratch
+        (0: none needed). Backward into dW, db (0: frozen) and dX (0: no input gradient) with
+        ``backward_strategy`` on ``backward_threads`` with ``bias_rows`` rows of bias partial
+        sums (``dense_backward_threads``) in ``bias_sums``; dz: the dZ scratch (0: no
+        activation); Z: where the pre-activation is kept for an activation whose derivative
+        needs it (0: none)."""
+        if not dense_strategy_valid(forward_strategy, True):
+            raise ValueError(f"forward_strategy: not a forward strategy code, got "
+                             f"{forward_strategy}")
+        if not dense_strategy_valid(backward_strategy, False):
+            raise ValueError(f"backward_strategy: not a backward strategy code, got "
+                             f"{backward_strategy}")
         cdef Op* o = self._new_op(OP_DENSE, act, param, param2, n, k, m, n_threads, X, Y, dX)
         o.bnt, o.n_acc = backward_threads, bias_rows
+        o.fstrat, o.bstrat = forward_strategy, backward_strategy
+        if (forward_strategy & DENSE_THREADING == DENSE_BLAS_THREADS
+                or backward_strategy == DENSE_BLAS_THREADS):
+            self.exclusive = True
         o.W, o.b, o.dW, o.db, o.dz = <void*>W, <void*>b, <void*>dW, <void*>db, <void*>dz
         o.fwd = <void*>forward_scratch
         o.zs = <void*>Z
@@ -319,11 +337,13 @@ cdef class StepProgram:
         cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
         cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
         with nogil:
+            pynn_products_acquire(self.exclusive)
             self._plan()
             if self.is_float:
                 loss = _run[float](self, <float*>xp, tp, mp, phases)
             else:
                 loss = _run[double](self, <double*>xp, tp, mp, phases)
+            pynn_products_release(self.exclusive)
         return loss
 
 
@@ -356,11 +376,13 @@ cdef class StepProgram:
                     raise MemoryError()
                 self.csr.scratch, self.csr.capacity = grown, need + need // 4
         with nogil:
+            pynn_products_acquire(self.exclusive)
             self._plan()
             if self.is_float:
                 loss = _run[float](self, <float*>NULL, tp, mp, phases)
             else:
                 loss = _run[double](self, <double*>NULL, tp, mp, phases)
+            pynn_products_release(self.exclusive)
         return loss
 
 
@@ -399,7 +421,8 @@ cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
             continue
         if o.kind == OP_DENSE:
             dense_forward_core(X, <real*>o.W, <real*>o.b, <real*>o.Y, <real*>o.fwd, o.n, o.k,
-                               o.m, o.act, <real>o.param, <real>o.param2, <real*>o.zs, o.nt)
+                               o.m, o.act, <real>o.param, <real>o.param2, <real*>o.zs, o.nt,
+                               o.fstrat)
         elif o.kind == OP_BN:
             bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
                                   momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
@@ -455,7 +478,8 @@ cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
             dense_backward_core(dY, X, <real*>o.W, <real*>o.Y if o.dz != NULL else NULL,
                                 <real*>o.zs if o.dz != NULL else NULL, <real*>o.dz, o.acc,
                                 <real*>o.dW, <real*>o.db, <real*>o.dX, o.n, o.m, o.k, o.act,
-                                <real>o.param, <real>o.param2, o.bnt, o.n_acc, acc)
+                                <real>o.param, <real>o.param2, o.bnt, o.n_acc, acc,
+                                o.nt if o.bstrat == DENSE_BLAS_THREADS else 1)
         elif o.kind == OP_BN:
             bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
                              o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
@@ -481,10 +505,14 @@ cdef void _update(StepProgram prog, real* tag) noexcept nogil:
 
 
 # ------------------------------------------------------------------ sizes for the Python side
-def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, int n_threads):
-    """(threads, rows of bias partial sums) of a dense backward: what its scratch must hold."""
+def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, int n_threads,
+                           int strategy):
+    """(threads, rows of bias partial sums) of a dense backward with ``strategy``: what its
+    scratch must hold."""
     cdef int nt, n_acc
-    dense_backward_team(n, m, k, has_dw, has_dx, n_threads, &nt, &n_acc)
+    if not dense_strategy_valid(strategy, False):
+        raise ValueError(f"strategy: not a backward strategy code, got {strategy}")
+    dense_backward_team(n, m, k, has_dw, has_dx, n_threads, strategy, &nt, &n_acc)
     return nt, n_acc
 
 
@@ -493,9 +521,12 @@ def rownorm_scratch(idx_t n, idx_t f):
     return rn_backward_scratch(n, f)
 
 
-def dense_scratch(idx_t n, idx_t k, idx_t m):
-    """Elements (of the op's dtype) of forward scratch of a dense op of n x k -> m."""
-    return dense_forward_scratch(n, k, m)
+def dense_scratch(idx_t n, idx_t k, idx_t m, int strategy):
+    """Elements (of the op's dtype) of forward scratch of a dense op of n x k -> m with the
+    forward ``strategy``."""
+    if not dense_strategy_valid(strategy, True):
+        raise ValueError(f"strategy: not a forward strategy code, got {strategy}")
+    return dense_forward_scratch(n, k, m, strategy)
 
 
 def batchnorm_scratch(idx_t n, idx_t f):

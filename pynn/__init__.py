@@ -6,7 +6,7 @@ interface; a plain NumPy reference backend computes the same results for testing
 # No thread settings in os.environ: pynn's OpenMP team does all the parallel work of its
 # kernels and calls BLAS single-threaded (csrc/_blas_threads.h), so there is no second pool to
 # keep apart from it, and nothing depends on which library loaded libgomp first.
-from . import data, datasets, nn, optim, theory
+from . import data, datasets, nn, optim, theory, tune
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .backend import get_backend, set_backend
@@ -14,7 +14,7 @@ from .io import ModelFileError, load, load_checkpoint, save, save_checkpoint
 from .nn import GradcheckError, gradcheck
 from .train import Trainer
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def show_config(file=None):
@@ -43,6 +43,9 @@ def show_config(file=None):
     except ImportError as exc:
         lines.append(f"compiled kernels: not available ({exc})")
     lines.append(f"threads: {get_num_threads()} ({_threads.num_threads_source()})")
+    mode, count, measuring_ms = tune.summary()
+    lines.append(f"tuner: {mode} (pynn.tune; PYNN_TUNE=estimate for the fixed rules); "
+                 f"{count} products decided, {measuring_ms:.1f} ms measuring")
     try:
         backend = _backend.get_backend().name
     except ImportError as exc:
@@ -62,4 +65,4 @@ def show_config(file=None):
 __all__ = ["GradcheckError", "ModelFileError", "Trainer", "gradcheck", "data", "datasets", "nn",
            "optim", "theory", "get_backend", "get_num_threads", "load", "load_checkpoint",
            "manual_seed", "save", "save_checkpoint", "set_backend", "set_num_threads",
-           "show_config"]
+           "show_config", "tune"]

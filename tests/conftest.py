@@ -28,6 +28,19 @@ def assert_close(actual, expected, dtype, k=1, err_msg=""):
 ODD_SHAPES = [(1, 1), (7, 13), (0, 5), (3, 257), (131, 263)]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tuner():
+    """Every test starts with no product decided (pynn.tune), so no test depends on which
+    ran before it and left which choices; the mode and any forced strategy are reset too."""
+    from pynn.tune import _planner
+
+    _planner._state["mode"] = None
+    _planner._force(None)
+    yield
+    _planner._state["mode"] = None
+    _planner._force(None)
+
+
 @pytest.fixture(params=["numpy", "cython"])
 def backend(request):
     return backend_for(request.param)

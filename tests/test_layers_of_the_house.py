@@ -14,8 +14,8 @@ ROOT = pathlib.Path(pynn.__file__).parent
 # Floor of each room, from the ground up. A room is a subpackage or a top-level module; a
 # file may import its own room and any lower floor.
 FLOORS = {
-    "_checks": 0, "datasets": 0, "_kernels": 0,
-    "_threads": 1, "_random": 1,
+    "_checks": 0, "datasets": 0, "_kernels": 0, "_atomic": 0, "_version": 0,
+    "_threads": 1, "_random": 1, "tune": 1,
     "backend": 2,
     "nn": 3,
     "optim": 4,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn.io._atomic import atomic_open
+from pynn._atomic import atomic_open
 from pynn.io import ModelFileError
 from pynn.nn import Dense, ReLU, Sequential
 
@@ -164,7 +164,7 @@ def test_stale_temps_of_older_pynn_versions_are_swept_once_silent(tmp_path):
     others = [".n.npz.a1b2_c3d.tmp", ".m.npz.a1b2c3d.tmp", ".m.npz.a1b2_c3d4.tmp"]
     for name in [old, recent, *others]:
         (tmp_path / name).write_bytes(b"partial")
-    then = time.time() - pynn.io._atomic._OLD_TEMP_AGE - 60
+    then = time.time() - pynn._atomic._OLD_TEMP_AGE - 60
     for name in [old, *others]:
         os.utime(tmp_path / name, (then, then))
     pynn.save(_model(), path)

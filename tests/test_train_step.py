@@ -175,6 +175,9 @@ FUSED = {(True, 1): ([], []), (True, 2): ([0], [0, 1]), (True, 3): ([], []),
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("opt_name", ["adam", "adam-amsgrad-l1-wd", "sgd-nesterov", "rmsprop"])
 def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dtype, opt_name):
+    # which ops fuse follows the products' strategies: the fixed rules' here (pynn.tune's
+    # estimate), which tile these products (measured, the tiles may lose to BLAS's threads)
+    pynn.tune.set_mode("estimate")
     pynn.set_num_threads(n_threads)
     rng = np.random.default_rng(5)
     X = rng.standard_normal((64, 96)).astype(dtype)
@@ -196,7 +199,9 @@ def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dty
 @pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
 def test_a_few_rows_of_a_wide_layer_give_the_eager_bits(n_threads):
     # 16 rows of 96 -> 512: the forward is the few-rows product (FEW_ROWS in csrc/_dense.pxd),
-    # whole on one thread and on the fused column tiles on two, in the program's scratch
+    # whole on one thread and on the fused column tiles on two, in the program's scratch (the
+    # fixed rules' strategies: pynn.tune's estimate)
+    pynn.tune.set_mode("estimate")
     pynn.set_num_threads(n_threads)
     rng = np.random.default_rng(6)
     X = rng.standard_normal((16, 96)).astype(F32)
@@ -214,7 +219,9 @@ def test_a_few_rows_of_a_wide_layer_give_the_eager_bits(n_threads):
 def test_fused_updates_skip_frozen_and_foreign_parameters():
     # the first BatchNorm frozen, the first Dense's bias not in the optimizer (so gradients
     # accumulate until the optimizer's zero_grad): the fused backward updates only W, and
-    # the rest of the update leaves the others alone
+    # the rest of the update leaves the others alone (the fixed rules' tiles: pynn.tune's
+    # estimate)
+    pynn.tune.set_mode("estimate")
     pynn.set_num_threads(2)
     rng = np.random.default_rng(6)
     X = rng.standard_normal((64, 96)).astype(F32)

@@ -5,6 +5,7 @@ instead of quietly running (and being tested against) the reference.
 """
 import numpy as np
 
+from ..tune import _planner
 from .._kernels import activations as _activations
 from .._kernels import batchnorm as _batchnorm
 from .._kernels import dense as _dense
@@ -37,13 +38,20 @@ class CythonBackend(Backend):
     def _softmax_backward(self, dY, Y, dX, n_threads):
         _activations.softmax_backward(dY, Y, dX, n_threads)
 
+    # the products' strategies: the process's choice for the product (pynn.tune), the one a
+    # plan, a compiled step and predict's program take too
     def _dense_forward(self, X, W, b, Y, kind, param, n_threads, Z=None):
         p, q = kernel_params(param)
-        _dense.dense_forward(X, W, b, Y, kind, p, q, n_threads, Z)
+        n, k = X.shape
+        strategy = _planner.forward_strategy(n, k, W.shape[0], X.dtype, n_threads)
+        _dense.dense_forward(X, W, b, Y, kind, p, q, n_threads, Z, strategy)
 
     def _dense_backward(self, dY, X, W, Y, dW, db, dX, kind, param, n_threads, Z=None):
         p, q = kernel_params(param)
-        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, p, q, n_threads, Z)
+        n, m = dY.shape
+        strategy = _planner.backward_strategy(n, m, X.shape[1], X.dtype, n_threads,
+                                              dW is not None, dX is not None)
+        _dense.dense_backward(dY, X, W, Y, dW, db, dX, kind, p, q, n_threads, Z, strategy)
 
     def _sparse_dense_forward(self, data, indices, indptr, W, b, Y, kind, param, n_threads,
                               Z=None):

@@ -5,8 +5,8 @@ import numpy as np
 
 # Loaded by path by pynn/bench/_worker.py, after it loaded _cases.py as _pynn_bench_cases
 # (this file is not imported as part of the pynn package: see _worker.py).
-from _pynn_bench_cases import (LR, SEED, batch_bounds, epoch_order, inference_weights,
-                               layer_dims, run_case, time_fits)
+from _pynn_bench_cases import (LR, SEED, TunerWatch, batch_bounds, epoch_order,
+                               inference_weights, layer_dims, run_case, time_fits)
 
 
 def pynn_resnet(spec, dtype, seed=SEED):
@@ -97,7 +97,9 @@ def time_pynn(spec, X, y, dtype, threads, backend, info, fit=True, eager=False):
         info.update(pynn_file=pynn.__file__, pynn_version=pynn.__version__,
                     pynn_threads=pynn.get_num_threads(), pynn_backend=pynn.get_backend().name,
                     epoch_via="pynn.sklearn.MLPClassifier.fit")
-        return time_fits(MLPClassifier, spec, X, y, info)
+        times = time_fits(MLPClassifier, spec, X, y, info)
+        info["tuner"] = tuner_info(0)  # (each fit's first steps tune: part of a user's fit)
+        return times
     if spec.get("net") == "resnet":
         model = pynn_resnet(spec, dtype)
     else:
@@ -147,4 +149,19 @@ def time_pynn(spec, X, y, dtype, threads, backend, info, fit=True, eager=False):
     def predict(Xp):
         return model.predict(Xp, batch_size=batch)
 
-    return run_case(spec, X, y, step, predict, epoch, warm_epoch)
+    watch = TunerWatch(pynn.tune.measurements)
+    times = run_case(spec, X, y, step, predict, epoch, warm_epoch, watch)
+    info["tuner"] = tuner_info(watch.retimed)
+    return times
+
+
+def tuner_info(retimed):
+    """What pynn.tune decided in this process (``info["tuner"]``): its mode, every choice
+    (key, strategy, how it was decided, the candidates' times), the milliseconds spent
+    measuring, and how many repetitions were timed again because the tuner measured during
+    them (``retimed``)."""
+    import pynn
+
+    mode, _, measuring_ms = pynn.tune.summary()
+    return {"mode": mode, "choices": pynn.tune.choices(), "measuring_ms": measuring_ms,
+            "retimed": retimed}

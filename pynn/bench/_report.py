@@ -182,11 +182,27 @@ def _notes(name, entry):
         notes.append("step: jit + optax.adam")
     if "floor_best" in info:
         notes.append(info["floor_best"])
+    if "tuner" in info:
+        notes.append(tuner_note(info["tuner"]))
     if entry.get("env_variant"):
         notes.append(entry["env_variant"])
     if "note" in info:
         notes.append("no BatchNorm")
     return "; ".join(notes)
+
+
+def tuner_note(tuner):
+    """pynn.tune in the first round's process, as the table's note: its mode, the products it
+    measured (of those it decided), their cost, the repetitions re-timed for it, and each
+    measured product's choice ("fwd 128x784x256 t2: tiles")."""
+    decided = tuner["choices"]
+    measured = [c for c in decided if c["source"] == "measured"]
+    note = (f"tuner {tuner['mode']}: {len(measured)}/{len(decided)} measured, "
+            f"{tuner['measuring_ms']:.0f} ms, {tuner['retimed']} rep(s) re-timed")
+    picks = [f"{'fwd' if c['key']['op'] == 'forward' else 'bwd'} "
+             f"{c['key']['n']}x{c['key']['k']}x{c['key']['m']} t{c['key']['threads']}: "
+             f"{c['strategy']}" for c in measured]
+    return note + (" (" + ", ".join(picks) + ")" if picks else "")
 
 
 def _case_unit(case_result):

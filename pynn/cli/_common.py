@@ -5,7 +5,7 @@ import json
 import math
 import os
 
-from ..io._atomic import atomic_open
+from .._atomic import atomic_open
 from ..io._json import json_safe
 
 DATASETS = ("digits", "mnist5k")

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from ..io._atomic import atomic_open
+from .._atomic import atomic_open
 from ._common import DATASETS, CLIError, _write_json
 from ._data import _as_numeric_labels, _is_csv, _is_float, _load_data, _open_text
 

@@ -1,6 +1,7 @@
 """Saving and loading: models and training checkpoints as one ``.npz`` file with a JSON header,
 no pickle (``_model_file.py``); what a file may build (``_architecture.py``: ``register`` adds a
-custom module); reading an untrusted archive (``_archive.py``); atomic writes (``_atomic.py``)."""
+custom module); reading an untrusted archive (``_archive.py``); atomic writes through
+``pynn._atomic`` (on the ground floor: pynn.tune's wisdom files use it too)."""
 from ._archive import ModelFileError
 from ._architecture import architecture, build, register
 # read_header and the format constants are pynn.io's too (SECURITY.md points at read_header),

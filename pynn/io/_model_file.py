@@ -15,7 +15,7 @@ gigabytes. Writes go to a temporary file in the target directory and are moved i
 ``os.replace``: a crash mid-write never leaves a half-written model behind.
 
 What a file may build (the registered module types, architectures) is ``_architecture.py``; how
-an archive is read without trusting it is ``_archive.py``; atomic writes ``_atomic.py``.
+an archive is read without trusting it is ``_archive.py``; atomic writes ``pynn._atomic``.
 """
 import json
 import os
@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from ._archive import Archive, ModelFileError
-from ._atomic import atomic_open
+from .._atomic import atomic_open
 from ._architecture import _arch_type, _expected_shapes, architecture, build
 from ..nn.dropout import Dropout
 from ..nn.module import Module

@@ -11,12 +11,15 @@ backend, an ``eps`` or an activation's parameter or form changed -- is checked b
 Residual's block runs between two marks (its input set aside at the first, added to the
 block's output at the second); LayerNorm and RMSNorm run their kernel. With every layer on the
 Cython backend the whole forward is one call into C without the GIL (pynn._kernels.inference);
-otherwise the layers' backends run the same ops from Python. See ``InferencePlan``.
+otherwise the layers' backends run the same ops from Python. See ``InferencePlan``. Each dense
+op's product runs with pynn.tune's strategy for its batch's rows (the eager kernel's for the
+same product), passed per call: ``strategies``.
 """
 import numpy as np
 
 from .. import _threads
 from .. import backend as _backends
+from ..tune import _planner as _tune
 from ..backend._arrays import as_kernel_array
 from ..backend._sparse import csr_arrays, is_sparse
 from ..backend.codes import IDENTITY, activation_code, kernel_params
@@ -76,6 +79,14 @@ class InferencePlan:
         self.fold_cost, self.unfolded_row_cost = fold_cost, row_cost
         self._record(seq)
         self.program = _compiled(self)
+        # (op index, input width, output width) of the dense ops, and their strategies per
+        # (rows, last batch's rows, threads, CSR X, tune.generation()): see ``strategies``
+        self.dense_ops, width = [], in_width
+        for i, op in enumerate(ops):
+            if op.kind == "dense":
+                self.dense_ops.append((i, width, op.width))
+            width = op.width
+        self._strategies = {}
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -232,6 +243,28 @@ class InferencePlan:
         return self.program is not None
 
     # -- running ------------------------------------------------------------------------------
+    def strategies(self, n, batch_size, csr=False):
+        """The compiled program's ``strategies`` for n rows in batches of ``batch_size``: two
+        per op, a dense op's for a full batch and for the last one (pynn.tune's choices for
+        those products; a CSR X's first op is the sparse product: none)."""
+        rows = min(batch_size, n)
+        tail = n % rows or rows
+        threads = _threads.get_num_threads()
+        key = (rows, tail, threads, csr, _tune.generation())
+        codes = self._strategies.get(key)
+        if codes is None:
+            dense = [d for d in self.dense_ops if not (csr and d[0] == 0)]
+            keys = [_tune.forward_key(r, k, m, self.dtype, threads)
+                    for _, k, m in dense for r in (rows, tail)]
+            chosen = _tune.prepare(keys)
+            codes = np.zeros(2 * len(self.ops), np.int32)
+            for j, (i, _, _) in enumerate(dense):
+                codes[2 * i:2 * i + 2] = chosen[2 * j:2 * j + 2]
+            if len(self._strategies) >= 16:
+                self._strategies.clear()  # many batch sizes in turn: keep it bounded
+            self._strategies[key] = codes
+        return codes
+
     def run(self, X, batch_size, fold=None):
         """Outputs for every row of X (``fits``), ``batch_size`` rows at a time; ``fold``:
         True/False to force the choice ``folds`` makes (the compiled program only folds)."""
@@ -244,12 +277,14 @@ class InferencePlan:
             # per-batch ``infer`` gave them before the program took CSR
             data, indices, indptr = csr_arrays("X", X, self.dtype, self.in_width)
             self.program.run_csr(data, indices, indptr, out, batch_size,
-                                 _threads.get_num_threads())
+                                 _threads.get_num_threads(),
+                                 self.strategies(n, batch_size, csr=True))
             return out
         X = as_kernel_array(X)
         if self.program is not None:
             self.program.run(X, out, batch_size, _threads.get_num_threads(),
-                             self.folds(n) if fold is None else fold)
+                             self.folds(n) if fold is None else fold,
+                             self.strategies(n, batch_size))
             return out
         return self._run_layers(X, out, batch_size)
 

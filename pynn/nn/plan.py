@@ -16,12 +16,16 @@ block's steps between a begin and an end step (``OP_RES_BEGIN``: its input, kept
 it to the block's output, and the backward adds the skip's gradient to the block's input
 gradient). It re-checks before
 each call that the parameters still live where it recorded them (an optimizer may re-pack
-them) and is rebuilt when they moved, when the thread count or a backend changed.
+them) and is rebuilt when they moved, when the thread count or a backend changed, or when
+pynn.tune's choices may have changed (``tune.generation()``). Building a plan decides its dense
+products' strategies (``tune``: timed once per product in "measure" mode, biggest first), so its
+first step does not pay for it; a CSR plan's first Dense is the sparse product, never timed.
 """
 import numpy as np
 
 from .. import _threads
 from .. import backend as _backends
+from ..tune import _planner as _tune
 from ..backend._arrays import FLOAT_DTYPES, as_kernel_array
 from ..backend._sparse import is_sparse
 from ..backend.codes import (IDENTITY, OP_ACT, OP_BN, OP_DENSE, OP_DROPOUT, OP_RES_BEGIN,
@@ -223,6 +227,22 @@ class Plan:
         self.X = None
         # compiled training steps on this plan, by (loss, optimizer): pynn.nn.train_step
         self.train_steps = {}
+        self.tune_generation = _tune.generation()
+        _tune.prepare(self.product_keys())
+
+    def product_keys(self):
+        """The tuner's keys of the plan's dense products on the compiled kernels (their calls
+        in ``forward`` and, training, ``backward`` without the first step's dX): not a CSR
+        plan's first step, whose product is the sparse one."""
+        n, keys = self.shape[0], []
+        for i, s in enumerate(self.steps):
+            if s.kind != OP_DENSE or (self.sparse and i == 0) or s.be.name != "cython":
+                continue
+            k, m = s.in_width, s.Y.shape[1]
+            keys.append(_tune.forward_key(n, k, m, self.dtype, s.nt))
+            keys.append(_tune.backward_key(n, m, k, self.dtype, s.nt, s.w._requires_grad,
+                                           i > 0))
+        return keys
 
     # -- validity -------------------------------------------------------------------------
     def fits(self, X):
@@ -236,6 +256,8 @@ class Plan:
             return False  # (the eager path copies such an X before a kernel reads it)
         if _threads.get_num_threads() != self.n_threads:
             return False
+        if _tune.generation() != self.tune_generation:
+            return False  # a strategy may have changed: the compiled steps hold them
         if Module.registry_version != self.registry_version:
             return False  # some layer now holds other parameters or buffers
         if ParameterArena.generation != self.generation:

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _threads
 from ..backend import backend_for
+from ..tune import _planner as _tune
 from ..backend._sparse import csr_arrays
 from ..backend.codes import (BACKWARD, FORWARD, IDENTITY, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT,
                              OP_BN, OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM,
@@ -169,14 +170,20 @@ class TrainStep:
             w, b = s.w, s.b
             dW = w._grad if w._requires_grad else None
             db = b._grad if b is not None and b._requires_grad else None
+            # the eager kernels' strategies for these products (pynn.tune): the same bits
+            fwd_strategy = _tune.forward_strategy(n, k, m, plan.dtype, s.nt)
+            bwd_strategy = _tune.backward_strategy(n, m, k, plan.dtype, s.nt, dW is not None,
+                                                   dX is not None)
             nt, n_acc = self._kernel.dense_backward_threads(n, m, k, dW is not None,
-                                                            dX is not None, s.nt)
+                                                            dX is not None, s.nt, bwd_strategy)
             dz = self._scratch(n * m, plan.dtype) if s.code != IDENTITY else None
             acc = self._scratch(n_acc * m, np.float64) if db is not None else None
-            forward = self._kernel.dense_scratch(n, k, m)
+            forward = self._kernel.dense_scratch(n, k, m, fwd_strategy)
             forward = self._scratch(forward, plan.dtype) if forward else None
             prog.add_dense(act=s.code, param=param, param2=param2, n=n, k=k, m=m,
-                           n_threads=s.nt, backward_threads=nt, bias_rows=n_acc, X=X,
+                           n_threads=s.nt, forward_strategy=fwd_strategy,
+                           backward_strategy=bwd_strategy, backward_threads=nt,
+                           bias_rows=n_acc, X=X,
                            Y=s.Y.ctypes.data, dX=_addr(dX), W=w._data.ctypes.data,
                            b=_addr(None if b is None else b._data), dW=_addr(dW), db=_addr(db),
                            dz=_addr(dz), bias_sums=_addr(acc), forward_scratch=_addr(forward),

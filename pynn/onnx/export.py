@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import __version__
 from ..io._architecture import architecture
-from ..io._atomic import atomic_open
+from .._atomic import atomic_open
 from ..io._model_file import _plain_json
 from ..nn import activations as act
 from ..nn.batchnorm import BatchNorm

@@ -8,6 +8,7 @@ import numpy as np
 
 from .._checks import check_int, check_real
 from .._threads import get_num_threads, set_num_threads
+from ..tune._planner import fixed_rules
 from ..data import LabelEncoder, Standardizer, as_array, split_indices
 from ..train.recipe import build_mlp, make_optimizer
 from ._progress import TrialProgress
@@ -138,9 +139,13 @@ def _run_trial(index, params, X, y, X_val, y_val, n_in, n_out, task, epochs, pat
     if get_num_threads() != threads:
         set_num_threads(threads)
     start = time.perf_counter()
-    model, history, best_epoch, diverged = _train(
-        params, X, y, X_val, y_val, n_in, n_out, task, epochs, patience, seed)
-    return {"trial": index, "params": params, "score": _score(model, X_val, y_val, task),
+    # the fixed rules' products (pynn.tune): a worker process measuring for itself could pick
+    # another strategy than this process, and round a trial's numbers differently
+    with fixed_rules():
+        model, history, best_epoch, diverged = _train(
+            params, X, y, X_val, y_val, n_in, n_out, task, epochs, patience, seed)
+        score = _score(model, X_val, y_val, task)
+    return {"trial": index, "params": params, "score": score,
             "best_epoch": best_epoch, "epochs_run": len(history), "diverged": diverged,
             "threads": get_num_threads(), "seconds": time.perf_counter() - start}
 
@@ -228,8 +233,9 @@ def _refit(params, epochs, data, seed):
     from ..nn import Sequential
 
     X, y, _, _, scaler, target_scale = data.prepare(np.arange(data.X.shape[0]))
-    model, *_ = _train(params, X, y, None, None, data.n_in, data.n_out, data.task, epochs,
-                       None, seed)
+    with fixed_rules():  # as the trials ran (see _run_trial)
+        model, *_ = _train(params, X, y, None, None, data.n_in, data.n_out, data.task, epochs,
+                           None, seed)
     if target_scale is not None:
         # fold the target's standardization into the output layer: predictions in y's units
         mean, std = target_scale
