@@ -87,6 +87,7 @@ class InferencePlan:
                 self.dense_ops.append((i, width, op.width))
             width = op.width
         self._strategies = {}
+        self._last_strategies = (None, None)  # (key, codes) of the last call: see strategies
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -243,14 +244,16 @@ class InferencePlan:
         return self.program is not None
 
     # -- running ------------------------------------------------------------------------------
-    def strategies(self, n, batch_size, csr=False):
-        """The compiled program's ``strategies`` for n rows in batches of ``batch_size``: two
-        per op, a dense op's for a full batch and for the last one (pynn.tune's choices for
-        those products; a CSR X's first op is the sparse product: none)."""
+    def strategies(self, n, batch_size, threads, csr=False):
+        """The compiled program's ``strategies`` for n rows in batches of ``batch_size`` on
+        ``threads``: two per op, a dense op's for a full batch and for the last one (pynn.tune's
+        choices for those products; a CSR X's first op is the sparse product: none)."""
         rows = min(batch_size, n)
         tail = n % rows or rows
-        threads = _threads.get_num_threads()
         key = (rows, tail, threads, csr, _tune.generation())
+        last = self._last_strategies
+        if last[0] == key:
+            return last[1]  # predict on the same rows again: no dict lookup (latency path)
         codes = self._strategies.get(key)
         if codes is None:
             dense = [d for d in self.dense_ops if not (csr and d[0] == 0)]
@@ -263,6 +266,7 @@ class InferencePlan:
             if len(self._strategies) >= 16:
                 self._strategies.clear()  # many batch sizes in turn: keep it bounded
             self._strategies[key] = codes
+        self._last_strategies = (key, codes)  # one tuple: threads read a consistent pair
         return codes
 
     def run(self, X, batch_size, fold=None):
@@ -276,15 +280,16 @@ class InferencePlan:
             # unfolded: the layer-by-layer eval forward's answers, bit for bit, as the
             # per-batch ``infer`` gave them before the program took CSR
             data, indices, indptr = csr_arrays("X", X, self.dtype, self.in_width)
-            self.program.run_csr(data, indices, indptr, out, batch_size,
-                                 _threads.get_num_threads(),
-                                 self.strategies(n, batch_size, csr=True))
+            threads = _threads.get_num_threads()
+            self.program.run_csr(data, indices, indptr, out, batch_size, threads,
+                                 self.strategies(n, batch_size, threads, csr=True))
             return out
         X = as_kernel_array(X)
         if self.program is not None:
-            self.program.run(X, out, batch_size, _threads.get_num_threads(),
+            threads = _threads.get_num_threads()
+            self.program.run(X, out, batch_size, threads,
                              self.folds(n) if fold is None else fold,
-                             self.strategies(n, batch_size))
+                             self.strategies(n, batch_size, threads))
             return out
         return self._run_layers(X, out, batch_size)
 
