@@ -19,6 +19,7 @@ another CPU or BLAS is refused with a warning.
     True
 """
 from ._planner import clear, generation, get_mode, measurements, set_mode
+from ._planner import _force  # noqa: F401  (test hook: pynn.tune._force)
 from ._planner import choice_dicts as _choice_dicts
 from ._wisdom import load, save
 
@@ -36,14 +37,6 @@ def summary():
     prints."""
     found = choices()
     return get_mode(), len(found), sum(c["measuring_ms"] for c in found)
-
-
-def _force(strategies):
-    """Test hook: every product takes ``strategies`` ({"forward": name, "backward": name}; an
-    op left out takes its estimate), or None to go back to the mode."""
-    from ._planner import _force as force
-
-    force(strategies)
 
 
 __all__ = ["choices", "clear", "generation", "get_mode", "load", "measurements", "save",

@@ -45,5 +45,4 @@ def with_orientation(strategy, orientation):
 
 def describe(key):
     """``key`` as the dict ``pynn.tune.choices()`` and the wisdom file show it."""
-    return {"op": key.op, "n": key.n, "k": key.k, "m": key.m, "dtype": key.dtype,
-            "threads": key.threads, "has_dW": key.has_dW, "has_dX": key.has_dX}
+    return key._asdict()
