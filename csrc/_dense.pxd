@@ -18,7 +18,8 @@
 # by dense_forward_estimate / dense_backward_estimate, which are the fixed rules this file had
 # before the planner: estimate mode is those rules bit for bit). A strategy is how the product
 # is threaded (the low two bits) and, for a forward, whether it runs in the transposed
-# orientation (DENSE_TRANSPOSED, see _few_rows_product). Strategies may round the last bits
+# orientation (DENSE_TRANSPOSED, see _few_rows_product) or by pynn's own few-rows kernel
+# (DENSE_DOT, see _dot.h: no BLAS, no packing). Strategies may round the last bits
 # differently (OpenBLAS's kernels round a tile's edges, a transposed product and a
 # matrix-vector product each their own way), so every caller of one product takes the same
 # strategy: pynn.tune's choice for its key.
@@ -29,6 +30,13 @@ from _types cimport floating, idx_t
 from _activations cimport IDENTITY, act_forward_span
 from _activations_threads cimport act_forward_threads
 from _blas cimport gemm_rm, gemv_rm
+
+
+cdef extern from "_dot.h":
+    void pynn_dot_rows_f(const float* X, const float* W, const float* b, float* Z, idx_t n,
+                         idx_t k, idx_t j0, idx_t j1, idx_t ldz) noexcept nogil
+    void pynn_dot_rows_d(const double* X, const double* W, const double* b, double* Z,
+                         idx_t n, idx_t k, idx_t j0, idx_t j1, idx_t ldz) noexcept nogil
 
 
 cdef extern from "_blas_threads.h":
@@ -56,24 +64,35 @@ cdef enum:
     # Orientation (forward only): the transposed product of _few_rows_product
     DENSE_TRANSPOSED = 4
     DENSE_FEW_ROWS = 4      # DENSE_ONE_THREAD | DENSE_TRANSPOSED
-    DENSE_STRATEGIES = 7    # strategies are 0 .. DENSE_STRATEGIES - 1
+    DENSE_STRATEGIES = 7    # the BLAS strategies are 0 .. DENSE_STRATEGIES - 1
+    # pynn's own few-rows kernel (_dot.h), on the calling thread (DENSE_DOT) or on column tiles
+    # (DENSE_DOT | DENSE_TILES); it rounds every output alike however the columns are split
+    DENSE_DOT = 8
     # The estimates' rules (dense_forward_estimate, dense_backward_estimate):
     # Multiply-adds below which a product runs on one thread: splitting a 32x64x32 product
     # costs a parallel-region wake-up (several us) for ~1 us of work.
     DENSE_PARALLEL_MIN_MACS = 1 << 18
     # Rows (or weight rows) per tile at least: thinner tiles run BLAS below its efficient size.
     MIN_TILE = 16
-    # A forward of at most this many rows is one matrix-vector product per row, on the calling
-    # thread, whatever the thread count (so its result is too): a GEMM packs the whole weight
-    # first, which for one row of a 784 x 256 layer took ~150 us where the product reads it in
-    # ~15 us (this host's OpenBLAS).
+    # A forward of at most GEMV_ROWS rows, and one of at most DOT_ROWS rows against a weight
+    # of at least DOT_MIN_WEIGHT elements, runs pynn's own kernel (DENSE_DOT, _dot.h): a GEMM
+    # packs the whole weight first, which for one row of a 784 x 256 layer took ~150 us where
+    # the arithmetic takes ~15 us, and ~50 of OpenBLAS's best 100 us for 16 rows (the
+    # transposed orientation, _few_rows_product); a matrix-vector product per row reads the
+    # weight once per row. The kernel reads both operands in place: 16 rows of 784 x 256
+    # float32 on one thread 78-89 us (AMD EPYC Zen 3, OpenBLAS 0.3.30 Haswell kernel). Its
+    # column tiles round alike, so its result is the same on any thread count. These are the
+    # shapes the rules sent to the matrix-vector and the transposed products before DENSE_DOT
+    # (GEMV_ROWS; FEW_ROWS of FEW_ROWS_MIN_WEIGHT), which round differently from the GEMM as
+    # well; the others keep the GEMM, whose rows round alike whatever the batch around them, so
+    # predict in batches of 7 rows of a small net still gives predict's bits on the whole.
     GEMV_ROWS = 4
-    # A forward of more than GEMV_ROWS and at most FEW_ROWS rows against a weight of at least
-    # FEW_ROWS_MIN_WEIGHT elements runs transposed (_few_rows_product), which OpenBLAS runs
-    # faster for a few rows (measured, not traced: how it packs and tiles the operands differs
-    # with the orientation): 16 rows of 784 x 256 on one thread 186 -> 110 us, 256 x 128 40 ->
-    # 30 (minima on a busy AVX2 EPYC, OpenBLAS 0.3.30 Haswell kernel). From ~32 rows, or for a
-    # small weight (64 x 32), the usual orientation is as fast or faster.
+    DOT_ROWS = 16
+    DOT_MIN_WEIGHT = 1 << 15
+    # pynn.tune still offers one matrix-vector product per row (DENSE_GEMV) and the transposed
+    # product (DENSE_TRANSPOSED), which OpenBLAS runs faster than the usual orientation for a
+    # few rows (16 rows of 784 x 256 on one thread 186 -> 110 us): the fixed rules took them for
+    # at most GEMV_ROWS rows, and for at most FEW_ROWS of a weight of FEW_ROWS_MIN_WEIGHT.
     FEW_ROWS = 16
     FEW_ROWS_MIN_WEIGHT = 1 << 15
 
@@ -81,7 +100,8 @@ cdef enum:
 cdef inline bint dense_strategy_valid(int strategy, bint forward) noexcept nogil:
     """``strategy`` is one a forward (``forward``) or a backward takes."""
     if forward:
-        return 0 <= strategy < DENSE_STRATEGIES
+        return (0 <= strategy < DENSE_STRATEGIES or strategy == DENSE_DOT
+                or strategy == DENSE_DOT | DENSE_TILES)
     return 0 <= strategy <= DENSE_BLAS_THREADS
 
 
@@ -121,8 +141,20 @@ cdef inline bint dense_forward_by_cols(idx_t n, idx_t m) noexcept nogil:
 
 
 cdef inline bint dense_forward_cols_tiled(idx_t n, idx_t m, int strategy) noexcept nogil:
-    """A tiled forward with ``strategy`` splits by columns (else by rows)."""
-    return (strategy & DENSE_TRANSPOSED) != 0 or dense_forward_by_cols(n, m)
+    """A tiled forward with ``strategy`` splits by columns (else by rows): always for the
+    transposed orientation and DENSE_DOT (their tiles are rows of W)."""
+    return (strategy & (DENSE_TRANSPOSED | DENSE_DOT)) != 0 or dense_forward_by_cols(n, m)
+
+
+cdef inline int dense_dot_team(idx_t macs, idx_t m, int n_threads) noexcept nogil:
+    """Threads of a DENSE_DOT forward on column tiles: one below DENSE_PARALLEL_MIN_MACS, at
+    most one per MIN_TILE columns (it calls no BLAS, so it needs no thread setter)."""
+    cdef idx_t nt = n_threads
+    if macs < DENSE_PARALLEL_MIN_MACS or n_threads < 2:
+        return 1
+    if nt * MIN_TILE > m:
+        nt = m // MIN_TILE
+    return <int>nt if nt > 1 else 1
 
 
 cdef inline int dense_forward_team(idx_t n, idx_t m, int strategy,
@@ -131,23 +163,24 @@ cdef inline int dense_forward_team(idx_t n, idx_t m, int strategy,
     DENSE_TILES (1 when too thin to split), else 1 (BLAS's threads are not pynn's team)."""
     if strategy & DENSE_THREADING != DENSE_TILES:
         return 1
+    if strategy & DENSE_DOT:
+        return dense_dot_team(DENSE_PARALLEL_MIN_MACS, m, n_threads)
     return dense_tiles_team(m if dense_forward_cols_tiled(n, m, strategy) else n, n_threads)
 
 
 cdef inline int dense_forward_estimate(idx_t n, idx_t k, idx_t m, int n_threads) noexcept nogil:
     """The fixed rules' strategy for a forward of n rows of k features into m (see the
-    constants): GEMV up to GEMV_ROWS rows; transposed for a few rows of a big weight; tiles
+    constants): pynn's kernel for a few rows (GEMV_ROWS, or DOT_ROWS of a big weight); tiles
     from DENSE_PARALLEL_MIN_MACS; BLAS's own threads without a thread setter."""
-    cdef int orientation = 0
-    if n <= GEMV_ROWS:
-        return DENSE_GEMV
-    if n <= FEW_ROWS and k * m >= FEW_ROWS_MIN_WEIGHT:
-        orientation = DENSE_TRANSPOSED
+    if n <= GEMV_ROWS or (n <= DOT_ROWS and k * m >= DOT_MIN_WEIGHT):
+        if dense_dot_team(n * k * m, m, n_threads) >= 2:
+            return DENSE_DOT | DENSE_TILES
+        return DENSE_DOT
     if not pynn_blas_control():
-        return DENSE_BLAS_THREADS | orientation
+        return DENSE_BLAS_THREADS
     if dense_team(n * m * k, m if dense_forward_by_cols(n, m) else n, n_threads) >= 2:
-        return DENSE_TILES | orientation
-    return DENSE_ONE_THREAD | orientation
+        return DENSE_TILES
+    return DENSE_ONE_THREAD
 
 
 cdef inline idx_t dense_forward_scratch(idx_t n, idx_t k, idx_t m, int strategy) noexcept nogil:
@@ -234,17 +267,36 @@ cdef inline void _gemv_rows(const floating* X, const floating* W, const floating
         act_forward_span(kind, p, q, Z, Y, n * m)
 
 
+cdef inline void _dot_cols(const floating* X, const floating* W, const floating* b,
+                           floating* Y, idx_t lo, idx_t hi, idx_t n, idx_t k, idx_t m, int kind,
+                           floating p, floating q, floating* zs) noexcept nogil:
+    """Columns lo..hi of Y := act(X @ W.T + b), every row, by pynn's own kernel (_dot.h: no
+    BLAS); ``zs``: as in _forward_rows."""
+    cdef idx_t i
+    cdef floating* Z = zs if zs != NULL else Y
+    if floating is float:
+        pynn_dot_rows_f(X, W, b, Z, n, k, lo, hi, m)
+    else:
+        pynn_dot_rows_d(X, W, b, Z, n, k, lo, hi, m)
+    if kind != IDENTITY:
+        for i in range(n):
+            act_forward_span(kind, p, q, Z + i * m + lo, Y + i * m + lo, hi - lo)
+
+
 cdef inline void dense_forward_cols(const floating* X, const floating* W, const floating* b,
                                     floating* Y, floating* scratch, idx_t lo, idx_t hi,
                                     idx_t n, idx_t k, idx_t m, int kind, floating p,
-                                    floating q, floating* zs) noexcept nogil:
-    """Columns lo..hi of Y := act(X @ W.T + b), every row; BLAS single-threaded in this
-    thread. ``zs``: as in _forward_rows. ``scratch``: a transposed product's n * m elements
-    or NULL (this tile uses its columns' share)."""
+                                    floating q, floating* zs, int strategy) noexcept nogil:
+    """Columns lo..hi of Y := act(X @ W.T + b), every row, on this thread: by pynn's kernel
+    for DENSE_DOT, else BLAS single-threaded. ``zs``: as in _forward_rows. ``scratch``: a
+    transposed product's n * m elements or NULL (this tile uses its columns' share)."""
     cdef idx_t i
     cdef floating beta = 0
     cdef floating* Z = zs if zs != NULL else Y
     if hi <= lo or n <= 0:
+        return
+    if strategy & DENSE_DOT:
+        _dot_cols(X, W, b, Y, lo, hi, n, k, m, kind, p, q, zs)
         return
     if scratch != NULL:
         _few_rows_product(X, W + lo * k, b + lo if b != NULL else NULL, Y + lo, Z + lo,
@@ -277,7 +329,10 @@ cdef inline void dense_forward_core(const floating* X, const floating* W, const 
     cdef floating* Z = zs if zs != NULL else y
     if not strategy & DENSE_TRANSPOSED:
         scratch = NULL
-    if how == DENSE_GEMV:
+    if strategy & DENSE_DOT and nt == 1:
+        if n > 0:
+            _dot_cols(X, W, b, y, 0, m, n, k, m, kind, p, q, zs)
+    elif how == DENSE_GEMV:
         _gemv_rows(X, W, b, y, n, k, m, kind, p, q, zs)
     elif how == DENSE_BLAS_THREADS:
         # one call on BLAS's threads; OpenMP only for the epilogue
@@ -289,7 +344,7 @@ cdef inline void dense_forward_core(const floating* X, const floating* W, const 
     elif dense_forward_cols_tiled(n, m, strategy):
         for t in prange(nt, schedule="static", num_threads=nt):
             dense_forward_cols(X, W, b, y, scratch, dense_tile(t, nt, m),
-                               dense_tile(t + 1, nt, m), n, k, m, kind, p, q, zs)
+                               dense_tile(t + 1, nt, m), n, k, m, kind, p, q, zs, strategy)
     else:  # (never transposed: dense_forward_cols_tiled)
         for t in prange(nt, schedule="static", num_threads=nt):
             _forward_rows(X, W, b, y, NULL, dense_tile(t, nt, n), dense_tile(t + 1, nt, n), k,

@@ -165,7 +165,7 @@ cdef inline void dense_bn_forward(const Op* d, const Op* b, floating* X,
         c1 = dense_tile(t + 1, nt, d.m)
         dense_forward_cols(X, <floating*>d.W, <floating*>d.b, <floating*>d.Y,
                            <floating*>d.fwd, c0, c1, d.n, d.k, d.m, d.act, <floating>d.param,
-                           <floating>d.param2, <floating*>d.zs)
+                           <floating>d.param2, <floating*>d.zs, d.fstrat)
         bn_forward_cols(<floating*>d.Y, <floating*>b.W, <floating*>b.b, <floating*>b.rm,
                         <floating*>b.rv, momentum, b.eps, <floating*>b.Y, b.mean, b.invstd,
                         b.fscratch, b.n, b.k, c0, c1, b.act, <floating>b.param,

@@ -13,7 +13,7 @@ from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY as _IDENTITY
-from _dense cimport (DENSE_BLAS_THREADS, DENSE_FEW_ROWS, DENSE_GEMV, DENSE_ONE_THREAD,
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_DOT, DENSE_FEW_ROWS, DENSE_GEMV, DENSE_ONE_THREAD,
                      DENSE_THREADING, DENSE_TILES, DENSE_TRANSPOSED, dense_forward_core,
                      dense_forward_estimate, dense_forward_scratch, dense_forward_team,
                      dense_strategy_valid, pynn_blas_control, pynn_blas_threads_init,
@@ -38,7 +38,7 @@ def strategy_codes():
     return {"ONE_THREAD": DENSE_ONE_THREAD, "TILES": DENSE_TILES,
             "BLAS_THREADS": DENSE_BLAS_THREADS, "GEMV": DENSE_GEMV,
             "THREADING": DENSE_THREADING, "TRANSPOSED": DENSE_TRANSPOSED,
-            "FEW_ROWS": DENSE_FEW_ROWS}
+            "FEW_ROWS": DENSE_FEW_ROWS, "DOT": DENSE_DOT}
 
 
 def products_lock_address():

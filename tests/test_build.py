@@ -44,14 +44,16 @@ def test_target_clones_is_spelled_only_in_the_glibc_guarded_header():
     for term in ("defined(__GNUC__)", "!defined(__clang__)", "defined(__x86_64__)",
                  "defined(__linux__)", "defined(__GLIBC__)"):
         assert term in condition, term
-    assert text.count("target_clones") == 1 and "target_clones" in then
+    # PYNN_TARGET_CLONES and PYNN_TARGET_CLONES_FMA, both inside the guard
+    assert text.count("target_clones") == then.count("target_clones") == 2
     assert "#define PYNN_TARGET_CLONES\n" in otherwise  # empty: the baseline build
 
 
 def test_every_clone_user_includes_the_guard_header():
     users = [os.path.basename(p) for p in _sources()
              if "PYNN_TARGET_CLONES" in _code(p) and not p.endswith(GUARD_HEADER)]
-    assert sorted(users) == ["_activations.h", "_batchnorm.h", "_optim.h", "_rownorm.h"]
+    assert sorted(users) == ["_activations.h", "_batchnorm.h", "_dot.h", "_optim.h",
+                             "_rownorm.h"]
     for name in users:
         assert f'#include "{GUARD_HEADER}"' in _code(os.path.join(CSRC, name)), name
 

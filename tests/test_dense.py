@@ -12,14 +12,13 @@ FUSABLE = [None, "relu", "leaky_relu", "elu", "sigmoid", "tanh", "step"]
 # (1031, 3, 1021), by output columns in forward (131, 17, 263: M > N); a backward wanting dW
 # and dX gives half the team to each (on two threads each product is one thread's), dX alone
 # is split by batch rows or, when K > N, by its columns (the frozen-weight test's 64, 257, 300).
-# A forward of 5 to 16 rows of a weight of 2**15 elements or more runs in the other orientation
-# (FEW_ROWS): (16, 300, 263) and (5, 257, 131).
+# A forward of up to 16 rows runs pynn's own kernel (DENSE_DOT, csrc/_dot.h): (2, 300, 1021),
+# (16, 300, 263), (5, 257, 131); the other few-rows strategies (one matrix-vector product per
+# row, the transposed product) are each forced in tests/test_tune.py.
 SHAPES = [(n, k, m) for (n, k), m in zip(ODD_SHAPES, [1, 5, 3, 11, 263])] + [
     (4, 0, 3), (4, 3, 0), (131, 17, 263), (1031, 3, 1021), (37, 300, 41), (64, 257, 300),
-    (2, 300, 1021),  # a few rows of a wide layer: one matrix-vector product per row
-    # 5 to 16 rows of a large weight: the weight as BLAS's second operand, the product
-    # transposed into Y (FEW_ROWS in csrc/_dense.pxd); whole, or by output columns on 2 threads
-    (16, 300, 263), (5, 257, 131),
+    # a few rows of a wide layer, of a large weight: whole, or by output columns on 2 threads
+    (2, 300, 1021), (16, 300, 263), (5, 257, 131),
 ]
 
 
@@ -117,9 +116,9 @@ def test_dense_backward_frozen_weight_skips_dw(backend, ref, dtype, n_threads, r
 @pytest.mark.parametrize("n", [1, 2, 4])
 def test_a_forward_of_a_few_rows_gives_the_same_bits_on_any_thread_count(fast, ref, dtype, rng,
                                                                           n):
-    # up to 4 rows a forward is a matrix-vector product per row on the calling thread (no
-    # weight packing), however many threads there are; this product on 5 rows is split over
-    # the threads by output columns, whose GEMMs may round differently from one whole GEMM
+    # up to 4 rows a forward rounds alike however many threads there are (pynn's own kernel,
+    # whose column tiles round as one thread does; BLAS's column tiles may round differently
+    # from one whole GEMM, so with those the planner keeps such a forward on one thread)
     import pynn
 
     X, W, b = _arrays(rng, dtype, n, 300, 1021)
@@ -133,6 +132,35 @@ def test_a_forward_of_a_few_rows_gives_the_same_bits_on_any_thread_count(fast, r
         pynn.set_num_threads(before)
     np.testing.assert_array_equal(outs[0], outs[1])
     assert_close(outs[0], ref.dense_forward(X, W, b, "relu"), dtype, k=300)
+
+
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 300])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 16, 21])
+def test_the_few_rows_kernel_rounds_each_output_alike_on_any_split(dtype, rng, n, k):
+    # csrc/_dot.h: each output is its own partial sums reduced in one order, whatever the tile
+    # it falls in, so one thread, column tiles on two and each row alone give the same bits
+    # (k: below, at and past a vector of partial sums, and a tail; n: the 4-row tile's edges)
+    from pynn._kernels import dense
+
+    from pynn.tune._strategies import DOT, TILES
+
+    m = 37  # two column tiles on two threads, each with an edge in the 3-row weight tile
+    X, W, b = _arrays(rng, dtype, n, k, m)
+
+    def forward(rows, strategy, threads, bias=b):
+        Y = np.empty((rows.shape[0], m), dtype)
+        dense.dense_forward(rows, W, bias, Y, dense.IDENTITY, 0.0, 0.0, threads, None,
+                            strategy)
+        return Y
+
+    assert dense.forward_team(n, m, DOT | TILES, 2) == 2
+    whole = forward(X, DOT, 1)
+    np.testing.assert_array_equal(forward(X, DOT | TILES, 2), whole)
+    np.testing.assert_array_equal(np.concatenate([forward(X[i:i + 1], DOT, 1)
+                                                  for i in range(n)]), whole)
+    exact = X.astype(np.float64) @ W.T.astype(np.float64) + b
+    assert_close(whole, exact, dtype, k=k)
+    assert_close(forward(X, DOT | TILES, 2, None), exact - b, dtype, k=k)
 
 
 def test_dense_known_answer(backend, dtype):
@@ -235,8 +263,8 @@ def test_dense_backward_gradient(backend, rng, activation, bias):
         np.testing.assert_allclose(db, numerical_grad(loss, b), rtol=1e-6, atol=1e-8)
 
 
-# every forward path keeps the pre-activation: one product per row, the few-rows product
-# (FEW_ROWS: transposed into Z, the epilogue reading it there), row tiles, column tiles
+# every forward path of the fixed rules keeps the pre-activation: the few-rows kernel (DOT),
+# row tiles, column tiles (every strategy forced: tests/test_tune.py)
 @pytest.mark.parametrize("activation", ["gelu", "softplus", "mish"])
 @pytest.mark.parametrize("shape", [(3, 300, 263), (16, 300, 263), (5, 257, 131),
                                    (1031, 3, 1021), (131, 17, 263)], ids=str)

@@ -155,8 +155,8 @@ def test_copies_keep_no_program_and_predict_on_their_own(rng):
 # ------------------------------------------------------------------- the smooth activations
 def _smooth_model(dtype):
     """Every smooth kind (issue 21) in a Dense epilogue, Softplus with its two scalars, SiLU
-    after a BatchNorm as an op of its own; the first weight has 2**15+ elements, so 5 to 16
-    rows take the few-rows product (FEW_ROWS in csrc/_dense.pxd)."""
+    after a BatchNorm as an op of its own; up to 16 rows take the few-rows kernel (DENSE_DOT
+    in csrc/_dense.pxd), more the GEMM."""
     rng = np.random.default_rng(4)
     Xtr = (rng.standard_normal((64, 300)) * 2 + 1).astype(dtype)
     model = nn.Sequential(

@@ -144,7 +144,7 @@ def _fusable(d, batchnorm=True):
 
 @pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
 def test_a_few_rows_of_a_wide_layer_keep_their_preactivation(n_threads):
-    # 16 rows of 96 -> 512 with GELU and 512 -> 64 with Softplus: the few-rows product writes
+    # 16 rows of 96 -> 512 with GELU and 512 -> 64 with Softplus: the few-rows kernel writes
     # the kept pre-activation Z, the epilogue and the backward read it (eager bits)
     pynn.set_num_threads(n_threads)
     rng = np.random.default_rng(7)
@@ -196,12 +196,16 @@ def test_ops_fused_on_column_tiles_give_the_eager_bits(batchnorm, n_threads, dty
     assert tied == (4 if backward and opt_name != "rmsprop" else 0)
 
 
+@pytest.mark.parametrize("few_rows", ["estimate", "transposed"])
 @pytest.mark.parametrize("n_threads", [1, 2], ids=["t1", "t2"])
-def test_a_few_rows_of_a_wide_layer_give_the_eager_bits(n_threads):
-    # 16 rows of 96 -> 512: the forward is the few-rows product (FEW_ROWS in csrc/_dense.pxd),
-    # whole on one thread and on the fused column tiles on two, in the program's scratch (the
-    # fixed rules' strategies: pynn.tune's estimate)
+def test_a_few_rows_of_a_wide_layer_give_the_eager_bits(n_threads, few_rows):
+    # 16 rows of 96 -> 512: the forward is a few-rows product, whole on one thread and on the
+    # fused column tiles on two: pynn's own kernel (DENSE_DOT, the fixed rules' strategy:
+    # pynn.tune's estimate), or BLAS's transposed product in the program's scratch (FEW_ROWS
+    # in csrc/_dense.pxd, forced)
     pynn.tune.set_mode("estimate")
+    if few_rows == "transposed":
+        pynn.tune._force({"forward": "few_rows_tiles" if n_threads == 2 else "few_rows"})
     pynn.set_num_threads(n_threads)
     rng = np.random.default_rng(6)
     X = rng.standard_normal((16, 96)).astype(F32)

@@ -2,7 +2,7 @@
 
 FFTW's "measure": each candidate runs the very kernel a plan will call (pynn._kernels.dense,
 which takes the products lock as any call does) on scratch operands of the product's shape, a
-warm-up call each (packing buffers, BLAS's threads woken) then up to REPS rounds, the
+warm-up call each (packing buffers, BLAS's threads woken) then MIN_REPS to MAX_REPS rounds, the
 candidates alternated within a round so a burst of load elsewhere on the host hits them alike;
 each candidate's time is its minimum. The operands are constants: the values do not change how
 long a product takes, and filling them costs a memset where random numbers would cost more than
@@ -12,7 +12,13 @@ import time
 
 import numpy as np
 
-REPS = 3
+# Rounds per key: at least MIN_REPS, then more while the key has had less than
+# KEY_SECONDS (at most MAX_REPS): a product of ~50 us timed three times was one host hiccup
+# away from the wrong pick (16 x 784 x 256 on two threads measured slower on its column tiles
+# than on one thread, the other way round in every longer run).
+MIN_REPS = 3
+MAX_REPS = 20
+KEY_SECONDS = 0.003
 # A round past this many seconds is the last (a big product: its candidates differ by more
 # than the noise already, and the budget is better spent on the next key).
 LONG_ROUND_SECONDS = 0.008
@@ -72,12 +78,15 @@ def time_candidates(key, candidates):
     for strategy in candidates:
         run(strategy)
     best = dict.fromkeys(candidates, float("inf"))
-    for _ in range(REPS):
+    first = time.perf_counter()
+    for rep in range(MAX_REPS):
         start = time.perf_counter()
         for strategy in candidates:
             t0 = time.perf_counter()
             run(strategy)
             best[strategy] = min(best[strategy], time.perf_counter() - t0)
-        if time.perf_counter() - start > LONG_ROUND_SECONDS:
+        end = time.perf_counter()
+        if end - start > LONG_ROUND_SECONDS or (rep + 1 >= MIN_REPS
+                                                and end - first > KEY_SECONDS):
             break
     return best

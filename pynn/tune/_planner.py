@@ -26,8 +26,8 @@ import time
 import warnings
 
 from . import _measure
-from ._strategies import (BLAS_THREADS, CODES, DTYPE_NAMES, FEW_ROWS, GEMV, NAMES, ONE_THREAD,
-                          TILES, TRANSPOSED, Key, describe, macs, with_orientation)
+from ._strategies import (BLAS_THREADS, CODES, DOT, DTYPE_NAMES, FEW_ROWS, GEMV, NAMES,
+                          ONE_THREAD, TILES, TRANSPOSED, Key, describe, macs, with_orientation)
 
 MODES = ("measure", "estimate")
 # Seconds of timing one ``prepare`` (a plan build) may spend; the keys left then take the
@@ -55,12 +55,15 @@ BLAS_THREADS_MIN_MACS = 1 << 21
 # noise makes two runs of one script round differently for nothing.
 MIN_GAIN = 0.05
 # Forward orientations: the matrix-vector path up to GEMV_MAX_ROWS rows, the transposed one up
-# to FEW_ROWS_MAX_ROWS (the estimate's own limits are 4 and 16 rows).
+# to FEW_ROWS_MAX_ROWS, pynn's own kernel up to DOT_MAX_ROWS (the estimate takes pynn's kernel
+# up to 16 rows, and neither of the others).
 GEMV_MAX_ROWS = 16
 FEW_ROWS_MAX_ROWS = 64
-# A forward of at most this many rows runs on one thread whatever the thread count, so its
-# result is the same on any (the estimate's GEMV_ROWS promise, kept: column tiles round
-# differently from one whole product).
+DOT_MAX_ROWS = 32
+# A forward of at most this many rows gives the same result on any thread count (the
+# estimate's promise, kept): it takes the one-thread key's strategy, or that kernel's column
+# tiles when they round alike (DOT's do; BLAS's column tiles round differently from one whole
+# product).
 SAME_BITS_MAX_ROWS = 4
 
 
@@ -275,7 +278,11 @@ def _candidates(key, orientation):
             found.append(GEMV)
         if n <= FEW_ROWS_MAX_ROWS:
             found.append(FEW_ROWS)
+        if n <= DOT_MAX_ROWS:
+            found.append(DOT)
         return found
+    if orientation == DOT:  # no BLAS: its column tiles, or one thread
+        return [DOT | TILES, DOT] if _measure.team(key, DOT | TILES) >= 2 else [DOT]
     if orientation == GEMV or (key.op == "forward" and n <= SAME_BITS_MAX_ROWS):
         return [orientation]  # on one thread: the one-thread key's result (see above)
     flag = (orientation or 0) & TRANSPOSED

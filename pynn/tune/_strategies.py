@@ -2,7 +2,8 @@
 
 The codes are the C side's (csrc/_dense.pxd: ``pynn._kernels.dense.strategy_codes()`` hands
 them to Python and tests/test_tune.py holds the two equal). A forward's code is its threading
-(the low two bits) plus, for the transposed orientation, TRANSPOSED.
+(the low two bits) plus its orientation: TRANSPOSED for BLAS's transposed product, DOT for
+pynn's own few-rows kernel (on one thread or on column tiles).
 """
 from collections import namedtuple
 
@@ -12,10 +13,13 @@ ONE_THREAD, TILES, BLAS_THREADS, GEMV = 0, 1, 2, 3
 THREADING = 3
 TRANSPOSED = 4
 FEW_ROWS = ONE_THREAD | TRANSPOSED
+DOT = 8
+ORIENTATIONS = TRANSPOSED | DOT
 
 FORWARD_NAMES = {ONE_THREAD: "one_thread", TILES: "tiles", BLAS_THREADS: "blas_threads",
                  GEMV: "gemv", FEW_ROWS: "few_rows", TILES | TRANSPOSED: "few_rows_tiles",
-                 BLAS_THREADS | TRANSPOSED: "few_rows_blas_threads"}
+                 BLAS_THREADS | TRANSPOSED: "few_rows_blas_threads", DOT: "dot",
+                 DOT | TILES: "dot_tiles"}
 BACKWARD_NAMES = {ONE_THREAD: "one_thread", TILES: "tiles", BLAS_THREADS: "blas_threads"}
 NAMES = {"forward": FORWARD_NAMES, "backward": BACKWARD_NAMES}
 CODES = {op: {name: code for code, name in names.items()} for op, names in NAMES.items()}
@@ -36,10 +40,13 @@ def macs(key):
 
 def with_orientation(strategy, orientation):
     """A forward ``strategy``'s threading in the orientation of ``orientation`` (a one-thread
-    forward's strategy: GEMV, the transposed FEW_ROWS or the plain ONE_THREAD)."""
+    forward's strategy: GEMV, the transposed FEW_ROWS, DOT or the plain ONE_THREAD). DOT has
+    no BLAS threads: its threaded form is its column tiles."""
     if orientation == GEMV:
         return GEMV
     threading = ONE_THREAD if strategy == GEMV else strategy & THREADING
+    if orientation & DOT:
+        return DOT | (TILES if threading == TILES else ONE_THREAD)
     return threading | (orientation & TRANSPOSED)
 
 
