@@ -241,6 +241,24 @@ def test_a_candidate_must_beat_the_fixed_rules_clearly(monkeypatch, gain, picked
     assert _planner.prepare([key]) == [fixed if picked == "estimate" else other]
 
 
+@pytest.mark.parametrize("key_seconds, rounds", [(0.0, _measure.MIN_REPS),
+                                                  (60.0, _measure.MAX_REPS)])
+def test_small_products_are_timed_more_rounds(monkeypatch, key_seconds, rounds):
+    # at least MIN_REPS rounds (after a warm-up call each), then more while the key has had
+    # less than KEY_SECONDS, at most MAX_REPS; each candidate's time is its minimum
+    calls = {ONE_THREAD: 0, TILES: 0}
+
+    def run(strategy):
+        calls[strategy] += 1
+
+    monkeypatch.setattr(_measure, "_runner", lambda key: run)
+    monkeypatch.setattr(_measure, "KEY_SECONDS", key_seconds)
+    key = _planner.forward_key(64, 128, 64, np.dtype(F32), 2)
+    times = _measure.time_candidates(key, [ONE_THREAD, TILES])
+    assert calls == {ONE_THREAD: 1 + rounds, TILES: 1 + rounds}
+    assert set(times) == {ONE_THREAD, TILES} and all(t >= 0 for t in times.values())
+
+
 def test_a_few_rows_keep_one_threads_bits_on_two(fast, dtype, rng):
     # the estimate's promise for up to 4 rows holds for measured choices too: the two-thread
     # key takes the one-thread key's strategy, or for pynn's own kernel its column tiles (which
