@@ -1,6 +1,6 @@
 # The compiled training step's records (pynn._kernels.train_step): its ops, the optimizer's
 # update runs, what runs fused, and the update loop over a range of one run. Shared by
-# train_step.pyx and _train_step_fusion.pxd.
+# train_step.pyx and the _train_step_*.pxd beside it.
 from _types cimport floating, idx_t
 
 # The step kinds, the C side of pynn/backend/codes.py's (the same names and values;

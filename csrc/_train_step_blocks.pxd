@@ -1,4 +1,4 @@
-# The compiled step's ops for today's MLP blocks (train_step.pyx runs them): LayerNorm/RMSNorm
+# The compiled step's ops for today's MLP blocks (_train_step_run.pxd runs them): LayerNorm/RMSNorm
 # through the rownorm cores, training-mode Dropout through dropout's, and a Residual's two
 # marks. The same cores as the per-call kernels, so the same bits as the eager path.
 from cython.parallel cimport prange

@@ -1,4 +1,4 @@
-# The compiled step's first Dense on a CSR batch (OP_SPARSE_DENSE; train_step.pyx runs it):
+# The compiled step's first Dense on a CSR batch (OP_SPARSE_DENSE; _train_step_run.pxd runs it):
 # the per-call kernels' cores (_sparse.pxd), so the same bits as the eager sparse path. The
 # batch's three arrays arrive with each run (run_csr); its column view is built once per step,
 # in the forward, into the program's scratch, and read again by the backward.

@@ -26,24 +26,28 @@ Each dense op's product runs with the strategy the caller passes for its batch s
 (``strategies``: pynn.tune's, one for the full batches and one for the last, shorter one), so
 a program's products are the eager kernel's on the same rows; a run that has one on BLAS's own
 threads holds the products lock exclusively (_products_lock.h), any other run shares it.
+
+This file is the Python side of the program: the builder's keyword methods, and each run's
+set-up (its strategies, its buffers, the products lock) before the one nogil call. The op
+records and the batch loop that call runs are csrc/_inference_run.pxd's, apart because they
+are C alone: they read the records and nothing of Python's.
 """
 cimport numpy as cnp
-from libc.math cimport sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport idx_t
 from _activations cimport IDENTITY
-from _activations_threads cimport act_forward_threads, softmax_forward_threads
-from _batchnorm cimport bn_eval_scratch, bn_forward_eval_core
-from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_core,
-                     dense_forward_estimate, dense_forward_scratch, dense_strategy_valid,
-                     pynn_blas_threads_init, pynn_products_acquire, pynn_products_lock_adopt,
-                     pynn_products_release)
-from _rownorm cimport rn_forward_core
-from _sparse cimport ColumnView, CsrArrays, column_view_bytes, csr_forward_rows
+from _batchnorm cimport bn_eval_scratch
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_estimate,
+                     dense_strategy_valid, pynn_blas_threads_init, pynn_products_acquire,
+                     pynn_products_lock_adopt, pynn_products_release)
+from _inference_run cimport (INF_ACT, INF_BN, INF_DENSE, INF_RES_BEGIN, INF_RES_END,
+                             INF_ROWNORM, INF_SOFTMAX, INF_STANDARDIZE, CsrRows, InfOp,
+                             InfProgram, _run)
+from _sparse cimport column_view_bytes
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 from pynn._kernels.dense import products_lock_address
@@ -53,76 +57,36 @@ pynn_products_lock_adopt(<void*><uintptr_t>products_lock_address())
 cnp.import_array()
 
 
-cdef enum:
-    # the op kinds (the builder's methods name them)
-    INF_DENSE = 0
-    INF_BN = 1
-    INF_ACT = 2
-    INF_SOFTMAX = 3
-    INF_STANDARDIZE = 4
-    INF_ROWNORM = 5      # LayerNorm (center) or RMSNorm
-    INF_RES_BEGIN = 6    # a Residual's input copied aside
-    INF_RES_END = 7      # ... added to its block's output
-
-
-cdef struct InfOp:
-    int kind, act
-    double param, param2  # the activation's two scalars (codes.kernel_params)
-    double eps
-    idx_t k, m          # input and output width
-    void* W             # dense: weight (m x k) / batchnorm, rownorm: gamma (rownorm: or
-                        # NULL) / standardize: mean
-    void* b             # dense: bias or NULL / batchnorm, rownorm: beta (rownorm: or NULL) /
-                        # standardize: scale
-    void* rm            # batchnorm: running statistics
-    void* rv
-    int pre, post       # dense: the standardize op before it and the batchnorm op after it
-                        # that a folded run folds into it (-1: none)
-    bint folded         # standardize, batchnorm: folded into a dense op in a folded run
-    idx_t fold_at       # dense with pre or post: offset of its folded W' and b' in the
-                        # run's fold scratch (elements)
-    bint center         # rownorm: LayerNorm (rows centered) rather than RMSNorm
-    int slot            # res_begin, res_end: the skip buffer (the residual's nesting depth)
-
-
-cdef struct CsrRows:
-    # run_csr's X; the column view's scratch (for the batch with the most stored values) and
-    # the sparse product's n doubles per thread
-    CsrArrays arrays
-    char* scratch
-    double* acc
-
-
 cdef class InferenceProgram:
     """The eval-mode ops of one Sequential (see the module doc), built by keyword methods."""
-    cdef InfOp* ops
-    cdef int n_ops, cap_ops, depth, max_depth
+    cdef InfProgram prog  # the ops, and what the batch loop reads besides (_inference_run.pxd)
+    cdef int cap_ops, depth, max_depth
     cdef bint is_float
-    cdef idx_t widest, fold_elems, min_parallel
+    cdef idx_t fold_elems
 
     def __cinit__(self, bint is_float, int max_ops, idx_t min_parallel):
         """``min_parallel``: elements below which an elementwise op runs on one thread (the
         backends' threshold)."""
         self.is_float = is_float
-        self.min_parallel = min_parallel
-        self.ops = <InfOp*>calloc(max_ops if max_ops > 0 else 1, sizeof(InfOp))
-        if self.ops == NULL:
+        self.prog.min_parallel = min_parallel
+        self.prog.ops = <InfOp*>calloc(max_ops if max_ops > 0 else 1, sizeof(InfOp))
+        if self.prog.ops == NULL:
             raise MemoryError()
         self.cap_ops = max_ops
 
     def __dealloc__(self):
-        free(self.ops)
+        free(self.prog.ops)
 
     cdef InfOp* _new_op(self, int kind, int act, double param, double param2, idx_t k,
                         idx_t m) except NULL:
-        if self.n_ops >= self.cap_ops:
+        if self.prog.n_ops >= self.cap_ops:
             raise ValueError("more ops than the program was made for")
-        cdef InfOp* o = &self.ops[self.n_ops]
+        cdef InfOp* o = &self.prog.ops[self.prog.n_ops]
         memset(o, 0, sizeof(InfOp))
         o.kind, o.act, o.param, o.param2, o.k, o.m = kind, act, param, param2, k, m
         o.pre = o.post = -1
-        self.n_ops += 1
-        self.widest = max(self.widest, m)
+        self.prog.n_ops += 1
+        self.prog.widest = max(self.prog.widest, m)
         return o
 
     def add_dense(self, *, int act, double param, idx_t k, idx_t m, uintptr_t W, uintptr_t b,
@@ -191,7 +155,7 @@ cdef class InferenceProgram:
         cdef idx_t most = 0, view, lo = 0, hi
         if n <= 0:
             return
-        if self.n_ops == 0 or self.ops[0].kind != INF_DENSE:
+        if self.prog.n_ops == 0 or self.prog.ops[0].kind != INF_DENSE:
             raise ValueError("run_csr needs a program whose first op is a dense op")
         # the batch with the most stored values sizes the view's scratch
         while lo < n:
@@ -202,7 +166,7 @@ cdef class InferenceProgram:
         csr.arrays.indices = cnp.PyArray_DATA(indices)
         csr.arrays.indptr = cnp.PyArray_DATA(indptr)
         csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
-        view = (column_view_bytes(self.ops[0].k, most) + 7) // 8 * 8
+        view = (column_view_bytes(self.prog.ops[0].k, most) + 7) // 8 * 8
         csr.scratch = <char*>malloc(view + n_threads * rows * sizeof(double))
         if csr.scratch == NULL:
             raise MemoryError()
@@ -238,12 +202,12 @@ cdef class InferenceProgram:
         if strategies is not None:
             given = strategies
             if (cnp.PyArray_TYPE(given) != cnp.NPY_INT32 or not cnp.PyArray_IS_C_CONTIGUOUS(given)
-                    or cnp.PyArray_SIZE(given) != 2 * self.n_ops):
+                    or cnp.PyArray_SIZE(given) != 2 * self.prog.n_ops):
                 raise ValueError(f"strategies must be a C-contiguous int32 array of "
-                                 f"{2 * self.n_ops} entries (two per op)")
+                                 f"{2 * self.prog.n_ops} entries (two per op)")
             codes = <const int*>cnp.PyArray_DATA(given)
-        for i in range(self.n_ops):
-            o = &self.ops[i]
+        for i in range(self.prog.n_ops):
+            o = &self.prog.ops[i]
             for j in range(2):
                 if o.kind != INF_DENSE:
                     dest[2 * i + j] = 0
@@ -273,11 +237,11 @@ cdef class InferenceProgram:
         cdef double* rn_scratch
         cdef int* codes
         cdef int exclusive
-        if n <= 0 or self.n_ops == 0:
+        if n <= 0 or self.prog.n_ops == 0:
             return
         if self.depth != 0:
             raise ValueError("a residual begun and not ended")
-        codes = <int*>malloc(2 * self.n_ops * sizeof(int))
+        codes = <int*>malloc(2 * self.prog.n_ops * sizeof(int))
         if codes == NULL:
             raise MemoryError()
         try:
@@ -288,30 +252,31 @@ cdef class InferenceProgram:
             raise
         # two activations between ops, a transposed product's scratch (at most rows x widest:
         # dense_forward_scratch), BatchNorm's statistics in double
-        buffers = malloc(3 * rows * self.widest * item)
-        bn_scratch = <double*>malloc(bn_eval_scratch(self.widest) * sizeof(double))
+        buffers = malloc(3 * rows * self.prog.widest * item)
+        bn_scratch = <double*>malloc(bn_eval_scratch(self.prog.widest) * sizeof(double))
         # rownorm's gamma and beta in double, its per-row mean and invstd
-        rn_scratch = <double*>malloc((2 * self.widest + 2 * rows) * sizeof(double))
+        rn_scratch = <double*>malloc((2 * self.prog.widest + 2 * rows) * sizeof(double))
         if fold and self.fold_elems > 0:
             folds = malloc(self.fold_elems * item)
         if self.max_depth > 0:
-            skips = malloc(self.max_depth * rows * self.widest * item)
+            skips = malloc(self.max_depth * rows * self.prog.widest * item)
         try:
             if buffers == NULL or bn_scratch == NULL or rn_scratch == NULL or (
                     fold and self.fold_elems > 0 and folds == NULL) or (
                     self.max_depth > 0 and skips == NULL):
                 raise MemoryError()
-            dense_scratch = <char*>buffers + 2 * rows * self.widest * item
+            dense_scratch = <char*>buffers + 2 * rows * self.prog.widest * item
             with nogil:
                 pynn_products_acquire(exclusive)
                 if self.is_float:
-                    _run[float](self, <const float*>xp, <float*>op, n, rows, n_threads, fold,
-                                <float*>buffers, <float*>dense_scratch, bn_scratch,
+                    _run[float](&self.prog, <const float*>xp, <float*>op, n, rows, n_threads,
+                                fold, <float*>buffers, <float*>dense_scratch, bn_scratch,
                                 <float*>folds, rn_scratch, <float*>skips, csr, codes)
                 else:
-                    _run[double](self, <const double*>xp, <double*>op, n, rows, n_threads, fold,
-                                 <double*>buffers, <double*>dense_scratch, bn_scratch,
-                                 <double*>folds, rn_scratch, <double*>skips, csr, codes)
+                    _run[double](&self.prog, <const double*>xp, <double*>op, n, rows,
+                                 n_threads, fold, <double*>buffers, <double*>dense_scratch,
+                                 bn_scratch, <double*>folds, rn_scratch, <double*>skips, csr,
+                                 codes)
                 pynn_products_release(exclusive)
         finally:
             free(codes)
@@ -320,144 +285,3 @@ cdef class InferenceProgram:
             free(folds)
             free(rn_scratch)
             free(skips)
-
-
-ctypedef fused real:
-    float
-    double
-
-
-cdef void _run(InferenceProgram prog, const real* X, real* out, idx_t n, idx_t rows,
-               int n_threads, bint fold, real* buffers, real* dense_scratch, double* bn_scratch,
-               real* folds, double* rn_scratch, real* skips, const CsrRows* csr,
-               const int* codes) noexcept nogil:
-    """The batches of a run (see InferenceProgram.run; csr: run_csr's X, or NULL; codes: two
-    strategies per op, for a full batch and for the last)."""
-    cdef int i, last = -1, cur
-    cdef idx_t lo, hi, r, r2, elems
-    cdef InfOp* o
-    cdef InfOp* bn
-    cdef const real* h
-    cdef real* Y
-    cdef const real* W
-    cdef const real* b
-    cdef int act, nt, strategy
-    cdef double param, param2
-    cdef idx_t out_width = 0
-    cdef real* skip
-    cdef ColumnView view  # the sparse first op's batch by column (csr_forward_rows)
-    if fold:
-        for i in range(prog.n_ops):
-            o = &prog.ops[i]
-            if o.kind == INF_DENSE and (o.pre >= 0 or o.post >= 0):
-                _fold(prog, o, folds + o.fold_at)
-    for i in range(prog.n_ops):
-        if not (fold and prog.ops[i].folded):
-            last = i
-            out_width = prog.ops[i].m
-    lo = 0
-    while lo < n:
-        hi = min(lo + rows, n)
-        r = hi - lo
-        h = X + lo * prog.ops[0].k if X != NULL else NULL  # (NULL: csr's rows)
-        cur = 0
-        for i in range(last + 1):
-            o = &prog.ops[i]
-            if fold and o.folded:
-                continue
-            if o.kind == INF_RES_BEGIN:  # h stays the input of the block's first op
-                memcpy(skips + o.slot * rows * prog.widest, h, r * o.m * sizeof(real))
-                continue
-            Y = out + lo * out_width if i == last else buffers + cur * rows * prog.widest
-            elems = r * o.m
-            nt = n_threads if elems >= prog.min_parallel else 1
-            if o.kind == INF_DENSE:
-                W, b = <const real*>o.W, <const real*>o.b
-                act, param, param2 = o.act, o.param, o.param2
-                if fold and (o.pre >= 0 or o.post >= 0):
-                    W = folds + o.fold_at
-                    b = W + o.m * o.k
-                    if o.post >= 0:  # the BatchNorm's activation, in this epilogue now
-                        bn = &prog.ops[o.post]
-                        act, param, param2 = bn.act, bn.param, bn.param2
-                if csr != NULL and i == 0:
-                    csr_forward_rows(&csr.arrays, lo, r, o.k, W, b, Y, o.m, act, <real>param,
-                                     <real>param2, NULL, csr.scratch, &view, csr.acc,
-                                     n_threads)
-                else:
-                    strategy = codes[2 * i + (r != rows)]
-                    dense_forward_core(h, W, b, Y,
-                                       dense_scratch if dense_forward_scratch(r, o.k, o.m,
-                                                                              strategy)
-                                       else NULL, r, o.k, o.m, act, <real>param, <real>param2,
-                                       NULL, n_threads, strategy)
-            elif o.kind == INF_BN:
-                bn_forward_eval_core(h, <const real*>o.W, <const real*>o.b, <const real*>o.rm,
-                                     <const real*>o.rv, o.eps, Y, bn_scratch, r, o.m, o.act,
-                                     <real>o.param, <real>o.param2, nt)
-            elif o.kind == INF_ACT:
-                act_forward_threads(o.act, <real>o.param, <real>o.param2, h, Y, elems, nt)
-            elif o.kind == INF_SOFTMAX:
-                softmax_forward_threads(h, Y, r, o.m, nt)
-            elif o.kind == INF_ROWNORM:
-                _affine_in_double(<const real*>o.W, <const real*>o.b, rn_scratch, o.m)
-                rn_forward_core(h, Y, r, o.m, o.eps, rn_scratch, rn_scratch + o.m,
-                                rn_scratch + 2 * prog.widest if o.center else NULL,
-                                rn_scratch + 2 * prog.widest + rows, nt)
-            elif o.kind == INF_RES_END:
-                skip = skips + o.slot * rows * prog.widest
-                for r2 in range(elems):  # Residual.infer's X + block(X), in the dtype
-                    Y[r2] = skip[r2] + h[r2]
-            else:
-                _standardize(h, <const real*>o.W, <const real*>o.b, Y, r, o.m)
-            h = Y
-            cur = 1 - cur
-        lo = hi
-
-
-cdef void _affine_in_double(const real* gamma, const real* beta, double* dest,
-                            idx_t f) noexcept nogil:
-    """A rownorm's gamma and beta in double, 1 and 0 where the layer has none (as its per-call
-    kernel converts them)."""
-    cdef idx_t j
-    for j in range(f):
-        dest[j] = <double>gamma[j] if gamma != NULL else 1.0
-        dest[f + j] = <double>beta[j] if beta != NULL else 0.0
-
-
-cdef void _standardize(const real* x, const real* mean, const real* scale, real* y, idx_t n,
-                       idx_t f) noexcept nogil:
-    """y := (x - mean) / scale per row: Standardizer's arithmetic in the dtype (NumPy's
-    subtract, then divide)."""
-    cdef idx_t i, j
-    for i in range(n):
-        for j in range(f):
-            y[i * f + j] = (x[i * f + j] - mean[j]) / scale[j]
-
-
-cdef void _fold(InferenceProgram prog, const InfOp* d, real* dest) noexcept nogil:
-    """Dense op d's W' (m x k) and b' (m) into dest, from the arrays as they are now: the
-    Standardizer before it folded into W's columns, the BatchNorm after it into W's rows (see
-    the module doc); in double, rounded once."""
-    cdef const InfOp* st = &prog.ops[d.pre] if d.pre >= 0 else NULL
-    cdef const InfOp* bn = &prog.ops[d.post] if d.post >= 0 else NULL
-    cdef const real* W = <const real*>d.W
-    cdef const real* b = <const real*>d.b
-    cdef real* Wf = dest
-    cdef real* bf = dest + d.m * d.k
-    cdef idx_t j, c
-    cdef double s, w, shift
-    for j in range(d.m):
-        s = 1.0
-        if bn != NULL:
-            s = <double>(<const real*>bn.W)[j] / sqrt(<double>(<const real*>bn.rv)[j] + bn.eps)
-        shift = <double>b[j] if b != NULL else 0.0
-        for c in range(d.k):
-            w = <double>W[j * d.k + c]
-            if st != NULL:  # (x - mean) / scale, then W: W / scale, and W' mean off the bias
-                w = w / <double>(<const real*>st.b)[c]
-                shift -= w * <double>(<const real*>st.W)[c]
-            Wf[j * d.k + c] = <real>(w * s)
-        if bn != NULL:
-            shift = (shift - <double>(<const real*>bn.rm)[j]) * s + <double>(<const real*>bn.b)[j]
-        bf[j] = <real>shift

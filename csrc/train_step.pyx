@@ -20,9 +20,14 @@ path's) to the block's input gradient; the end op adds the residual's input to t
 output and passes its gradient down unchanged (its dX is its dY's address). Dropout draws its
 mask from the key ``set_keys``' array holds for its op (the layer's counter, moved by Python
 once per step as the eager layer moves it).
+
+This file is the program as Python sees it: the builder's methods, the sizes of the scratch the
+Python side allocates, and ``run``/``run_csr``, which hand a step its arrays. The records and
+the step itself (the lock, the fusion's plan, the phases) are csrc/_train_step_run.pxd's, apart
+because they are C alone and change with how a step runs, not with what Python hands over.
 """
 cimport numpy as cnp
-from libc.math cimport NAN, pow, sqrt
+from libc.math cimport pow, sqrt
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
@@ -30,23 +35,16 @@ from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport idx_t
 from _activations cimport IDENTITY
-from _activations_threads cimport act_backward_threads, act_forward_threads
-from _batchnorm cimport (bn_backward_core, bn_backward_scratch, bn_forward_scratch,
-                         bn_forward_train_core)
-from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_core,
-                     dense_forward_scratch, dense_strategy_valid, pynn_blas_threads_init,
-                     pynn_products_acquire, pynn_products_lock_adopt, pynn_products_release)
-from _dense_backward cimport dense_backward_core, dense_backward_team
-from _losses cimport bce_core, mse_core, softmax_ce_core
+from _batchnorm cimport bn_backward_scratch, bn_forward_scratch
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_scratch,
+                     dense_strategy_valid, pynn_blas_threads_init, pynn_products_lock_adopt)
+from _dense_backward cimport dense_backward_team
 from _rownorm cimport rn_backward_scratch
 from _sparse cimport column_view_bytes
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
                           OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM, OP_SOFTMAX,
-                          OP_SPARSE_DENSE, UPD_ADAM, UPD_SGD, UPDATE, Fusion, Loops, Op, Update,
-                          update_range)
-from _train_step_blocks cimport block_backward, block_forward, is_block_op
-from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
-from _train_step_sparse cimport CsrBatch, sparse_backward, sparse_forward
+                          OP_SPARSE_DENSE, UPD_ADAM, UPD_SGD, UPDATE, Op, Update)
+from _train_step_run cimport Program, plan_step, run_step
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 from pynn._kernels.dense import products_lock_address
@@ -67,57 +65,41 @@ def step_kinds():
 
 cdef class StepProgram:
     """The ops of one (model, loss, optimizer, input shape, dtype); see the module doc."""
-    cdef Op* ops
-    cdef int n_ops, cap_ops
-    cdef Update* upd
-    cdef int n_upd, cap_upd
-    cdef bint is_float, accumulate
-    cdef int loss_kind, loss_nt
-    cdef double grad_rows  # the rows the loss gradient's mean is over (set_gradient_rows)
-    cdef void* G
-    cdef idx_t n_out, k_out
-    cdef Loops loops
-    cdef const uint64_t* keys  # per op: a dropout op's key for this step (set_keys)
-    # what runs fused (_step_fusion.pxd): planned once the ops are in, tied again whenever
-    # the updates change
-    cdef Fusion fused
-    cdef bint planned, tied_ok
-    cdef CsrBatch csr  # the batch of run_csr (a program whose first op is OP_SPARSE_DENSE)
-    # some product runs on BLAS's own threads: a run holds the products lock exclusively
-    cdef bint exclusive
+    cdef Program prog  # its records, as a run reads them (_train_step_run.pxd)
+    cdef int cap_ops, cap_upd  # what prog.ops and prog.upd have room for
 
     def __cinit__(self, bint is_float, int max_ops, int max_updates, bint accumulate,
                   dict loops):
-        self.is_float = is_float
-        self.accumulate = accumulate
-        self.ops = <Op*>calloc(max_ops if max_ops > 0 else 1, sizeof(Op))
-        self.upd = <Update*>calloc(max_updates if max_updates > 0 else 1, sizeof(Update))
-        if self.ops == NULL or self.upd == NULL:
+        self.prog.is_float = is_float
+        self.prog.accumulate = accumulate
+        self.prog.ops = <Op*>calloc(max_ops if max_ops > 0 else 1, sizeof(Op))
+        self.prog.upd = <Update*>calloc(max_updates if max_updates > 0 else 1, sizeof(Update))
+        if self.prog.ops == NULL or self.prog.upd == NULL:
             raise MemoryError()
         self.cap_ops, self.cap_upd = max_ops, max(max_updates, 1)
-        self.fused.tail = -1
+        self.prog.fused.tail = -1
         suffix = "_f" if is_float else "_d"
-        self.loops.adam = <void*><uintptr_t>loops["adam" + suffix]
-        self.loops.sgd = <void*><uintptr_t>loops["sgd" + suffix]
+        self.prog.loops.adam = <void*><uintptr_t>loops["adam" + suffix]
+        self.prog.loops.sgd = <void*><uintptr_t>loops["sgd" + suffix]
 
     def __dealloc__(self):
-        free(self.ops)
-        free(self.upd)
-        free(self.fused.rest)
-        free(self.csr.scratch)
+        free(self.prog.ops)
+        free(self.prog.upd)
+        free(self.prog.fused.rest)
+        free(self.prog.csr.scratch)
 
     cdef Op* _new_op(self, int kind, int act, double param, double param2, idx_t n, idx_t k,
                      idx_t m, int nt, uintptr_t X, uintptr_t Y, uintptr_t dX) except NULL:
         """The next op, its common fields set and the rest zero (NULL)."""
-        if self.n_ops >= self.cap_ops:
+        if self.prog.n_ops >= self.cap_ops:
             raise ValueError("more ops than the program was made for")
-        cdef Op* o = &self.ops[self.n_ops]
+        cdef Op* o = &self.prog.ops[self.prog.n_ops]
         memset(o, 0, sizeof(Op))
         o.kind, o.act, o.param, o.param2 = kind, act, param, param2
         o.n, o.k, o.m, o.nt = n, k, m, nt
         o.X, o.Y, o.dX = <void*>X, <void*>Y, <void*>dX
-        self.n_ops += 1
-        self.planned = False
+        self.prog.n_ops += 1
+        self.prog.planned = False
         return o
 
     def add_dense(self, *, int act, double param, idx_t n, idx_t k, idx_t m, int n_threads,
@@ -144,7 +126,7 @@ cdef class StepProgram:
         o.fstrat, o.bstrat = forward_strategy, backward_strategy
         if (forward_strategy & DENSE_THREADING == DENSE_BLAS_THREADS
                 or backward_strategy == DENSE_BLAS_THREADS):
-            self.exclusive = True
+            self.prog.exclusive = True
         o.W, o.b, o.dW, o.db, o.dz = <void*>W, <void*>b, <void*>dW, <void*>db, <void*>dz
         o.fwd = <void*>forward_scratch
         o.zs = <void*>Z
@@ -158,7 +140,7 @@ cdef class StepProgram:
         (n x m), Z: the kept pre-activation (0: none); backward into dW, db (0: frozen) with
         dz (the dZ scratch; 0: no activation); ``thread_rows``: n doubles per thread (float64
         scratch of n_threads * n). No dX."""
-        if self.n_ops != 0:
+        if self.prog.n_ops != 0:
             raise ValueError("a sparse dense op must be the program's first")
         cdef Op* o = self._new_op(OP_SPARSE_DENSE, act, param, param2, n, k, m, n_threads, 0, Y,
                                   0)
@@ -232,17 +214,17 @@ cdef class StepProgram:
     def set_keys(self, uintptr_t keys):
         """The uint64 array (one entry per op, alive while the program is) whose entry i is
         dropout op i's key in the next run."""
-        self.keys = <const uint64_t*>keys
+        self.prog.keys = <const uint64_t*>keys
 
     def op_kinds(self):
         """The kind (step_kinds()) of each op, in order: what the program runs."""
-        return [self.ops[i].kind for i in range(self.n_ops)]
+        return [self.prog.ops[i].kind for i in range(self.prog.n_ops)]
 
     def set_loss(self, *, int kind, uintptr_t G, idx_t n, idx_t k, int n_threads):
         """The loss (LOSS_*) of the last op's n x k output, its gradient into G."""
-        self.loss_kind, self.G, self.loss_nt = kind, <void*>G, n_threads
-        self.n_out, self.k_out = n, k
-        self.grad_rows = <double>n
+        self.prog.loss_kind, self.prog.G, self.prog.loss_nt = kind, <void*>G, n_threads
+        self.prog.n_out, self.prog.k_out = n, k
+        self.prog.grad_rows = <double>n
 
     def set_gradient_rows(self, double rows):
         """The loss gradient becomes that of a mean over ``rows`` rows (the value stays the
@@ -250,7 +232,7 @@ cdef class StepProgram:
         this rank's part of the global gradient and the ranks' parts add up to it."""
         if not rows > 0:
             raise ValueError(f"rows must be positive, got {rows}")
-        self.grad_rows = rows
+        self.prog.grad_rows = rows
 
     def add_update(self, *, int kind, idx_t size, int n_threads, uintptr_t param,
                    uintptr_t grad, uintptr_t state1=0, uintptr_t state2=0, uintptr_t state3=0):
@@ -258,41 +240,31 @@ cdef class StepProgram:
         max_exp_avg_sq or 0) or UPD_SGD (state1: the momentum buffer or 0); its scalars come
         from set_adam() or set_sgd() before the next run."""
         cdef Update* grown
-        if self.n_upd >= self.cap_upd:  # the optimizer's runs changed (a parameter was frozen)
-            grown = <Update*>realloc(self.upd, 2 * self.cap_upd * sizeof(Update))
+        if self.prog.n_upd >= self.cap_upd:  # the optimizer's runs changed (a parameter was frozen)
+            grown = <Update*>realloc(self.prog.upd, 2 * self.cap_upd * sizeof(Update))
             if grown == NULL:
                 raise MemoryError()
-            self.upd, self.cap_upd = grown, 2 * self.cap_upd
-        cdef Update* u = &self.upd[self.n_upd]
+            self.prog.upd, self.cap_upd = grown, 2 * self.cap_upd
+        cdef Update* u = &self.prog.upd[self.prog.n_upd]
         u.kind, u.size, u.nt = kind, size, n_threads
         u.p, u.g = <void*>param, <void*>grad
         u.s1, u.s2, u.s3 = <void*>state1, <void*>state2, <void*>state3
-        self.n_upd += 1
-        self.tied_ok = False
+        self.prog.n_upd += 1
+        self.prog.tied_ok = False
 
     def clear_updates(self):
-        self.n_upd = 0
-        self.tied_ok = False
+        self.prog.n_upd = 0
+        self.prog.tied_ok = False
 
     def fusion(self):
         """What runs fused (for tests): the dense ops whose forward runs the BatchNorm after
         it; the ops whose backwards run by column tiles with the update (the first dense op
         and the BatchNorm after it; empty: none); and how many parameters are updated on
         that region's column tiles."""
-        self._plan()
-        cdef int tail = self.fused.tail
-        return ([i for i in range(self.n_ops) if self.ops[i].fused_nt > 0],
-                [tail - 1, tail] if tail >= 0 else [], self.fused.n_tied)
-
-    cdef void _plan(self) noexcept nogil:
-        if not self.planned:
-            plan_fusion(self.ops, self.n_ops, &self.fused)
-            self.planned = True
-            self.tied_ok = False
-        if not self.tied_ok:
-            self.tied_ok = tie_updates(self.ops, self.upd, self.n_upd,
-                                       sizeof(float) if self.is_float else sizeof(double),
-                                       &self.fused) == 0
+        plan_step(&self.prog)
+        cdef int tail = self.prog.fused.tail
+        return ([i for i in range(self.prog.n_ops) if self.prog.ops[i].fused_nt > 0],
+                [tail - 1, tail] if tail >= 0 else [], self.prog.fused.n_tied)
 
     def set_adam(self, int i, *, double beta1, double beta2, double eps, double weight_decay,
                  double l1, double decay, double step_size, double bc2_sqrt, double lr,
@@ -300,7 +272,7 @@ cdef class StepProgram:
         """Adam update i's loop scalars (``adam_loop_scalars``: beta1 .. bc2_sqrt, eps placed),
         and what ``set_step`` derives the next steps' from: lr, the group's eps (``base_eps``)
         and its placement."""
-        cdef Update* u = &self.upd[i]
+        cdef Update* u = &self.prog.upd[i]
         u.a[0], u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7] = (
             beta1, beta2, eps, weight_decay, l1, decay, step_size, bc2_sqrt)
         u.lr, u.eps, u.eps_before = lr, base_eps, eps_before_correction
@@ -309,7 +281,7 @@ cdef class StepProgram:
                 double weight_decay, double l1, int mode, bint nesterov):
         """SGD update i's loop scalars; ``mode``: the loop's variant (plain, first or momentum,
         ``pynn._kernels.optim.update_loops``)."""
-        cdef Update* u = &self.upd[i]
+        cdef Update* u = &self.prog.upd[i]
         u.a[0], u.a[1], u.a[2], u.a[3], u.a[4] = lr, momentum, dampening, weight_decay, l1
         u.mode, u.flag = mode, nesterov
 
@@ -318,7 +290,7 @@ cdef class StepProgram:
         ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in
         double, so the same bits): eps (placed before the correction), lr / (1 - beta1^t) and
         sqrt(1 - beta2^t); set_adam() gave the rest."""
-        cdef Update* u = &self.upd[i]
+        cdef Update* u = &self.prog.upd[i]
         cdef double correction2 = 1.0 - pow(u.a[1], t)
         u.a[6] = u.lr / (1.0 - pow(u.a[0], t))
         u.a[7] = sqrt(correction2)
@@ -337,15 +309,8 @@ cdef class StepProgram:
         cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
         cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
         with nogil:
-            pynn_products_acquire(self.exclusive)
-            self._plan()
-            if self.is_float:
-                loss = _run[float](self, <float*>xp, tp, mp, phases)
-            else:
-                loss = _run[double](self, <double*>xp, tp, mp, phases)
-            pynn_products_release(self.exclusive)
+            loss = run_step(&self.prog, xp, tp, mp, phases)
         return loss
-
 
     def run_csr(self, cnp.ndarray data, cnp.ndarray indices, cnp.ndarray indptr,
                 cnp.ndarray target, cnp.ndarray momenta, int phases):
@@ -353,155 +318,31 @@ cdef class StepProgram:
         dtype, int32 or int64 indices with indptr of the same type, checked by the caller:
         csr_arrays) for a program whose first op is OP_SPARSE_DENSE."""
         cdef double loss
-        cdef Op* first = &self.ops[0]
+        cdef Op* first = &self.prog.ops[0]
         cdef idx_t need
         cdef char* grown
         cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
         cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
-        if self.n_ops == 0 or first.kind != OP_SPARSE_DENSE:
+        if self.prog.n_ops == 0 or first.kind != OP_SPARSE_DENSE:
             raise ValueError("run_csr needs a program whose first op is a sparse dense op")
         if cnp.PyArray_DIM(indptr, 0) != first.n + 1:
             raise ValueError(f"indptr must have {first.n + 1} entries")
-        self.csr.arrays.data = cnp.PyArray_DATA(data)
-        self.csr.arrays.indices = cnp.PyArray_DATA(indices)
-        self.csr.arrays.indptr = cnp.PyArray_DATA(indptr)
-        self.csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
-        self.csr.nnz = cnp.PyArray_DIM(data, 0)
+        self.prog.csr.arrays.data = cnp.PyArray_DATA(data)
+        self.prog.csr.arrays.indices = cnp.PyArray_DATA(indices)
+        self.prog.csr.arrays.indptr = cnp.PyArray_DATA(indptr)
+        self.prog.csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
+        self.prog.csr.nnz = cnp.PyArray_DIM(data, 0)
         if phases & FORWARD:
-            self.csr.has_view = False  # (the forward builds this batch's)
-            need = column_view_bytes(first.k, self.csr.nnz)
-            if need > self.csr.capacity:  # the batch's stored values outgrew the scratch
-                grown = <char*>realloc(self.csr.scratch, need + need // 4)
+            self.prog.csr.has_view = False  # (the forward builds this batch's)
+            need = column_view_bytes(first.k, self.prog.csr.nnz)
+            if need > self.prog.csr.capacity:  # the batch's stored values outgrew the scratch
+                grown = <char*>realloc(self.prog.csr.scratch, need + need // 4)
                 if grown == NULL:
                     raise MemoryError()
-                self.csr.scratch, self.csr.capacity = grown, need + need // 4
+                self.prog.csr.scratch, self.prog.csr.capacity = grown, need + need // 4
         with nogil:
-            pynn_products_acquire(self.exclusive)
-            self._plan()
-            if self.is_float:
-                loss = _run[float](self, <float*>NULL, tp, mp, phases)
-            else:
-                loss = _run[double](self, <double*>NULL, tp, mp, phases)
-            pynn_products_release(self.exclusive)
+            loss = run_step(&self.prog, NULL, tp, mp, phases)
         return loss
-
-
-ctypedef fused real:
-    float
-    double
-
-
-cdef double _run(StepProgram prog, real* X0, uintptr_t target, const double* momenta,
-                 int phases) noexcept nogil:
-    cdef double loss = NAN
-    cdef bint updated = False
-    if phases & FORWARD:
-        loss = _forward(prog, X0, target, momenta)
-    if phases & BACKWARD:
-        updated = _backward(prog, X0, (phases & UPDATE) != 0)
-    if phases & UPDATE and not updated:
-        _update(prog, X0)
-    return loss
-
-
-# -------------------------------------------------------------------------------- the phases
-cdef double _forward(StepProgram prog, real* X0, uintptr_t target,
-                     const double* momenta) noexcept nogil:
-    """Every op's forward, then the loss and its gradient: the loss value."""
-    cdef int i = 0
-    cdef Op* o
-    cdef real* X
-    cdef double loss, denom
-    while i < prog.n_ops:
-        o = &prog.ops[i]
-        X = X0 if o.X == NULL else <real*>o.X
-        if o.fused_nt > 0:
-            dense_bn_forward(o, &prog.ops[i + 1], X, momenta[i + 1])
-            i += 2
-            continue
-        if o.kind == OP_DENSE:
-            dense_forward_core(X, <real*>o.W, <real*>o.b, <real*>o.Y, <real*>o.fwd, o.n, o.k,
-                               o.m, o.act, <real>o.param, <real>o.param2, <real*>o.zs, o.nt,
-                               o.fstrat)
-        elif o.kind == OP_BN:
-            bn_forward_train_core(X, <real*>o.W, <real*>o.b, <real*>o.rm, <real*>o.rv,
-                                  momenta[i], o.eps, <real*>o.Y, o.mean, o.invstd, o.fscratch,
-                                  o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt)
-        elif is_block_op(o.kind):
-            block_forward(o, X, X0, prog.keys[i])
-        elif o.kind == OP_SPARSE_DENSE:
-            sparse_forward(o, &prog.csr, X0)
-        else:
-            act_forward_threads(o.act, <real>o.param, <real>o.param2, X, <real*>o.Y, o.n * o.k,
-                                o.nt)
-        i += 1
-    # loss and its gradient
-    o = &prog.ops[prog.n_ops - 1]
-    # The plain mean, computed as the losses' Python side computes it from the cores'
-    # weighted sums (gradient scale 1 / denominator, then sum / denominator): bit-identical.
-    # (grad_rows is n_out unless set_gradient_rows changed it: the same 1 / denominator)
-    if prog.loss_kind == LOSS_CE:
-        denom = <double>prog.n_out
-        loss = softmax_ce_core(<real*>o.Y, <const Py_ssize_t*>target, NULL, <real*>prog.G,
-                               NULL, prog.n_out, prog.k_out, 1.0 / prog.grad_rows,
-                               prog.loss_nt)
-    elif prog.loss_kind == LOSS_MSE:
-        denom = <double>prog.n_out * <double>prog.k_out
-        loss = mse_core(<real*>o.Y, <real*>target, NULL, <real*>prog.G, NULL,
-                        prog.n_out * prog.k_out, prog.k_out,
-                        1.0 / (prog.grad_rows * <double>prog.k_out), prog.loss_nt)
-    else:
-        denom = <double>prog.n_out * <double>prog.k_out
-        loss = bce_core(<real*>o.Y, <real*>target, NULL, NULL, <real*>prog.G, NULL,
-                        prog.n_out * prog.k_out, prog.k_out,
-                        1.0 / (prog.grad_rows * <double>prog.k_out), prog.loss_nt)
-    return loss / denom
-
-
-cdef bint _backward(StepProgram prog, real* X0, bint update) noexcept nogil:
-    """Every op's backward, from the loss gradient down, into the parameters' gradients; with
-    ``update``, the fused backward that ends it (if any) also runs the whole update: True when
-    it did."""
-    cdef int i
-    cdef Op* o
-    cdef real* X
-    cdef bint acc = prog.accumulate
-    cdef real* dY = <real*>prog.G
-    for i in range(prog.n_ops - 1, -1, -1):
-        o = &prog.ops[i]
-        X = X0 if o.X == NULL else <real*>o.X
-        if i == prog.fused.tail:
-            update = update and prog.tied_ok and prog.fused.n_tied > 0
-            tail_backward(prog.ops, &prog.fused, prog.upd, &prog.loops, X0, dY, update, acc)
-            return update  # the dense op has no dX: nothing further down
-        if o.kind == OP_DENSE:
-            dense_backward_core(dY, X, <real*>o.W, <real*>o.Y if o.dz != NULL else NULL,
-                                <real*>o.zs if o.dz != NULL else NULL, <real*>o.dz, o.acc,
-                                <real*>o.dW, <real*>o.db, <real*>o.dX, o.n, o.m, o.k, o.act,
-                                <real>o.param, <real>o.param2, o.bnt, o.n_acc, acc,
-                                o.nt if o.bstrat == DENSE_BLAS_THREADS else 1)
-        elif o.kind == OP_BN:
-            bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
-                             o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,
-                             o.n, o.k, o.act, <real>o.param, <real>o.param2, o.nt, acc)
-        elif is_block_op(o.kind):
-            block_backward(o, dY, X, acc)
-        elif o.kind == OP_SPARSE_DENSE:
-            sparse_backward(o, &prog.csr, dY, acc)
-        elif o.dX != NULL:
-            act_backward_threads(o.act, <real>o.param, <real>o.param2, dY, X, <real*>o.Y,
-                                 <real*>o.dX, o.n * o.k, o.nt)
-        if o.dX == NULL:
-            break  # the first op and no input gradient: nothing further down
-        dY = <real*>o.dX
-    return False
-
-
-cdef void _update(StepProgram prog, real* tag) noexcept nogil:
-    """Every optimizer run's fused loop (``tag`` only selects the dtype)."""
-    cdef int i
-    for i in range(prog.n_upd):
-        update_range(&prog.loops, &prog.upd[i], tag, 0, prog.upd[i].size, prog.upd[i].nt)
 
 
 # ------------------------------------------------------------------ sizes for the Python side
