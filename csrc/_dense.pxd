@@ -15,8 +15,9 @@
 # _blas_threads.h), one BLAS call with BLAS's own threads does every product.
 #
 # Strategies are data: the caller passes one (pynn.tune decides it, by timing the candidates or
-# by dense_forward_estimate / dense_backward_estimate, which are the fixed rules this file had
-# before the planner: estimate mode is those rules bit for bit). A strategy is how the product
+# by dense_forward_estimate / dense_backward_estimate, the fixed rules: estimate mode is those
+# rules bit for bit; until DENSE_DOT they were the rules this file had before the planner, and
+# DENSE_DOT took over their few-rows shapes only). A strategy is how the product
 # is threaded (the low two bits) and, for a forward, whether it runs in the transposed
 # orientation (DENSE_TRANSPOSED, see _few_rows_product) or by pynn's own few-rows kernel
 # (DENSE_DOT, see _dot.h: no BLAS, no packing). Strategies may round the last bits
@@ -146,15 +147,21 @@ cdef inline bint dense_forward_cols_tiled(idx_t n, idx_t m, int strategy) noexce
     return (strategy & (DENSE_TRANSPOSED | DENSE_DOT)) != 0 or dense_forward_by_cols(n, m)
 
 
-cdef inline int dense_dot_team(idx_t macs, idx_t m, int n_threads) noexcept nogil:
-    """Threads of a DENSE_DOT forward on column tiles: one below DENSE_PARALLEL_MIN_MACS, at
-    most one per MIN_TILE columns (it calls no BLAS, so it needs no thread setter)."""
+cdef inline int dense_dot_tiles(idx_t m, int n_threads) noexcept nogil:
+    """Threads of a DENSE_DOT forward's column tiles over m columns: at most one per MIN_TILE
+    columns (it calls no BLAS, so it needs no thread setter)."""
     cdef idx_t nt = n_threads
-    if macs < DENSE_PARALLEL_MIN_MACS or n_threads < 2:
-        return 1
     if nt * MIN_TILE > m:
         nt = m // MIN_TILE
     return <int>nt if nt > 1 else 1
+
+
+cdef inline int dense_dot_team(idx_t macs, idx_t m, int n_threads) noexcept nogil:
+    """The estimate's threads for a DENSE_DOT forward of ``macs`` multiply-adds into m
+    columns: one below DENSE_PARALLEL_MIN_MACS, else dense_dot_tiles."""
+    if macs < DENSE_PARALLEL_MIN_MACS:
+        return 1
+    return dense_dot_tiles(m, n_threads)
 
 
 cdef inline int dense_forward_team(idx_t n, idx_t m, int strategy,
@@ -164,7 +171,7 @@ cdef inline int dense_forward_team(idx_t n, idx_t m, int strategy,
     if strategy & DENSE_THREADING != DENSE_TILES:
         return 1
     if strategy & DENSE_DOT:
-        return dense_dot_team(DENSE_PARALLEL_MIN_MACS, m, n_threads)
+        return dense_dot_tiles(m, n_threads)
     return dense_tiles_team(m if dense_forward_cols_tiled(n, m, strategy) else n, n_threads)
 
 
