@@ -15,7 +15,7 @@ from .dropout import Dropout
 from .module import Module
 from .normalization import LayerNorm, RMSNorm
 from .parameter import ParameterArena
-from .plan import plan_role
+from ._plan_record import plan_role
 from .standardizer import Standardizer
 
 
