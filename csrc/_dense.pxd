@@ -106,15 +106,20 @@ cdef inline bint dense_strategy_valid(int strategy, bint forward) noexcept nogil
     return 0 <= strategy <= DENSE_BLAS_THREADS
 
 
-cdef inline int dense_tiles_team(idx_t rows, int n_threads) noexcept nogil:
-    """Threads of a tiled product split over ``rows`` rows: at most one per MIN_TILE rows, and
-    1 when BLAS cannot run single-threaded in each (no thread setter: see _blas_threads.h)."""
+cdef inline int dense_tiles_over(idx_t rows, int n_threads) noexcept nogil:
+    """Tiles of at least MIN_TILE rows over ``rows`` rows, at most one per thread."""
     cdef idx_t nt = n_threads
-    if not pynn_blas_control() or n_threads < 2:
-        return 1
     if nt * MIN_TILE > rows:
         nt = rows // MIN_TILE
     return <int>nt if nt > 1 else 1
+
+
+cdef inline int dense_tiles_team(idx_t rows, int n_threads) noexcept nogil:
+    """Threads of a tiled BLAS product split over ``rows`` rows: dense_tiles_over, and 1 when
+    BLAS cannot run single-threaded in each (no thread setter: see _blas_threads.h)."""
+    if not pynn_blas_control():
+        return 1
+    return dense_tiles_over(rows, n_threads)
 
 
 cdef inline int dense_team(idx_t macs, idx_t rows, int n_threads) noexcept nogil:
@@ -147,21 +152,13 @@ cdef inline bint dense_forward_cols_tiled(idx_t n, idx_t m, int strategy) noexce
     return (strategy & (DENSE_TRANSPOSED | DENSE_DOT)) != 0 or dense_forward_by_cols(n, m)
 
 
-cdef inline int dense_dot_tiles(idx_t m, int n_threads) noexcept nogil:
-    """Threads of a DENSE_DOT forward's column tiles over m columns: at most one per MIN_TILE
-    columns (it calls no BLAS, so it needs no thread setter)."""
-    cdef idx_t nt = n_threads
-    if nt * MIN_TILE > m:
-        nt = m // MIN_TILE
-    return <int>nt if nt > 1 else 1
-
-
 cdef inline int dense_dot_team(idx_t macs, idx_t m, int n_threads) noexcept nogil:
     """The estimate's threads for a DENSE_DOT forward of ``macs`` multiply-adds into m
-    columns: one below DENSE_PARALLEL_MIN_MACS, else dense_dot_tiles."""
+    columns: one below DENSE_PARALLEL_MIN_MACS, else its column tiles (dense_tiles_over: it
+    calls no BLAS, so it needs no thread setter)."""
     if macs < DENSE_PARALLEL_MIN_MACS:
         return 1
-    return dense_dot_tiles(m, n_threads)
+    return dense_tiles_over(m, n_threads)
 
 
 cdef inline int dense_forward_team(idx_t n, idx_t m, int strategy,
@@ -171,7 +168,7 @@ cdef inline int dense_forward_team(idx_t n, idx_t m, int strategy,
     if strategy & DENSE_THREADING != DENSE_TILES:
         return 1
     if strategy & DENSE_DOT:
-        return dense_dot_tiles(m, n_threads)
+        return dense_tiles_over(m, n_threads)  # no BLAS: no thread setter needed
     return dense_tiles_team(m if dense_forward_cols_tiled(n, m, strategy) else n, n_threads)
 
 
