@@ -14,7 +14,7 @@ from scipy.linalg.cython_blas cimport sgemm
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY as _IDENTITY
 from _dense cimport (DENSE_BLAS_THREADS, DENSE_DOT, DENSE_FEW_ROWS, DENSE_GEMV, DENSE_ONE_THREAD,
-                     DENSE_THREADING, DENSE_TILES, DENSE_TRANSPOSED, dense_forward_core,
+                     DENSE_PARALLEL_MIN_MACS, DENSE_THREADING, DENSE_TILES, DENSE_TRANSPOSED, dense_forward_core,
                      dense_forward_estimate, dense_forward_scratch, dense_forward_team,
                      dense_strategy_valid, pynn_blas_control, pynn_blas_threads_init,
                      pynn_products_acquire, pynn_products_lock_address, pynn_products_release)
@@ -39,6 +39,12 @@ def strategy_codes():
             "BLAS_THREADS": DENSE_BLAS_THREADS, "GEMV": DENSE_GEMV,
             "THREADING": DENSE_THREADING, "TRANSPOSED": DENSE_TRANSPOSED,
             "FEW_ROWS": DENSE_FEW_ROWS, "DOT": DENSE_DOT}
+
+
+def parallel_min_macs():
+    """Multiply-adds below which the fixed rules run a product on one thread (and pynn.tune
+    times no threaded candidate: pynn.tune._planner._candidates)."""
+    return DENSE_PARALLEL_MIN_MACS
 
 
 def products_lock_address():

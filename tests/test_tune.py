@@ -241,6 +241,27 @@ def test_a_candidate_must_beat_the_fixed_rules_clearly(monkeypatch, gain, picked
     assert _planner.prepare([key]) == [fixed if picked == "estimate" else other]
 
 
+@pytest.mark.skipif(not CONTROL, reason="the BLAS has no thread setter: nothing is timed")
+def test_products_below_the_parallel_threshold_are_not_timed_on_threads(monkeypatch):
+    # below 2**18 multiply-adds a step's product stays on one thread, whatever tiles time
+    # alone; from there the team's tiles are a candidate again
+    monkeypatch.setattr(_measure, "time_candidates",
+                        lambda k, c: {s: 0.5 if s & THREADING == TILES else 0.4 if s == DOT
+                                      else 1.0 for s in c})
+    limit = _dense.parallel_min_macs()
+    assert limit == 1 << 18
+    small = [_planner.forward_key(32, 64, 64, np.dtype(F32), 2),
+             _planner.backward_key(32, 32, 64, np.dtype(F32), 2, True, True),
+             _planner.forward_key(8, 1024, 16, np.dtype(F32), 2)]  # DOT's column tiles too
+    assert all(_planner.macs(k) < limit for k in small)
+    picked = _planner.prepare(small)
+    assert [s & THREADING for s in picked] == [ONE_THREAD] * 3 and picked[2] == DOT
+    assert {c["source"] for c in pynn.tune.choices() if c["key"]["threads"] == 2} == {
+        "only candidate"}
+    big = _planner.forward_key(64, 128, 64, np.dtype(F32), 2)
+    assert _planner.macs(big) >= limit and _planner.prepare([big]) == [TILES]
+
+
 @pytest.mark.parametrize("key_seconds, rounds", [(0.0, _measure.MIN_REPS),
                                                   (60.0, _measure.MAX_REPS)])
 def test_small_products_are_timed_more_rounds(monkeypatch, key_seconds, rounds):

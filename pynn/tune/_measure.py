@@ -36,6 +36,11 @@ def blas_thread_control():
     return _dense().blas_thread_control()
 
 
+def parallel_min_macs():
+    """Multiply-adds below which the fixed rules keep a product on one thread."""
+    return _dense().parallel_min_macs()
+
+
 def forward_estimate(key):
     return _dense().forward_estimate(key.n, key.k, key.m, key.threads)
 

@@ -54,6 +54,14 @@ BLAS_THREADS_MIN_MACS = 1 << 21
 # 10 us on one thread and on tiles, the pick flipping between runs), and a pick that flips with
 # noise makes two runs of one script round differently for nothing.
 MIN_GAIN = 0.05
+# Below the fixed rules' parallel threshold (the kernels' DENSE_PARALLEL_MIN_MACS, 2**18
+# multiply-adds) a product on more than one thread times no threaded candidate: it runs on one.
+# Timed alone, back to back, the team is awake and both cores' caches hold the operands, and
+# tiles measured 1-2 us faster on such products (AMD EPYC Zen 3, 2 cores: a 32 x 64 x 64 forward
+# 6.1 against 7.2 us, a 32 x 64 x 32 backward 7.3 against 8.8); inside a step of a few tens of
+# us they are not: sk-digits' fit, those two on one thread instead, took 0.82-1.00x the time
+# (median 0.95x; in-process alternation, four runs), and the medium step's 128 x 128 x 10
+# forward measured the same either way (0.99-1.01x).
 # Forward orientations: the matrix-vector path up to GEMV_MAX_ROWS rows, the transposed one up
 # to FEW_ROWS_MAX_ROWS, pynn's own kernel up to DOT_MAX_ROWS (the estimate takes pynn's kernel
 # up to 16 rows, and neither of the others).
@@ -281,6 +289,9 @@ def _candidates(key, orientation):
         if n <= DOT_MAX_ROWS:
             found.append(DOT)
         return found
+    if total < _measure.parallel_min_macs():  # one thread (see the constants)
+        return [orientation if orientation in (DOT, GEMV) else
+                ONE_THREAD | ((orientation or 0) & TRANSPOSED)]
     if orientation == DOT:  # no BLAS: its column tiles, or one thread
         return [DOT | TILES, DOT] if _measure.team(key, DOT | TILES) >= 2 else [DOT]
     if orientation == GEMV or (key.op == "forward" and n <= SAME_BITS_MAX_ROWS):
