@@ -125,8 +125,8 @@ class BuildExt(build_ext):
 
 
 # Cython only tracks headers named in `cdef extern from "..."`, not ones #included by other C
-# (_simd_clone.h, from _optim.h, _batchnorm.h, _activations.h and _dot.h): list them all, so editing one
-# recompiles the modules instead of leaving stale objects.
+# (_simd_clone.h, from _optim.h, _batchnorm.h, _activations.h, _dot.h and _direct.h): list them
+# all, so editing one recompiles the modules instead of leaving stale objects.
 HEADERS = sorted(glob.glob("csrc/*.h"))
 
 

@@ -40,6 +40,15 @@ cdef extern from "_dot.h":
                          idx_t n, idx_t k, idx_t j0, idx_t j1, idx_t ldz) noexcept nogil
 
 
+cdef extern from "_direct.h":
+    void pynn_direct_f(const float* A, idx_t ar, idx_t ap, const float* B, idx_t ldb, float* C,
+                       idx_t ldc, idx_t rows, idx_t cols, idx_t inner,
+                       int accumulate) noexcept nogil
+    void pynn_direct_d(const double* A, idx_t ar, idx_t ap, const double* B, idx_t ldb,
+                       double* C, idx_t ldc, idx_t rows, idx_t cols, idx_t inner,
+                       int accumulate) noexcept nogil
+
+
 cdef extern from "_blas_threads.h":
     void pynn_blas_threads_init(void* symbol) noexcept nogil
     bint pynn_blas_control() noexcept nogil
@@ -69,6 +78,11 @@ cdef enum:
     # pynn's own few-rows kernel (_dot.h), on the calling thread (DENSE_DOT) or on column tiles
     # (DENSE_DOT | DENSE_TILES); it rounds every output alike however the columns are split
     DENSE_DOT = 8
+    # A backward's products by pynn's own kernel (_direct.h: no BLAS, no packing), on the
+    # calling thread (DENSE_DIRECT) or on the team's tiles (DENSE_DIRECT | DENSE_TILES); it
+    # rounds every element alike however the rows or columns are split. (The bit DENSE_DOT
+    # sets for a forward: "pynn's own kernel".)
+    DENSE_DIRECT = 8
     # The estimates' rules (dense_forward_estimate, dense_backward_estimate):
     # Multiply-adds below which a product runs on one thread: splitting a 32x64x32 product
     # costs a parallel-region wake-up (several us) for ~1 us of work.
@@ -103,7 +117,8 @@ cdef inline bint dense_strategy_valid(int strategy, bint forward) noexcept nogil
     if forward:
         return (0 <= strategy < DENSE_STRATEGIES or strategy == DENSE_DOT
                 or strategy == DENSE_DOT | DENSE_TILES)
-    return 0 <= strategy <= DENSE_BLAS_THREADS
+    return (0 <= strategy <= DENSE_BLAS_THREADS or strategy == DENSE_DIRECT
+            or strategy == DENSE_DIRECT | DENSE_TILES)
 
 
 cdef inline int dense_tiles_over(idx_t rows, int n_threads) noexcept nogil:

@@ -6,8 +6,9 @@ from libc.string cimport memset
 from _types cimport floating, idx_t
 from _activations cimport act_backward_span
 from _blas cimport gemm_rm
-from _dense cimport (DENSE_BLAS_THREADS, DENSE_ONE_THREAD, DENSE_TILES, dense_team,
-                     dense_tile, dense_tiles_team, pynn_blas_control, pynn_blas_set)
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_DIRECT, DENSE_ONE_THREAD, DENSE_TILES,
+                     dense_team, dense_tile, dense_tiles_over, dense_tiles_team,
+                     pynn_blas_control, pynn_blas_set, pynn_direct_d, pynn_direct_f)
 
 
 cdef inline void _dz_rows(int kind, floating p, floating q, const floating* dy,
@@ -56,7 +57,7 @@ cdef inline void dense_backward_tile(int t, int nt, const floating* z, const flo
                                      idx_t m, idx_t k, bint accumulate,
                                      int blas_nt) noexcept nogil:
     """Thread t of nt's share of the products; BLAS on ``blas_nt`` threads from this thread
-    (1 inside a team).
+    (1 inside a team), or pynn's own kernel for 0 (dense_backward_blas_nt).
 
     With both dW and dX wanted and an even number of threads, the team splits in two: threads
     [0, nt/2) tile db and dW, the others tile dX. The two products are the same size (n m k
@@ -96,26 +97,42 @@ cdef inline void _backward_tiles(int t, int nt, const floating* z, const floatin
             for u in range(n_acc):
                 s = s + acc[u * m + j]
             db[j] = db[j] + <floating>s if accumulate else <floating>s
-    pynn_blas_set(blas_nt)
+    if blas_nt > 0:
+        pynn_blas_set(blas_nt)
     if dW != NULL and hi > lo:
         # dW[lo:hi] (+)= dZ[:, lo:hi].T @ X
-        gemm_rm(True, False, <int>(hi - lo), <int>k, <int>n, 1, z + lo, <int>m, X, <int>k,
-                1 if accumulate else 0, dW + lo * k, <int>k)
+        _product(True, hi - lo, k, n, z + lo, m, X, k, accumulate, dW + lo * k, blas_nt)
     if dX != NULL and k > n:
         # by columns of dX when W (m x k) is larger than dZ (n x m): see dense_forward_core
         lo = dense_tile(t, nt, k)
         hi = dense_tile(t + 1, nt, k)
         if hi > lo:
             # dX[:, lo:hi] = dZ @ W[:, lo:hi]
-            gemm_rm(False, False, <int>n, <int>(hi - lo), <int>m, 1, z, <int>m, W + lo,
-                    <int>k, 0, dX + lo, <int>k)
+            _product(False, n, hi - lo, m, z, m, W + lo, k, False, dX + lo, blas_nt)
     elif dX != NULL:
         lo = dense_tile(t, nt, n)
         hi = dense_tile(t + 1, nt, n)
         if hi > lo:
             # dX[lo:hi] = dZ[lo:hi] @ W
-            gemm_rm(False, False, <int>(hi - lo), <int>k, <int>m, 1, z + lo * m, <int>m, W,
-                    <int>k, 0, dX + lo * k, <int>k)
+            _product(False, hi - lo, k, m, z + lo * m, m, W, k, False, dX + lo * k, blas_nt)
+
+
+cdef inline void _product(bint trans_a, idx_t rows, idx_t cols, idx_t inner, const floating* A,
+                          idx_t lda, const floating* B, idx_t ldb, bint accumulate,
+                          floating* C, int blas_nt) noexcept nogil:
+    """C (rows x cols, row-major, ld ldb) (+)= op(A) @ B, op(A) = A.T (A inner x rows, ld lda)
+    with ``trans_a``, else A (rows x inner); by BLAS (on the threads the caller set), or by
+    pynn's own kernel (_direct.h) when ``blas_nt`` is 0."""
+    cdef idx_t ar = 1 if trans_a else lda
+    cdef idx_t ap = lda if trans_a else 1
+    if blas_nt == 0:
+        if floating is float:
+            pynn_direct_f(A, ar, ap, B, ldb, C, ldb, rows, cols, inner, accumulate)
+        else:
+            pynn_direct_d(A, ar, ap, B, ldb, C, ldb, rows, cols, inner, accumulate)
+        return
+    gemm_rm(trans_a, False, <int>rows, <int>cols, <int>inner, 1, A, <int>lda, B, <int>ldb,
+            1 if accumulate else 0, C, <int>ldb)
 
 
 cdef inline idx_t _backward_rows(idx_t n, idx_t m, idx_t k, bint has_dw,
@@ -146,6 +163,9 @@ cdef inline void dense_backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bin
     if strategy == DENSE_TILES:
         nt[0] = dense_tiles_team(_backward_rows(n, m, k, has_dw, has_dx), n_threads)
         n_acc[0] = nt[0]
+    elif strategy == DENSE_DIRECT | DENSE_TILES:
+        nt[0] = dense_tiles_over(_backward_rows(n, m, k, has_dw, has_dx), n_threads)  # no BLAS
+        n_acc[0] = nt[0]
     elif strategy == DENSE_BLAS_THREADS:
         nt[0] = 1  # BLAS threads the products itself; OpenMP only for the big elementwise pass
         n_acc[0] = n_threads if n * m >= 1 << 20 and n_threads > 1 else 1
@@ -154,6 +174,14 @@ cdef inline void dense_backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bin
     else:
         nt[0] = 1
         n_acc[0] = 1
+
+
+cdef inline int dense_backward_blas_nt(int strategy, int n_threads) noexcept nogil:
+    """The ``blas_nt`` of a backward with ``strategy`` (dense_backward_core): BLAS's own
+    n_threads for DENSE_BLAS_THREADS, 0 (no BLAS: pynn's kernel) for DENSE_DIRECT, else 1."""
+    if strategy == DENSE_BLAS_THREADS:
+        return n_threads
+    return 0 if strategy & DENSE_DIRECT else 1
 
 
 cdef inline void dense_backward_core(const floating* dy, const floating* X, const floating* W,
@@ -165,9 +193,9 @@ cdef inline void dense_backward_core(const floating* dy, const floating* X, cons
     """dZ = dY * act'(Y) (act'(Z) from the kept pre-activation zs unless NULL); db (+)=
     colsum(dZ); dW (+)= dZ.T @ X; dX := dZ @ W.
 
-    ``nt``/``n_acc`` from dense_backward_team; ``blas_nt``: the BLAS threads of its products
-    (n_threads for DENSE_BLAS_THREADS, else 1; the caller holds the products lock, exclusively
-    for DENSE_BLAS_THREADS). y, zs and dz are NULL for the identity (dZ is
+    ``nt``/``n_acc`` from dense_backward_team; ``blas_nt`` from dense_backward_blas_nt: the
+    BLAS threads of its products, 0 for pynn's own kernel (the caller holds the products lock,
+    exclusively for DENSE_BLAS_THREADS). y, zs and dz are NULL for the identity (dZ is
     dY, no copy), else dz is n * m scratch; acc is n_acc * m doubles of scratch when db is given.
     dW, db and dX may each be NULL (a frozen parameter, no bias, the first layer): that product
     is skipped, not computed and dropped."""
@@ -198,5 +226,6 @@ cdef inline void dense_backward_core(const floating* dy, const floating* X, cons
                     _dz_rows(kind, p, q, dy, y, zs, dz, acc + t * m if acc != NULL else NULL,
                              dense_tile(t, nt, n), dense_tile(t + 1, nt, n), m, 0, m)
             for t in prange(nt, schedule="static"):
+                # (blas_nt: 1, BLAS single-threaded in each tile, or 0, pynn's own kernel)
                 dense_backward_tile(t, nt, z, X, W, dW, db, acc, n_acc, dX, n, m, k, accumulate,
-                                    1)
+                                    blas_nt)

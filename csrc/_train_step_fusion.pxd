@@ -20,7 +20,7 @@ from _activations cimport IDENTITY
 from _batchnorm cimport _col_tile, bn_backward_cols, bn_forward_cols, bn_team
 from _dense cimport (DENSE_THREADING, DENSE_TILES, dense_forward_cols,
                      dense_forward_cols_tiled, dense_forward_team, dense_tile, pynn_blas_control)
-from _dense_backward cimport dense_backward_tile, dense_dz_cols
+from _dense_backward cimport dense_backward_blas_nt, dense_backward_tile, dense_dz_cols
 from _train_step cimport (MAX_TIED, OP_BN, OP_DENSE, Fusion, Loops, Op, Piece, Update,
                           update_range)
 
@@ -196,7 +196,8 @@ cdef inline void tail_backward(const Op* ops, const Fusion* fusion, const Update
         dense_dz_cols(d.act, <floating>d.param, <floating>d.param2, dYd, <floating*>d.Y,
                       <floating*>d.zs, <floating*>d.dz, d.acc, d.n_acc, d.n, d.m, c0, c1)
         dense_backward_tile(t, nt, z, Xd, <floating*>d.W, <floating*>d.dW, <floating*>d.db,
-                            d.acc, d.n_acc, NULL, d.n, d.m, d.k, accumulate, 1)
+                            d.acc, d.n_acc, NULL, d.n, d.m, d.k, accumulate,
+                            dense_backward_blas_nt(d.bstrat, 1))
         if update:
             for i in range(fusion.n_tied):
                 update_range(loops, &upd[fusion.tied[i].u], z,

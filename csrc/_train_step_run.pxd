@@ -14,9 +14,8 @@ from _types cimport idx_t
 from _activations cimport IDENTITY
 from _activations_threads cimport act_backward_threads, act_forward_threads
 from _batchnorm cimport bn_backward_core, bn_forward_train_core
-from _dense cimport (DENSE_BLAS_THREADS, dense_forward_core, pynn_products_acquire,
-                     pynn_products_release)
-from _dense_backward cimport dense_backward_core
+from _dense cimport dense_forward_core, pynn_products_acquire, pynn_products_release
+from _dense_backward cimport dense_backward_blas_nt, dense_backward_core
 from _losses cimport bce_core, mse_core, softmax_ce_core
 from _train_step cimport (BACKWARD, FORWARD, LOSS_CE, LOSS_MSE, OP_BN, OP_DENSE,
                           OP_SPARSE_DENSE, UPDATE, Fusion, Loops, Op, Update, update_range)
@@ -170,7 +169,7 @@ cdef inline bint _backward(Program* prog, real* X0, bint update) noexcept nogil:
                                 <real*>o.zs if o.dz != NULL else NULL, <real*>o.dz, o.acc,
                                 <real*>o.dW, <real*>o.db, <real*>o.dX, o.n, o.m, o.k, o.act,
                                 <real>o.param, <real>o.param2, o.bnt, o.n_acc, acc,
-                                o.nt if o.bstrat == DENSE_BLAS_THREADS else 1)
+                                dense_backward_blas_nt(o.bstrat, o.nt))
         elif o.kind == OP_BN:
             bn_backward_core(dY, <real*>o.Y if o.act != IDENTITY else NULL, X, <real*>o.W,
                              o.mean, o.invstd, <real*>o.dW, <real*>o.db, <real*>o.dX, o.acc,

@@ -13,12 +13,14 @@ from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY as _IDENTITY
-from _dense cimport (DENSE_BLAS_THREADS, DENSE_DOT, DENSE_FEW_ROWS, DENSE_GEMV, DENSE_ONE_THREAD,
-                     DENSE_PARALLEL_MIN_MACS, DENSE_THREADING, DENSE_TILES, DENSE_TRANSPOSED, dense_forward_core,
-                     dense_forward_estimate, dense_forward_scratch, dense_forward_team,
-                     dense_strategy_valid, pynn_blas_control, pynn_blas_threads_init,
-                     pynn_products_acquire, pynn_products_lock_address, pynn_products_release)
-from _dense_backward cimport dense_backward_core, dense_backward_estimate, dense_backward_team
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_DIRECT, DENSE_DOT, DENSE_FEW_ROWS, DENSE_GEMV,
+                     DENSE_ONE_THREAD, DENSE_PARALLEL_MIN_MACS, DENSE_THREADING, DENSE_TILES,
+                     DENSE_TRANSPOSED, dense_forward_core, dense_forward_estimate,
+                     dense_forward_scratch, dense_forward_team, dense_strategy_valid,
+                     pynn_blas_control, pynn_blas_threads_init, pynn_products_acquire,
+                     pynn_products_lock_address, pynn_products_release)
+from _dense_backward cimport (dense_backward_blas_nt, dense_backward_core,
+                              dense_backward_estimate, dense_backward_team)
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 pynn_blas_threads_init(<void*>sgemm)
@@ -38,7 +40,7 @@ def strategy_codes():
     return {"ONE_THREAD": DENSE_ONE_THREAD, "TILES": DENSE_TILES,
             "BLAS_THREADS": DENSE_BLAS_THREADS, "GEMV": DENSE_GEMV,
             "THREADING": DENSE_THREADING, "TRANSPOSED": DENSE_TRANSPOSED,
-            "FEW_ROWS": DENSE_FEW_ROWS, "DOT": DENSE_DOT}
+            "FEW_ROWS": DENSE_FEW_ROWS, "DOT": DENSE_DOT, "DIRECT": DENSE_DIRECT}
 
 
 def parallel_min_macs():
@@ -198,7 +200,7 @@ def dense_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
             dense_backward_core(&dY[0, 0], &X[0, 0], &W[0, 0], y if dz != NULL else NULL,
                                 zp if dz != NULL else NULL, dz, acc, dwp, dbp, dxp, n, m, k,
                                 kind, <floating>param, <floating>param2, nt, n_acc, True,
-                                n_threads if exclusive else 1)
+                                dense_backward_blas_nt(strategy, n_threads))
             pynn_products_release(exclusive)
     finally:
         free(dz)

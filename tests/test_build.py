@@ -52,7 +52,7 @@ def test_target_clones_is_spelled_only_in_the_glibc_guarded_header():
 def test_every_clone_user_includes_the_guard_header():
     users = [os.path.basename(p) for p in _sources()
              if "PYNN_TARGET_CLONES" in _code(p) and not p.endswith(GUARD_HEADER)]
-    assert sorted(users) == ["_activations.h", "_batchnorm.h", "_dot.h", "_optim.h",
+    assert sorted(users) == ["_activations.h", "_batchnorm.h", "_direct.h", "_dot.h", "_optim.h",
                              "_rownorm.h"]
     for name in users:
         assert f'#include "{GUARD_HEADER}"' in _code(os.path.join(CSRC, name)), name

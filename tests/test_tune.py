@@ -18,8 +18,9 @@ from pynn import nn
 from pynn.backend.codes import IDENTITY, RELU
 from pynn.optim import Adam
 from pynn.tune import _measure, _planner
-from pynn.tune._strategies import (BACKWARD_NAMES, BLAS_THREADS, DOT, FEW_ROWS, FORWARD_NAMES,
-                                   GEMV, ONE_THREAD, THREADING, TILES, TRANSPOSED)
+from pynn.tune._strategies import (BACKWARD_NAMES, BLAS_THREADS, DIRECT, DOT, FEW_ROWS,
+                                   FORWARD_NAMES, GEMV, ONE_THREAD, THREADING, TILES,
+                                   TRANSPOSED)
 
 from conftest import assert_close
 
@@ -45,8 +46,9 @@ def threads(request):
 def test_the_strategy_codes_are_the_kernels():
     codes = _dense.strategy_codes()
     assert (codes["ONE_THREAD"], codes["TILES"], codes["BLAS_THREADS"], codes["GEMV"],
-            codes["THREADING"], codes["TRANSPOSED"], codes["FEW_ROWS"], codes["DOT"]) == (
-        ONE_THREAD, TILES, BLAS_THREADS, GEMV, THREADING, TRANSPOSED, FEW_ROWS, DOT)
+            codes["THREADING"], codes["TRANSPOSED"], codes["FEW_ROWS"], codes["DOT"],
+            codes["DIRECT"]) == (
+        ONE_THREAD, TILES, BLAS_THREADS, GEMV, THREADING, TRANSPOSED, FEW_ROWS, DOT, DIRECT)
 
 
 @pytest.mark.skipif(not CONTROL, reason="the BLAS has no thread setter: one rule, BLAS threads")
@@ -136,10 +138,35 @@ def test_every_backward_strategy_matches_the_reference(fast, ref, dtype, threads
                 assert_close(a, e, dtype, k=max(n, m))
 
 
+@pytest.mark.parametrize("shape", SHAPES + [(64, 70, 33), (200, 17, 5)], ids=str)
+def test_the_direct_backward_rounds_alike_on_any_tiling(dtype, rng, shape):
+    # every element summed over the batch in order in its own lane: the team's tiles (by rows
+    # or by columns, dW and dX on halves of the team) give the one thread's bits
+    n, k, m = shape
+    X = rng.standard_normal((n, k)).astype(dtype)
+    W = rng.standard_normal((m, k)).astype(dtype)
+    dY = rng.standard_normal((n, m)).astype(dtype)
+    codes = _dense.strategy_codes()
+    direct, tiles = codes["DIRECT"], codes["DIRECT"] | codes["TILES"]
+    out = []
+    for strategy, threads in ((direct, 1), (tiles, 2), (tiles, 3)):
+        dW, db, dX = np.full((m, k), 0.5, dtype), np.zeros(m, dtype), np.empty((n, k), dtype)
+        _dense.dense_backward(dY, X, W, None, dW, db, dX, IDENTITY, 0.0, 0.0, threads, None,
+                              strategy)
+        out.append((dW, dX))
+    for dW, dX in out[1:]:
+        np.testing.assert_array_equal(dW, out[0][0])
+        np.testing.assert_array_equal(dX, out[0][1])
+    # accumulating onto dW's 0.5
+    assert_close(out[0][0], 0.5 + dY.T.astype(np.float64) @ X, dtype, k=n)
+    assert_close(out[0][1], dY.astype(np.float64) @ W, dtype, k=m)
+
+
 PAIRS = [("one_thread", "one_thread"), ("tiles", "tiles"), ("blas_threads", "blas_threads"),
          ("few_rows", "tiles"), ("few_rows_tiles", "one_thread"),
          ("few_rows_blas_threads", "blas_threads"), ("gemv", "tiles"), ("dot", "tiles"),
-         ("dot_tiles", "one_thread")]
+         ("dot_tiles", "one_thread"), ("one_thread", "direct"), ("tiles", "direct_tiles"),
+         ("dot", "direct")]
 
 
 def _net(dtype):
@@ -256,8 +283,9 @@ def test_products_below_the_parallel_threshold_are_not_timed_on_threads(monkeypa
     assert all(_planner.macs(k) < limit for k in small)
     picked = _planner.prepare(small)
     assert [s & THREADING for s in picked] == [ONE_THREAD] * 3 and picked[2] == DOT
-    assert {c["source"] for c in pynn.tune.choices() if c["key"]["threads"] == 2} == {
-        "only candidate"}
+    on_two = [c for c in pynn.tune.choices() if c["key"]["threads"] == 2]
+    assert {c["source"] for c in on_two if c["key"]["op"] == "forward"} == {"only candidate"}
+    assert all("tiles" not in name for c in on_two for name in c["times"])
     big = _planner.forward_key(64, 128, 64, np.dtype(F32), 2)
     assert _planner.macs(big) >= limit and _planner.prepare([big]) == [TILES]
 

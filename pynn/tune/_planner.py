@@ -26,7 +26,7 @@ import time
 import warnings
 
 from . import _measure
-from ._strategies import (BLAS_THREADS, CODES, DOT, DTYPE_NAMES, FEW_ROWS, GEMV, NAMES,
+from ._strategies import (BLAS_THREADS, CODES, DIRECT, DOT, DTYPE_NAMES, FEW_ROWS, GEMV, NAMES,
                           ONE_THREAD, TILES, TRANSPOSED, Key, describe, macs, with_orientation)
 
 MODES = ("measure", "estimate")
@@ -36,6 +36,16 @@ BUDGET_SECONDS = 0.1
 # Below this many multiply-adds a product takes the estimate untimed: its candidates differ by
 # a microsecond or two, less than timing them would resolve on a busy host.
 MIN_MEASURED_MACS = 1 << 15
+# A backward is timed from fewer: pynn's own products (DIRECT) against BLAS's differ most
+# there (a 32-row batch's 32 x 10 products: ~0.3 against ~2 us), which the minimum of 3-20
+# rounds resolves. (A forward below MIN_MEASURED_MACS keeps the GEMM, whose rows round alike
+# whatever the batch: predict in batches gives predict's bits on the whole.)
+MIN_MEASURED_BACKWARD_MACS = 1 << 10
+# pynn's own backward products are timed up to this many multiply-adds: past it BLAS's
+# packing pays for itself and timing them only spends the budget (the medium step's
+# 128 x 784 x 256 dW: 487 against 451 us on two threads; the wide one's 256 x 1024 x 1024:
+# 14.7 against 7.9 ms).
+DIRECT_MAX_MACS = 1 << 23
 # Above this many, one repetition takes longer than the budget (~15 ms at 2 cores): estimate.
 MAX_MEASURED_MACS = 1 << 29
 # BLAS's own threads as a timed candidate: off. Measured (AMD EPYC, 2 cores, scipy's OpenBLAS
@@ -253,7 +263,7 @@ def _decide(key, deadline):
     candidates = _candidates(key, orientation)
     if len(candidates) == 1:
         _choices[key] = Choice(candidates[0], "only candidate")
-    elif not MIN_MEASURED_MACS <= macs(key) <= MAX_MEASURED_MACS:
+    elif not _min_measured(key) <= macs(key) <= MAX_MEASURED_MACS:
         _choices[key] = Choice(_estimate(key, orientation), "estimate")
     elif time.perf_counter() > deadline:
         _choices[key] = Choice(_estimate(key, orientation), "over budget")
@@ -266,6 +276,10 @@ def _decide(key, deadline):
             best = fixed  # not clearly faster: keep the fixed rules' choice (MIN_GAIN)
         _choices[key] = Choice(best, "measured", times, (time.perf_counter() - t0) * 1e3)
         _state["measured"] += 1
+
+
+def _min_measured(key):
+    return MIN_MEASURED_BACKWARD_MACS if key.op == "backward" else MIN_MEASURED_MACS
 
 
 def _estimate(key, orientation=None):
@@ -289,6 +303,8 @@ def _candidates(key, orientation):
         if n <= DOT_MAX_ROWS:
             found.append(DOT)
         return found
+    if key.op == "backward":
+        return _backward_candidates(key, total)
     if total < _measure.parallel_min_macs():  # one thread (see the constants)
         return [orientation if orientation in (DOT, GEMV) else
                 ONE_THREAD | ((orientation or 0) & TRANSPOSED)]
@@ -306,6 +322,22 @@ def _candidates(key, orientation):
     # use the second core exists (then one thread cannot win but on a host busy elsewhere)
     if not found or total < BLAS_THREADS_MIN_MACS:
         found.insert(0, ONE_THREAD | flag)
+    return found
+
+
+def _backward_candidates(key, total):
+    """A backward's: BLAS and pynn's own products (DIRECT), each on one thread and, from the
+    parallel threshold, on the team's tiles (one thread then only below BLAS_THREADS_MIN_MACS,
+    as for a forward)."""
+    found = []
+    if total >= _measure.parallel_min_macs() and _measure.team(key, TILES) >= 2:
+        found.append(TILES)
+        if total <= DIRECT_MAX_MACS:
+            found.append(DIRECT | TILES)
+    if OFFER_BLAS_THREADS and key.threads > 1 and total >= BLAS_THREADS_MIN_MACS:
+        found.append(BLAS_THREADS)
+    if not found or total < BLAS_THREADS_MIN_MACS:
+        found[:0] = [ONE_THREAD, DIRECT] if total <= DIRECT_MAX_MACS else [ONE_THREAD]
     return found
 
 

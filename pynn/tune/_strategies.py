@@ -3,7 +3,8 @@
 The codes are the C side's (csrc/_dense.pxd: ``pynn._kernels.dense.strategy_codes()`` hands
 them to Python and tests/test_tune.py holds the two equal). A forward's code is its threading
 (the low two bits) plus its orientation: TRANSPOSED for BLAS's transposed product, DOT for
-pynn's own few-rows kernel (on one thread or on column tiles).
+pynn's own few-rows kernel (on one thread or on column tiles). A backward's is its threading,
+with DIRECT for pynn's own products (csrc/_direct.h) instead of BLAS's.
 """
 from collections import namedtuple
 
@@ -15,12 +16,15 @@ TRANSPOSED = 4
 FEW_ROWS = ONE_THREAD | TRANSPOSED
 DOT = 8
 ORIENTATIONS = TRANSPOSED | DOT
+# a backward's products by pynn's own kernel (the bit DOT sets for a forward)
+DIRECT = 8
 
 FORWARD_NAMES = {ONE_THREAD: "one_thread", TILES: "tiles", BLAS_THREADS: "blas_threads",
                  GEMV: "gemv", FEW_ROWS: "few_rows", TILES | TRANSPOSED: "few_rows_tiles",
                  BLAS_THREADS | TRANSPOSED: "few_rows_blas_threads", DOT: "dot",
                  DOT | TILES: "dot_tiles"}
-BACKWARD_NAMES = {ONE_THREAD: "one_thread", TILES: "tiles", BLAS_THREADS: "blas_threads"}
+BACKWARD_NAMES = {ONE_THREAD: "one_thread", TILES: "tiles", BLAS_THREADS: "blas_threads",
+                  DIRECT: "direct", DIRECT | TILES: "direct_tiles"}
 NAMES = {"forward": FORWARD_NAMES, "backward": BACKWARD_NAMES}
 CODES = {op: {name: code for code, name in names.items()} for op, names in NAMES.items()}
 
