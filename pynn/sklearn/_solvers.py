@@ -370,7 +370,7 @@ class _BatchStep:
             # the step compiled for this batch shape serves every batch of the shape: between
             # them only this loop touches the model
             program = self.program
-            sparse = is_sparse(Xi)
+            sparse = type(Xi) is not np.ndarray and is_sparse(Xi)  # (the check costs ~1 us)
             if (program is None or program.n != n_rows or program.sparse != sparse
                     or not (sparse or Xi.flags.c_contiguous)):
                 program = self.program = self.model.compiled_step(Xi, self.pynn_loss, self.opt)
