@@ -3,9 +3,10 @@ loop's four lines), ``compiled_step`` (None here), ``infer`` (an eval-mode forwa
 nothing on the module) and ``predict`` (``infer`` over batches, any thread). ``Module``
 (pynn/nn/module.py) inherits it and holds what every module is: its parameters, buffers and
 children registered and walked, its modes, arenas and backend, and the layer contract
-(``forward``/``backward``) these calls run through. ``Sequential`` overrides all four with its
-compiled programs. This part is what a training loop and a user ask of a whole model, that one
-what every layer is built from, and each changes for its own reasons."""
+(``forward``/``backward``) these calls run through. ``Sequential`` overrides all four:
+``infer`` with its fused steps, the others with its compiled programs
+(pynn/nn/_sequential_programs.py). This part is what a training loop and a user ask of a whole
+model, that one what every layer is built from, and each changes for its own reasons."""
 import threading
 
 import numpy as np
