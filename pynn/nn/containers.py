@@ -1,25 +1,25 @@
 """Containers: ``Sequential`` (layers in order, with fusion as its execution detail) and
-``ModuleList`` (modules held for a custom module's own forward)."""
+``ModuleList`` (modules held for a custom module's own forward).
+
+Which compiled program runs a Sequential's call (its plans, its compiled training step, its
+inference program) is its base class ``SequentialPrograms``'s (pynn/nn/_sequential_programs.py).
+"""
 import numpy as np
 
-from ..backend._sparse import is_sparse
 from .activations import (ELU, Activation, LeakyReLU, ReLU, fusable, is_plain_activation,
                           needs_preactivation)
 from .batchnorm import BatchNorm
 from .dense import Dense
 from . import plan as _plan
-from .inference import InferencePlan
-from .module import Module, _check_batch_size, accepts_input_grad
-from .train_step import program_for
+from ._sequential_programs import SequentialPrograms
+from ._sequential_programs import _MAX_PLANS  # noqa: F401  (still importable from here)
+from .module import Module, accepts_input_grad
 
 # Activations after which a Dense with init=None gets He initialization (the ReLU family).
 _RELU_FAMILY = (ReLU, LeakyReLU, ELU)
 
 # Kinds of a step in a Sequential's execution plan.
 _PLAIN, _DENSE_ACT, _BN_ACT = range(3)
-
-# Plans kept per container (a training batch size, the last partial batch, a validation size).
-_MAX_PLANS = 4
 
 
 def _check_modules(modules):
@@ -34,7 +34,7 @@ def _layer_list(layers):
     return list(layers)
 
 
-class Sequential(Module):
+class Sequential(SequentialPrograms, Module):
     """Modules applied in order; backward runs them in reverse.
 
     Fusion is this container's execution detail and never changes a layer: a Dense or a
@@ -42,8 +42,9 @@ class Sequential(Module):
     (identity, step, sigmoid, tanh, ReLU, leaky ReLU with slope >= 0, ELU with alpha > 0) runs
     as one kernel call with the activation in its epilogue, and so does a Dense followed by
     GELU, SiLU, Softplus or Mish (the Dense then keeps its pre-activation for their
-    derivative); the forward's intermediate values are kept here, not on the layers. The layers themselves still compute exactly their
-    own function when called alone or from another container.
+    derivative); the forward's intermediate values are kept here, not on the layers. The
+    layers themselves still compute exactly their own function when called alone or from
+    another container.
 
     The parameters are packed into one contiguous arena per dtype when the container is built.
 
@@ -53,9 +54,6 @@ class Sequential(Module):
     backend : "numpy", "cython" or None (follow ``pynn.set_backend``)
     """
 
-    #: (loss, optimizer, plan, compiled step) of the last compiled_step: a training loop calls
-    #: with the same three every step, so the next call checks just these
-    _last_train_step = None
     #: plans and inference programs flatten a Sequential nested in another (pynn.nn.plan)
     _plan_role = "sequence"
 
@@ -138,30 +136,6 @@ class Sequential(Module):
         return state
 
     # -- running --------------------------------------------------------------------------
-    def _compiled_for(self, X, sparse=False):
-        """The plan for input ``X`` (built on first sight of its shape), or None to run eagerly.
-        ``sparse``: a CSR ``X`` gets one too (the compiled training step's, which alone runs
-        a plan on one)."""
-        csr = sparse and is_sparse(X) and X.format == "csr"
-        if (type(X) is not np.ndarray and not csr) or not self._compile:
-            return None
-        steps = self._steps()
-        key = (X.shape, X.dtype, csr)
-        plan = self._compiled.get(key)
-        if plan is not None and plan.structure is steps and plan.fits(X):
-            return plan
-        failed = self._uncompilable
-        if failed is not None and failed[0] is steps and failed[1] == csr:
-            return None
-        plan = _plan.build(self, X)
-        if plan is None:
-            self._uncompilable = (steps, csr)
-            return None
-        if len(self._compiled) >= _MAX_PLANS:
-            self._compiled.clear()  # many shapes in turn: keep memory bounded
-        self._compiled[key] = plan
-        return plan if plan.fits(X) else None
-
     def forward(self, X):
         plan = self._compiled_for(X)
         if plan is not None:
@@ -225,72 +199,6 @@ class Sequential(Module):
             else:
                 dY = _backward(layer, dY, need)
         return dY
-
-    def train_step(self, X, y, loss, optimizer):
-        """One training step, the loss value: ``Module.train_step``'s four lines, compiled
-        into one call without the GIL when every layer, the loss and the optimizer are pynn's
-        (``compiled_step``), bit-identical to them; else those lines run as written."""
-        program = self.compiled_step(X, loss, optimizer)
-        if program is not None:
-            value = program.run(X, y)
-            if value is not None:
-                return value
-        return super().train_step(X, y, loss, optimizer)
-
-    def compiled_step(self, X, loss, optimizer, *, zero_grad="optimizer"):
-        """The compiled step (pynn.nn.train_step) of this container's plan for batches like
-        ``X`` with this loss and optimizer, or None (see ``Module.compiled_step``): built once,
-        then the last call's answer is checked first, as a training loop calls with the same
-        loss, optimizer and batch shape step after step."""
-        if zero_grad not in ("optimizer", "model"):
-            raise ValueError(f"zero_grad must be 'optimizer' or 'model', got {zero_grad!r}")
-        if not self._compile:
-            return None
-        claim = getattr(optimizer, "claim_parameters", None)
-        if claim is not None:
-            # An optimizer re-packs its parameters when another packed them since its last
-            # step: let it happen now, before the plan checks where the parameters live.
-            claim()
-        last = self._last_train_step
-        if (last is not None and last[0] is loss and last[1] is optimizer
-                and last[2].fits(X) and last[3].fits(loss, optimizer)):
-            program = last[3]
-        else:
-            plan = self._compiled_for(X, sparse=True)
-            program = None if plan is None else program_for(plan, loss, optimizer)
-            self._last_train_step = None if program is None else (loss, optimizer, plan, program)
-        if zero_grad == "model" and program is not None and program.zero_first:
-            return None  # its zero_grad is the optimizer's, not the model's
-        return program
-
-    def predict(self, X, batch_size=1024):
-        """Eval-mode outputs over batches of ``batch_size`` (see ``Module.predict``), through
-        the container's inference program (pynn.nn.inference: built on first use and kept
-        while nothing it recorded is replaced; it reads the weights and statistics in place,
-        so it is never stale): one call into C for the whole forward, BatchNorm folded into
-        the Dense before it for many rows, activations fused, the results written straight
-        into the output. A sparse X runs in the program too (its rows as CSR, through the
-        first Dense's sparse core) when the first layer is a Dense; else (or no rows)
-        ``Module.predict``'s batches."""
-        if is_sparse(X) and X.ndim == 2 and X.format != "csr":
-            X = X.tocsr()  # once, not per batch
-        rows = (isinstance(X, np.ndarray) or is_sparse(X)) and X.ndim == 2 and X.shape[0] > 0
-        program = self._inference_program() if rows else None
-        if program is None or not program.fits(X):
-            return super().predict(X, batch_size)
-        if type(batch_size) is not int or batch_size < 1:
-            _check_batch_size(batch_size)
-        return program.run(X, batch_size)
-
-    def _inference_program(self):
-        """The inference program (kept on the container), or None (``predict`` then runs the
-        layers' own ``infer``)."""
-        if not self._compile:
-            return None
-        program = self.__dict__.get("_inference")
-        if program is None or not program.holds():
-            program = self._inference = InferencePlan.build(self)
-        return program
 
     def infer(self, X):
         """Eval-mode forward that writes nothing on the model: safe from several threads."""
