@@ -2,7 +2,9 @@
 
 Every dense product (a forward, or a backward computing dW and/or dX) has a few strategies:
 one thread; tiles over pynn's OpenMP team with BLAS single-threaded in each; one call on
-BLAS's own threads; for a few rows a matrix-vector product per row or the transposed product.
+BLAS's own threads; for a few rows a matrix-vector product per row, the transposed product or
+pynn's own dot-product kernel ("dot"); for a backward pynn's own products, which pack nothing
+("direct", on one thread or the team's tiles).
 Which is fastest depends on the CPU, the BLAS and the shape. In "measure" mode (the default)
 the first plan that needs a product (its key: op, rows, widths, dtype, threads) times the
 candidates once (BLAS's own threads excepted: docs/design.md, "Measured plans"), a few
