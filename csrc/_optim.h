@@ -185,7 +185,7 @@ PYNN_OPTIM_CLONES void pynn_rmsprop_##S(                                        
 PYNN_OPTIM_INLINE void pynn_adam_body_##S(                                                      \
         T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
         T *PYNN_RESTRICT vmax, Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay,      \
-        T step_size, T bc2_sqrt, const int use_l1, const int amsgrad) {                         \
+        T step_size, T bc2_sqrt, const int use_l1, const int amsgrad, const int unit_bc2) {     \
     const T one_minus_beta1 = 1 - beta1;                                                        \
     const T one_minus_beta2 = 1 - beta2;                                                        \
     for (Py_ssize_t i = 0; i < n; i++) {                                                        \
@@ -204,7 +204,9 @@ PYNN_OPTIM_INLINE void pynn_adam_body_##S(                                      
             vmax[i] = vm;          /* unconditional store: the loop vectorizes to a max */      \
             vi = vm;                                                                            \
         }                                                                                       \
-        p[i] = pi * decay - step_size * (mi / (SQRT(vi) / bc2_sqrt + eps));                     \
+        /* bc2_sqrt 1 (scikit-learn's form): no division by it, which is exact anyway */       \
+        T denom = unit_bc2 ? SQRT(vi) + eps : SQRT(vi) / bc2_sqrt + eps;                        \
+        p[i] = pi * decay - step_size * (mi / denom);                                           \
     }                                                                                           \
 }                                                                                               \
                                                                                                 \
@@ -212,15 +214,28 @@ PYNN_OPTIM_CLONES void pynn_adam_##S(                                           
         T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
         T *PYNN_RESTRICT vmax, Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay,      \
         T step_size, T bc2_sqrt, int use_l1) {                                                  \
+    if (bc2_sqrt == 1) {                                                                        \
+        switch ((use_l1 != 0) * 2 + (vmax != NULL)) {                                           \
+        case 0: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
+                                   step_size, bc2_sqrt, 0, 0, 1); break;                        \
+        case 1: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
+                                   step_size, bc2_sqrt, 0, 1, 1); break;                        \
+        case 2: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
+                                   step_size, bc2_sqrt, 1, 0, 1); break;                        \
+        case 3: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
+                                   step_size, bc2_sqrt, 1, 1, 1); break;                        \
+        }                                                                                       \
+        return;                                                                                 \
+    }                                                                                           \
     switch ((use_l1 != 0) * 2 + (vmax != NULL)) {                                               \
     case 0: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 0, 0); break;                               \
+                               step_size, bc2_sqrt, 0, 0, 0); break;                            \
     case 1: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 0, 1); break;                               \
+                               step_size, bc2_sqrt, 0, 1, 0); break;                            \
     case 2: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 1, 0); break;                               \
+                               step_size, bc2_sqrt, 1, 0, 0); break;                            \
     case 3: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 1, 1); break;                               \
+                               step_size, bc2_sqrt, 1, 1, 0); break;                            \
     }                                                                                           \
 }
 

@@ -288,13 +288,16 @@ cdef class StepProgram:
     def set_step(self, int i, double t):
         """Adam update i at step t: the three scalars that move with the step, computed as
         ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in
-        double, so the same bits): eps (placed before the correction), lr / (1 - beta1^t) and
-        sqrt(1 - beta2^t); set_adam() gave the rest."""
+        double, so the same bits): the step size and sqrt(1 - beta2^t), or with eps placed
+        before the correction scikit-learn's step size and 1; set_adam() gave the rest."""
         cdef Update* u = &self.prog.upd[i]
         cdef double correction2 = 1.0 - pow(u.a[1], t)
-        u.a[6] = u.lr / (1.0 - pow(u.a[0], t))
         u.a[7] = sqrt(correction2)
-        u.a[2] = u.eps / pow(correction2, 0.5) if u.eps_before and correction2 < 1.0 else u.eps
+        if u.eps_before:
+            u.a[6] = u.lr * u.a[7] / (1.0 - pow(u.a[0], t))
+            u.a[7] = 1.0
+        else:
+            u.a[6] = u.lr / (1.0 - pow(u.a[0], t))
 
     def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, int phases):
         """One step on the batch X against ``target`` (labels or targets), with BatchNorm op i

@@ -25,14 +25,19 @@ def adam_loop_scalars(step, lr, beta1, beta2, eps, weight_decay, l1, decoupled_w
     beta2, eps, the coupled weight decay, l1, the decoupled decay factor, the step size
     lr / (1 - beta1^t) and sqrt(1 - beta2^t). The bias corrections are computed once per call,
     in double. ``eps_before_correction``: eps is added to sqrt(v) before v's bias correction
-    (the Adam paper's faster form, scikit-learn's) instead of after it (torch's), which is eps /
-    sqrt(1 - beta2^t) after it. A compiled training step computes the three scalars that move
-    with the step the same way in C (``StepProgram.set_step``; tests hold the two equal)."""
+    (the Adam paper's faster form, scikit-learn's) instead of after it (torch's); then the step
+    is scikit-learn's own form, lr sqrt(1 - beta2^t) / (1 - beta1^t) times m / (sqrt(v) + eps),
+    with bc2_sqrt 1: the loop skips dividing by it (one division per element instead of two;
+    dividing by 1 is exact, so that is the same arithmetic). A compiled training step computes
+    the three scalars that move with the step the same way in C (``StepProgram.set_step``;
+    tests hold the two equal)."""
     correction2 = 1.0 - beta2 ** step
-    step_size = lr / (1.0 - beta1 ** step)
     bc2_sqrt = math.sqrt(correction2)
-    if eps_before_correction and correction2 < 1.0:  # (else the two placements agree)
-        eps = eps / correction2 ** 0.5
+    if eps_before_correction:
+        step_size = lr * bc2_sqrt / (1.0 - beta1 ** step)
+        bc2_sqrt = 1.0
+    else:
+        step_size = lr / (1.0 - beta1 ** step)
     if decoupled_weight_decay:
         decay, coupled = 1.0 - lr * weight_decay, 0.0
     else:

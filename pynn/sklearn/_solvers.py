@@ -65,8 +65,9 @@ def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
 class SklearnAdam(optim.Adam):
     """pynn's Adam with epsilon where scikit-learn's MLP puts it: added to ``sqrt(v)`` before
     the bias correction of ``v`` (torch's Adam, pynn's default, adds it after). The kernel then
-    takes ``eps / sqrt(1 - beta2**t)`` at step ``t`` (``adam_loop_scalars``): scikit-learn's
-    steps exactly; the group keeps the ``eps`` it was given.
+    runs scikit-learn's form, ``lr sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``
+    at step ``t`` (``adam_loop_scalars``), one division per element; the group keeps the
+    ``eps`` it was given.
     """
 
     _eps_before_correction = True
