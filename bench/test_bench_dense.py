@@ -103,3 +103,31 @@ def test_dense_forward_backward_bare_gemm(benchmark, n_threads, layer):
     YT, dXT = benchmark(step)
     assert_matches_reference(YT.T, X @ W.T, rtol=1e-4, atol=1e-4)
     assert_matches_reference(dXT.T, dZ @ W, rtol=1e-4, atol=1e-4)
+
+
+# A small net's backward (the sk-digits fit's shapes: 32 rows; (n, k, m)), by BLAS on one thread
+# and by pynn's own products (csrc/_direct.h, the tuner's "direct"), each against the reference.
+SMALL_BACKWARDS = [(32, 64, 64), (32, 64, 32), (32, 32, 10)]
+
+
+@pytest.mark.parametrize("strategy", ["one_thread", "direct"])
+@pytest.mark.parametrize("shape", SMALL_BACKWARDS, ids=lambda s: "x".join(map(str, s)))
+def test_dense_backward_small_by_strategy(benchmark, strategy, shape):
+    from pynn._kernels import dense
+    from pynn.backend.codes import IDENTITY
+    from pynn.tune._strategies import CODES
+
+    n, k, m = shape
+    benchmark.group = f"dense_backward {n}x{k}->{m} f32, dW and dX, one thread"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, k)).astype(np.float32)
+    W = rng.standard_normal((m, k)).astype(np.float32)
+    dY = rng.standard_normal((n, m)).astype(np.float32)
+    dW, db, dX = np.zeros_like(W), np.zeros(m, np.float32), np.empty_like(X)
+    code = CODES["backward"][strategy]
+    benchmark(dense.dense_backward, dY, X, W, None, dW, db, dX, IDENTITY, 0.0, 0.0, 1, None,
+              code)
+    dW[...] = 0
+    dense.dense_backward(dY, X, W, None, dW, db, dX, IDENTITY, 0.0, 0.0, 1, None, code)
+    assert_matches_reference(dW, dY.T @ X, rtol=1e-4, atol=1e-4)
+    assert_matches_reference(dX, dY @ W, rtol=1e-4, atol=1e-4)

@@ -134,6 +134,25 @@ def test_bench_mlp_adam_torch(benchmark, n_threads):
     _record(benchmark, "adam MLP", "torch")
 
 
+# ------------------------------------------------------------------ Adam's two eps placements
+# torch's form (sqrt(v) / sqrt(1 - beta2^t) + eps: two divisions per element) against
+# scikit-learn's (pynn.sklearn's SklearnAdam: one), on parameters that stay in cache, where the
+# divisions rather than the memory traffic bound the loop.
+N_CACHED = 1 << 17
+
+
+@pytest.mark.parametrize("form", ["torch", "sklearn"])
+def test_bench_adam_eps_placement(benchmark, form, n_threads):
+    from pynn.sklearn._solvers import SklearnAdam
+
+    cls = Adam if form == "torch" else SklearnAdam
+    benchmark.group = f"optim adam {N_CACHED} float32, eps placement"
+    _check_against_reference(cls, dict(lr=1e-3), [(N_CACHED,)])
+    opt = cls(_pynn_params([(N_CACHED,)]), lr=1e-3, backend="cython")
+    benchmark.pedantic(opt.step, rounds=200, warmup_rounds=5)
+    _record(benchmark, "adam eps placement", form)
+
+
 # ------------------------------------------------------------------------------ copy bandwidth
 def test_bench_copy_10M(benchmark, n_threads):
     benchmark.group = "copy 10M float32 (bandwidth reference)"

@@ -210,33 +210,33 @@ PYNN_OPTIM_INLINE void pynn_adam_body_##S(                                      
     }                                                                                           \
 }                                                                                               \
                                                                                                 \
+/* The flags as constants (each case its own specialized loop); unit_bc2 already constant. */ \
+PYNN_OPTIM_INLINE void pynn_adam_flags_##S(                                                     \
+        T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
+        T *PYNN_RESTRICT vmax, Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay,      \
+        T step_size, T bc2_sqrt, int use_l1, const int unit_bc2) {                              \
+    switch ((use_l1 != 0) * 2 + (vmax != NULL)) {                                               \
+    case 0: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
+                               step_size, bc2_sqrt, 0, 0, unit_bc2); break;                     \
+    case 1: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
+                               step_size, bc2_sqrt, 0, 1, unit_bc2); break;                     \
+    case 2: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
+                               step_size, bc2_sqrt, 1, 0, unit_bc2); break;                     \
+    case 3: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
+                               step_size, bc2_sqrt, 1, 1, unit_bc2); break;                     \
+    }                                                                                           \
+}                                                                                               \
+                                                                                                \
 PYNN_OPTIM_CLONES void pynn_adam_##S(                                                           \
         T *PYNN_RESTRICT p, const T *PYNN_RESTRICT g, T *PYNN_RESTRICT m, T *PYNN_RESTRICT v,   \
         T *PYNN_RESTRICT vmax, Py_ssize_t n, T beta1, T beta2, T eps, T wd, T l1, T decay,      \
         T step_size, T bc2_sqrt, int use_l1) {                                                  \
-    if (bc2_sqrt == 1) {                                                                        \
-        switch ((use_l1 != 0) * 2 + (vmax != NULL)) {                                           \
-        case 0: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
-                                   step_size, bc2_sqrt, 0, 0, 1); break;                        \
-        case 1: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
-                                   step_size, bc2_sqrt, 0, 1, 1); break;                        \
-        case 2: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
-                                   step_size, bc2_sqrt, 1, 0, 1); break;                        \
-        case 3: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,       \
-                                   step_size, bc2_sqrt, 1, 1, 1); break;                        \
-        }                                                                                       \
-        return;                                                                                 \
-    }                                                                                           \
-    switch ((use_l1 != 0) * 2 + (vmax != NULL)) {                                               \
-    case 0: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 0, 0, 0); break;                            \
-    case 1: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 0, 1, 0); break;                            \
-    case 2: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 1, 0, 0); break;                            \
-    case 3: pynn_adam_body_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay,           \
-                               step_size, bc2_sqrt, 1, 1, 0); break;                            \
-    }                                                                                           \
+    if (bc2_sqrt == 1)                                                                          \
+        pynn_adam_flags_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay, step_size,   \
+                            bc2_sqrt, use_l1, 1);                                               \
+    else                                                                                        \
+        pynn_adam_flags_##S(p, g, m, v, vmax, n, beta1, beta2, eps, wd, l1, decay, step_size,   \
+                            bc2_sqrt, use_l1, 0);                                               \
 }
 
 /* NAdam and RAdam (torch's), one dtype: the same first and second moments as Adam's, then their

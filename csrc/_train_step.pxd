@@ -85,8 +85,8 @@ cdef struct Update:
     void* s2
     void* s3
     double a[8]                # the loop's scalars, set by set_adam() / set_sgd() before a run
-    double lr, eps             # Adam: what set_step() derives the step's scalars from
-    bint eps_before
+    double lr                  # Adam: what set_step() derives the step's scalars from, with
+    bint eps_before            # the form (eps before the correction: scikit-learn's)
 
 
 cdef struct Tied:

@@ -268,14 +268,14 @@ cdef class StepProgram:
 
     def set_adam(self, int i, *, double beta1, double beta2, double eps, double weight_decay,
                  double l1, double decay, double step_size, double bc2_sqrt, double lr,
-                 double base_eps, bint eps_before_correction):
-        """Adam update i's loop scalars (``adam_loop_scalars``: beta1 .. bc2_sqrt, eps placed),
-        and what ``set_step`` derives the next steps' from: lr, the group's eps (``base_eps``)
-        and its placement."""
+                 bint eps_before_correction):
+        """Adam update i's loop scalars (``adam_loop_scalars``: beta1 .. bc2_sqrt), and what
+        ``set_step`` derives the next steps' from: lr and the form (eps placed before the
+        correction or after it)."""
         cdef Update* u = &self.prog.upd[i]
         u.a[0], u.a[1], u.a[2], u.a[3], u.a[4], u.a[5], u.a[6], u.a[7] = (
             beta1, beta2, eps, weight_decay, l1, decay, step_size, bc2_sqrt)
-        u.lr, u.eps, u.eps_before = lr, base_eps, eps_before_correction
+        u.lr, u.eps_before = lr, eps_before_correction
 
     def set_sgd(self, int i, *, double lr, double momentum, double dampening,
                 double weight_decay, double l1, int mode, bint nesterov):

@@ -200,7 +200,7 @@ class TrainStep(TrainStepRecording):
         self.adam_steps, self.sgd_steady = [], []
         for j, (i, r) in enumerate(held):
             if type(r) is AdamRun:
-                prog.set_adam(j, **r.loop_scalars(), lr=r.lr, base_eps=r.eps,
+                prog.set_adam(j, **r.loop_scalars(), lr=r.lr,
                               eps_before_correction=r.eps_before_correction)
                 self.adam_steps.append((j, i))
             else:
