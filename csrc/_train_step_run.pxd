@@ -7,8 +7,9 @@
 # The ops run through the very loops the per-call kernels use (the .pxd cores of dense,
 # batchnorm, losses and activations; the blocks' and the fused regions'), so a step is the
 # eager step bit for bit.
-from libc.math cimport NAN
+from libc.math cimport NAN, pow, sqrt
 from libc.stdint cimport uint64_t, uintptr_t
+from scipy.linalg.cython_blas cimport ddot, sdot
 
 from _types cimport idx_t
 from _activations cimport IDENTITY
@@ -18,7 +19,8 @@ from _dense cimport dense_forward_core, pynn_products_acquire, pynn_products_rel
 from _dense_backward cimport dense_backward_blas_nt, dense_backward_core
 from _losses cimport bce_core, mse_core, softmax_ce_core
 from _train_step cimport (BACKWARD, FORWARD, LOSS_CE, LOSS_MSE, OP_BN, OP_DENSE,
-                          OP_SPARSE_DENSE, UPDATE, Fusion, Loops, Op, Update, update_range)
+                          OP_SPARSE_DENSE, UPD_ADAM, UPDATE, Fusion, Loops, Op, Update,
+                          update_range)
 from _train_step_blocks cimport block_backward, block_forward, is_block_op
 from _train_step_fusion cimport dense_bn_forward, plan_fusion, tail_backward, tie_updates
 from _train_step_sparse cimport CsrBatch, sparse_backward, sparse_forward
@@ -74,6 +76,66 @@ cdef inline double run_step(Program* prog, void* X0, uintptr_t target, const dou
         loss = _run[double](prog, <double*>X0, target, momenta, phases)
     pynn_products_release(prog.exclusive)
     return loss
+
+
+cdef inline void adam_step_scalars(Update* u, double t) noexcept nogil:
+    """Adam update u at step t: the scalars that move with the step, computed as
+    ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in
+    double, so the same bits): the step size and sqrt(1 - beta2^t), or with eps placed before
+    the correction scikit-learn's step size and 1."""
+    cdef double correction2 = 1.0 - pow(u.a[1], t)
+    u.a[7] = sqrt(correction2)
+    if u.eps_before:
+        u.a[6] = u.lr * u.a[7] / (1.0 - pow(u.a[0], t))
+        u.a[7] = 1.0
+    else:
+        u.a[6] = u.lr / (1.0 - pow(u.a[0], t))
+
+
+cdef struct Batches:
+    # run_batches' arrays: batch b's rows of X and of the targets at b times the strides, its
+    # BatchNorm momenta and dropout keys at row b (one entry per op), its Adam step counts at
+    # row b (one per update; row 0 unread: the caller set that step's scalars), its value out
+    char* X
+    char* targets
+    idx_t x_stride, target_stride, op_stride
+    const double* momenta
+    const uint64_t* keys
+    const double* steps
+    double* values
+    # the L2 penalty added to each value, read before the step's update:
+    # (half_alpha * dot(w, w)) / weight_sum over the n_penalty elements at w (none: NULL)
+    void* w
+    int n_penalty
+    double half_alpha, weight_sum
+
+
+cdef inline void run_batches(Program* prog, Batches* B, idx_t count) noexcept nogil:
+    """``count`` whole steps, one per batch of B, each as run_step runs it; the value of batch
+    b (its loss plus the penalty) into B.values[b]."""
+    cdef idx_t b
+    cdef int j, one = 1
+    cdef double penalty
+    cdef const uint64_t* own_keys = prog.keys  # (set_keys' array: run reads it again)
+    for b in range(count):
+        if b > 0:
+            for j in range(prog.n_upd):
+                if prog.upd[j].kind == UPD_ADAM:
+                    adam_step_scalars(&prog.upd[j], B.steps[b * prog.n_upd + j])
+        prog.keys = B.keys + b * B.op_stride
+        penalty = 0.0
+        if B.w != NULL:
+            # BLAS's dot, as scipy.linalg.blas.sdot/ddot gives the Python step its value
+            if prog.is_float:
+                penalty = <double>sdot(&B.n_penalty, <float*>B.w, &one, <float*>B.w, &one)
+            else:
+                penalty = ddot(&B.n_penalty, <double*>B.w, &one, <double*>B.w, &one)
+            penalty = B.half_alpha * penalty / B.weight_sum
+        B.values[b] = penalty + run_step(prog, B.X + b * B.x_stride,
+                                         <uintptr_t>(B.targets + b * B.target_stride),
+                                         B.momenta + b * B.op_stride,
+                                         FORWARD | BACKWARD | UPDATE)
+    prog.keys = own_keys
 
 
 ctypedef fused real:

@@ -2,10 +2,14 @@
 # the per-call kernels' cores (_sparse.pxd), so the same bits as the eager sparse path. The
 # batch's three arrays arrive with each run (run_csr); its column view is built once per step,
 # in the forward, into the program's scratch, and read again by the backward.
+cimport numpy as cnp
+from libc.stdlib cimport realloc
+
 from _types cimport floating, idx_t
 from _activations cimport IDENTITY
 from _activations_threads cimport act_backward_threads
-from _sparse cimport ColumnView, CsrArrays, csr_backward_rows, csr_forward_rows
+from _sparse cimport (ColumnView, CsrArrays, column_view_bytes, csr_backward_rows,
+                      csr_forward_rows)
 from _train_step cimport Op
 
 
@@ -16,6 +20,28 @@ cdef struct CsrBatch:
     idx_t capacity             # its bytes
     ColumnView view
     bint has_view              # the forward built the view for this batch
+
+
+cdef inline int csr_batch_set(CsrBatch* x, idx_t k, cnp.ndarray data, cnp.ndarray indices,
+                              cnp.ndarray indptr, bint forward) except -1:
+    """The run's batch (run_csr's arrays, checked by the caller) for an op of k inputs; with
+    ``forward``, the scratch grown first if the batch's column view outgrows it."""
+    cdef idx_t need
+    cdef char* grown
+    x.arrays.data = cnp.PyArray_DATA(data)
+    x.arrays.indices = cnp.PyArray_DATA(indices)
+    x.arrays.indptr = cnp.PyArray_DATA(indptr)
+    x.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
+    x.nnz = cnp.PyArray_DIM(data, 0)
+    if forward:
+        x.has_view = False  # (the forward builds this batch's)
+        need = column_view_bytes(k, x.nnz)
+        if need > x.capacity:  # the batch's stored values outgrew the scratch
+            grown = <char*>realloc(x.scratch, need + need // 4)
+            if grown == NULL:
+                raise MemoryError()
+            x.scratch, x.capacity = grown, need + need // 4
+    return 0
 
 
 cdef inline void sparse_forward(Op* o, CsrBatch* x, floating* tag) noexcept nogil:

@@ -1,4 +1,5 @@
-"""pynn._kernels.checks: input checks fast enough to run on every fit.
+"""pynn._kernels.checks: input checks fast enough to run on every fit (or every step:
+``labels_in_range``, the compiled training step's labels).
 
 ``all_finite`` is ``np.isfinite(x).all()`` without the temporary boolean array: a value is NaN
 or an infinity exactly when its exponent bits are all ones, so the test is an integer AND and
@@ -7,11 +8,14 @@ the threads take fixed chunks and OR their findings. One read of the data, so me
 60,000 x 784 float32 input takes ~4 ms on two threads where NumPy's two passes take ~11 ms
 (bench/test_bench_checks.py).
 """
+cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t, uint64_t
 
 from _types cimport floating, idx_t
 cimport _omp  # noqa: F401  (OpenMP stubs for serial builds)
+
+cnp.import_array()
 
 cdef enum:
     CHUNK = 1 << 16  # elements per task: whole cache lines, few tasks
@@ -52,3 +56,12 @@ def all_finite(const floating[::1] x, int n_threads):
             for c in prange(n_chunks, schedule="static", num_threads=n_threads):
                 bad |= _chunk_has_nonfinite(&x[0], c * CHUNK, min((c + 1) * CHUNK, n))
     return bad == 0
+
+def labels_in_range(cnp.ndarray labels, idx_t k):
+    """Every entry of the C-contiguous intp array ``labels`` is in [0, k)."""
+    cdef const Py_ssize_t* lab = <const Py_ssize_t*>cnp.PyArray_DATA(labels)
+    cdef idx_t i
+    for i in range(cnp.PyArray_SIZE(labels)):
+        if lab[i] < 0 or lab[i] >= k:
+            return False
+    return True

@@ -27,7 +27,7 @@ the step itself (the lock, the fusion's plan, the phases) are csrc/_train_step_r
 because they are C alone and change with how a step runs, not with what Python hands over.
 """
 cimport numpy as cnp
-from libc.math cimport pow, sqrt
+from libc.limits cimport INT_MAX
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
@@ -40,11 +40,12 @@ from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_scratch,
                      dense_strategy_valid, pynn_blas_threads_init, pynn_products_lock_adopt)
 from _dense_backward cimport dense_backward_team
 from _rownorm cimport rn_backward_scratch
-from _sparse cimport column_view_bytes
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
                           OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM, OP_SOFTMAX,
                           OP_SPARSE_DENSE, UPD_ADAM, UPD_SGD, UPDATE, Op, Update)
-from _train_step_run cimport Program, plan_step, run_step
+from _train_step_sparse cimport csr_batch_set
+from _train_step_run cimport (Batches, Program, adam_step_scalars, plan_step, run_batches,
+                              run_step)
 cimport _omp  # noqa: F401  (OpenMP guard: serial stubs when built without it)
 
 from pynn._kernels.dense import products_lock_address
@@ -286,18 +287,9 @@ cdef class StepProgram:
         u.mode, u.flag = mode, nesterov
 
     def set_step(self, int i, double t):
-        """Adam update i at step t: the three scalars that move with the step, computed as
-        ``pynn.backend._optim_steps.adam_loop_scalars`` computes them (the same operations in
-        double, so the same bits): the step size and sqrt(1 - beta2^t), or with eps placed
-        before the correction scikit-learn's step size and 1; set_adam() gave the rest."""
-        cdef Update* u = &self.prog.upd[i]
-        cdef double correction2 = 1.0 - pow(u.a[1], t)
-        u.a[7] = sqrt(correction2)
-        if u.eps_before:
-            u.a[6] = u.lr * u.a[7] / (1.0 - pow(u.a[0], t))
-            u.a[7] = 1.0
-        else:
-            u.a[6] = u.lr / (1.0 - pow(u.a[0], t))
+        """Adam update i at step t (adam_step_scalars: the scalars that move with the step);
+        set_adam() gave the rest."""
+        adam_step_scalars(&self.prog.upd[i], t)
 
     def run(self, cnp.ndarray X, cnp.ndarray target, cnp.ndarray momenta, int phases):
         """One step on the batch X against ``target`` (labels or targets), with BatchNorm op i
@@ -315,6 +307,53 @@ cdef class StepProgram:
             loss = run_step(&self.prog, xp, tp, mp, phases)
         return loss
 
+    def run_batches(self, cnp.ndarray X, cnp.ndarray targets, cnp.ndarray momenta,
+                    cnp.ndarray keys, cnp.ndarray steps, double[::1] values, object penalty,
+                    double half_alpha=0.0, double weight_sum=1.0):
+        """``len(values)`` whole steps in one call, batch b on rows [b n, (b + 1) n) of X and of
+        ``targets``, with row b of ``momenta`` and of ``keys`` (float64 and uint64, one entry
+        per op: what ``run`` and ``set_keys`` take), every update Adam's at step steps[b, j]
+        (float64, one per update; row 0 unread: its scalars are set); values[b] := that step's
+        loss plus, with ``penalty`` (an array of the program's dtype, the weights), the L2 term
+        (half_alpha * dot(penalty, penalty)) / weight_sum read before the step's update.
+
+        The caller has checked every array as for ``run``, the whole block at once."""
+        cdef Batches B
+        cdef cnp.ndarray w
+        cdef idx_t count = values.shape[0]
+        cdef int j
+        if count < 1:
+            return
+        for j in range(self.prog.n_upd):
+            if self.prog.upd[j].kind != UPD_ADAM:
+                raise ValueError("run_batches runs Adam updates only")
+        B.op_stride = cnp.PyArray_NBYTES(momenta) // (count * sizeof(double))
+        if (B.op_stride < self.prog.n_ops
+                or cnp.PyArray_NBYTES(momenta) != count * B.op_stride * sizeof(double)
+                or cnp.PyArray_NBYTES(keys) != count * B.op_stride * sizeof(uint64_t)
+                or cnp.PyArray_NBYTES(steps) != count * self.prog.n_upd * sizeof(double)):
+            raise ValueError("momenta, keys and steps need one row per batch (a row of "
+                             "momenta and keys: an entry per op at least)")
+        B.X, B.targets = <char*>cnp.PyArray_DATA(X), <char*>cnp.PyArray_DATA(targets)
+        B.x_stride = cnp.PyArray_NBYTES(X) // count
+        B.target_stride = cnp.PyArray_NBYTES(targets) // count
+        B.momenta = <const double*>cnp.PyArray_DATA(momenta)
+        B.keys = <const uint64_t*>cnp.PyArray_DATA(keys)
+        B.steps = <const double*>cnp.PyArray_DATA(steps)
+        B.values = &values[0]
+        B.w, B.n_penalty = NULL, 0
+        B.half_alpha, B.weight_sum = half_alpha, weight_sum
+        if penalty is not None:
+            w = penalty
+            if (not cnp.PyArray_IS_C_CONTIGUOUS(w) or cnp.PyArray_TYPE(w)
+                    != (cnp.NPY_FLOAT32 if self.prog.is_float else cnp.NPY_FLOAT64)):
+                raise ValueError("penalty must be a C-contiguous array of the program's dtype")
+            if cnp.PyArray_SIZE(w) > INT_MAX:
+                raise ValueError("penalty: more elements than BLAS's int counts")
+            B.w, B.n_penalty = cnp.PyArray_DATA(w), <int>cnp.PyArray_SIZE(w)
+        with nogil:
+            run_batches(&self.prog, &B, count)
+
     def run_csr(self, cnp.ndarray data, cnp.ndarray indices, cnp.ndarray indptr,
                 cnp.ndarray target, cnp.ndarray momenta, int phases):
         """``run`` on a CSR batch (data, indices, indptr: C-contiguous, data of the program's
@@ -322,27 +361,13 @@ cdef class StepProgram:
         csr_arrays) for a program whose first op is OP_SPARSE_DENSE."""
         cdef double loss
         cdef Op* first = &self.prog.ops[0]
-        cdef idx_t need
-        cdef char* grown
         cdef uintptr_t tp = <uintptr_t>cnp.PyArray_DATA(target)
         cdef const double* mp = <const double*>cnp.PyArray_DATA(momenta)
         if self.prog.n_ops == 0 or first.kind != OP_SPARSE_DENSE:
             raise ValueError("run_csr needs a program whose first op is a sparse dense op")
         if cnp.PyArray_DIM(indptr, 0) != first.n + 1:
             raise ValueError(f"indptr must have {first.n + 1} entries")
-        self.prog.csr.arrays.data = cnp.PyArray_DATA(data)
-        self.prog.csr.arrays.indices = cnp.PyArray_DATA(indices)
-        self.prog.csr.arrays.indptr = cnp.PyArray_DATA(indptr)
-        self.prog.csr.arrays.wide = cnp.PyArray_ITEMSIZE(indices) == 8
-        self.prog.csr.nnz = cnp.PyArray_DIM(data, 0)
-        if phases & FORWARD:
-            self.prog.csr.has_view = False  # (the forward builds this batch's)
-            need = column_view_bytes(first.k, self.prog.csr.nnz)
-            if need > self.prog.csr.capacity:  # the batch's stored values outgrew the scratch
-                grown = <char*>realloc(self.prog.csr.scratch, need + need // 4)
-                if grown == NULL:
-                    raise MemoryError()
-                self.prog.csr.scratch, self.prog.csr.capacity = grown, need + need // 4
+        csr_batch_set(&self.prog.csr, first.k, data, indices, indptr, (phases & FORWARD) != 0)
         with nogil:
             loss = run_step(&self.prog, NULL, tp, mp, phases)
         return loss
@@ -376,14 +401,3 @@ def dense_scratch(idx_t n, idx_t k, idx_t m, int strategy):
 def batchnorm_scratch(idx_t n, idx_t f):
     """(forward doubles, backward doubles) of scratch of a batchnorm op."""
     return bn_forward_scratch(n, f), bn_backward_scratch(n, f)
-
-
-
-def labels_in_range(cnp.ndarray labels, idx_t k):
-    """Every entry of the C-contiguous intp array ``labels`` is in [0, k)."""
-    cdef const Py_ssize_t* lab = <const Py_ssize_t*>cnp.PyArray_DATA(labels)
-    cdef idx_t i
-    for i in range(cnp.PyArray_SIZE(labels)):
-        if lab[i] < 0 or lab[i] >= k:
-            return False
-    return True

@@ -140,7 +140,8 @@ def sparse_adam():
     opt = optim.Adam(model.parameters(), lr=1e-2)
     part = slice(*shard_bounds(64, dp.world.rank, dp.world.size))
     losses = [dp.train_step(X[part], y[part], nn.CrossEntropyLoss(), opt) for _ in range(5)]
-    compiled = model._last_train_step  # (model, loss, plan, program) of the last step
+    # (loss, optimizer, plan, program) of the last compiled step
+    compiled = model._recent_train_steps[0] if model._recent_train_steps else None
     trainer = pynn.Trainer(model, nn.CrossEntropyLoss(), opt)
     history = trainer.fit(X, y, epochs=3, batch_size=40, seed=6, verbose=0, distributed=True)
     return {**_state(model, _history_numbers(history)), "losses": np.array(losses),

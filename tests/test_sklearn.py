@@ -424,15 +424,24 @@ def test_gradient_clipping_clips_the_step(iris, clip):
 def test_unweighted_classification_batches_take_the_compiled_step(iris, monkeypatch):
     from pynn.nn import train_step
 
-    runs = []
+    runs = []  # the steps the compiled program ran: one per run, count per run_batches
     original = train_step.TrainStep.run
+    original_batches = train_step.TrainStep.run_batches
+
+    def run_batches(self, X, y, count, *a, **k):
+        values = original_batches(self, X, y, count, *a, **k)
+        if values is not None:
+            runs.extend([1] * count)
+        return values
+
     monkeypatch.setattr(train_step.TrainStep, "run",
                         lambda self, *a, **k: runs.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(train_step.TrainStep, "run_batches", run_batches)
     X, y = iris
     X = X.astype(np.float32)
     params = dict(hidden_layer_sizes=(8,), max_iter=3, batch_size=50, random_state=0)
     MLPClassifier(**params).fit(X, y)
-    assert len(runs) == 3 * 3  # every batch of every epoch: one compiled call
+    assert len(runs) == 3 * 3  # every batch of every epoch: compiled
     runs.clear()
     MLPClassifier(**params).fit(X, y, sample_weight=np.ones(len(y)))  # weighted: eager lines
     MLPClassifier(clip_grad_norm=1.0, **params).fit(X, y)

@@ -100,7 +100,7 @@ def test_the_compiled_csr_step_is_the_same_for_one_and_two_threads(rng):
             opt = optim.Adam(model.parameters(), lr=1e-2)
             for _ in range(5):
                 model.train_step(X, y, nn.CrossEntropyLoss(), opt)
-            assert model._last_train_step[2].sparse
+            assert model._recent_train_steps[0][2].sparse
             results.append(_flat(model))
         finally:
             _threads.PARALLEL_MIN_ELEMENTS = saved
@@ -162,7 +162,7 @@ def test_estimators_on_csr_run_the_compiled_step_to_the_dense_copys_weights(kind
     fits = [cls(hidden_layer_sizes=(12,), max_iter=15, random_state=0, solver="adam")
             .fit(data, y) for data in (sp.csr_matrix(X), X)]
     if kind == "classifier":  # (the regressor's scaled loss takes the eager lines)
-        last = fits[0]._model._last_train_step
+        last = fits[0]._model._recent_train_steps[0]
         assert last is not None and last[2].sparse
     for a, c in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
@@ -246,7 +246,7 @@ def test_the_compiled_step_walks_the_column_view_as_the_eager_step(index_dtype, 
     for _ in range(3):
         assert a.train_step(X, y, nn.CrossEntropyLoss(), opt_a) == nn.Module.train_step(
             b, X, y, nn.CrossEntropyLoss(), opt_b)
-    assert a._last_train_step[2].sparse
+    assert a._recent_train_steps[0][2].sparse
     np.testing.assert_array_equal(_flat(a), _flat(b))
     a.eval()  # predict's program: each batch as the layers' own eval forward gives it
     np.testing.assert_array_equal(a.predict(X, batch_size=16), np.concatenate(

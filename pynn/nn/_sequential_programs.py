@@ -24,9 +24,10 @@ class SequentialPrograms:
     """``Sequential``'s compiled programs (see the module doc). Listed before ``Module`` among
     Sequential's bases: ``train_step`` and ``predict`` fall back to Module's through super()."""
 
-    #: (loss, optimizer, plan, compiled step) of the last compiled_step: a training loop calls
-    #: with the same three every step, so the next call checks just these
-    _last_train_step = None
+    #: (loss, optimizer, plan, compiled step) of the last two compiled_step answers, the latest
+    #: first: a training loop calls with the same loss and optimizer every step, on its batch
+    #: size and once an epoch on its last, shorter batch, so the next call checks just these
+    _recent_train_steps = ()
 
     def _compiled_for(self, X, sparse=False):
         """The plan for input ``X`` (built on first sight of its shape), or None to run eagerly.
@@ -66,8 +67,8 @@ class SequentialPrograms:
     def compiled_step(self, X, loss, optimizer, *, zero_grad="optimizer"):
         """The compiled step (pynn.nn.train_step) of this container's plan for batches like
         ``X`` with this loss and optimizer, or None (see ``Module.compiled_step``): built once,
-        then the last call's answer is checked first, as a training loop calls with the same
-        loss, optimizer and batch shape step after step."""
+        then the last two calls' answers are checked first, as a training loop calls with the
+        same loss and optimizer step after step, on its batch shape and its last batch's."""
         if zero_grad not in ("optimizer", "model"):
             raise ValueError(f"zero_grad must be 'optimizer' or 'model', got {zero_grad!r}")
         if not self._compile:
@@ -77,14 +78,19 @@ class SequentialPrograms:
             # An optimizer re-packs its parameters when another packed them since its last
             # step: let it happen now, before the plan checks where the parameters live.
             claim()
-        last = self._last_train_step
-        if (last is not None and last[0] is loss and last[1] is optimizer
-                and last[2].fits(X) and last[3].fits(loss, optimizer)):
-            program = last[3]
+        recent = self._recent_train_steps
+        for i, entry in enumerate(recent):
+            if (entry[0] is loss and entry[1] is optimizer and entry[2].fits(X)
+                    and entry[3].fits(loss, optimizer)):
+                program = entry[3]
+                if i:
+                    self._recent_train_steps = (entry, recent[0])
+                break
         else:
             plan = self._compiled_for(X, sparse=True)
             program = None if plan is None else program_for(plan, loss, optimizer)
-            self._last_train_step = None if program is None else (loss, optimizer, plan, program)
+            if program is not None:
+                self._recent_train_steps = ((loss, optimizer, plan, program),) + recent[:1]
         if zero_grad == "model" and program is not None and program.zero_first:
             return None  # its zero_grad is the optimizer's, not the model's
         return program

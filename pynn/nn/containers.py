@@ -131,7 +131,7 @@ class Sequential(SequentialPrograms, Module):
         state = super().__getstate__()
         state["_compiled"] = {}
         state["_uncompilable"] = None
-        state["_last_train_step"] = None
+        state["_recent_train_steps"] = ()
         state["_inference"] = None
         return state
 

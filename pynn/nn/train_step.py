@@ -38,6 +38,7 @@ import math
 import numpy as np
 
 from .. import _threads
+from .._kernels.checks import labels_in_range
 from ..backend._sparse import csr_arrays
 from ..backend.codes import (BACKWARD, FORWARD, LOSS_CE, OP_BN, OP_DROPOUT, UPD_ADAM, UPD_SGD,
                              UPDATE, dropout_key)
@@ -96,15 +97,17 @@ class TrainStep(TrainStepRecording):
                 return False
         return True
 
-    def _target(self, y):
-        """y when the program can read it as is (labels as intp), else None (eager step)."""
+    def _target(self, y, rows=None):
+        """y when the program can read it as is (labels as intp) for ``rows`` rows (default:
+        the batch's), else None (eager step)."""
+        rows = self.n if rows is None else rows
         if type(y) is not np.ndarray or not y.flags.c_contiguous:
             return None
         if self.loss_kind == LOSS_CE:
-            if y.shape != (self.n,) or y.dtype.kind not in "iu":
+            if y.shape != (rows,) or y.dtype.kind not in "iu":
                 return None
             return y if y.dtype == np.intp else y.astype(np.intp)
-        if y.shape != (self.n, self.k_out) or y.dtype != self.plan.dtype:
+        if y.shape != (rows, self.k_out) or y.dtype != self.plan.dtype:
             return None
         return y
 
@@ -121,7 +124,7 @@ class TrainStep(TrainStepRecording):
         ones and returns the global loss value (the one returned, and checked by
         ``finite_only``, so every replica takes the same branch)."""
         target = self._target(y)
-        if target is None or (self.loss_kind == LOSS_CE and not self._kernel.labels_in_range(
+        if target is None or (self.loss_kind == LOSS_CE and not labels_in_range(
                 target, self.k_out)):
             return None  # the eager loss names what is wrong
         call = self._caller(X)
@@ -158,6 +161,59 @@ class TrainStep(TrainStepRecording):
         for update in after:
             run_update(update, self.backend)
         return value
+
+    def run_batches(self, X, y, count, penalty=None, half_alpha=0.0, weight_sum=1.0):
+        """``count`` steps in one call into C, batch b being rows [b n, (b + 1) n) of X and y:
+        each step ``run``'s, bit for bit (BatchNorm momenta, dropout keys and the optimizer's
+        bookkeeping move per step as ``run`` moves them), without Python between the steps.
+        Returns the loss values (float64, one per batch), each plus, with ``penalty`` (the
+        weights, an array of the program's dtype), scikit-learn's L2 term
+        ``half_alpha * dot(penalty, penalty) / weight_sum`` read before that step's update;
+        or None, having run nothing, when the steps must go through ``run`` one by one: a CSR
+        program, gradients the optimizer does not zero, an optimizer whose runs are not all
+        Adam's or not yet loaded (a first ``run`` loads them), a block or targets ``run``
+        would not take."""
+        n = self.n
+        if (self.sparse or self.zero_first or count < 1 or not self.held or self.loaded is None
+                or any(type(r) is not AdamRun for _, r in self.held)):
+            return None
+        if (type(X) is not np.ndarray or X.dtype != self.plan.dtype
+                or X.shape != (count * n,) + self.plan.shape[1:]
+                or not (X.flags.c_contiguous and X.flags.aligned)):
+            return None
+        target = self._target(y, count * n)
+        if target is None or (self.loss_kind == LOSS_CE and not labels_in_range(
+                target, self.k_out)):
+            return None
+        momenta = np.empty((count, len(self.momenta)))
+        keys = np.empty((count, len(self.keys)), np.uint64)
+        steps = None
+        for b in range(count):
+            momenta[b] = self.momenta
+            for i, counter in self.counters:
+                momenta[b, i] = counter.next_momentum()
+            keys[b] = self.keys
+            for i, layer, _ in self.dropouts:
+                keys[b, i] = dropout_key(layer.seed, layer.step)
+                layer.step += 1
+            if b == 0:
+                self._load_updates()  # (Adam's runs only: nothing to run after the program)
+                steps = np.zeros((count, len(self.held)))  # (row 0: loaded just now)
+                continue
+            # Between these steps nothing touches the optimizer, so its answers are the
+            # quick ones: only the step counts move.
+            answer = self.optimizer.update_runs(self.loaded)
+            if answer.runs is not None:
+                raise RuntimeError("the optimizer changed its runs between two steps of a block")
+            for j, i in self.adam_steps:
+                steps[b, j] = answer.steps[i]
+        if n != self.grad_rows:
+            self.prog.set_gradient_rows(n)
+            self.grad_rows = n
+        values = np.empty(count)
+        self.prog.run_batches(X, target, momenta, keys, steps, values, penalty, half_alpha,
+                              weight_sum)
+        return values
 
     def _caller(self, X):
         """``(target, momenta, phases) -> value``: the program's run on batch X (a CSR

@@ -2,8 +2,9 @@
 n_iter_no_change, learning-rate schedules, early stopping, L-BFGS) on a pynn Sequential and pynn
 optimizers.
 
-The loop per mini-batch is pynn's training step, ``model.train_step(Xb, yb, loss, optimizer)``
-(one compiled call) when the batch needs nothing between its parts, else its lines::
+The loop per mini-batch (pynn/sklearn/_batch_step.py) is pynn's training step,
+``model.train_step(Xb, yb, loss, optimizer)`` (one compiled call, or one for several batches
+of a size) when the batch needs nothing between its parts, else its lines::
 
     model.zero_grad(); value, dY = loss(model.forward(Xb), yb, sample_weight)
     model.backward(dY, input_grad=False); [clip the gradients]; optimizer.step()
@@ -27,39 +28,13 @@ from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 
 from .. import nn, optim
-from ..backend._sparse import is_sparse
 from ..data import batch_bounds
-from ..nn.eager_step import eager_step
-from ..nn.utils import clip_grad_norm_, clip_grad_value_
 from ..train import restore, snapshot
+from ._batch_step import _SELF_DOT, _BatchStep, _gathered_blocks
 
 STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
 # scikit-learn's adaptive schedule stops once the rate would go below this
 _MIN_ADAPTIVE_LR = 1e-6
-
-
-# the rows of the batches gathered at once (one fancy index per block, not per batch)
-_BLOCK_BYTES = 1 << 20
-
-
-def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
-    """The epoch's batches in blocks of consecutive ones: per block, its batches as slices
-    into the block's rows of X, target and sample_weight (None), gathered in ``order`` when
-    ``shuffled`` (views when not). A block holds about _BLOCK_BYTES of X, at least a batch."""
-    widest = max(b.stop - b.start for b in batches)
-    sparse = is_sparse(X)
-    # a sparse row's bytes: its average share of the stored values and their column indices
-    row_bytes = ((X.data.nbytes + X.indices.nbytes) // max(1, X.shape[0]) if sparse
-                 else X[:1].nbytes)
-    per_block = max(1, _BLOCK_BYTES // max(1, widest * row_bytes))
-    for k in range(0, len(batches), per_block):
-        block = batches[k:k + per_block]
-        start, stop = block[0].start, block[-1].stop
-        rows = order[start:stop] if shuffled else slice(start, stop)
-        # (take: the faster gather of dense rows; CSR rows are gathered by scipy, still CSR)
-        Xb = np.take(X, rows, axis=0) if shuffled and not sparse else X[rows]
-        yield ([slice(b.start - start, b.stop - start) for b in block], Xb, target[rows],
-               None if sample_weight is None else sample_weight[rows])
 
 
 class SklearnAdam(optim.Adam):
@@ -131,7 +106,8 @@ class _Solvers:
         return value
 
     def _sum_squared_weights(self):
-        return float(self._weights_flat.dot(self._weights_flat))
+        weights = self._weights_flat
+        return float(_SELF_DOT[weights.dtype](weights, weights))
 
     def _l1_norm(self):
         return float(np.abs(self._weights_flat).sum())
@@ -161,10 +137,7 @@ class _Solvers:
                 step.new_epoch()
                 for block, Xb, tb, swb in _gathered_blocks(batches, sample_idx, self.shuffle,
                                                            X, target, sample_weight):
-                    for batch in block:
-                        sw = None if swb is None else swb[batch]
-                        value = step(Xb[batch], tb[batch], sw, batch.stop - batch.start)
-                        accumulated_loss += value * (batch.stop - batch.start)
+                    accumulated_loss = step.run_block(block, Xb, tb, swb, accumulated_loss)
                 if self._end_epoch(accumulated_loss / n_samples, n_samples, validation,
                                    incremental):
                     break
@@ -337,61 +310,3 @@ class _Solvers:
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = float(result.fun)
         arena.data[...] = result.x
-
-
-class _BatchStep:
-    """One mini-batch's step with scikit-learn's per-batch L2 term: its value (data loss plus
-    the penalty), the model and optimizer updated.
-
-    pynn's compiled step (zero_grad, forward, loss, backward, update in one C call, the same
-    numbers) whenever the batch needs nothing between those: no sample weights, no clipping, a
-    loss pynn's kernels compute unscaled (classification with one output column or with
-    softmax); else the eager lines (pynn.nn.eager_step) with the estimator's loss."""
-
-    def __init__(self, est, unweighted):
-        self.est = est
-        self.model, self.opt = est._model, est._optimizer
-        self.params = list(self.model.parameters())
-        self.clip_norm, self.clip_value = est.clip_grad_norm, est.clip_grad_value
-        self.compiled = (isinstance(self.model, nn.Sequential) and unweighted
-                         and self.clip_norm is None and self.clip_value is None
-                         and est._loss.unscaled)
-        self.pynn_loss = est._loss.pynn_loss
-        self.program = None
-
-    def new_epoch(self):
-        self.program = None  # looked up again each epoch: scoring and schedules ran
-
-    def __call__(self, Xi, ti, sw, n_rows):
-        est = self.est
-        weight_sum = n_rows if sw is None else float(sw.sum())
-        est._set_weight_decay(weight_sum)
-        value = est._penalty(weight_sum)
-        if self.compiled:
-            # the step compiled for this batch shape serves every batch of the shape: between
-            # them only this loop touches the model
-            program = self.program
-            sparse = type(Xi) is not np.ndarray and is_sparse(Xi)  # (the check costs ~1 us)
-            if (program is None or program.n != n_rows or program.sparse != sparse
-                    or not (sparse or Xi.flags.c_contiguous)):
-                program = self.program = self.model.compiled_step(Xi, self.pynn_loss, self.opt)
-            step_value = None if program is None else program.run(Xi, ti)
-            if step_value is None:  # declined: the eager lines
-                step_value = nn.Module.train_step(self.model, Xi, ti, self.pynn_loss, self.opt)
-            return value + float(step_value)
-        grads = []
-
-        def data_loss(out):
-            loss, grad = est._loss(out, ti, sw)
-            grads.append(grad)
-            return loss
-
-        loss, _ = eager_step(self.model, Xi, self.opt, data_loss, grads.pop, zero_grad="model",
-                             clip=self._clip)
-        return value + loss
-
-    def _clip(self, model):
-        if self.clip_norm is not None:
-            clip_grad_norm_(self.params, self.clip_norm)
-        if self.clip_value is not None:
-            clip_grad_value_(self.params, self.clip_value)
