@@ -188,3 +188,27 @@ def test_estimator_fits_through_run_batches_as_batch_by_batch(options, dtype, mo
     assert together.loss_curve_ == alone.loss_curve_
     for a, b in zip(together.coefs_ + together.intercepts_, alone.coefs_ + alone.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", [lambda p: Adam(p, lr=0.01), lambda p: SGD(p, lr=0.1)],
+                         ids=["adam", "sgd-plain"])
+def test_quick_steps_are_update_runs_quick_answers_at_once(make):
+    a = NETS["dense-relu"](F32)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = (make([{"params": list(m.parameters())[:2]},
+                          {"params": list(m.parameters())[2:], "lr": 0.02}]) for m in (a, b))
+    loaded_a, loaded_b = opt_a.update_runs().version, opt_b.update_runs().version
+    steps = opt_a.quick_steps(loaded_a, 4)
+    expected = []
+    for _ in range(4):
+        answer = opt_b.update_runs(loaded_b)
+        assert answer.runs is None
+        expected.append(list(answer.steps))
+    assert steps.tolist() == expected
+    # and the optimizer goes on from there as the one answered step by step
+    assert list(opt_a.update_runs(loaded_a).steps) == list(opt_b.update_runs(loaded_b).steps)
+    # an edited group needs the full bookkeeping: no quick answer, nothing moved
+    opt_a.param_groups[1]["lr"] = 0.03
+    before = [group_state["step"] for group_state in opt_a._group_state]
+    assert opt_a.quick_steps(loaded_a, 3) is None
+    assert [group_state["step"] for group_state in opt_a._group_state] == before

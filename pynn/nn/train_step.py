@@ -185,28 +185,24 @@ class TrainStep(TrainStepRecording):
         if target is None or (self.loss_kind == LOSS_CE and not labels_in_range(
                 target, self.k_out)):
             return None
-        momenta = np.empty((count, len(self.momenta)))
-        keys = np.empty((count, len(self.keys)), np.uint64)
-        steps = None
-        for b in range(count):
-            momenta[b] = self.momenta
-            for i, counter in self.counters:
+        momenta = np.tile(self.momenta, (count, 1))
+        for i, counter in self.counters:
+            for b in range(count):
                 momenta[b, i] = counter.next_momentum()
-            keys[b] = self.keys
-            for i, layer, _ in self.dropouts:
+        keys = np.tile(self.keys, (count, 1))
+        for i, layer, _ in self.dropouts:  # each forward draws a fresh mask, as in run
+            for b in range(count):
                 keys[b, i] = dropout_key(layer.seed, layer.step)
                 layer.step += 1
-            if b == 0:
-                self._load_updates()  # (Adam's runs only: nothing to run after the program)
-                steps = np.zeros((count, len(self.held)))  # (row 0: loaded just now)
-                continue
-            # Between these steps nothing touches the optimizer, so its answers are the
-            # quick ones: only the step counts move.
-            answer = self.optimizer.update_runs(self.loaded)
-            if answer.runs is not None:
-                raise RuntimeError("the optimizer changed its runs between two steps of a block")
-            for j, i in self.adam_steps:
-                steps[b, j] = answer.steps[i]
+        self._load_updates()  # the first step's (Adam's runs only: none to run after it)
+        # Between the steps nothing touches the optimizer, so the others' bookkeeping is the
+        # quick kind: step counts only.
+        later = self.optimizer.quick_steps(self.loaded, count - 1)
+        if later is None:
+            raise RuntimeError("the optimizer's runs changed between two steps of a block")
+        steps = np.zeros((count, len(self.held)))  # (row 0: its scalars are set already)
+        for j, i in self.adam_steps:
+            steps[1:, j] = later[:, i]
         if n != self.grad_rows:
             self.prog.set_gradient_rows(n)
             self.grad_rows = n
