@@ -212,3 +212,27 @@ def test_quick_steps_are_update_runs_quick_answers_at_once(make):
     before = [group_state["step"] for group_state in opt_a._group_state]
     assert opt_a.quick_steps(loaded_a, 3) is None
     assert [group_state["step"] for group_state in opt_a._group_state] == before
+
+
+@pytest.mark.parametrize("case", ["sparse", "weighted", "l1"])
+def test_estimator_batches_run_batches_cannot_take_go_one_by_one(case, monkeypatch):
+    import scipy.sparse as sp
+    from sklearn.datasets import load_iris
+
+    from pynn.sklearn import MLPClassifier, _batch_step
+
+    X, y = load_iris(return_X_y=True)
+    tried = []
+    original = _batch_step._BatchStep._run_batches
+    monkeypatch.setattr(_batch_step._BatchStep, "_run_batches",
+                        lambda self, *a: tried.append(1) or original(self, *a))
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, batch_size=20, random_state=0)
+    fit = {}
+    if case == "sparse":
+        X = sp.csr_matrix(np.where(X > 2, X, 0.0))
+    elif case == "weighted":
+        fit["sample_weight"] = np.linspace(0.5, 1.5, len(y))
+    else:
+        params["l1"] = 1e-4
+    model = MLPClassifier(**params).fit(X, y, **fit)
+    assert tried == [] and model.n_iter_ == 3

@@ -70,13 +70,15 @@ class _BatchStep:
         each one's value times its size, added one by one as scikit-learn adds them. Runs of
         batches of one size take one call into C (``TrainStep.run_batches``) when the compiled
         step can run them so, with the same numbers."""
+        together = (self.compiled and swb is None and type(Xb) is np.ndarray
+                    and not self.est.l1)  # (what run_batches can take, known per block)
         i = 0
         while i < len(block):
             n_rows = block[i].stop - block[i].start
             j = i + 1
-            while j < len(block) and block[j].stop - block[j].start == n_rows:
+            while together and j < len(block) and block[j].stop - block[j].start == n_rows:
                 j += 1
-            if j - i > 1 and swb is None:
+            if j - i > 1:
                 values = self._run_batches(Xb[block[i].start:block[j - 1].stop],
                                            tb[block[i].start:block[j - 1].stop], j - i, n_rows)
                 if values is not None:
@@ -92,11 +94,10 @@ class _BatchStep:
         return total
 
     def _run_batches(self, X, t, count, n_rows):
-        """``count`` unweighted batches of ``n_rows`` in one call (``run_batches``), their
-        values with the L2 term; None, having run nothing, when they must go one by one."""
+        """``count`` unweighted dense batches of ``n_rows`` for the compiled step, without l1,
+        in one call (``run_batches``), their values with the L2 term; None, having run
+        nothing, when they must go one by one."""
         est = self.est
-        if not self.compiled or est.l1 or type(X) is not np.ndarray:
-            return None
         program = self._program(X[:n_rows], n_rows)
         if program is None or program is self.one_by_one:
             return None
