@@ -12,15 +12,20 @@
  * select) so GCC vectorizes them: libm's scalar expf/tanhf cannot be vectorized without
  * -ffast-math, and under the default -ftrapping-math GCC will not if-convert an FP operation
  * that sits in only one arm of a branch. On x86-64 glibc Linux with GCC the spans are
- * cloned for AVX-512 and AVX2+FMA and picked at load time (ifunc); elsewhere they build for
+ * cloned for AVX-512 and AVX2 and picked at load time (ifunc); elsewhere they build for
  * the baseline ISA. Accuracy: a few float ulps (Cephes polynomials), NaN propagates. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__GNUC__) && !defined(__clang__)
 /* FP exception flags are never read here; without this GCC keeps the selects as branches
- * ("control flow in loop") and nothing vectorizes. */
-#define PYNN_NO_TRAP __attribute__((optimize("no-trapping-math")))
+ * ("control flow in loop") and nothing vectorizes. And no fused multiply-adds: GCC's
+ * "avx512f" target implies FMA (its "avx2" does not), and with contraction on, the AVX-512
+ * clone's vector body and its scalar tail contracted differently, so an element's bits
+ * depended on where it fell in a span (float32 GELU and Mish backward, seen on an AMD EPYC
+ * Zen 4: a fused Dense backward, one row per span, against the whole array in one). Without
+ * it every clone, body and tail round alike, on every CPU. */
+#define PYNN_NO_TRAP __attribute__((optimize("no-trapping-math", "fp-contract=off")))
 #else
 #define PYNN_NO_TRAP
 #endif

@@ -29,8 +29,10 @@
 #endif
 
 /* PYNN_TARGET_CLONES_FMA: clones for a loop whose speed is its fused multiply-adds (the dense
- * few-rows kernel, _dot.h). GCC's "avx2" and "avx512f" targets do not imply FMA, so those
- * clones multiply and add separately: 62 against 82 GFLOP/s for _dot.h's 16 x 784 x 256
+ * few-rows kernel, _dot.h). GCC's "avx2" target does not imply FMA, so that clone multiplies
+ * and adds separately (its "avx512f" does imply FMA: a PYNN_TARGET_CLONES loop that must round
+ * alike on every CPU turns contraction off, as _activations.h, _batchnorm.h, _rownorm.h and
+ * the optimizer module's flags do): 62 against 82 GFLOP/s for _dot.h's 16 x 784 x 256
  * float32 product on an AMD EPYC Zen 3. The x86-64-v3 level is AVX2 + FMA (+ BMI, ...), v4
  * adds AVX-512 F/BW/CD/DQ/VL; GCC >= 12 resolves them by CPU feature (__cpu_features2), not by
  * CPU model. Older GCC has no level clones: FMA alone (AVX + FMA3) then. A fused multiply-add

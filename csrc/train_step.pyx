@@ -321,17 +321,18 @@ cdef class StepProgram:
         cdef Batches B
         cdef cnp.ndarray w
         cdef idx_t count = values.shape[0]
+        cdef idx_t d = sizeof(double)  # (uint64_t's size too)
         cdef int j
         if count < 1:
             return
         for j in range(self.prog.n_upd):
             if self.prog.upd[j].kind != UPD_ADAM:
                 raise ValueError("run_batches runs Adam updates only")
-        B.op_stride = cnp.PyArray_NBYTES(momenta) // (count * sizeof(double))
+        B.op_stride = cnp.PyArray_NBYTES(momenta) // (count * d)
         if (B.op_stride < self.prog.n_ops
-                or cnp.PyArray_NBYTES(momenta) != count * B.op_stride * sizeof(double)
-                or cnp.PyArray_NBYTES(keys) != count * B.op_stride * sizeof(uint64_t)
-                or cnp.PyArray_NBYTES(steps) != count * self.prog.n_upd * sizeof(double)):
+                or cnp.PyArray_NBYTES(momenta) != count * B.op_stride * d
+                or cnp.PyArray_NBYTES(keys) != count * B.op_stride * d
+                or cnp.PyArray_NBYTES(steps) != count * self.prog.n_upd * d):
             raise ValueError("momenta, keys and steps need one row per batch (a row of "
                              "momenta and keys: an entry per op at least)")
         B.X, B.targets = <char*>cnp.PyArray_DATA(X), <char*>cnp.PyArray_DATA(targets)
@@ -346,7 +347,7 @@ cdef class StepProgram:
         if penalty is not None:
             w = penalty
             if (not cnp.PyArray_IS_C_CONTIGUOUS(w) or cnp.PyArray_TYPE(w)
-                    != (cnp.NPY_FLOAT32 if self.prog.is_float else cnp.NPY_FLOAT64)):
+                    != <int>(cnp.NPY_FLOAT32 if self.prog.is_float else cnp.NPY_FLOAT64)):
                 raise ValueError("penalty must be a C-contiguous array of the program's dtype")
             if cnp.PyArray_SIZE(w) > INT_MAX:
                 raise ValueError("penalty: more elements than BLAS's int counts")

@@ -41,6 +41,27 @@ def test_activation_backward_matches_reference(fast, ref, dtype, n_threads, rng,
 
 
 @pytest.mark.parametrize("activation", ALL_KINDS)
+def test_an_elements_bits_do_not_depend_on_its_place_in_the_span(fast, dtype, rng, activation):
+    """Each element alone decides its result: the whole array in one call gives the bits of
+    short unaligned pieces (a fused Dense backward runs a row per span, the threads a chunk
+    each). Caught the AVX-512 clone contracting its vector body and its tail differently."""
+    param = PARAMS.get(activation)
+    x = _x(rng, 203, dtype)
+    dy = _x(rng, 203, dtype, scale=1.0)
+    y = fast.activation_forward(x, activation, param)
+    dx = fast.activation_backward(dy, x, y, activation, param)
+    for width in (1, 3, 4, 7, 16, 17, 33):
+        pieces = [slice(lo, min(lo + width, 203)) for lo in range(0, 203, width)]
+        np.testing.assert_array_equal(
+            np.concatenate([fast.activation_forward(x[p].copy(), activation, param)
+                            for p in pieces]), y, err_msg=f"forward, pieces of {width}")
+        np.testing.assert_array_equal(
+            np.concatenate([fast.activation_backward(dy[p].copy(), x[p].copy(), y[p].copy(),
+                                                     activation, param) for p in pieces]),
+            dx, err_msg=f"backward, pieces of {width}")
+
+
+@pytest.mark.parametrize("activation", ALL_KINDS)
 def test_activation_out_is_written_and_returned(backend, dtype, rng, activation):
     X = _x(rng, (5, 11), dtype)
     out = np.full_like(X, np.nan)
