@@ -13,6 +13,7 @@ import pynn
 from pynn import nn
 from pynn.nn import train_step
 from pynn.optim import SGD, Adam, AdamW
+from test_train_step import _assert_same as _assert_same_numbers
 
 F32, F64 = np.float32, np.float64
 N = 16  # rows per batch
@@ -44,18 +45,11 @@ def _data(dtype, loss_name, batches, seed=0):
 
 
 def _assert_same(a, b, opt_a, opt_b):
-    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
-        np.testing.assert_array_equal(pa.data, pb.data, err_msg=name)
-        np.testing.assert_array_equal(pa.grad, pb.grad, err_msg=f"{name}.grad")
-    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers()):
-        np.testing.assert_array_equal(ba, bb, err_msg=name)
-    sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        for key in sa[k]:
-            np.testing.assert_array_equal(sa[k][key], sb[k][key], err_msg=f"state {k} {key}")
+    """test_train_step's check (parameters, gradients, buffers, optimizer state, bit for bit)
+    and the dropout layers' counters."""
+    _assert_same_numbers(a, b, opt_a, opt_b)
     for la, lb in zip(a, b):
-        assert getattr(la, "step", None) == getattr(lb, "step", None)  # dropout's counter
+        assert getattr(la, "step", None) == getattr(lb, "step", None)
 
 
 def _self_dot(w):
