@@ -46,9 +46,11 @@ class TrainStepRecording:
         # need them)
         from .._kernels import optim as _optim_kernels
         from .._kernels import train_step as _kernel
+        from .._kernels.checks import labels_in_range
         from ..backend.cython import CythonBackend
 
         self._kernel = _kernel
+        self._labels_in_range = labels_in_range
         self.plan = plan
         self.optimizer = optimizer
         if not (type(loss) in _LOSS_KINDS and _default_loss(loss)

@@ -38,7 +38,6 @@ import math
 import numpy as np
 
 from .. import _threads
-from .._kernels.checks import labels_in_range
 from ..backend._sparse import csr_arrays
 from ..backend.codes import (BACKWARD, FORWARD, LOSS_CE, OP_BN, OP_DROPOUT, UPD_ADAM, UPD_SGD,
                              UPDATE, dropout_key)
@@ -124,7 +123,7 @@ class TrainStep(TrainStepRecording):
         ones and returns the global loss value (the one returned, and checked by
         ``finite_only``, so every replica takes the same branch)."""
         target = self._target(y)
-        if target is None or (self.loss_kind == LOSS_CE and not labels_in_range(
+        if target is None or (self.loss_kind == LOSS_CE and not self._labels_in_range(
                 target, self.k_out)):
             return None  # the eager loss names what is wrong
         call = self._caller(X)
@@ -182,7 +181,7 @@ class TrainStep(TrainStepRecording):
                 or not (X.flags.c_contiguous and X.flags.aligned)):
             return None
         target = self._target(y, count * n)
-        if target is None or (self.loss_kind == LOSS_CE and not labels_in_range(
+        if target is None or (self.loss_kind == LOSS_CE and not self._labels_in_range(
                 target, self.k_out)):
             return None
         momenta = np.tile(self.momenta, (count, 1))
