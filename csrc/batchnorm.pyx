@@ -119,3 +119,9 @@ def batchnorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                              n_threads, True)
     finally:
         free(scratch)
+
+
+def scratch_sizes(idx_t n, idx_t f):
+    """(forward doubles, backward doubles) of scratch a training-mode batchnorm of n x f needs
+    (the compiled training step allocates them once)."""
+    return bn_forward_scratch(n, f), bn_backward_scratch(n, f)

@@ -72,11 +72,19 @@ def forward_team(idx_t n, idx_t m, int strategy, int n_threads):
 
 def backward_team(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, int strategy,
                   int n_threads):
-    """Threads of pynn's team a backward runs on with ``strategy``."""
+    """(threads of pynn's team, rows of bias partial sums) of a backward with ``strategy``:
+    what it runs on and what its scratch must hold."""
     cdef int nt, n_acc
     _check_strategy(strategy, False)
     dense_backward_team(n, m, k, has_dw, has_dx, n_threads, strategy, &nt, &n_acc)
-    return nt
+    return nt, n_acc
+
+
+def forward_scratch(idx_t n, idx_t k, idx_t m, int strategy):
+    """Elements (of the product's dtype) of scratch a forward of n x k -> m needs with
+    ``strategy``."""
+    _check_strategy(strategy, True)
+    return dense_forward_scratch(n, k, m, strategy)
 
 
 cdef int _check_strategy(int strategy, bint forward) except -1:

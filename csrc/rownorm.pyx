@@ -94,3 +94,9 @@ def rownorm_backward(const floating[:, ::1] dY, const floating[:, ::1] X, object
                              dgp, dbp, scratch + f, n_threads, True)
     finally:
         free(scratch)
+
+
+def backward_scratch(idx_t n, idx_t f):
+    """Doubles of scratch a rownorm backward of n x f needs (the compiled training step
+    allocates them once)."""
+    return rn_backward_scratch(n, f)

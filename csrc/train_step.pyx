@@ -21,8 +21,10 @@ output and passes its gradient down unchanged (its dX is its dY's address). Drop
 mask from the key ``set_keys``' array holds for its op (the layer's counter, moved by Python
 once per step as the eager layer moves it).
 
-This file is the program as Python sees it: the builder's methods, the sizes of the scratch the
-Python side allocates, and ``run``/``run_csr``, which hand a step its arrays. The records and
+This file is the program as Python sees it: the builder's methods and ``run``/``run_csr``/
+``run_batches``, which hand a step its arrays (the sizes of the scratch the Python side
+allocates are each kernel family's: ``dense.backward_team``, ``dense.forward_scratch``,
+``batchnorm.scratch_sizes``, ``rownorm.backward_scratch``). The records and
 the step itself (the lock, the fusion's plan, the phases) are csrc/_train_step_run.pxd's, apart
 because they are C alone and change with how a step runs, not with what Python hands over.
 """
@@ -35,11 +37,8 @@ from scipy.linalg.cython_blas cimport sgemm
 
 from _types cimport idx_t
 from _activations cimport IDENTITY
-from _batchnorm cimport bn_backward_scratch, bn_forward_scratch
-from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_forward_scratch,
-                     dense_strategy_valid, pynn_blas_threads_init, pynn_products_lock_adopt)
-from _dense_backward cimport dense_backward_team
-from _rownorm cimport rn_backward_scratch
+from _dense cimport (DENSE_BLAS_THREADS, DENSE_THREADING, dense_strategy_valid,
+                     pynn_blas_threads_init, pynn_products_lock_adopt)
 from _train_step cimport (BACKWARD, FORWARD, LOSS_BCE, LOSS_CE, LOSS_MSE, OP_ACT, OP_BN,
                           OP_DENSE, OP_DROPOUT, OP_RES_BEGIN, OP_RES_END, OP_ROWNORM, OP_SOFTMAX,
                           OP_SPARSE_DENSE, UPD_ADAM, UPD_SGD, UPDATE, Op, Update)
@@ -110,10 +109,10 @@ cdef class StepProgram:
                   int backward_strategy, double param2=0.0, uintptr_t Z=0):
         """A Dense op: X (n x k; 0: the batch handed to run()) times W.T plus b, its activation
         ``act`` (parameters param, param2) in the epilogue, into Y (n x m), with the product's
-        ``forward_strategy`` (pynn.tune) and its ``dense_scratch`` elements of forward scratch
-        (0: none needed). Backward into dW, db (0: frozen) and dX (0: no input gradient) with
+        ``forward_strategy`` (pynn.tune) and its ``dense.forward_scratch`` elements of forward
+        scratch (0: none needed). Backward into dW, db (0: frozen) and dX (0: no input gradient) with
         ``backward_strategy`` on ``backward_threads`` with ``bias_rows`` rows of bias partial
-        sums (``dense_backward_threads``) in ``bias_sums``; dz: the dZ scratch (0: no
+        sums (``dense.backward_team``) in ``bias_sums``; dz: the dZ scratch (0: no
         activation); Z: where the pre-activation is kept for an activation whose derivative
         needs it (0: none)."""
         if not dense_strategy_valid(forward_strategy, True):
@@ -157,7 +156,7 @@ cdef class StepProgram:
                       double param2=0.0):
         """A training-mode BatchNorm op over n rows of ``features``, its activation in the
         epilogue; the batch statistics go to mean and invstd (float64), the running ones move
-        by run()'s momenta; the scratch sizes are ``batchnorm_scratch``'s."""
+        by run()'s momenta; the scratch sizes are ``batchnorm.scratch_sizes``'s."""
         cdef Op* o = self._new_op(OP_BN, act, param, param2, n, features, features, n_threads,
                                   X, Y, dX)
         o.eps = eps
@@ -178,7 +177,7 @@ cdef class StepProgram:
         """A LayerNorm (``mean``: n doubles) or RMSNorm (mean 0) op over n rows of
         ``features``: gamma, beta 0 when the layer has none; ``affine_scratch``: 2 * features
         doubles (gamma and beta in double, refreshed each forward); the backward scratch's size
-        is ``rownorm_scratch``'s; dX always (the kernel computes it with the sums)."""
+        is ``rownorm.backward_scratch``'s; dX always (the kernel computes it with the sums)."""
         if dX == 0:
             raise ValueError("a rownorm op needs its dX buffer")
         cdef Op* o = self._new_op(OP_ROWNORM, IDENTITY, 0.0, 0.0, n, features, features,
@@ -372,33 +371,3 @@ cdef class StepProgram:
         with nogil:
             loss = run_step(&self.prog, NULL, tp, mp, phases)
         return loss
-
-
-# ------------------------------------------------------------------ sizes for the Python side
-def dense_backward_threads(idx_t n, idx_t m, idx_t k, bint has_dw, bint has_dx, int n_threads,
-                           int strategy):
-    """(threads, rows of bias partial sums) of a dense backward with ``strategy``: what its
-    scratch must hold."""
-    cdef int nt, n_acc
-    if not dense_strategy_valid(strategy, False):
-        raise ValueError(f"strategy: not a backward strategy code, got {strategy}")
-    dense_backward_team(n, m, k, has_dw, has_dx, n_threads, strategy, &nt, &n_acc)
-    return nt, n_acc
-
-
-def rownorm_scratch(idx_t n, idx_t f):
-    """Doubles of backward scratch of a rownorm op."""
-    return rn_backward_scratch(n, f)
-
-
-def dense_scratch(idx_t n, idx_t k, idx_t m, int strategy):
-    """Elements (of the op's dtype) of forward scratch of a dense op of n x k -> m with the
-    forward ``strategy``."""
-    if not dense_strategy_valid(strategy, True):
-        raise ValueError(f"strategy: not a forward strategy code, got {strategy}")
-    return dense_forward_scratch(n, k, m, strategy)
-
-
-def batchnorm_scratch(idx_t n, idx_t f):
-    """(forward doubles, backward doubles) of scratch of a batchnorm op."""
-    return bn_forward_scratch(n, f), bn_backward_scratch(n, f)

@@ -44,12 +44,19 @@ class TrainStepRecording:
     def __init__(self, plan, loss, optimizer):
         # the compiled kernels, imported when a program is first built (importing pynn does not
         # need them)
+        from .._kernels import batchnorm as _batchnorm_kernels
+        from .._kernels import dense as _dense_kernels
         from .._kernels import optim as _optim_kernels
+        from .._kernels import rownorm as _rownorm_kernels
         from .._kernels import train_step as _kernel
         from .._kernels.checks import labels_in_range
         from ..backend.cython import CythonBackend
 
         self._kernel = _kernel
+        # each kernel family's scratch sizes
+        self._dense_kernels = _dense_kernels
+        self._batchnorm_kernels = _batchnorm_kernels
+        self._rownorm_kernels = _rownorm_kernels
         self._labels_in_range = labels_in_range
         self.plan = plan
         self.optimizer = optimizer
@@ -119,11 +126,11 @@ class TrainStepRecording:
             fwd_strategy = _tune.forward_strategy(n, k, m, plan.dtype, s.nt)
             bwd_strategy = _tune.backward_strategy(n, m, k, plan.dtype, s.nt, dW is not None,
                                                    dX is not None)
-            nt, n_acc = self._kernel.dense_backward_threads(n, m, k, dW is not None,
-                                                            dX is not None, s.nt, bwd_strategy)
+            nt, n_acc = self._dense_kernels.backward_team(n, m, k, dW is not None,
+                                                         dX is not None, bwd_strategy, s.nt)
             dz = self._scratch(n * m, plan.dtype) if s.code != IDENTITY else None
             acc = self._scratch(n_acc * m, np.float64) if db is not None else None
-            forward = self._kernel.dense_scratch(n, k, m, fwd_strategy)
+            forward = self._dense_kernels.forward_scratch(n, k, m, fwd_strategy)
             forward = self._scratch(forward, plan.dtype) if forward else None
             prog.add_dense(act=s.code, param=param, param2=param2, n=n, k=k, m=m,
                            n_threads=s.nt, forward_strategy=fwd_strategy,
@@ -138,7 +145,7 @@ class TrainStepRecording:
             if not layer.training or n < 2:
                 raise _Unsupported  # eval statistics, or the layer's own error
             g, bt = s.w, s.b
-            fwd, bwd = self._kernel.batchnorm_scratch(n, m)
+            fwd, bwd = self._batchnorm_kernels.scratch_sizes(n, m)
             prog.add_batchnorm(
                 act=s.code, param=param, param2=param2, n=n, features=m, n_threads=s.nt,
                 eps=layer.eps, X=X,
@@ -194,7 +201,7 @@ class TrainStepRecording:
                 mean=_addr(s.mean), invstd=s.invstd.ctypes.data,
                 affine_scratch=_addr(self._scratch(2 * width, np.float64)),
                 backward_scratch=_addr(self._scratch(
-                    self._kernel.rownorm_scratch(n, width), np.float64)), **common)
+                    self._rownorm_kernels.backward_scratch(n, width), np.float64)), **common)
             self.rownorms.append((layer, layer.eps))
         elif s.kind == OP_RES_BEGIN:
             end = next(j for j, e in enumerate(plan.steps) if e.begin == i)

@@ -96,19 +96,24 @@ class TrainStep(TrainStepRecording):
                 return False
         return True
 
-    def _target(self, y, rows=None):
-        """y when the program can read it as is (labels as intp) for ``rows`` rows (default:
-        the batch's), else None (eager step)."""
-        rows = self.n if rows is None else rows
+    def _checked_target(self, y, rows):
+        """y for ``rows`` rows as the program reads it (labels as intp, each in range), else
+        None (the eager step, whose loss names what is wrong)."""
         if type(y) is not np.ndarray or not y.flags.c_contiguous:
             return None
         if self.loss_kind == LOSS_CE:
             if y.shape != (rows,) or y.dtype.kind not in "iu":
                 return None
-            return y if y.dtype == np.intp else y.astype(np.intp)
+            y = y if y.dtype == np.intp else y.astype(np.intp)
+            return y if self._labels_in_range(y, self.k_out) else None
         if y.shape != (rows, self.k_out) or y.dtype != self.plan.dtype:
             return None
         return y
+
+    def _set_gradient_rows(self, rows):
+        """The loss gradient a mean over ``rows`` rows (callers check it changed first)."""
+        self.prog.set_gradient_rows(rows)
+        self.grad_rows = rows
 
     # -- running ------------------------------------------------------------------------------
     def run(self, X, y, finite_only=False, reduce=None):
@@ -122,9 +127,8 @@ class TrainStep(TrainStepRecording):
         between the backward and the update: it makes every replica's gradients the global
         ones and returns the global loss value (the one returned, and checked by
         ``finite_only``, so every replica takes the same branch)."""
-        target = self._target(y)
-        if target is None or (self.loss_kind == LOSS_CE and not self._labels_in_range(
-                target, self.k_out)):
+        target = self._checked_target(y, self.n)
+        if target is None:
             return None  # the eager loss names what is wrong
         call = self._caller(X)
         momenta = self.momenta
@@ -138,8 +142,7 @@ class TrainStep(TrainStepRecording):
             self.optimizer.zero_grad()
         rows = self.n if reduce is None else reduce.rows
         if rows != self.grad_rows:
-            self.prog.set_gradient_rows(rows)
-            self.grad_rows = rows
+            self._set_gradient_rows(rows)
         if reduce is not None:
             value = reduce(call(target, momenta, FORWARD | BACKWARD))
             if finite_only and not math.isfinite(value):
@@ -180,9 +183,8 @@ class TrainStep(TrainStepRecording):
                 or X.shape != (count * n,) + self.plan.shape[1:]
                 or not (X.flags.c_contiguous and X.flags.aligned)):
             return None
-        target = self._target(y, count * n)
-        if target is None or (self.loss_kind == LOSS_CE and not self._labels_in_range(
-                target, self.k_out)):
+        target = self._checked_target(y, count * n)
+        if target is None:
             return None
         momenta = np.tile(self.momenta, (count, 1))
         for i, counter in self.counters:
@@ -203,8 +205,7 @@ class TrainStep(TrainStepRecording):
         for j, i in self.adam_steps:
             steps[1:, j] = later[:, i]
         if n != self.grad_rows:
-            self.prog.set_gradient_rows(n)
-            self.grad_rows = n
+            self._set_gradient_rows(n)
         values = np.empty(count)
         self.prog.run_batches(X, target, momenta, keys, steps, values, penalty, half_alpha,
                               weight_sum)

@@ -54,7 +54,7 @@ def team(key, strategy):
     if key.op == "forward":
         return _dense().forward_team(key.n, key.m, strategy, key.threads)
     return _dense().backward_team(key.n, key.m, key.k, key.has_dW, key.has_dX, strategy,
-                                  key.threads)
+                                  key.threads)[0]
 
 
 def _runner(key):
