@@ -557,6 +557,40 @@ def test_l1_with_a_nan_weight_gives_the_same_state_on_both_backends():
     np.testing.assert_allclose(results[0][1][1:], [0.05, -0.05, 0.0], rtol=1e-12, atol=0)
 
 
+def test_a_bad_edit_in_any_group_changes_no_parameter():
+    """Every edited group is checked before any group is updated: a step that raises for the
+    second group's value leaves the first group's parameters as they were."""
+    p, q = Parameter(np.ones(3)), Parameter(np.ones(2))
+    opt = SGD([{"params": [p]}, {"params": [q]}], lr=0.1)
+    p.grad, q.grad = np.ones(3), np.ones(2)
+    opt.step()
+    opt.param_groups[0]["lr"] = 0.5
+    opt.param_groups[1]["lr"] = -1.0
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, 0.9)
+    np.testing.assert_array_equal(q.data, 0.9)
+
+
+def test_values_edited_back_and_forth_are_each_used():
+    """Configurations stepped with before are found again without a new check (the estimators
+    flip the weight decay twice an epoch); each step still runs with the values set for it,
+    and a new bad value is still caught."""
+    p = Parameter(np.ones(4))
+    opt = SGD([p], lr=0.1)
+    expected = 1.0
+    for lr in (0.1, 0.5, 0.1, 0.5, 0.25, 0.1):
+        opt.param_groups[0]["lr"] = lr
+        p.grad = np.ones(4)
+        opt.step()
+        expected -= lr
+        np.testing.assert_allclose(p.data, expected, rtol=0, atol=1e-15)
+    opt.param_groups[0]["lr"] = -0.5
+    with pytest.raises(ValueError, match="Invalid learning rate: -0.5"):
+        opt.step()
+    np.testing.assert_allclose(p.data, expected, rtol=0, atol=1e-15)
+
+
 def test_checks_are_cached_but_edits_between_steps_still_count():
     """After the first step the optimizer skips re-checking unchanged hyper-parameters and
     arrays; an edited value is checked (and used) at the next step."""

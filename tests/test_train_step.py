@@ -514,6 +514,47 @@ def test_programs_of_two_batch_shapes_follow_an_edit_seen_by_the_other(opt_name)
     _assert_same(a, b, opt_a, opt_b)
 
 
+@pytest.mark.parametrize("opt_name", ["adam", "sgd-nesterov"])
+def test_programs_of_two_batch_shapes_keep_their_quick_path_across_a_decay_flip(opt_name):
+    # The estimators' epoch: full batches with weight decay alpha / 16, then a short last batch
+    # with alpha / 8 on the weights' group, the rest undecayed. Once each program has loaded
+    # its configuration, the flips back and forth find it again (Optimizer._known_configs):
+    # every later step is update_runs' quick answer, and the numbers are the eager steps'.
+    X, y, _ = _data(F64, "ce", n=40)
+    a = NETS["dense-relu"](F64)
+    b = copy.deepcopy(a)
+
+    def make(model):
+        weights = [m.weight for m in model if isinstance(m, nn.Dense)]
+        ids = {id(w) for w in weights}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        groups = [{"params": weights}, {"params": rest, "weight_decay": 0.0}]
+        if opt_name == "adam":
+            return Adam(groups, lr=0.01)
+        return SGD(groups, lr=0.05, momentum=0.9, nesterov=True)
+
+    opt_a, opt_b = make(a), make(b)
+    loss_a, loss_b = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    quick = []
+    real = opt_a.update_runs
+
+    def record(loaded=None):
+        answer = real(loaded)
+        quick.append(answer.runs is None)
+        return answer
+
+    opt_a.update_runs = record
+    for epoch in range(4):
+        for lo, hi in ((0, 16), (16, 32), (32, 40)):
+            for opt in (opt_a, opt_b):
+                opt.param_groups[0]["weight_decay"] = 0.1 / (hi - lo)
+            assert a.train_step(X[lo:hi], y[lo:hi], loss_a, opt_a) == _eager(
+                b, X[lo:hi], y[lo:hi], loss_b, opt_b), (epoch, lo)
+    _assert_same(a, b, opt_a, opt_b)
+    # each program's first step loads the runs; every later step is quick
+    assert quick == [False, True, False] + [True] * 9
+
+
 # ------------------------------------------------------------------ the step path's interfaces
 def test_step_kinds_agree_across_the_cython_boundary():
     # one enumeration: pynn.backend.codes on the Python side, _train_step.pxd's enum on the C

@@ -109,7 +109,7 @@ class FlatLayout:
 
     def _drop_slices(self):
         self._slice_cache = {}
-        self._version += 1
+        self._forget_configs()
 
     def _ensure_state(self, gi, key, fill=0.0):
         """Initialize buffer ``key`` over group ``gi`` (once) with ``fill``."""

@@ -77,6 +77,7 @@ class OptimizerState:
         self._group_state = new_gstates
         self._runs_version = None
         self._checked_groups = {}
+        self._forget_configs()
         for p, key, value in writes:
             self._view(p, key)[...] = value
         for gi, gstate in enumerate(new_gstates):

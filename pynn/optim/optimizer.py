@@ -90,6 +90,11 @@ class Optimizer(FlatLayout, OptimizerState):
         # hyper-parameters are checked again (edited). A compiled step that loaded the runs at
         # one version may replay them while the version holds (``update_runs``).
         self._version = 0
+        self._issued = 0  # the last version handed out: a version is never reused for another
+        # (version, per group (the group, a copy of it) as checked): the configurations the
+        # current layout stepped with, newest last, so that groups edited back to one of them
+        # (the estimators' last-batch weight decay, twice an epoch) find its version again
+        self._known_configs = []
         self._steady_version = None  # the version the last completed step left
         self._collected = None  # inside ``update_runs``: the records of the step's runs
         self._quick_answer = None  # update_runs' last quick answer, filled anew each time
@@ -134,19 +139,27 @@ class Optimizer(FlatLayout, OptimizerState):
         return loss
 
     def _step_groups(self):
-        """The update of every group (``step`` without the closure)."""
+        """The update of every group (``step`` without the closure). Every group edited since
+        the last step is checked before any is updated, so a bad value changes nothing."""
         self._steady_version = None
         self.claim_parameters()
         self._update_runs()
+        if not self._all_unchanged():
+            known = self._known_version()
+            if known is not None:
+                self._adopt(known)
+            else:
+                for gi, group in enumerate(self.param_groups):
+                    if not self._unchanged(gi, group):
+                        self._check_group(group)
+                        self._checked_groups[gi] = (group, dict(group))
+                self._version = self._new_version()
         for gi, group in enumerate(self.param_groups):
-            if not self._unchanged(gi, group):
-                self._check_group(group)
-                self._checked_groups[gi] = (group, dict(group))
-                self._version += 1
             gstate = self._group_state[gi]
             if self.has_step:
                 gstate["step"] += 1
             self._step_group(gi, group, gstate)
+        self._remember_config()
         self._steady_version = self._version
 
     def _unchanged(self, gi, group):
@@ -156,6 +169,49 @@ class Optimizer(FlatLayout, OptimizerState):
         "params" is the same list object)."""
         checked = self._checked_groups.get(gi)
         return checked is not None and checked[0] is group and checked[1] == group
+
+    def _all_unchanged(self):
+        for gi, group in enumerate(self.param_groups):
+            if not self._unchanged(gi, group):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ versions
+    def _new_version(self):
+        self._issued += 1
+        return self._issued
+
+    def _forget_configs(self):
+        """The layout changed (or the state was loaded): no earlier version describes it."""
+        self._known_configs = []
+        self._version = self._new_version()
+
+    def _known_version(self):
+        """The version of a configuration stepped with before on this layout that every group
+        equals now (each the same dict, its values equal to the copy then checked), or None."""
+        groups = self.param_groups
+        for version, checked in reversed(self._known_configs):
+            if len(checked) == len(groups) and all(
+                    c[0] is g and c[1] == g for c, g in zip(checked, groups)):
+                return version
+        return None
+
+    def _adopt(self, version):
+        """Take up known configuration ``version`` again (its groups were checked then)."""
+        for version_, checked in self._known_configs:
+            if version_ == version:
+                self._checked_groups = dict(enumerate(checked))
+                self._version = version
+                return
+
+    def _remember_config(self):
+        """Record the configuration this step ran with (a few, the newest kept)."""
+        known = self._known_configs
+        if known and known[-1][0] == self._version:
+            return
+        known[:] = [k for k in known if k[0] != self._version][-3:]
+        known.append((self._version,
+                      tuple(self._checked_groups[gi] for gi in range(len(self.param_groups)))))
 
     def update_runs(self, loaded=None):
         """One ``step``'s bookkeeping (step counts, state buffers, groups a schedule edited
@@ -190,13 +246,17 @@ class Optimizer(FlatLayout, OptimizerState):
 
     def _quick(self, loaded):
         """The next step's bookkeeping is update_runs' quick answer: only step counts move."""
-        if not (loaded is not None and loaded == self._steady_version == self._version
+        if not (loaded is not None and self._steady_version is not None
                 and self._arena_generation == ParameterArena.generation
                 and self._runs_version == Parameter.freeze_version):
             return False
-        for gi, group in enumerate(self.param_groups):
-            if not self._unchanged(gi, group):
-                return False
+        if self._all_unchanged():
+            return loaded == self._version
+        # groups edited back to the configuration the caller loaded (it stepped with it)
+        if self._known_version() != loaded:
+            return False
+        self._adopt(loaded)
+        self._steady_version = loaded
         return True
 
     def quick_steps(self, loaded, count):
