@@ -230,3 +230,22 @@ def test_estimator_batches_run_batches_cannot_take_go_one_by_one(case, monkeypat
         params["l1"] = 1e-4
     model = MLPClassifier(**params).fit(X, y, **fit)
     assert tried == [] and model.n_iter_ == 3
+
+
+def test_an_epochs_blocks_hold_its_batches_in_order_as_runs_of_one_size():
+    from sklearn.utils import gen_batches
+
+    from pynn.sklearn._batch_step import _BLOCK_BYTES, _epoch_blocks
+
+    X = np.zeros((1797, 64), np.float32)
+    batches = list(gen_batches(1797, 32))
+    assert _epoch_blocks(batches, X) == [(0, 1797, [(0, 56, 32), (1792, 1, 5)])]
+    # wide rows: several blocks, each about _BLOCK_BYTES, the runs relative to the block
+    wide = np.zeros((1797, _BLOCK_BYTES // (4 * 32 * 10)), np.float32)  # 10 batches a block
+    blocks = _epoch_blocks(batches, wide)
+    assert [(b0, b1) for b0, b1, _ in blocks] == [(k, min(k + 320, 1797))
+                                                  for k in range(0, 1797, 320)]
+    assert blocks[0][2] == [(0, 10, 32)] and blocks[-1][2] == [(0, 6, 32), (192, 1, 5)]
+    covered = [(b0 + lo + i * n, b0 + lo + (i + 1) * n)
+               for b0, _, runs in blocks for lo, count, n in runs for i in range(count)]
+    assert covered == [(b.start, b.stop) for b in batches]

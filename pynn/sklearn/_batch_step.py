@@ -1,6 +1,6 @@
 """One epoch's batches of the estimators' stochastic solvers: their rows gathered in blocks
-(``_gathered_blocks``) and each batch's step with scikit-learn's per-batch L2 term
-(``_BatchStep``): pynn's compiled step, several batches of a block in one call into C where
+(laid out by ``_epoch_blocks`` once per fit, gathered by ``_gathered_blocks`` per epoch) and
+each batch's step with scikit-learn's per-batch L2 term (``_BatchStep``): pynn's compiled step, several batches of a block in one call into C where
 they can go together, else the eager lines. Apart from pynn/sklearn/_solvers.py, which holds
 what an epoch and a fit decide (optimizers, schedules, stopping, L-BFGS), because this part
 runs per batch and changes with how a step runs."""
@@ -21,24 +21,42 @@ _SELF_DOT = {np.dtype(np.float32): blas.sdot, np.dtype(np.float64): blas.ddot}
 _BLOCK_BYTES = 1 << 20
 
 
-def _gathered_blocks(batches, order, shuffled, X, target, sample_weight):
-    """The epoch's batches in blocks of consecutive ones: per block, its batches as slices
-    into the block's rows of X, target and sample_weight (None), gathered in ``order`` when
-    ``shuffled`` (views when not). A block holds about _BLOCK_BYTES of X, at least a batch."""
+def _epoch_blocks(batches, X):
+    """The epoch's batches (slices, in order) in blocks of consecutive ones, worked out once
+    per fit (every epoch has the same batches; only the rows change): per block its rows'
+    ``(start, stop)`` and its runs of consecutive batches of one size, each ``(first row in
+    the block, count, rows per batch)``. A block holds about _BLOCK_BYTES of X, at least a
+    batch."""
     widest = max(b.stop - b.start for b in batches)
-    sparse = is_sparse(X)
     # a sparse row's bytes: its average share of the stored values and their column indices
-    row_bytes = ((X.data.nbytes + X.indices.nbytes) // max(1, X.shape[0]) if sparse
+    row_bytes = ((X.data.nbytes + X.indices.nbytes) // max(1, X.shape[0]) if is_sparse(X)
                  else X[:1].nbytes)
     per_block = max(1, _BLOCK_BYTES // max(1, widest * row_bytes))
+    blocks = []
     for k in range(0, len(batches), per_block):
         block = batches[k:k + per_block]
-        start, stop = block[0].start, block[-1].stop
+        start = block[0].start
+        runs = []
+        for b in block:
+            n_rows = b.stop - b.start
+            if runs and runs[-1][2] == n_rows:
+                runs[-1][1] += 1
+            else:
+                runs.append([b.start - start, 1, n_rows])
+        blocks.append((start, block[-1].stop, [tuple(r) for r in runs]))
+    return blocks
+
+
+def _gathered_blocks(blocks, order, shuffled, X, target, sample_weight):
+    """Per block of ``_epoch_blocks``: its runs and its rows of X, target and sample_weight
+    (None), gathered in ``order`` when ``shuffled`` (one fancy index per block, not per batch;
+    views when not shuffled)."""
+    sparse = is_sparse(X)
+    for start, stop, runs in blocks:
         rows = order[start:stop] if shuffled else slice(start, stop)
         # (take: the faster gather of dense rows; CSR rows are gathered by scipy, still CSR)
         Xb = np.take(X, rows, axis=0) if shuffled and not sparse else X[rows]
-        yield ([slice(b.start - start, b.stop - start) for b in block], Xb, target[rows],
-               None if sample_weight is None else sample_weight[rows])
+        yield (runs, Xb, target[rows], None if sample_weight is None else sample_weight[rows])
 
 
 class _BatchStep:
@@ -65,32 +83,29 @@ class _BatchStep:
     def new_epoch(self):
         self.program = None  # looked up again each epoch: scoring and schedules ran
 
-    def run_block(self, block, Xb, tb, swb, total):
-        """The block's batches (slices of Xb, tb and swb) stepped in order: ``total`` plus
-        each one's value times its size, added one by one as scikit-learn adds them. Runs of
-        batches of one size take one call into C (``TrainStep.run_batches``) when the compiled
-        step can run them so, with the same numbers."""
+    def run_block(self, runs, Xb, tb, swb, total):
+        """The block's batches (``_epoch_blocks``' runs over the rows Xb, tb and swb) stepped
+        in order: ``total`` plus each one's value times its size, added one by one as
+        scikit-learn adds them. A run of batches of one size takes one call into C
+        (``TrainStep.run_batches``) when the compiled step can run them so, with the same
+        numbers."""
         together = (self.compiled and swb is None and type(Xb) is np.ndarray
                     and not self.est.l1)  # (what run_batches can take, known per block)
-        i = 0
-        while i < len(block):
-            n_rows = block[i].stop - block[i].start
-            j = i + 1
-            while together and j < len(block) and block[j].stop - block[j].start == n_rows:
-                j += 1
-            if j - i > 1:
-                values = self._run_batches(Xb[block[i].start:block[j - 1].stop],
-                                           tb[block[i].start:block[j - 1].stop], j - i, n_rows)
-                if values is not None:
-                    for value in values.tolist():
-                        total += value * n_rows
-                    i = j
-                    continue
-                # else one batch alone; the rest try again (the first step of a program loads
-                # the optimizer's runs, which run_batches needs)
-            sw = None if swb is None else swb[block[i]]
-            total += self(Xb[block[i]], tb[block[i]], sw, n_rows) * n_rows
-            i += 1
+        for lo, count, n_rows in runs:
+            while count:
+                hi = lo + count * n_rows
+                if together and count > 1:
+                    values = self._run_batches(Xb[lo:hi], tb[lo:hi], count, n_rows)
+                    if values is not None:
+                        for value in values.tolist():
+                            total += value * n_rows
+                        break
+                    # else one batch alone; the rest try again (the first step of a program
+                    # loads the optimizer's runs, which run_batches needs)
+                hi = lo + n_rows
+                sw = None if swb is None else swb[lo:hi]
+                total += self(Xb[lo:hi], tb[lo:hi], sw, n_rows) * n_rows
+                lo, count = hi, count - 1
         return total
 
     def _run_batches(self, X, t, count, n_rows):

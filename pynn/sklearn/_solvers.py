@@ -30,7 +30,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from .. import nn, optim
 from ..data import batch_bounds
 from ..train import restore, snapshot
-from ._batch_step import _SELF_DOT, _BatchStep, _gathered_blocks
+from ._batch_step import _SELF_DOT, _BatchStep, _epoch_blocks, _gathered_blocks
 
 STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
 # scikit-learn's adaptive schedule stops once the rate would go below this
@@ -123,7 +123,7 @@ class _Solvers:
                                                                          sample_weight)
         n_samples = X.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
-        batches = self._batches(n_samples)
+        blocks = _epoch_blocks(self._batches(n_samples), X)
         step = _BatchStep(self, sample_weight is None)
         model = self._model
         model.train()  # predict (validation scores) runs in eval mode regardless
@@ -135,9 +135,9 @@ class _Solvers:
                     sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                 accumulated_loss = 0.0
                 step.new_epoch()
-                for block, Xb, tb, swb in _gathered_blocks(batches, sample_idx, self.shuffle,
-                                                           X, target, sample_weight):
-                    accumulated_loss = step.run_block(block, Xb, tb, swb, accumulated_loss)
+                for runs, Xb, tb, swb in _gathered_blocks(blocks, sample_idx, self.shuffle,
+                                                          X, target, sample_weight):
+                    accumulated_loss = step.run_block(runs, Xb, tb, swb, accumulated_loss)
                 if self._end_epoch(accumulated_loss / n_samples, n_samples, validation,
                                    incremental):
                     break
