@@ -250,7 +250,10 @@ class Optimizer(FlatLayout, OptimizerState):
                 and self._arena_generation == ParameterArena.generation
                 and self._runs_version == Parameter.freeze_version):
             return False
-        if self._all_unchanged():
+        for gi, group in enumerate(self.param_groups):
+            if not self._unchanged(gi, group):
+                break
+        else:  # (the loop inline, not _all_unchanged: this runs every step)
             return loaded == self._version
         # groups edited back to the configuration the caller loaded (it stepped with it)
         if self._known_version() != loaded:
