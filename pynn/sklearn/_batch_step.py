@@ -1,9 +1,10 @@
 """One epoch's batches of the estimators' stochastic solvers: their rows gathered in blocks
 (laid out by ``_epoch_blocks`` once per fit, gathered by ``_gathered_blocks`` per epoch) and
-each batch's step with scikit-learn's per-batch L2 term (``_BatchStep``): pynn's compiled step, several batches of a block in one call into C where
-they can go together, else the eager lines. Apart from pynn/sklearn/_solvers.py, which holds
-what an epoch and a fit decide (optimizers, schedules, stopping, L-BFGS), because this part
-runs per batch and changes with how a step runs."""
+each batch's step with scikit-learn's per-batch L2 term (``_BatchStep``): pynn's compiled
+step, several batches of a block in one call into C where they can go together, else the eager
+lines. Apart from pynn/sklearn/_solvers.py, which holds what an epoch and a fit decide
+(optimizers, schedules, stopping, L-BFGS), because this part runs per batch and changes with
+how a step runs."""
 import numpy as np
 from scipy.linalg import blas
 
