@@ -110,9 +110,9 @@ cdef class StepProgram:
         """A Dense op: X (n x k; 0: the batch handed to run()) times W.T plus b, its activation
         ``act`` (parameters param, param2) in the epilogue, into Y (n x m), with the product's
         ``forward_strategy`` (pynn.tune) and its ``dense.forward_scratch`` elements of forward
-        scratch (0: none needed). Backward into dW, db (0: frozen) and dX (0: no input gradient) with
-        ``backward_strategy`` on ``backward_threads`` with ``bias_rows`` rows of bias partial
-        sums (``dense.backward_team``) in ``bias_sums``; dz: the dZ scratch (0: no
+        scratch (0: none needed). Backward into dW, db (0: frozen) and dX (0: no input
+        gradient) with ``backward_strategy`` on ``backward_threads`` with ``bias_rows`` rows of
+        bias partial sums (``dense.backward_team``) in ``bias_sums``; dz: the dZ scratch (0: no
         activation); Z: where the pre-activation is kept for an activation whose derivative
         needs it (0: none)."""
         if not dense_strategy_valid(forward_strategy, True):

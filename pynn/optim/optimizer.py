@@ -145,7 +145,7 @@ class Optimizer(FlatLayout, OptimizerState):
         self.claim_parameters()
         self._update_runs()
         if not self._all_unchanged():
-            known = self._known_version()
+            known = self._known_config()
             if known is not None:
                 self._adopt(known)
             else:
@@ -186,23 +186,24 @@ class Optimizer(FlatLayout, OptimizerState):
         self._known_configs = []
         self._version = self._new_version()
 
-    def _known_version(self):
-        """The version of a configuration stepped with before on this layout that every group
-        equals now (each the same dict, its values equal to the copy then checked), or None."""
+    def _known_config(self):
+        """The (version, groups as checked) of a configuration stepped with before on this
+        layout that every group equals now (each the same dict, its values equal to the copy
+        then checked), or None."""
         groups = self.param_groups
-        for version, checked in reversed(self._known_configs):
+        for known in reversed(self._known_configs):
+            checked = known[1]
             if len(checked) == len(groups) and all(
                     c[0] is g and c[1] == g for c, g in zip(checked, groups)):
-                return version
+                return known
         return None
 
-    def _adopt(self, version):
-        """Take up known configuration ``version`` again (its groups were checked then)."""
-        for version_, checked in self._known_configs:
-            if version_ == version:
-                self._checked_groups = dict(enumerate(checked))
-                self._version = version
-                return
+    def _adopt(self, known):
+        """Take up a known configuration (``_known_config``'s) again: its groups were checked
+        when it was first stepped with."""
+        version, checked = known
+        self._checked_groups = dict(enumerate(checked))
+        self._version = version
 
     def _remember_config(self):
         """Record the configuration this step ran with (a few, the newest kept)."""
@@ -256,9 +257,10 @@ class Optimizer(FlatLayout, OptimizerState):
         else:  # (the loop inline, not _all_unchanged: this runs every step)
             return loaded == self._version
         # groups edited back to the configuration the caller loaded (it stepped with it)
-        if self._known_version() != loaded:
+        known = self._known_config()
+        if known is None or known[0] != loaded:
             return False
-        self._adopt(loaded)
+        self._adopt(known)
         self._steady_version = loaded
         return True
 

@@ -89,7 +89,8 @@ class _Solvers:
 
     def _set_weight_decay(self, weight_sum):
         """alpha / (the batch's weighted size) on the weights group; changed only when the
-        batch size changes (the last batch), so the optimizer re-checks its group rarely."""
+        batch size changes (the last batch, and back), values the optimizer has stepped with
+        before, so it takes up their checked configuration again (Optimizer._known_configs)."""
         decay = self.alpha / weight_sum if weight_sum > 0 else 0.0
         group = self._optimizer.param_groups[0]
         if group["weight_decay"] != decay:
